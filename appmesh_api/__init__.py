@@ -1,0 +1,1 @@
+"""appmesh_api: the App Mesh control plane (REST API, store, change feed, side services)."""

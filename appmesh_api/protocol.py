@@ -1,0 +1,268 @@
+"""rest-json on the wire, driven by botocore's shapes.
+
+``parse_request`` turns an HTTP request into the operation's input parameters and
+checks every constraint the model states (required, types, enums, lengths, ranges,
+list sizes, unions) -- including the maxima botocore's client never checks.
+``serialize_output`` renders an operation's output the way botocore reads it.
+
+Messages follow AWS's Coral validation style
+(``1 validation error detected: Value '70000' at 'spec.listeners.1.member.portMapping.port'
+failed to satisfy constraint: Member must have value less than or equal to 65535``)
+so that users who grep for AWS's wording find ours.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import unquote
+
+from botocore.model import OperationModel, Shape, StructureShape
+
+from appmesh_api.errors import BadRequestException
+
+_MAX_ERRORS_SHOWN = 5
+
+
+class _Collector:
+    """Gathers constraint violations so one response names all of them, as AWS does."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def violation(self, value: Any, where: str, constraint: str) -> None:
+        self.problems.append(
+            f"Value {_render(value)} at '{where}' failed to satisfy constraint: {constraint}"
+        )
+
+    def other(self, text: str) -> None:
+        self.problems.append(text)
+
+    def raise_if_any(self) -> None:
+        if not self.problems:
+            return
+        count = len(self.problems)
+        noun = "error" if count == 1 else "errors"
+        shown = "; ".join(self.problems[:_MAX_ERRORS_SHOWN])
+        raise BadRequestException(f"{count} validation {noun} detected: {shown}")
+
+
+def _render(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, (dict, list)):
+        text = json.dumps(value, separators=(",", ":"))
+    else:
+        text = str(value)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"'{text}'"
+
+
+def _join(path: str, member: str) -> str:
+    return f"{path}.{member}" if path else member
+
+
+def validate_value(shape: Shape, value: Any, path: str, errors: _Collector) -> None:
+    """Check ``value`` against ``shape`` recursively, recording each violation."""
+    kind = shape.type_name
+    if kind == "structure":
+        _validate_structure(shape, value, path, errors)
+    elif kind == "list":
+        _validate_list(shape, value, path, errors)
+    elif kind == "map":
+        _validate_map(shape, value, path, errors)
+    elif kind == "string":
+        _validate_string(shape, value, path, errors)
+    elif kind in ("integer", "long"):
+        _validate_integer(shape, value, path, errors)
+    elif kind == "boolean":
+        if not isinstance(value, bool):
+            errors.violation(value, path, "Member must be a boolean")
+    elif kind in ("double", "float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            errors.violation(value, path, "Member must be a number")
+    elif kind == "timestamp":
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            errors.violation(value, path, "Member must be a timestamp")
+
+
+def _validate_structure(shape: Shape, value: Any, path: str, errors: _Collector) -> None:
+    if not isinstance(value, dict):
+        errors.violation(value, path or "body", "Member must be an object")
+        return
+    assert isinstance(shape, StructureShape)
+    members = shape.members
+    for key in value:
+        if key not in members:
+            where = f"'{path}'" if path else "the top level"
+            errors.other(f"Unknown field '{key}' at {where}: it is not part of {shape.name}")
+    for required in shape.required_members:
+        if value.get(required) is None:
+            errors.violation(None, _join(path, required), "Member must not be null")
+    present = [key for key, item in value.items() if key in members and item is not None]
+    if shape.is_union and len(present) != 1:
+        options = ", ".join(members)
+        errors.other(
+            f"Value at '{path}' failed to satisfy constraint: Member must have exactly one "
+            f"of the following fields set: [{options}] ({len(present)} set)"
+        )
+    for key in present:
+        validate_value(members[key], value[key], _join(path, key), errors)
+
+
+def _validate_list(shape: Shape, value: Any, path: str, errors: _Collector) -> None:
+    if not isinstance(value, list):
+        errors.violation(value, path, "Member must be a list")
+        return
+    _check_size(shape, len(value), value, path, errors, "length")
+    for index, item in enumerate(value, start=1):
+        where = f"{path}.{index}.member"
+        if item is None:
+            errors.violation(None, where, "Member must not be null")
+        else:
+            validate_value(shape.member, item, where, errors)
+
+
+def _validate_map(shape: Shape, value: Any, path: str, errors: _Collector) -> None:
+    if not isinstance(value, dict):
+        errors.violation(value, path, "Member must be a map")
+        return
+    _check_size(shape, len(value), value, path, errors, "length")
+    for key, item in value.items():
+        validate_value(shape.key, key, f"{path}.key", errors)
+        validate_value(shape.value, item, f"{path}.{key}", errors)
+
+
+def _validate_string(shape: Shape, value: Any, path: str, errors: _Collector) -> None:
+    if not isinstance(value, str):
+        errors.violation(value, path, "Member must be a string")
+        return
+    _check_size(shape, len(value), value, path, errors, "length")
+    enum = shape.enum
+    if enum and value not in enum:
+        errors.violation(value, path, f"Member must satisfy enum value set: [{', '.join(enum)}]")
+    pattern = shape.metadata.get("pattern")
+    if pattern and re.search(pattern, value) is None:
+        errors.violation(
+            value, path, f"Member must satisfy regular expression pattern: {pattern}"
+        )
+
+
+def _validate_integer(shape: Shape, value: Any, path: str, errors: _Collector) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        errors.violation(value, path, "Member must be an integer")
+        return
+    _check_size(shape, value, value, path, errors, "value")
+
+
+def _check_size(
+    shape: Shape, measure: int, value: Any, path: str, errors: _Collector, what: str
+) -> None:
+    low = shape.metadata.get("min")
+    high = shape.metadata.get("max")
+    if low is not None and measure < low:
+        errors.violation(value, path, f"Member must have {what} greater than or equal to {low}")
+    if high is not None and measure > high:
+        errors.violation(value, path, f"Member must have {what} less than or equal to {high}")
+
+
+def _scalar_from_text(shape: Shape, text: str, name: str, errors: _Collector) -> Any:
+    """Convert a path label or query value to the shape's type (they arrive as text)."""
+    if shape.type_name in ("integer", "long"):
+        try:
+            return int(text)
+        except ValueError:
+            errors.violation(text, name, "Member must be an integer")
+            return None
+    if shape.type_name == "boolean":
+        if text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        errors.violation(text, name, "Member must be a boolean")
+        return None
+    return text
+
+
+def parse_request(
+    operation: OperationModel,
+    labels: Mapping[str, str],
+    query: Mapping[str, str],
+    body: bytes,
+) -> dict[str, Any]:
+    """Build and validate the input parameters of ``operation`` from an HTTP request.
+
+    Raises BadRequestException naming every offending field; nothing is changed
+    by a request that fails here.
+    """
+    shape = operation.input_shape
+    errors = _Collector()
+    params: dict[str, Any] = {}
+    document = _parse_body(body) if body.strip() else {}
+    if not isinstance(document, dict):
+        raise BadRequestException("The request body must be a JSON object.")
+    if shape is None:
+        return params
+    for name, member in shape.members.items():
+        location = member.serialization.get("location")
+        wire_name = member.serialization.get("name", name)
+        if location == "uri":
+            if wire_name in labels:
+                params[name] = _scalar_from_text(member, unquote(labels[wire_name]), name, errors)
+        elif location == "querystring":
+            if wire_name in query:
+                params[name] = _scalar_from_text(member, query[wire_name], name, errors)
+        elif location is None and name in document:
+            params[name] = document[name]
+    body_members = {n for n, m in shape.members.items() if not m.serialization.get("location")}
+    for key in document:
+        if key not in body_members:
+            errors.other(f"Unknown field '{key}' at the top level: it is not part of {shape.name}")
+    errors.raise_if_any()
+    validate_value(shape, {k: v for k, v in params.items() if v is not None}, "", errors)
+    errors.raise_if_any()
+    return params
+
+
+def _parse_body(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequestException(
+            f"The request body is not valid JSON ({exc}). Send a JSON object as the body."
+        ) from None
+
+
+def to_wire(shape: Shape, value: Any) -> Any:
+    """Render a stored value for the wire: timestamps as epoch seconds, nulls dropped."""
+    kind = shape.type_name
+    if kind == "structure":
+        members = shape.members
+        return {
+            key: to_wire(members[key], item)
+            for key, item in value.items()
+            if item is not None and key in members
+        }
+    if kind == "list":
+        return [to_wire(shape.member, item) for item in value]
+    if kind == "map":
+        return {key: to_wire(shape.value, item) for key, item in value.items()}
+    if kind == "timestamp" and isinstance(value, datetime):
+        return value.timestamp()
+    return value
+
+
+def serialize_output(operation: OperationModel, result: Mapping[str, Any]) -> bytes:
+    """The JSON body of a successful response (honours the output's ``payload`` member)."""
+    shape = operation.output_shape
+    if shape is None:
+        return b"{}"
+    payload = shape.serialization.get("payload")
+    if payload:
+        member = shape.members[payload]
+        document = to_wire(member, result.get(payload) or {})
+    else:
+        document = to_wire(shape, result)
+    return json.dumps(document, separators=(",", ":")).encode()
