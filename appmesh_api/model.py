@@ -64,9 +64,7 @@ def http_routes() -> tuple[RouteSpec, ...]:
     for name in model.operation_names:
         operation = model.operation_model(name)
         regex, labels, literal_length = _compile(operation.http["requestUri"])
-        routes.append(
-            RouteSpec(operation, operation.http["method"], regex, labels, literal_length)
-        )
+        routes.append(RouteSpec(operation, operation.http["method"], regex, labels, literal_length))
     routes.sort(key=lambda route: -route.literal_length)
     return tuple(routes)
 

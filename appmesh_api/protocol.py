@@ -79,15 +79,21 @@ def validate_value(shape: Shape, value: Any, path: str, errors: _Collector) -> N
         _validate_string(shape, value, path, errors)
     elif kind in ("integer", "long"):
         _validate_integer(shape, value, path, errors)
-    elif kind == "boolean":
-        if not isinstance(value, bool):
-            errors.violation(value, path, "Member must be a boolean")
-    elif kind in ("double", "float"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            errors.violation(value, path, "Member must be a number")
-    elif kind == "timestamp":
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            errors.violation(value, path, "Member must be a timestamp")
+    elif kind in _SCALAR_CHECKS:
+        accepts, constraint = _SCALAR_CHECKS[kind]
+        if isinstance(value, bool) != (kind == "boolean") or not accepts(value):
+            errors.violation(value, path, constraint)
+
+
+_SCALAR_CHECKS = {
+    "boolean": (lambda value: isinstance(value, bool), "Member must be a boolean"),
+    "double": (lambda value: isinstance(value, (int, float)), "Member must be a number"),
+    "float": (lambda value: isinstance(value, (int, float)), "Member must be a number"),
+    "timestamp": (
+        lambda value: isinstance(value, (int, float, str)),
+        "Member must be a timestamp",
+    ),
+}
 
 
 def _validate_structure(shape: Shape, value: Any, path: str, errors: _Collector) -> None:
@@ -104,7 +110,7 @@ def _validate_structure(shape: Shape, value: Any, path: str, errors: _Collector)
         if value.get(required) is None:
             errors.violation(None, _join(path, required), "Member must not be null")
     present = [key for key, item in value.items() if key in members and item is not None]
-    if shape.is_union and len(present) != 1:
+    if shape.is_tagged_union and len(present) != 1:
         options = ", ".join(members)
         errors.other(
             f"Value at '{path}' failed to satisfy constraint: Member must have exactly one "
@@ -147,9 +153,7 @@ def _validate_string(shape: Shape, value: Any, path: str, errors: _Collector) ->
         errors.violation(value, path, f"Member must satisfy enum value set: [{', '.join(enum)}]")
     pattern = shape.metadata.get("pattern")
     if pattern and re.search(pattern, value) is None:
-        errors.violation(
-            value, path, f"Member must satisfy regular expression pattern: {pattern}"
-        )
+        errors.violation(value, path, f"Member must satisfy regular expression pattern: {pattern}")
 
 
 def _validate_integer(shape: Shape, value: Any, path: str, errors: _Collector) -> None:

@@ -1,0 +1,45 @@
+"""A per-mesh version that other parts can wait on.
+
+Every committed write bumps its mesh's version to the store's global sequence
+(so versions only grow, across restarts too). The xDS server waits here instead
+of polling: a proxy's long-poll wakes the moment its mesh changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from appmesh_api.store import MeshKey
+
+
+class ChangeFeed:
+    """Versions per mesh and one asyncio.Event per mesh that is set (and replaced) on change."""
+
+    def __init__(self, initial_version: int = 0) -> None:
+        self._initial = initial_version
+        self._versions: dict[MeshKey, int] = {}
+        self._events: dict[MeshKey, asyncio.Event] = {}
+
+    def version(self, mesh: MeshKey) -> int:
+        """The mesh's current version (the store's sequence at start for untouched meshes)."""
+        return self._versions.get(mesh, self._initial)
+
+    def publish(self, mesh: MeshKey, version: int) -> None:
+        """Record a committed change and wake every waiter on that mesh."""
+        self._versions[mesh] = version
+        event = self._events.pop(mesh, None)
+        if event is not None:
+            event.set()
+
+    async def wait(self, mesh: MeshKey, seen_version: int, timeout: float) -> int:
+        """Wait until the mesh's version differs from ``seen_version`` (or ``timeout`` passes)."""
+        current = self.version(mesh)
+        if current != seen_version:
+            return current
+        event = self._events.get(mesh)
+        if event is None:
+            event = self._events[mesh] = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
+        return self.version(mesh)
