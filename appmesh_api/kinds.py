@@ -23,11 +23,13 @@ class Kind:
 
     @property
     def plural(self) -> str:
-        return f"{self.api_name}s"
+        """``Meshes``, ``VirtualNodes``: the List operation's suffix."""
+        return f"{self.api_name}es" if self.api_name.endswith("h") else f"{self.api_name}s"
 
     @property
     def list_member(self) -> str:
-        return f"{self.key}s"
+        """``meshes``, ``virtualNodes``: the member of the List output that holds the refs."""
+        return self.plural[0].lower() + self.plural[1:]
 
 
 MESH = Kind("Mesh", "mesh", "meshName", "mesh", quota="meshes_per_account")
@@ -77,6 +79,7 @@ ALL_KINDS = (
     GATEWAY_ROUTE,
 )
 BY_API_NAME = {kind.api_name: kind for kind in ALL_KINDS}
+BY_PLURAL = {kind.plural: kind for kind in ALL_KINDS}
 BY_KEY = {kind.key: kind for kind in ALL_KINDS}
 BY_ARN_SEGMENT = {kind.arn_segment: kind for kind in ALL_KINDS}
 
@@ -88,9 +91,8 @@ def split_operation(operation: str) -> tuple[str, Kind] | None:
     for verb in VERBS:
         if operation.startswith(verb):
             rest = operation[len(verb) :]
-            if verb == "List":
-                rest = rest[:-1] if rest.endswith("s") else rest
-            kind = BY_API_NAME.get(rest)
+            table = BY_PLURAL if verb == "List" else BY_API_NAME
+            kind = table.get(rest)
             if kind is not None:
                 return verb, kind
     return None

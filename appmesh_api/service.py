@@ -21,6 +21,7 @@ from typing import Any
 from appmesh_api import kinds, rules
 from appmesh_api.arns import build_arn
 from appmesh_api.changefeed import ChangeFeed
+from appmesh_api.defaults import complete_spec
 from appmesh_api.dependencies import check_delete, check_references
 from appmesh_api.errors import (
     ConflictException,
@@ -143,7 +144,7 @@ class AppMeshService:
                 f"for account {key.mesh_owner}"
             )
         self._check_quota(kind, key)
-        spec = params.get("spec") or {}
+        spec = complete_spec(kind, params.get("spec") or {})
         self._check_spec(kind, key, spec, parent)
         now = round(time.time(), 3)
         metadata = {
@@ -171,7 +172,7 @@ class AppMeshService:
         parent = self._require_container(kind, key)
         record = self._require(key, kind)
         self._check_owner(record, caller, "update")
-        spec = params.get("spec") or {}
+        spec = complete_spec(kind, params.get("spec") or {})
         self._check_spec(kind, key, spec, parent)
         self._check_listener_change(kind, key, spec)
         data = copy.deepcopy(record.data)
