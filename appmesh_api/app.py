@@ -7,17 +7,20 @@ services (embedded moto, or ``--aws-endpoint``), routed by SigV4 credential scop
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from urllib.parse import parse_qsl
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from appmesh_api import protocol
 from appmesh_api.changefeed import ChangeFeed
+from appmesh_api.edge import build_side_services_app
 from appmesh_api.errors import AppMeshError, InternalServerErrorException
 from appmesh_api.identity import identify
 from appmesh_api.model import match_operation
@@ -38,26 +41,105 @@ def open_store(settings: Settings) -> Store:
     return Store(Path(settings.data_dir) / DATABASE_FILE)
 
 
-def error_response(error: AppMeshError, request_id: str) -> Response:
-    return JSONResponse(
-        {"message": error.message},
-        status_code=error.status_code,
-        headers={"x-amzn-ErrorType": error.code, "x-amzn-RequestId": request_id},
-    )
+def error_body(error: AppMeshError) -> bytes:
+    return json.dumps({"message": error.message}).encode()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+class AppMeshEndpoint:
+    """Pure-ASGI front door: ``/v20190125/...`` is answered here, the rest passes on.
+
+    App Mesh calls skip FastAPI's per-request routing and Request/Response objects
+    (about half the server's CPU per call); appmesh-local's own endpoints and the
+    side services still go through FastAPI.
+    """
+
+    def __init__(self, inner: ASGIApp, service: AppMeshService, settings: Settings) -> None:
+        self.inner = inner
+        self.service = service
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX + "/"):
+            await self.inner(scope, receive, send)
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
+        }
+        path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").split("?", 1)[0]
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        status, extra, payload = self.handle(scope["method"], path, query, headers, bytes(body))
+        response_headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+            *((name.encode(), value.encode()) for name, value in extra.items()),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": response_headers})
+        await send({"type": "http.response.body", "body": payload})
+
+    def handle(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        """Parse, run and serialize one operation, mapping every failure to an AWS error.
+
+        Runs without awaiting, so the whole read-check-write is atomic on the event loop.
+        """
+        request_id = str(uuid.uuid4())
+        found = match_operation(method, path)
+        if found is None:
+            message = f"No App Mesh operation serves {method} {path}"
+            return (
+                404,
+                {"x-amzn-ErrorType": "UnknownOperationException", "x-amzn-RequestId": request_id},
+                json.dumps({"message": message}).encode(),
+            )
+        operation, labels = found
+        try:
+            params = protocol.parse_request(operation, labels, query, body)
+            caller = identify(headers.get("authorization"), self.settings)
+            result = self.service.call(operation.name, params, caller)
+            payload = protocol.serialize_output(operation, result)
+        except AppMeshError as error:
+            log.info("%s -> %s: %s", operation.name, error.code, error.message)
+            return self._error(error, request_id)
+        except Exception:
+            log.exception("%s failed unexpectedly", operation.name)
+            return self._error(
+                InternalServerErrorException(
+                    "The request failed inside appmesh-local. See the server log for the traceback."
+                ),
+                request_id,
+            )
+        log.debug("%s -> 200", operation.name)
+        return 200, {"x-amzn-RequestId": request_id}, payload
+
+    @staticmethod
+    def _error(error: AppMeshError, request_id: str) -> tuple[int, dict[str, str], bytes]:
+        headers = {"x-amzn-ErrorType": error.code, "x-amzn-RequestId": request_id}
+        return error.status_code, headers, error_body(error)
+
+
+def create_app(settings: Settings | None = None) -> ASGIApp:
     """Build the application; state (store, change feed, service) lives on ``app.state``."""
     settings = settings or Settings()
     store = open_store(settings)
     feed = ChangeFeed(store.sequence)
     service = AppMeshService(store, feed, settings)
+    side_services = build_side_services_app(settings.aws_endpoint)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         where = settings.data_dir or "memory (--in-memory)"
         log.info("App Mesh API ready; state in %s", where)
         yield
+        closer = getattr(side_services, "aclose", None)
+        if closer is not None:
+            await closer()
         store.close()
 
     app = FastAPI(
@@ -78,52 +160,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         side = settings.aws_endpoint or "embedded moto"
         return {"status": "running", "appmesh": "available", "side_services": side}
 
-    @app.api_route(
-        API_PREFIX + "/{path:path}", methods=["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD"]
-    )
-    async def appmesh(request: Request) -> Response:
-        return await handle_appmesh(request, service, settings)
-
-    from appmesh_api.edge import build_side_services_app
-
-    app.mount("/", build_side_services_app(settings.aws_endpoint))
+    app.mount("/", side_services)
+    app.add_middleware(AppMeshEndpoint, service=service, settings=settings)
     return app
-
-
-async def handle_appmesh(request: Request, service: AppMeshService, settings: Settings) -> Response:
-    """Parse, run and serialize one App Mesh operation, mapping every failure to an AWS error."""
-    request_id = str(uuid.uuid4())
-    path = request.scope.get("raw_path", b"").decode("latin-1") or request.url.path
-    path = path.split("?", 1)[0]
-    found = match_operation(request.method, path)
-    if found is None:
-        return JSONResponse(
-            {"message": f"No App Mesh operation serves {request.method} {path}"},
-            status_code=404,
-            headers={
-                "x-amzn-ErrorType": "UnknownOperationException",
-                "x-amzn-RequestId": request_id,
-            },
-        )
-    operation, labels = found
-    try:
-        body = await request.body()
-        params = protocol.parse_request(operation, labels, request.query_params, body)
-        caller = identify(request.headers.get("authorization"), settings)
-        result = service.call(operation.name, params, caller)
-        payload = protocol.serialize_output(operation, result)
-    except AppMeshError as error:
-        log.info("%s -> %s: %s", operation.name, error.code, error.message)
-        return error_response(error, request_id)
-    except Exception:
-        log.exception("%s failed unexpectedly", operation.name)
-        error = InternalServerErrorException(
-            "The request failed inside appmesh-local. See the server log for the traceback."
-        )
-        return error_response(error, request_id)
-    log.debug("%s -> 200", operation.name)
-    return Response(
-        payload,
-        media_type="application/json",
-        headers={"x-amzn-RequestId": request_id},
-    )

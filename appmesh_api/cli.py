@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +37,8 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # moto's CloudFormation custom resources and Step Functions call back to localhost:MOTO_PORT.
+    os.environ.setdefault("MOTO_PORT", str(args.port))
     app = create_app(settings)
     endpoint = f"http://{args.host}:{args.port}"
     print(f"appmesh-local: App Mesh API and AWS side services on {endpoint}", flush=True)

@@ -1,0 +1,256 @@
+"""The "edge": every non-App-Mesh request on the control-plane port goes to AWS side services.
+
+A mesh needs more than the App Mesh API (Cloud Map, ACM PCA, X-Ray, CloudWatch, Logs; STS,
+S3, SSM, CloudFormation for the CDK). Serving them on the same port, like LocalStack's edge
+port, lets users point one ``AWS_ENDPOINT_URL`` at appmesh-local. App Mesh routes
+(``/v20190125/...``) are matched first elsewhere; this ASGI app is the fallback.
+
+Routing uses the service named in the SigV4 credential scope of the ``Authorization`` header
+(``Credential=AKID/DATE/REGION/SERVICE/aws4_request``). Requests without one (presigned URLs,
+unsigned calls) fall back to moto's own inference (body, target header, then S3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+import botocore.session
+import yarl
+from botocore.auth import S3SigV4Auth, SigV4Auth
+from botocore.awsrequest import AWSRequest
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+_log = logging.getLogger(__name__)
+
+_SCOPE_RE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/,\s]+)/([^/,\s]+)/aws4_request")
+_TWELVE_DIGITS = re.compile(r"\d{12}")
+_CBOR_OP = re.compile(r"^/service/[^/]+/operation/([^/?]+)")
+# RFC 9110 hop-by-hop headers, plus those aiohttp recomputes for a fully buffered body.
+_HOP_BY_HOP = frozenset(
+    "connection keep-alive proxy-authenticate proxy-authorization te trailer "  # noqa: SIM905
+    "transfer-encoding upgrade host content-length expect".split()
+)
+_Headers = list[tuple[str, str]]
+_RESIGN_DROP = frozenset(("authorization", "x-amz-date", "x-amz-security-token"))
+
+
+@dataclass(frozen=True)
+class CredentialScope:
+    """The parts of a SigV4 credential scope that decide where a request goes."""
+
+    access_key: str
+    region: str
+    service: str
+
+
+def parse_credential_scope(authorization: str | None) -> CredentialScope | None:
+    """Return the SigV4 scope of an ``Authorization`` header, or None if not SigV4."""
+    match = _SCOPE_RE.search(authorization or "")
+    return CredentialScope(*match.groups()) if match else None
+
+
+def _operation(method: str, path: str, query: str, target: str, form: bytes = b"") -> str:
+    """Best-effort operation name for the log line, from what each AWS protocol exposes."""
+    if target:  # awsJson: X-Amz-Target "Service_Version.Operation"
+        return target.rsplit(".", 1)[-1]
+    if match := _CBOR_OP.match(path):  # smithy-rpc-v2-cbor
+        return match.group(1)
+    # awsQuery (STS, IAM, CloudFormation): Action in the query string or the form body.
+    if action := (parse_qs(query) or parse_qs(form.decode("utf-8", "replace"))).get("Action"):
+        return action[0]
+    return f"{method} {path}"  # rest-json/rest-xml: the route is the operation
+
+
+def _peek_form(environ: dict[str, Any]) -> bytes:
+    """Read a small form-encoded body and put it back (as moto's dispatcher does)."""
+    length = environ.get("CONTENT_LENGTH") or ""
+    form = environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded")
+    if not (form and length.isdigit() and 0 < int(length) <= 1 << 20):
+        return b""
+    body = environ["wsgi.input"].read(int(length))
+    environ["wsgi.input"] = io.BytesIO(body)
+    return body
+
+
+class _MotoEdge:
+    """WSGI shim in front of moto's ``DomainDispatcherApplication``.
+
+    It only adjusts the environ so that moto behaves as it does under ``moto_server``:
+    - a leading ``data-`` is stripped from Host: botocore prefixes Cloud Map's
+      DiscoverInstances endpoint with ``data-``. moto 5.2 dispatches on the credential scope,
+      not on Host, but its handlers still read Host (S3 virtual-host buckets, region from
+      URL), so the request should look exactly like an ordinary one;
+    - ``RAW_URI`` is set from the ASGI raw path: werkzeug's dev server sets it, and moto's S3
+      takes object keys from it (else keys ``a%41`` and ``x%2Fy`` turn into ``aA`` and ``x/y``);
+    - a 12-digit access key id selects that account (LocalStack's convention) through moto's
+      ``x-moto-account-id`` header, so tests can isolate themselves with random keys.
+    """
+
+    def __init__(self, dispatcher: Callable[..., Iterable[bytes]]) -> None:
+        self.dispatcher = dispatcher
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        host = environ.get("HTTP_HOST", "")
+        if host.startswith("data-"):
+            environ["HTTP_HOST"] = host[len("data-") :]
+        scope = environ.get("asgi.scope") or {}
+        raw_path = scope.get("raw_path")
+        if raw_path and "RAW_URI" not in environ:
+            query = environ.get("QUERY_STRING", "")
+            raw_uri = raw_path.decode("latin1") + (f"?{query}" if query else "")
+            environ["RAW_URI"] = environ["REQUEST_URI"] = raw_uri
+        cred = parse_credential_scope(environ.get("HTTP_AUTHORIZATION"))
+        if cred and _TWELVE_DIGITS.fullmatch(cred.access_key):
+            environ.setdefault("HTTP_X_MOTO_ACCOUNT_ID", cred.access_key)
+        service = cred.service if cred else "unsigned"
+        path, query = environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", "")
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        operation = _operation(environ["REQUEST_METHOD"], path, query, target, _peek_form(environ))
+        status: list[str] = []
+
+        def _start(status_line: str, headers: list[Any], exc_info: Any = None) -> Any:
+            status.append(status_line)
+            return start_response(status_line, headers, exc_info)
+
+        try:
+            return self.dispatcher(environ, _start)
+        finally:
+            _log.debug("side-service %s %s -> %s", service, operation, (status or ["error"])[0])
+
+
+class _Forwarder:
+    """ASGI app that relays every request to another AWS-compatible endpoint.
+
+    Method, raw path, query, headers (minus Host and hop-by-hop) and body go to
+    ``endpoint``; status, headers and body stream back. Bodies are not decompressed.
+
+    When the target host ends with ``amazonaws.com`` the request is re-signed with SigV4:
+    the client signed it for *our* host (the signature covers ``Host``), so AWS would reject
+    it. Credentials come from botocore's default chain (env, profile, SSO, IMDS...), service
+    and region from the incoming credential scope. Unsigned or presigned requests are
+    forwarded untouched, and chunk-signed uploads (``STREAMING-AWS4-HMAC-SHA256-PAYLOAD``)
+    cannot be re-signed. Other targets (LocalStack, moto) get the request as sent.
+    """
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self.resign = (urlsplit(self.endpoint).hostname or "").endswith("amazonaws.com")
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._credentials: Any = None
+
+    def _sign(
+        self, method: str, url: str, headers: _Headers, body: bytes, cred: CredentialScope
+    ) -> _Headers:
+        """SigV4-sign for the real endpoint (blocking: the credential chain may do I/O)."""
+        if self._credentials is None:
+            self._credentials = botocore.session.get_session().get_credentials()
+        if self._credentials is None:
+            raise RuntimeError("no AWS credentials found by botocore's default chain")
+        kept = [(k, v) for k, v in headers if k.lower() not in _RESIGN_DROP]
+        request = AWSRequest(method=method, url=url, data=body, headers=dict(kept))
+        sha = dict((k.lower(), v) for k, v in kept).get("x-amz-content-sha256", "")
+        if sha == "STREAMING-UNSIGNED-PAYLOAD-TRAILER":  # boto3's default S3 upload framing
+            request.context["checksum"] = {"request_algorithm": {"in": "trailer"}}
+        signer = S3SigV4Auth if cred.service == "s3" else SigV4Auth
+        frozen = self._credentials.get_frozen_credentials()
+        signer(frozen, cred.service, cred.region).add_auth(request)
+        return list(request.headers.items())
+
+    async def _client(self) -> aiohttp.ClientSession:
+        """One pooled aiohttp session per event loop (mounted apps get no lifespan events)."""
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._loop is not loop:
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
+            self._session = aiohttp.ClientSession(auto_decompress=False, timeout=timeout)
+            self._loop = loop
+        return self._session
+
+    async def aclose(self) -> None:
+        """Close the pooled HTTP session."""
+        if self._session is not None:
+            await self._session.close()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            await self.aclose()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["type"] != "http":
+            return
+        buffer, more = bytearray(), True
+        while more:  # buffered: SigV4 re-signing hashes the whole payload
+            message = await receive()
+            buffer += message.get("body", b"")
+            more = message.get("more_body", False)
+        body = bytes(buffer)
+        headers = [
+            (k.decode("latin1"), v.decode("latin1"))
+            for k, v in scope["headers"]
+            if k.decode("latin1").lower() not in _HOP_BY_HOP
+        ]
+        lower = {k.lower(): v for k, v in headers}
+        path = (scope.get("raw_path") or scope["path"].encode()).decode("latin1")
+        query = scope.get("query_string", b"").decode("latin1")
+        url = self.endpoint + path + (f"?{query}" if query else "")
+        method = scope["method"]
+        cred = parse_credential_scope(lower.get("authorization"))
+        form = body if lower.get("content-type", "").startswith("application/x-www-") else b""
+        op = _operation(method, path, query, lower.get("x-amz-target", ""), form)
+        label = f"{cred.service if cred else 'unsigned'} {op}"
+        started = False
+        try:
+            if self.resign and cred:
+                headers = await asyncio.to_thread(self._sign, method, url, headers, body, cred)
+            session = await self._client()
+            async with session.request(
+                method,
+                yarl.URL(url, encoded=True),
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+                skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
+            ) as resp:
+                _log.debug("side-service %s -> %s (via %s)", label, resp.status, self.endpoint)
+                out = [(k, v) for k, v in resp.raw_headers if k.decode().lower() not in _HOP_BY_HOP]
+                if "Content-Length" in resp.headers:  # keep it: HEAD replies carry no body
+                    out.append((b"content-length", resp.headers["Content-Length"].encode()))
+                await send({"type": "http.response.start", "status": resp.status, "headers": out})
+                started = True
+                async for chunk in resp.content.iter_chunked(1 << 16):
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except Exception as exc:  # aiohttp.ClientError, OSError, signing errors
+            _log.warning("side-service forward %s to %s failed: %s", label, self.endpoint, exc)
+            if started:  # too late for a status: cut the body short
+                raise
+            msg = f"appmesh-local could not reach {self.endpoint}: {exc}".encode()
+            plain = [(b"content-type", b"text/plain; charset=utf-8")]
+            await send({"type": "http.response.start", "status": 502, "headers": plain})
+            await send({"type": "http.response.body", "body": msg})
+            return
+        await send({"type": "http.response.body", "body": b""})
+
+
+def build_side_services_app(aws_endpoint: str | None = None) -> ASGIApp:
+    """Return the ASGI app serving every non-App-Mesh request on the control-plane port.
+
+    ``aws_endpoint`` None: an embedded moto (``moto_server``'s werkzeug dispatcher, bridged
+    to ASGI by a2wsgi). moto keeps its state process-wide, so several apps share it.
+    ``aws_endpoint`` set (LocalStack, another moto, or real AWS): requests are relayed there.
+    """
+    if aws_endpoint:
+        return _Forwarder(aws_endpoint)
+    from a2wsgi import WSGIMiddleware
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    return WSGIMiddleware(_MotoEdge(DomainDispatcherApplication(create_backend_app)))

@@ -1,0 +1,221 @@
+"""Control plane throughput: appmesh-local vs moto's server, one boto3 workload, one run.
+
+    python benchmarks/control_plane.py [--nodes 200] [--clients 1 8]
+
+Both servers are started here on 127.0.0.1 (appmesh-local with its SQLite store
+on disk, moto_server in memory). For each client count the workload is: create N
+virtual nodes, describe each, list them all with pagination (limit 10), update
+each, delete each. Printed per phase: ops/s, p50 and p99 latency for both, and
+the throughput ratio. boto3's own CPU cost is in every number, on both sides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import boto3
+from botocore.config import Config
+
+PHASES = ("create", "describe", "list", "update", "delete")
+MESH = "bench"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited early with code {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"server on port {port} did not start in {timeout} s")
+
+
+def start_appmesh_local(data_dir: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    command = [sys.executable, "-m", "appmesh_api.cli", "serve", "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--data-dir", data_dir, "--log-level", "warning"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for_port(port, process)
+    return process, f"http://127.0.0.1:{port}"
+
+
+def start_moto() -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    binary = shutil.which("moto_server")
+    command = [binary] if binary else [sys.executable, "-m", "moto.server"]
+    process = subprocess.Popen(
+        [*command, "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for_port(port, process)
+    return process, f"http://127.0.0.1:{port}"
+
+
+def client(endpoint: str, account: str):
+    return boto3.client(
+        "appmesh",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=account,
+        aws_secret_access_key="bench",
+        config=Config(retries={"max_attempts": 1}, max_pool_connections=4),
+    )
+
+
+def node_spec(port: int) -> dict:
+    return {
+        "listeners": [{"portMapping": {"port": port, "protocol": "http"}}],
+        "serviceDiscovery": {"dns": {"hostname": "bench.local"}},
+    }
+
+
+@dataclass
+class PhaseResult:
+    operations: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def ops_per_second(self) -> float:
+        return self.operations / self.seconds
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def timed(call: Callable[[], object], latencies: list[float]) -> None:
+    start = time.perf_counter()
+    call()
+    latencies.append((time.perf_counter() - start) * 1000)
+
+
+def worker_ops(phase: str, appmesh, names: list[str]) -> list[float]:
+    latencies: list[float] = []
+    for name in names:
+        if phase == "create":
+            timed(
+                lambda n=name: appmesh.create_virtual_node(
+                    meshName=MESH, virtualNodeName=n, spec=node_spec(8080)
+                ),
+                latencies,
+            )
+        elif phase == "describe":
+            timed(
+                lambda n=name: appmesh.describe_virtual_node(meshName=MESH, virtualNodeName=n),
+                latencies,
+            )
+        elif phase == "update":
+            timed(
+                lambda n=name: appmesh.update_virtual_node(
+                    meshName=MESH, virtualNodeName=n, spec=node_spec(9090)
+                ),
+                latencies,
+            )
+        elif phase == "delete":
+            timed(
+                lambda n=name: appmesh.delete_virtual_node(meshName=MESH, virtualNodeName=n),
+                latencies,
+            )
+    return latencies
+
+
+def list_all(appmesh, latencies: list[float]) -> int:
+    token, pages = None, 0
+    while True:
+        start = time.perf_counter()
+        kwargs = {"nextToken": token} if token else {}
+        page = appmesh.list_virtual_nodes(meshName=MESH, limit=10, **kwargs)
+        latencies.append((time.perf_counter() - start) * 1000)
+        pages += 1
+        token = page.get("nextToken")
+        if not token:
+            return pages
+
+
+def run_workload(endpoint: str, nodes: int, clients: int, account: str) -> dict[str, PhaseResult]:
+    setup = client(endpoint, account)
+    setup.create_mesh(meshName=MESH)
+    pool_clients = [client(endpoint, account) for _ in range(clients)]
+    names = [f"node-{index:04d}" for index in range(nodes)]
+    shares = [names[index::clients] for index in range(clients)]
+    results: dict[str, PhaseResult] = {}
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        for phase in PHASES:
+            start = time.perf_counter()
+            if phase == "list":
+                per_worker = list(
+                    pool.map(lambda c: (lambda lat: (list_all(c, lat), lat))([]), pool_clients)
+                )
+                latencies = [ms for _, worker in per_worker for ms in worker]
+                operations = sum(pages for pages, _ in per_worker)
+            else:
+                per_worker = list(pool.map(worker_ops, [phase] * clients, pool_clients, shares))
+                latencies = [ms for worker in per_worker for ms in worker]
+                operations = len(latencies)
+            results[phase] = PhaseResult(operations, time.perf_counter() - start, latencies)
+    setup.delete_mesh(meshName=MESH)
+    return results
+
+
+def report(clients: int, ours: dict[str, PhaseResult], moto: dict[str, PhaseResult]) -> None:
+    print(f"\n{clients} concurrent client(s)")
+    header = f"{'phase':<9}{'appmesh-local ops/s':>21}{'p50 ms':>8}{'p99 ms':>8}"
+    header += f"{'moto ops/s':>12}{'p50 ms':>8}{'p99 ms':>8}{'ratio':>8}"
+    print(header)
+    for phase in PHASES:
+        a, m = ours[phase], moto[phase]
+        print(
+            f"{phase:<9}{a.ops_per_second:>21.0f}{a.percentile(0.5):>8.2f}{a.percentile(0.99):>8.2f}"
+            f"{m.ops_per_second:>12.0f}{m.percentile(0.5):>8.2f}{m.percentile(0.99):>8.2f}"
+            f"{a.ops_per_second / m.ops_per_second:>7.2f}x"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=200)
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as data_dir:
+        ours_process, ours = start_appmesh_local(data_dir)
+        moto_process, moto = start_moto()
+        print(f"appmesh-local {ours} (SQLite in {data_dir}); moto_server {moto}")
+        print(f"{args.nodes} virtual nodes per run; machine: {os.cpu_count()} CPUs")
+        try:
+            for index, clients in enumerate(args.clients):
+                account = f"{100000000000 + index:012d}"
+                moto_results = run_workload(moto, args.nodes, clients, account)
+                our_results = run_workload(ours, args.nodes, clients, account)
+                report(clients, our_results, moto_results)
+        finally:
+            for process in (ours_process, moto_process):
+                process.terminate()
+                process.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
