@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import parse_qsl
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from appmesh_api import protocol
@@ -26,7 +26,7 @@ from appmesh_api.identity import identify
 from appmesh_api.model import match_operation
 from appmesh_api.service import AppMeshService
 from appmesh_api.settings import Settings
-from appmesh_api.store import Store
+from appmesh_api.store import MeshKey, Store
 
 log = logging.getLogger("appmesh_local.api")
 
@@ -159,6 +159,27 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     async def health() -> dict:
         side = settings.aws_endpoint or "embedded moto"
         return {"status": "running", "appmesh": "available", "side_services": side}
+
+    @app.get("/_appmesh/meshes/{mesh_name}/version")
+    async def mesh_version(
+        request: Request,
+        mesh_name: str,
+        meshOwner: str | None = None,  # App Mesh's own parameter name
+        region: str | None = None,
+        after: int | None = None,
+        wait: float = 0,
+    ) -> dict:
+        """The change feed: a mesh's version, optionally long-polled until it passes ``after``.
+
+        Every committed write to a mesh moves its version forward; tools and proxies
+        wait here instead of polling the API.
+        """
+        caller = identify(request.headers.get("authorization"), settings)
+        mesh = MeshKey(region or caller.region, meshOwner or caller.account, mesh_name)
+        version = feed.version(mesh)
+        if after is not None and wait > 0:
+            version = await feed.wait(mesh, after, min(wait, 60.0))
+        return {"meshName": mesh_name, "meshOwner": mesh.mesh_owner, "version": version}
 
     app.mount("/", side_services)
     app.add_middleware(AppMeshEndpoint, service=service, settings=settings)
