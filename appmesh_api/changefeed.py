@@ -1,8 +1,10 @@
 """A per-mesh version that other parts can wait on.
 
-Every committed write bumps its mesh's version to the store's global sequence
-(so versions only grow, across restarts too). The xDS server waits here instead
-of polling: a proxy's long-poll wakes the moment its mesh changes.
+Every committed write, and every change in which proxies are connected, moves
+its mesh's version forward (one counter for all meshes, starting from the
+store's change sequence, so versions only grow). The xDS server waits here
+instead of polling: a proxy's long-poll wakes the moment its mesh changes, and
+only proxies of that mesh wake.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ class ChangeFeed:
 
     def __init__(self, initial_version: int = 0) -> None:
         self._initial = initial_version
+        self._counter = initial_version
         self._versions: dict[MeshKey, int] = {}
         self._events: dict[MeshKey, asyncio.Event] = {}
 
@@ -25,12 +28,18 @@ class ChangeFeed:
         """The mesh's current version (the store's sequence at start for untouched meshes)."""
         return self._versions.get(mesh, self._initial)
 
-    def publish(self, mesh: MeshKey, version: int) -> None:
-        """Record a committed change and wake every waiter on that mesh."""
-        self._versions[mesh] = version
+    def publish(self, mesh: MeshKey, version: int | None = None) -> int:
+        """Record a change of ``mesh`` and wake every waiter on it; returns the new version.
+
+        ``version`` is the store's sequence for a committed write; changes that are not
+        stored (a proxy connecting) pass None and take the next number.
+        """
+        self._counter = max(self._counter + 1, version or 0)
+        self._versions[mesh] = self._counter
         event = self._events.pop(mesh, None)
         if event is not None:
             event.set()
+        return self._counter
 
     async def wait(self, mesh: MeshKey, seen_version: int, timeout: float) -> int:
         """Wait until the mesh's version differs from ``seen_version`` (or ``timeout`` passes)."""

@@ -233,9 +233,13 @@ def parse_request(
 def _parse_body(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an over-long integer
         raise BadRequestException(
             f"The request body is not valid JSON ({exc}). Send a JSON object as the body."
+        ) from None
+    except RecursionError:
+        raise BadRequestException(
+            "The request body is nested too deeply to be an App Mesh request."
         ) from None
 
 

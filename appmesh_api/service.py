@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from appmesh_api.changefeed import ChangeFeed
 from appmesh_api.defaults import complete_spec
 from appmesh_api.dependencies import check_delete, check_references
 from appmesh_api.errors import (
+    BadRequestException,
     ConflictException,
     ForbiddenException,
     LimitExceededException,
@@ -37,6 +39,9 @@ from appmesh_api.store import Key, MeshKey, Record, Store
 from appmesh_api.tagging import Tagging
 
 Result = dict[str, Any]
+
+#: [M] clientToken: "Up to 36 letters, numbers, hyphens, and underscores are allowed."
+_CLIENT_TOKEN = re.compile(r"[A-Za-z0-9_-]{0,36}")
 
 
 class AppMeshService:
@@ -59,6 +64,13 @@ class AppMeshService:
             raise NotFoundException(f"Unknown operation {operation}")
         handler: Callable[..., Result] = getattr(self, f"_{verb.lower()}")
         token = params.get("clientToken")
+        if token is not None and not _CLIENT_TOKEN.fullmatch(token):
+            shown = token if len(token) <= 80 else token[:77] + "..."
+            raise BadRequestException(
+                f"1 validation error detected: Value '{shown}' at 'clientToken' failed to "
+                "satisfy constraint: Member must have length less than or equal to 36 and "
+                "contain only letters, numbers, hyphens, and underscores"
+            )
         if verb in ("Create", "Update") and token:
             return self._idempotent(
                 operation, params, caller, lambda t: handler(kind, params, caller, t)
@@ -130,6 +142,13 @@ class AppMeshService:
         key = self._key(kind, params, caller)
         if kind is kinds.MESH and params.get("meshOwner"):
             key = key._replace(mesh_owner=caller.account)
+        if "/" in key.name:
+            # Choice (UNCONFIRMED): the model sets no pattern, but a '/' would make the ARN
+            # ambiguous (mesh "m/virtualNode/n" against node "n" of mesh "m").
+            raise BadRequestException(
+                f"1 validation error detected: Value '{key.name}' at '{kind.name_param}' failed "
+                "to satisfy constraint: Member must not contain '/'"
+            )
         parent = self._require_container(kind, key)
         if parent is not None and parent.data["metadata"]["resourceOwner"] != caller.account:
             raise ForbiddenException(
@@ -198,12 +217,17 @@ class AppMeshService:
     def _list(self, kind: Kind, params: dict, caller: Caller, _token) -> Result:
         if kind is kinds.MESH:
             records = self.store.meshes_owned_by(caller.region, caller.account)
+            listing = [caller.region, caller.account]
         else:
             key = self._key(kind, {**params, kind.name_param: ""}, caller)
             self._require_container(kind, key)
             records = self.store.children(key.mesh_key, kind.key, key.parent)
+            listing = [*key.mesh_key, key.parent]
+        # The token's scope is the listing itself (kind and container), so a token from one
+        # mesh's, router's or account's listing is refused by any other.
+        scope = f"{kind.key}:{json.dumps(listing, separators=(',', ':'))}"
         page, next_token = paginate(
-            sorted(records), params.get("limit"), params.get("nextToken"), kind.key
+            sorted(records), params.get("limit"), params.get("nextToken"), scope
         )
         refs = [self._ref(kind, records[name].data) for name in page]
         return {kind.list_member: refs, "nextToken": next_token}

@@ -138,6 +138,14 @@ class Store:
             if key.kind == "mesh" and key.region == region and key.mesh_owner == account
         }
 
+    def mesh_owners(self, region: str, mesh: str) -> list[str]:
+        """Accounts that own a mesh of this name in ``region`` (for name-only node ids)."""
+        return sorted(
+            key.mesh_owner
+            for key in self._records
+            if key.kind == "mesh" and key.region == region and key.name == mesh
+        )
+
     def count_meshes(self, region: str, account: str) -> int:
         return len(self.meshes_owned_by(region, account))
 

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import http.client
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
 
 
 def http_node_spec(port: int = 8080, hostname: str = "app.local", **extra: Any) -> dict:
@@ -69,3 +77,93 @@ def build_mesh(appmesh, mesh: str = "demo") -> dict[str, Any]:
         spec=gateway_route_spec("color.local"),
     )
     return {"mesh": mesh}
+
+
+def expect_error(code: str, status: int, call: Callable[..., Any], **params: Any) -> str:
+    """Call ``call(**params)``, check the AWS error code and HTTP status; return the message."""
+    with pytest.raises(ClientError) as caught:
+        call(**params)
+    response = caught.value.response
+    assert response["Error"]["Code"] == code, response["Error"]
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == status, response["Error"]
+    return response["Error"]["Message"]
+
+
+def auth_header(account: str) -> str:
+    """A SigV4-shaped Authorization header: appmesh-local reads the account, checks nothing."""
+    return (
+        f"AWS4-HMAC-SHA256 Credential={account}/20250101/us-east-1/appmesh/aws4_request, "
+        "SignedHeaders=host, Signature=0"
+    )
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def raw_request(
+    endpoint: str,
+    method: str,
+    path: str,
+    body: bytes | str | None = None,
+    account: str | None = None,
+) -> RawResponse:
+    """One plain HTTP request (unsigned unless ``account`` is given)."""
+    host, port = endpoint.removeprefix("http://").split(":")
+    headers = {"Content-Type": "application/json"}
+    if account is not None:
+        headers["Authorization"] = auth_header(account)
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        return RawResponse(
+            response.status,
+            {name.lower(): value for name, value in response.getheaders()},
+            response.read(),
+        )
+    finally:
+        connection.close()
+
+
+def mesh_state(appmesh, mesh: str = "demo") -> dict[str, Any]:
+    """Everything a client can see of a mesh: each resource's description and the mesh's tags."""
+    state: dict[str, Any] = {"mesh": appmesh.describe_mesh(meshName=mesh)["mesh"]}
+    state["meshes"] = appmesh.list_meshes()["meshes"]
+    arn = state["mesh"]["metadata"]["arn"]
+    state["tags"] = appmesh.list_tags_for_resource(resourceArn=arn)["tags"]
+    for plural, describe, name in (
+        ("virtualNodes", appmesh.describe_virtual_node, "virtualNodeName"),
+        ("virtualRouters", appmesh.describe_virtual_router, "virtualRouterName"),
+        ("virtualServices", appmesh.describe_virtual_service, "virtualServiceName"),
+        ("virtualGateways", appmesh.describe_virtual_gateway, "virtualGatewayName"),
+    ):
+        lister = getattr(appmesh, "list_" + re.sub(r"(?=[A-Z])", "_", plural).lower())
+        refs = lister(meshName=mesh)[plural]
+        state[plural] = [describe(meshName=mesh, **{name: ref[name]})[plural[:-1]] for ref in refs]
+    for ref in appmesh.list_virtual_routers(meshName=mesh)["virtualRouters"]:
+        router = ref["virtualRouterName"]
+        for route in appmesh.list_routes(meshName=mesh, virtualRouterName=router)["routes"]:
+            state.setdefault("routes", []).append(
+                appmesh.describe_route(
+                    meshName=mesh, virtualRouterName=router, routeName=route["routeName"]
+                )["route"]
+            )
+    for ref in appmesh.list_virtual_gateways(meshName=mesh)["virtualGateways"]:
+        gateway = ref["virtualGatewayName"]
+        listed = appmesh.list_gateway_routes(meshName=mesh, virtualGatewayName=gateway)
+        for route in listed["gatewayRoutes"]:
+            state.setdefault("gatewayRoutes", []).append(
+                appmesh.describe_gateway_route(
+                    meshName=mesh,
+                    virtualGatewayName=gateway,
+                    gatewayRouteName=route["gatewayRouteName"],
+                )["gatewayRoute"]
+            )
+    return state

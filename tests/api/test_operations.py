@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
+from pathlib import Path
 
 import botocore.session
 
@@ -22,7 +23,7 @@ ARN = re.compile(r"arn:aws:appmesh:us-east-1:\d{12}:mesh/.+")
 
 def test_the_model_has_38_operations_and_all_are_exercised_here():
     names = botocore.session.get_session().get_service_model("appmesh").operation_names
-    source = open(__file__).read()
+    source = Path(__file__).read_text()
     snake = [re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower() for name in names]
     assert len(names) == 38
     assert [name for name in snake if f".{name}(" not in source] == []
