@@ -1,4 +1,4 @@
-"""The unmodified aws CLI against the local endpoint, by ``--endpoint-url`` and by AWS_ENDPOINT_URL."""
+"""The unmodified aws CLI against the local endpoint (``--endpoint-url`` or AWS_ENDPOINT_URL)."""
 
 from __future__ import annotations
 
