@@ -76,8 +76,3 @@ def match_operation(method: str, path: str) -> tuple[OperationModel, dict[str, s
         if labels is not None:
             return route.operation, labels
     return None
-
-
-def path_exists(path: str) -> bool:
-    """True when some operation serves ``path`` with another method (for 405-style errors)."""
-    return any(route.path_regex.fullmatch(path) for route in http_routes())

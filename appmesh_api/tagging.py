@@ -47,7 +47,7 @@ class Tagging:
                 "arn:aws:appmesh:us-east-1:123456789012:mesh/my-mesh/virtualNode/my-node"
             )
         record = self._store.get_by_arn(arn)
-        if record is None:
+        if record is None or parsed.region != caller.region:  # ARNs are regional, as in AWS
             raise NotFoundException(
                 f"The resource {arn} does not exist for account {parsed.account}"
             )

@@ -7,7 +7,9 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
+import boto3
 import botocore.session
+import pytest
 
 from tests.api.helpers import (
     build_mesh,
@@ -213,3 +215,24 @@ def test_a_complete_mesh_lists_every_kind(appmesh):
         len(appmesh.list_gateway_routes(meshName="full", virtualGatewayName="gw")["gatewayRoutes"])
         == 1
     )
+
+
+def test_resources_are_regional(server, account):
+    from tests.conftest import make_client
+
+    east = make_client(server.endpoint, "appmesh", account)
+    arn = east.create_mesh(meshName="regional")["mesh"]["metadata"]["arn"]
+    west = boto3.client(
+        "appmesh",
+        endpoint_url=server.endpoint,
+        region_name="eu-west-1",
+        aws_access_key_id=account,
+        aws_secret_access_key="local",
+    )
+    assert west.list_meshes()["meshes"] == []
+    with pytest.raises(west.exceptions.NotFoundException):
+        west.describe_mesh(meshName="regional")
+    with pytest.raises(west.exceptions.NotFoundException):
+        west.list_tags_for_resource(resourceArn=arn)
+    west_mesh = west.create_mesh(meshName="regional")["mesh"]
+    assert west_mesh["metadata"]["arn"] == f"arn:aws:appmesh:eu-west-1:{account}:mesh/regional"
