@@ -7,6 +7,7 @@ services (embedded moto, or ``--aws-endpoint``), routed by SigV4 credential scop
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -16,10 +17,13 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from appmesh_api import protocol
+from appmesh_api.ads import start_ads_server
 from appmesh_api.changefeed import ChangeFeed
+from appmesh_api.discovery import DiscoveryService, XdsError
 from appmesh_api.edge import build_side_services_app
 from appmesh_api.errors import AppMeshError, InternalServerErrorException
 from appmesh_api.identity import identify
@@ -124,6 +128,13 @@ class AppMeshEndpoint:
         return error.status_code, headers, error_body(error)
 
 
+async def _sweep_proxies(discovery: DiscoveryService, every: float = 10.0) -> None:
+    """Forget proxies that stopped asking for config, so their endpoints disappear."""
+    while True:
+        await asyncio.sleep(every)
+        discovery.expire()
+
+
 def create_app(settings: Settings | None = None) -> ASGIApp:
     """Build the application; state (store, change feed, service) lives on ``app.state``."""
     settings = settings or Settings()
@@ -136,7 +147,14 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         where = settings.data_dir or "memory (--in-memory)"
         log.info("App Mesh API ready; state in %s", where)
+        sweeper = asyncio.create_task(_sweep_proxies(app.state.discovery))
+        ads = None
+        if settings.xds_port:
+            ads = await start_ads_server(app.state.discovery, settings.xds_host, settings.xds_port)
         yield
+        sweeper.cancel()
+        if ads is not None:
+            await ads.stop(grace=1)
         closer = getattr(side_services, "aclose", None)
         if closer is not None:
             await closer()
@@ -180,6 +198,30 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         if after is not None and wait > 0:
             version = await feed.wait(mesh, after, min(wait, 60.0))
         return {"meshName": mesh_name, "meshOwner": mesh.mesh_owner, "version": version}
+
+    discovery = DiscoveryService(store, feed, settings)
+    app.state.discovery = discovery
+
+    @app.post("/v3/discovery:{type_name}")
+    async def xds(request: Request, type_name: str, wait: float = 0) -> Response:
+        """Envoy xDS v3 over REST-JSON; ``?wait=S`` long-polls for the next version."""
+        try:
+            body = json.loads(await request.body() or b"{}")
+            if not isinstance(body, dict):
+                raise XdsError(400, 3, "the body must be a DiscoveryRequest JSON object")
+            answer = await discovery.discover(type_name, body, min(max(wait, 0.0), 300.0))
+        except json.JSONDecodeError as exc:
+            return JSONResponse({"code": 3, "message": f"invalid JSON: {exc}"}, status_code=400)
+        except XdsError as error:
+            return JSONResponse(error.body(), status_code=error.http_status)
+        if answer is None:
+            return Response(status_code=304)
+        return JSONResponse(answer)
+
+    @app.get("/_appmesh/proxies")
+    async def proxies() -> dict:
+        """Connected proxies, their ingress addresses and the config versions they accepted."""
+        return {"proxies": [state.as_json() for state in discovery.registry.all()]}
 
     app.mount("/", side_services)
     app.add_middleware(AppMeshEndpoint, service=service, settings=settings)

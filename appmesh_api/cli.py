@@ -15,6 +15,7 @@ from pathlib import Path
 from appmesh_api.settings import Settings, default_data_dir, parse_pairs, parse_quotas
 
 DEFAULT_PORT = 4567
+DEFAULT_GRPC_PORT = 15010
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -26,6 +27,8 @@ def _serve(args: argparse.Namespace) -> int:
         settings = Settings.from_environment(
             data_dir=None if args.in_memory else Path(args.data_dir),
             aws_endpoint=args.aws_endpoint,
+            xds_host=args.host,
+            xds_port=args.xds_port,
         )
         for item in args.account or ():
             settings.accounts.update(parse_pairs(item, "--account"))
@@ -42,6 +45,12 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(settings)
     endpoint = f"http://{args.host}:{args.port}"
     print(f"appmesh-local: App Mesh API and AWS side services on {endpoint}", flush=True)
+    if args.xds_port:
+        print(
+            f"  xDS for proxies: {endpoint}/v3/discovery:<type> and gRPC ADS on "
+            f"{args.host}:{args.xds_port}",
+            flush=True,
+        )
     print(f"  try: AWS_ENDPOINT_URL={endpoint} aws appmesh list-meshes", flush=True)
     uvicorn.run(
         app,
@@ -52,6 +61,31 @@ def _serve(args: argparse.Namespace) -> int:
         http="httptools",
         access_log=False,
     )
+    return 0
+
+
+def _bootstrap(args: argparse.Namespace) -> int:
+    """Print the Envoy bootstrap App Mesh's Envoy image would build from this environment."""
+    import json
+
+    from envoy_bootstrap.bootstrap import build_bootstrap
+    from envoy_bootstrap.validate import parse_bootstrap
+
+    env = dict(os.environ)
+    if args.resource_arn:
+        env["APPMESH_RESOURCE_ARN"] = args.resource_arn
+    try:
+        bootstrap = build_bootstrap(env, args.xds_endpoint)
+        parse_bootstrap(bootstrap)
+    except ValueError as exc:
+        print(f"appmesh-local bootstrap: {exc}", file=sys.stderr)
+        print(
+            "  set --resource-arn (or APPMESH_RESOURCE_ARN / APPMESH_VIRTUAL_NODE_NAME) to "
+            "the virtual node or gateway this proxy serves",
+            file=sys.stderr,
+        )
+        return 2
+    print(json.dumps(bootstrap, indent=2))
     return 0
 
 
@@ -102,8 +136,37 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=N",
         help="override an App Mesh quota, e.g. virtual-nodes-per-mesh=500 (repeatable)",
     )
+    serve.add_argument(
+        "--xds-port",
+        type=int,
+        default=DEFAULT_GRPC_PORT,
+        help="port of the gRPC ADS server for Envoy proxies (default %(default)s; 0 turns it "
+        "off). REST xDS is always on the main port at /v3/discovery:<type>",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(run=_serve)
+
+    bootstrap = commands.add_parser(
+        "bootstrap",
+        help="print the Envoy bootstrap for a virtual node or gateway",
+        description="Print, as JSON, the Envoy v3 bootstrap that App Mesh's Envoy image built "
+        "from its environment (APPMESH_RESOURCE_ARN, ENVOY_ADMIN_ACCESS_PORT, "
+        "ENABLE_ENVOY_XRAY_TRACING, ENABLE_ENVOY_STATS_TAGS, ENABLE_ENVOY_DOG_STATSD, ...), "
+        "with its dynamic resources pointed at this control plane. The output is checked "
+        "against Envoy's own Bootstrap schema before it is printed.",
+    )
+    bootstrap.add_argument(
+        "--resource-arn",
+        metavar="ARN",
+        help="the virtual node or gateway ARN (default: $APPMESH_RESOURCE_ARN)",
+    )
+    bootstrap.add_argument(
+        "--xds-endpoint",
+        metavar="HOST:PORT",
+        default=f"127.0.0.1:{DEFAULT_GRPC_PORT}",
+        help="where the proxy reaches appmesh-local's xDS server (default %(default)s)",
+    )
+    bootstrap.set_defaults(run=_bootstrap)
     return parser
 
 

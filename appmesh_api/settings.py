@@ -65,6 +65,8 @@ class Settings:
     accounts: dict[str, str] = field(default_factory=dict)  # access key id -> account id
     default_account: str = DEFAULT_ACCOUNT
     quotas: dict[str, int] = field(default_factory=dict)
+    xds_host: str = "127.0.0.1"
+    xds_port: int = 15010  # gRPC ADS for real Envoys; 0 turns it off
 
     def quota(self, name: str) -> int:
         return self.quotas.get(name, QUOTA_DEFAULTS[name][0])

@@ -52,7 +52,16 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30) -> 
 
 def start_appmesh_local(data_dir: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    command = [sys.executable, "-m", "appmesh_api.cli", "serve", "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "appmesh_api.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--xds-port",
+        "0",
+    ]
     process = subprocess.Popen(
         [*command, "--data-dir", data_dir, "--log-level", "warning"],
         stdout=subprocess.DEVNULL,

@@ -1,0 +1,173 @@
+"""gRPC ADS: the same discovery service for a real Envoy.
+
+App Mesh's Envoy image speaks Aggregated Discovery over gRPC (reference §3), and
+the listeners and clusters we generate name ADS as their config source, as App
+Mesh's did. This server answers ``StreamAggregatedResources`` from the very
+snapshots the REST endpoint serves: a stream subscribes per type URL, gets a
+response whenever its mesh's version moves, ACKs or NACKs by nonce, and a NACKed
+version is never resent. Errors close the stream with App Mesh's gRPC codes
+(3 invalid argument, 5 not found, 8 too many Envoys).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from google.protobuf import any_pb2, json_format
+
+from appmesh_api.discovery import TYPE_URLS, DiscoveryService, ResolvedNode, XdsError
+from envoy_bootstrap.validate import parse_resource
+
+log = logging.getLogger("appmesh_local.ads")
+
+TYPE_NAMES = {url: name for name, url in TYPE_URLS.items()}
+_STATUS = {
+    3: grpc.StatusCode.INVALID_ARGUMENT,
+    5: grpc.StatusCode.NOT_FOUND,
+    8: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    13: grpc.StatusCode.INTERNAL,
+}
+#: How long a stream waits between checks of its mesh version when nothing changes.
+WATCH_SECONDS = 30.0
+
+
+def to_proto(response: dict[str, Any]) -> discovery_pb2.DiscoveryResponse:
+    """Pack a JSON DiscoveryResponse into the protobuf one, checking every resource
+    against Envoy's schema on the way (an unknown field raises)."""
+    packed = []
+    for resource in response["resources"]:
+        wrapper = any_pb2.Any()
+        wrapper.Pack(parse_resource(resource))
+        packed.append(wrapper)
+    return discovery_pb2.DiscoveryResponse(
+        version_info=response["version_info"],
+        resources=packed,
+        type_url=response["type_url"],
+        nonce=response["nonce"],
+    )
+
+
+class _Stream:
+    """One Envoy's ADS stream: its node, and per type what it asked for and was sent."""
+
+    def __init__(self, discovery: DiscoveryService) -> None:
+        self.discovery = discovery
+        self.node: ResolvedNode | None = None
+        self.node_json: dict[str, Any] = {}
+        self.subscribed: dict[str, list[str]] = {}  # type name -> resource names
+        self.sent: dict[str, str] = {}  # type name -> version last sent
+        self.outbox: asyncio.Queue[discovery_pb2.DiscoveryResponse | XdsError] = asyncio.Queue()
+
+    def handle(self, request: discovery_pb2.DiscoveryRequest) -> None:
+        if request.HasField("node"):
+            self.node_json = json_format.MessageToDict(
+                request.node, preserving_proto_field_name=True
+            )
+        type_name = TYPE_NAMES.get(request.type_url)
+        if type_name is None:
+            raise XdsError(400, 3, f"unsupported type_url {request.type_url!r}")
+        as_json = {
+            "node": self.node_json,
+            "type_url": request.type_url,
+            "version_info": request.version_info,
+            "response_nonce": request.response_nonce,
+            "resource_names": list(request.resource_names),
+        }
+        if request.HasField("error_detail"):
+            as_json["error_detail"] = {
+                "code": request.error_detail.code,
+                "message": request.error_detail.message,
+            }
+        self.node = self.discovery.register(as_json)
+        names = list(request.resource_names)
+        is_reply = bool(request.response_nonce) and request.response_nonce == self.sent.get(
+            type_name
+        )
+        changed_names = names != self.subscribed.get(type_name)
+        self.subscribed[type_name] = names
+        if not is_reply or changed_names:
+            self.push(type_name, force=changed_names)
+
+    def push(self, type_name: str, force: bool = False) -> None:
+        assert self.node is not None
+        response = self.discovery.response(self.node, type_name, self.subscribed[type_name])
+        if force or self.sent.get(type_name) != response["version_info"]:
+            self.sent[type_name] = response["version_info"]
+            self.outbox.put_nowait(to_proto(response))
+
+    async def watch(self) -> None:
+        """Push every subscribed type whenever the node's mesh moves to a new version."""
+        seen = -1
+        while True:
+            if self.node is None:
+                await asyncio.sleep(0.05)
+                continue
+            mesh = self.node.mesh
+            current = self.discovery.feed.version(mesh)
+            if current == seen:
+                current = await self.discovery.feed.wait(mesh, seen, WATCH_SECONDS)
+            seen = current
+            try:
+                for type_name in list(self.subscribed):
+                    self.push(type_name)
+            except XdsError as error:
+                self.outbox.put_nowait(error)
+                return
+
+
+class AggregatedDiscovery(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
+    """The ADS servicer over a DiscoveryService."""
+
+    def __init__(self, discovery: DiscoveryService) -> None:
+        self.discovery = discovery
+
+    async def StreamAggregatedResources(
+        self, request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest], context
+    ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
+        stream = _Stream(self.discovery)
+
+        async def read() -> None:
+            try:
+                async for request in request_iterator:
+                    stream.handle(request)
+            except XdsError as error:
+                stream.outbox.put_nowait(error)
+
+        reader = asyncio.create_task(read())
+        watcher = asyncio.create_task(stream.watch())
+        try:
+            while True:
+                item = await stream.outbox.get()
+                if isinstance(item, XdsError):
+                    log.info("closing ADS stream: %s", item.message)
+                    await context.abort(
+                        _STATUS.get(item.code, grpc.StatusCode.UNKNOWN), item.message
+                    )
+                yield item
+        finally:
+            for task in (reader, watcher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+
+async def start_ads_server(discovery: DiscoveryService, host: str, port: int) -> grpc.aio.Server:
+    """Start the gRPC ADS server on ``host:port`` in the running event loop."""
+    server = grpc.aio.server()
+    ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
+        AggregatedDiscovery(discovery), server
+    )
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(
+            f"cannot bind the xDS gRPC port {host}:{port}; choose another with --xds-port"
+        )
+    await server.start()
+    log.info("xDS (gRPC ADS) on %s:%d", host, bound)
+    return server

@@ -1,0 +1,320 @@
+"""Envoy's discovery protocol (xDS v3) over REST-JSON, with long-poll push.
+
+``POST /v3/discovery:{listeners|clusters|routes|endpoints|secrets}`` takes a
+DiscoveryRequest and answers a DiscoveryResponse, as Envoy's REST transport
+defines them (version_info, nonce, ACK/NACK with error_detail). The push
+channel is a long-poll on the same endpoint: with ``?wait=S`` the server holds
+a request whose version the proxy already has until its mesh changes, or
+answers 304 after S seconds. A NACKed version is never resent: the proxy keeps
+its last good config until the mesh changes again.
+
+The design follows go-control-plane: an immutable snapshot per mesh version,
+translated once per node and reused for every type and every proxy of that node.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from appmesh_api.arns import parse_arn
+from appmesh_api.changefeed import ChangeFeed
+from appmesh_api.proxies import MAX_PROXIES_PER_RESOURCE, ProxyRegistry
+from appmesh_api.settings import DEFAULT_REGION, Settings
+from appmesh_api.store import Key, MeshKey, Store
+from envoy_bootstrap.snapshot import MeshSnapshot, NodeIdentity
+from envoy_bootstrap.translate import ResourceNotFound, translate
+
+log = logging.getLogger("appmesh_local.xds")
+
+TYPE_URLS: dict[str, str] = {
+    "listeners": "type.googleapis.com/envoy.config.listener.v3.Listener",
+    "clusters": "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+    "routes": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+    "endpoints": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
+    "secrets": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
+}
+_RESOURCE_FIELDS = {
+    "listeners": "listeners",
+    "clusters": "clusters",
+    "routes": "route_configurations",
+    "endpoints": "endpoints",
+    "secrets": "secrets",
+}
+METADATA_PREFIX = "appmesh_local."
+
+# google.rpc.Code values used in error bodies.
+INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED, INTERNAL = 3, 5, 8, 13
+
+
+class XdsError(Exception):
+    """A discovery failure, sent as a google.rpc.Status JSON body."""
+
+    def __init__(self, http_status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.http_status, self.code, self.message = http_status, code, message
+
+    def body(self) -> dict:
+        return {"code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True)
+class ResolvedNode:
+    """A proxy's node, located in the store: its mesh, its resource and its ports."""
+
+    mesh: MeshKey
+    identity: NodeIdentity
+    ingress_address: tuple[str, int] | None
+
+
+def _metadata(node: Mapping[str, Any], name: str, default: Any = None) -> Any:
+    return (node.get("metadata") or {}).get(METADATA_PREFIX + name, default)
+
+
+def _address(text: str | None) -> tuple[str, int] | None:
+    if not text:
+        return None
+    host, _, port = str(text).rpartition(":")
+    if not host or not port.isdigit():
+        raise XdsError(400, INVALID_ARGUMENT, f"ingress_address {text!r} must be HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+class NodeResolver:
+    """Turns ``node.id`` (an ARN, or ``mesh/<m>/virtualNode/<n>``) into a ResolvedNode."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+
+    def resolve(self, node: Mapping[str, Any]) -> ResolvedNode:
+        node_id = str(node.get("id") or "")
+        mesh, kind, name = self._locate(node_id, node)
+        record = self.store.get(Key(*mesh, kind, "", name))
+        if record is None:
+            raise XdsError(
+                404,
+                NOT_FOUND,
+                f"{kind} {name} is not present in mesh {mesh.mesh} for account "
+                f"{mesh.mesh_owner}; create it before starting its proxy",
+            )
+        identity = NodeIdentity(
+            kind=kind,  # type: ignore[arg-type]
+            name=name,
+            ingress_port=int(_metadata(node, "ingress_port", 15000)),
+            egress_port=int(_metadata(node, "egress_port", 15001)),
+            app_host=str(_metadata(node, "app_host", "127.0.0.1")),
+            listen_address=str(_metadata(node, "listen_address", "0.0.0.0")),
+        )
+        return ResolvedNode(mesh, identity, _address(_metadata(node, "ingress_address")))
+
+    def _locate(self, node_id: str, node: Mapping[str, Any]) -> tuple[MeshKey, str, str]:
+        if node_id.startswith("arn:"):
+            parsed = parse_arn(node_id)
+            if parsed is None or parsed.kind.key not in ("virtualNode", "virtualGateway"):
+                raise XdsError(
+                    400, INVALID_ARGUMENT, f"node.id {node_id} is not a virtual node or gateway ARN"
+                )
+            record = self.store.get_by_arn(node_id)
+            owner = record.key.mesh_owner if record else parsed.account
+            return MeshKey(parsed.region, owner, parsed.mesh), parsed.kind.key, parsed.name
+        parts = node_id.split("/")
+        if (
+            len(parts) != 4
+            or parts[0] != "mesh"
+            or parts[2] not in ("virtualNode", "virtualGateway")
+        ):
+            raise XdsError(
+                400,
+                INVALID_ARGUMENT,
+                f"node.id {node_id!r} must be a resource ARN or mesh/<mesh>/virtualNode/<name> "
+                "(APPMESH_RESOURCE_ARN or APPMESH_VIRTUAL_NODE_NAME)",
+            )
+        region = _metadata(node, "region", DEFAULT_REGION)
+        owner = _metadata(node, "mesh_owner") or self._owner_of(region, parts[1])
+        return MeshKey(region, owner, parts[1]), parts[2], parts[3]
+
+    def _owner_of(self, region: str, mesh: str) -> str:
+        """The default account's mesh of that name, else the only account that has one."""
+        owners = self.store.mesh_owners(region, mesh)
+        if self.settings.default_account in owners or len(owners) != 1:
+            return self.settings.default_account
+        return owners[0]
+
+
+class SnapshotCache:
+    """Immutable snapshots per mesh version, and translated resources per node and version."""
+
+    def __init__(self, store: Store, feed: ChangeFeed, registry: ProxyRegistry) -> None:
+        self.store = store
+        self.feed = feed
+        self.registry = registry
+        self._meshes: dict[MeshKey, MeshSnapshot] = {}
+        self._nodes: dict[tuple[MeshKey, NodeIdentity], tuple[int, dict[str, list[dict]]]] = {}
+
+    def mesh_snapshot(self, mesh: MeshKey) -> MeshSnapshot:
+        version = self.feed.version(mesh)
+        cached = self._meshes.get(mesh)
+        if cached is not None and cached.version == version:
+            return cached
+        snapshot = self._build(mesh, version)
+        self._meshes[mesh] = snapshot
+        return snapshot
+
+    def _build(self, mesh: MeshKey, version: int) -> MeshSnapshot:
+        """Read one mesh out of the store. Records are replaced, never mutated, on write,
+        so the snapshot can share their data without copying."""
+        mesh_record = self.store.get(Key(*mesh, "mesh", "", mesh.mesh))
+        if mesh_record is None:
+            raise XdsError(
+                404, NOT_FOUND, f"Mesh {mesh.mesh} is not present for account {mesh.mesh_owner}"
+            )
+
+        def data(kind: str, parent: str = "") -> dict[str, dict]:
+            return {name: r.data for name, r in self.store.children(mesh, kind, parent).items()}
+
+        routers = data("virtualRouter")
+        gateways = data("virtualGateway")
+        return MeshSnapshot(
+            mesh=mesh_record.data,
+            virtual_nodes=data("virtualNode"),
+            virtual_routers=routers,
+            routes={router: data("route", router) for router in routers},
+            virtual_services=data("virtualService"),
+            virtual_gateways=gateways,
+            gateway_routes={gateway: data("gatewayRoute", gateway) for gateway in gateways},
+            registered_endpoints=self.registry.endpoints(mesh),
+            version=version,
+        )
+
+    def resources(self, node: ResolvedNode) -> tuple[int, dict[str, list[dict]]]:
+        """(version, type name -> resources) for a node, translated at most once per version."""
+        key = (node.mesh, node.identity)
+        version = self.feed.version(node.mesh)
+        cached = self._nodes.get(key)
+        if cached is not None and cached[0] == version:
+            return cached
+        snapshot = self.mesh_snapshot(node.mesh)
+        started = time.perf_counter()
+        translated = translate(snapshot, node.identity)
+        by_type = {
+            name: list(getattr(translated, field)) for name, field in _RESOURCE_FIELDS.items()
+        }
+        log.debug(
+            "translated %s/%s at version %d in %.1f ms",
+            node.mesh.mesh,
+            node.identity.name,
+            version,
+            (time.perf_counter() - started) * 1000,
+        )
+        self._nodes[key] = (version, by_type)
+        return version, by_type
+
+
+class DiscoveryService:
+    """Answers DiscoveryRequests; ``boot`` makes versions from before a restart never match."""
+
+    def __init__(self, store: Store, feed: ChangeFeed, settings: Settings) -> None:
+        self.feed = feed
+        self.registry = ProxyRegistry()
+        self.resolver = NodeResolver(store, settings)
+        self.cache = SnapshotCache(store, feed, self.registry)
+        self.boot = uuid.uuid4().hex[:8]
+
+    def version_string(self, version: int) -> str:
+        return f"{self.boot}-{version}"
+
+    def register(self, request: Mapping[str, Any]) -> ResolvedNode:
+        node = request.get("node") or {}
+        resolved = self.resolver.resolve(node)
+        identity = resolved.identity
+        state, new = self.registry.seen(
+            str(node.get("id")),
+            resolved.mesh,
+            identity.kind,
+            identity.name,
+            resolved.ingress_address,
+        )
+        if new:
+            if (
+                self.registry.count_for(resolved.mesh, identity.kind, identity.name)
+                > MAX_PROXIES_PER_RESOURCE
+            ):
+                self.registry.forget(state)
+                raise XdsError(
+                    429,
+                    RESOURCE_EXHAUSTED,
+                    f"More than {MAX_PROXIES_PER_RESOURCE} proxies are connected for "
+                    f"{identity.kind} {identity.name}",
+                )
+            log.info("proxy %s connected for %s %s", node.get("id"), identity.kind, identity.name)
+            self.feed.publish(resolved.mesh)
+        self._record_ack(state, request)
+        return resolved
+
+    @staticmethod
+    def _record_ack(state, request: Mapping[str, Any]) -> None:
+        type_url = str(request.get("type_url") or "")
+        error = request.get("error_detail")
+        if error:
+            rejected = {"version": request.get("response_nonce"), "message": error.get("message")}
+            if state.rejected.get(type_url) != rejected:
+                log.warning("proxy %s rejected %s: %s", state.node_id, type_url, rejected)
+            state.rejected[type_url] = rejected
+        elif request.get("version_info"):
+            state.acked[type_url] = str(request["version_info"])
+
+    async def discover(
+        self, type_name: str, request: Mapping[str, Any], wait: float
+    ) -> dict | None:
+        """A DiscoveryResponse, or None when the long-poll ran out with nothing new (304)."""
+        if type_name not in TYPE_URLS:
+            raise XdsError(
+                404,
+                NOT_FOUND,
+                f"unknown discovery type {type_name!r}; use one of {sorted(TYPE_URLS)}",
+            )
+        request = {"type_url": TYPE_URLS[type_name], **request}
+        resolved = self.register(request)
+        seen = str(request.get("response_nonce") or request.get("version_info") or "")
+        current = self.feed.version(resolved.mesh)
+        if wait > 0 and seen == self.version_string(current):
+            current = await self.feed.wait(resolved.mesh, current, wait)
+            if self.version_string(current) == seen:
+                return None
+        return self.response(resolved, type_name, request.get("resource_names") or ())
+
+    def response(self, resolved: ResolvedNode, type_name: str, wanted: Iterable[str]) -> dict:
+        """The current DiscoveryResponse of one type for a node (shared by REST and gRPC)."""
+        try:
+            version, by_type = self.cache.resources(resolved)
+        except ResourceNotFound as exc:
+            raise XdsError(404, NOT_FOUND, str(exc)) from exc
+        except XdsError:
+            raise
+        except Exception as exc:  # a translation bug must not take the server down
+            log.exception("translation failed for %s", resolved.identity.name)
+            raise XdsError(500, INTERNAL, f"translation failed: {exc}") from exc
+        resources = by_type[type_name]
+        names = set(wanted)
+        if names and type_name in ("routes", "endpoints", "secrets"):
+            resources = [r for r in resources if _resource_name(r) in names]
+        version_info = self.version_string(version)
+        return {
+            "version_info": version_info,
+            "resources": resources,
+            "type_url": TYPE_URLS[type_name],
+            "nonce": version_info,
+        }
+
+    def expire(self) -> None:
+        for mesh in self.registry.expire():
+            self.feed.publish(mesh)
+
+
+def _resource_name(resource: Mapping[str, Any]) -> str:
+    return str(resource.get("name") or resource.get("cluster_name") or "")

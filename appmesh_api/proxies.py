@@ -1,0 +1,96 @@
+"""Which proxies are connected, where their ingress listens, and what they accepted.
+
+A proxy registers simply by asking for configuration: its DiscoveryRequest's node
+metadata says where its ingress can be reached (``appmesh_local.ingress_address``).
+A virtual node's endpoints are the ingress addresses of its connected proxies, so
+node A's proxy reaches node B through B's proxy. A proxy that stops asking is
+forgotten after ``ttl`` seconds, and its node's endpoints change then.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from appmesh_api.store import MeshKey
+
+#: App Mesh's "Connected Envoys per virtual node / gateway" quota.
+MAX_PROXIES_PER_RESOURCE = 50
+
+
+@dataclass
+class ProxyState:
+    """What the control plane knows about one connected proxy."""
+
+    node_id: str
+    mesh: MeshKey
+    kind: str
+    name: str
+    ingress_address: tuple[str, int] | None
+    first_seen: float = field(default_factory=time.time)
+    last_seen: float = field(default_factory=time.time)
+    acked: dict[str, str] = field(default_factory=dict)  # type_url -> last accepted version
+    rejected: dict[str, dict] = field(default_factory=dict)  # type_url -> {version, message}
+
+    def as_json(self) -> dict:
+        return {
+            "nodeId": self.node_id,
+            "meshName": self.mesh.mesh,
+            "meshOwner": self.mesh.mesh_owner,
+            "region": self.mesh.region,
+            "resourceKind": self.kind,
+            "resourceName": self.name,
+            "ingressAddress": None
+            if self.ingress_address is None
+            else f"{self.ingress_address[0]}:{self.ingress_address[1]}",
+            "connectedSeconds": round(time.time() - self.first_seen, 1),
+            "lastSeenSecondsAgo": round(time.time() - self.last_seen, 1),
+            "acceptedVersions": dict(self.acked),
+            "rejected": dict(self.rejected),
+        }
+
+
+class ProxyRegistry:
+    """Connected proxies keyed by (node id, ingress address)."""
+
+    def __init__(self, ttl: float = 90.0) -> None:
+        self.ttl = ttl
+        self._proxies: dict[tuple[str, tuple[str, int] | None], ProxyState] = {}
+
+    def seen(
+        self, node_id: str, mesh: MeshKey, kind: str, name: str, address: tuple[str, int] | None
+    ) -> tuple[ProxyState, bool]:
+        """Record that a proxy asked for config; returns its state and whether it is new."""
+        key = (node_id, address)
+        state = self._proxies.get(key)
+        if state is not None and (state.mesh, state.kind, state.name) == (mesh, kind, name):
+            state.last_seen = time.time()
+            return state, False
+        state = ProxyState(node_id, mesh, kind, name, address)
+        self._proxies[key] = state
+        return state, True
+
+    def forget(self, state: ProxyState) -> None:
+        self._proxies.pop((state.node_id, state.ingress_address), None)
+
+    def count_for(self, mesh: MeshKey, kind: str, name: str) -> int:
+        return sum(
+            1 for p in self._proxies.values() if (p.mesh, p.kind, p.name) == (mesh, kind, name)
+        )
+
+    def expire(self) -> set[MeshKey]:
+        """Forget proxies silent for longer than ``ttl``; returns the meshes that changed."""
+        cutoff = time.time() - self.ttl
+        stale = [key for key, state in self._proxies.items() if state.last_seen < cutoff]
+        return {self._proxies.pop(key).mesh for key in stale}
+
+    def endpoints(self, mesh: MeshKey) -> dict[str, tuple[tuple[str, int], ...]]:
+        """Virtual node name -> the registered ingress addresses of its proxies (sorted)."""
+        found: dict[str, set[tuple[str, int]]] = {}
+        for state in self._proxies.values():
+            if state.mesh == mesh and state.kind == "virtualNode" and state.ingress_address:
+                found.setdefault(state.name, set()).add(state.ingress_address)
+        return {name: tuple(sorted(addresses)) for name, addresses in found.items()}
+
+    def all(self) -> list[ProxyState]:
+        return sorted(self._proxies.values(), key=lambda p: (p.mesh, p.kind, p.name, p.node_id))

@@ -1,0 +1,194 @@
+"""The Envoy v3 Bootstrap the App Mesh Envoy image generated from its environment.
+
+Source: amazon-ecs-service-connect-agent ``agent/envoy_bootstrap/envoy_bootstrap.go`` (the
+agent inside the App Mesh image), and a published App Mesh config dump. Differences, all
+because we point Envoy at appmesh-local rather than at App Mesh's regional endpoint:
+- ADS goes to ``xds_endpoint`` through a static cluster named ``xds_cluster`` with
+  ``envoy_grpc`` (App Mesh used ``google_grpc`` with TLS and SigV4 call credentials to
+  ``appmesh-envoy-management.<region>.amazonaws.com:443``). The API stays gRPC ADS, v3,
+  which a real Envoy needs; ``https://`` endpoints get TLS.
+- File-based overrides (``ENVOY_CONFIG_FILE``, ``ENVOY_RESOURCES_CONFIG_FILE``, the
+  tracing/stats config files) need file reads; we leave the generated section out when
+  one is named, like the image, and leave the merge to the caller.
+- Node metadata the agent collected by probing the host (interfaces, ECS/EKS platform
+  info) is left out; ``ENVOY_LOG_LEVEL`` and ``ENVOY_CONCURRENCY`` are command-line
+  flags, not bootstrap.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+
+from envoy_bootstrap import envoy_types as types
+from envoy_bootstrap import names, observability
+from envoy_bootstrap.clusters import http2_protocol_options
+from envoy_bootstrap.envvars import Env, mesh_resource
+
+ADMIN_ACCESS_LOG = "/tmp/envoy_admin_access.log"
+ADMIN_PORT = 9901
+
+
+def build_bootstrap(env: Mapping[str, str], xds_endpoint: str) -> dict[str, Any]:
+    """Build the bootstrap for the proxy described by ``env`` (its environment).
+
+    Raises ``ValueError`` where the App Mesh image refused to start: no node id, a node
+    id that is not ``[arn:...:]mesh/<mesh>/<type>/<name>``, a malformed number, boolean,
+    duration or X-Ray address, or more than one tracer.
+    """
+    values = Env(env)
+    node_id = values.first(
+        "APPMESH_RESOURCE_ARN", "APPMESH_RESOURCE_NAME", "APPMESH_VIRTUAL_NODE_NAME"
+    )
+    if not node_id:
+        raise ValueError("APPMESH_RESOURCE_ARN environment variable must be set.")
+    resource = mesh_resource(node_id)
+    tracing, tracer_clusters = observability.tracing(values, resource)
+    bootstrap: dict[str, Any] = {
+        "node": _node(values, node_id),
+        "admin": _admin(values),
+        "static_resources": {"clusters": _static_clusters(values, xds_endpoint) + tracer_clusters},
+        "dynamic_resources": _dynamic_resources(values),
+        "cluster_manager": {
+            "outlier_detection": {
+                "event_log_path": values.or_(
+                    "ENVOY_OUTLIER_DETECTION_EVENT_LOG_PATH", "/dev/stdout"
+                )
+            }
+        },
+        "layered_runtime": _layered_runtime(values),
+    }
+    _add_optional(bootstrap, "tracing", tracing)
+    _add_optional(bootstrap, "stats_config", observability.stats_config(values, resource))
+    _add_optional(bootstrap, "stats_sinks", observability.stats_sinks(values))
+    _add_optional(bootstrap, "stats_flush_interval", observability.stats_flush_interval(values))
+    return bootstrap
+
+
+def _node(env: Env, node_id: str) -> dict[str, Any]:
+    """Node id and cluster; the cluster defaults to the id (``node.cluster`` is what
+    stats and tracing use as the service name)."""
+    cluster = env.first("APPMESH_RESOURCE_CLUSTER", "APPMESH_VIRTUAL_NODE_CLUSTER") or node_id
+    node: dict[str, Any] = {"id": node_id, "cluster": cluster}
+    if observability.metric_extension_level(env) == "1":
+        node["metadata"] = {"aws.appmesh.metric_filter": {"level": "1"}}
+    return node
+
+
+def _admin(env: Env) -> dict[str, Any]:
+    """Admin on 0.0.0.0 (``::`` with ``ENVOY_ADMIN_ACCESS_ENABLE_IPV6``) and port 9901."""
+    ipv6 = env.truthy("ENVOY_ADMIN_ACCESS_ENABLE_IPV6")
+    address: dict[str, Any] = {
+        "address": "::" if ipv6 else "0.0.0.0",
+        "port_value": env.integer("ENVOY_ADMIN_ACCESS_PORT", ADMIN_PORT),
+    }
+    if ipv6:
+        address["ipv4_compat"] = True
+    log = {"path": env.or_("ENVOY_ADMIN_ACCESS_LOG_FILE", ADMIN_ACCESS_LOG)}
+    return {
+        "access_log": [types.extension(types.FILE_ACCESS_LOG_NAME, types.FILE_ACCESS_LOG, log)],
+        "address": {"socket_address": address},
+    }
+
+
+def _dynamic_resources(env: Env) -> dict[str, Any]:
+    """LDS and CDS over ADS (routes, endpoints and secrets follow from them)."""
+    timeout = env.integer("ENVOY_INITIAL_FETCH_TIMEOUT", 0)
+    source = {"ads": {}, "initial_fetch_timeout": f"{timeout}s", "resource_api_version": "V3"}
+    ads = {
+        "api_type": "GRPC",
+        "transport_api_version": "V3",
+        "grpc_services": [{"envoy_grpc": {"cluster_name": names.XDS_CLUSTER}}],
+    }
+    return {"lds_config": source, "cds_config": dict(source), "ads_config": ads}
+
+
+def _static_clusters(env: Env, xds_endpoint: str) -> list[dict[str, Any]]:
+    clusters = [xds_cluster(xds_endpoint)]
+    socket_path = env.get("APPMESH_SDS_SOCKET_PATH")
+    if socket_path:
+        clusters.append(_pipe_cluster(names.SDS_CLUSTER, socket_path))
+    return clusters
+
+
+def xds_cluster(endpoint: str) -> dict[str, Any]:
+    """The control-plane cluster: ``host:port``, ``[v6]:port``, optionally behind a
+    ``grpc://``, ``http://`` or ``https://`` scheme, or ``unix:///path``."""
+    if endpoint.startswith("unix:"):
+        return _pipe_cluster(names.XDS_CLUSTER, endpoint.removeprefix("unix:").removeprefix("//"))
+    scheme, _, rest = endpoint.rpartition("://")
+    host, _, port = rest.rstrip("/").rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"xds endpoint must be host:port, got {endpoint!r}")
+    host = host.strip("[]")
+    address = {"socket_address": {"address": host, "port_value": int(port)}}
+    cluster: dict[str, Any] = {
+        "name": names.XDS_CLUSTER,
+        "type": "STATIC" if _is_ip(host) else "STRICT_DNS",
+        "connect_timeout": "1s",
+        "typed_extension_protocol_options": http2_protocol_options(),
+        "load_assignment": _assignment(names.XDS_CLUSTER, address),
+    }
+    if scheme == "https":
+        context = {"sni": host}
+        cluster["transport_socket"] = types.extension(
+            types.TLS_SOCKET_NAME, types.UPSTREAM_TLS, context
+        )
+    return cluster
+
+
+def _pipe_cluster(name: str, path: str) -> dict[str, Any]:
+    """A gRPC cluster over a Unix socket, like ``static_cluster_sds_unix_socket``."""
+    return {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "typed_extension_protocol_options": http2_protocol_options(),
+        "load_assignment": _assignment(name, {"pipe": {"path": path}}),
+    }
+
+
+def _layered_runtime(env: Env) -> dict[str, Any]:
+    """The image's runtime opt-ins, each overridable by its environment variable."""
+    static = {
+        "envoy.features.enable_all_deprecated_features": True,
+        "re2.max_program_size.error_level": 1000,
+        "envoy.reloadable_features.http_set_tracing_decision_in_request_id": env.truthy(
+            "APPMESH_SET_TRACING_DECISION", True
+        ),
+        "envoy.reloadable_features.no_extension_lookup_by_name": env.truthy(
+            "ENVOY_NO_EXTENSION_LOOKUP_BY_NAME", True
+        ),
+        "envoy.reloadable_features.tcp_pool_idle_timeout": env.truthy(
+            "ENVOY_ENABLE_TCP_POOL_IDLE_TIMEOUT", True
+        ),
+        "envoy.reloadable_features.sanitize_original_path": env.truthy(
+            "ENVOY_SANITIZE_ORIGINAL_PATH", True
+        ),
+    }
+    layers = [
+        {"name": "static_layer_0", "static_layer": static},
+        {"name": "admin_layer", "admin_layer": {}},
+    ]
+    return {"layers": layers}
+
+
+def _assignment(name: str, address: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "cluster_name": name,
+        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address}}]}],
+    }
+
+
+def _add_optional(bootstrap: dict[str, Any], key: str, value: Any) -> None:
+    if value:
+        bootstrap[key] = value
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,105 @@
+"""gRPC ADS, as a real Envoy uses it: one stream, every type, push on change, NACK, errors."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+from envoy.config.core.v3 import base_pb2
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from google.protobuf import struct_pb2
+from google.rpc import status_pb2
+
+from envoy_bootstrap.validate import message_class
+from tests.api.helpers import build_mesh, http_route_spec
+from tests.xds.test_discovery import CLUSTER, LISTENER
+
+ROUTES = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+
+
+def node(node_id: str, **metadata: str) -> base_pb2.Node:
+    meta = struct_pb2.Struct()
+    meta.update(metadata)
+    return base_pb2.Node(id=node_id, cluster=node_id, metadata=meta)
+
+
+async def next_response(call) -> discovery_pb2.DiscoveryResponse:
+    return await asyncio.wait_for(call.read(), timeout=10)
+
+
+def names_of(response: discovery_pb2.DiscoveryResponse) -> set[str]:
+    found = set()
+    for packed in response.resources:
+        message = message_class(packed.type_url)()
+        packed.Unpack(message)
+        found.add(getattr(message, "name", "") or getattr(message, "cluster_name", ""))
+    return found
+
+
+def test_an_ads_stream_gets_every_type_and_a_push_on_change(server, appmesh, account):
+    build_mesh(appmesh, "ads")
+    arn = f"arn:aws:appmesh:us-east-1:{account}:mesh/ads/virtualNode/blue"
+
+    async def scenario() -> None:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.xds_port}") as channel:
+            call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).StreamAggregatedResources()
+            await call.write(discovery_pb2.DiscoveryRequest(node=node(arn), type_url=CLUSTER))
+            clusters = await next_response(call)
+            assert "cds_ingress_ads_blue_http_8080" in names_of(clusters)
+            await call.write(
+                discovery_pb2.DiscoveryRequest(
+                    type_url=CLUSTER,
+                    version_info=clusters.version_info,
+                    response_nonce=clusters.nonce,
+                )
+            )
+            await call.write(discovery_pb2.DiscoveryRequest(type_url=LISTENER))
+            listeners = await next_response(call)
+            assert listeners.type_url == LISTENER
+            assert "lds_ingress_0.0.0.0_15000" in names_of(listeners)
+            await call.write(
+                discovery_pb2.DiscoveryRequest(
+                    type_url=LISTENER,
+                    version_info=listeners.version_info,
+                    response_nonce=listeners.nonce,
+                )
+            )
+            await asyncio.to_thread(
+                appmesh.update_route,
+                meshName="ads",
+                virtualRouterName="router",
+                routeName="route",
+                spec=http_route_spec(("blue", 7)),
+            )
+            pushed = {}
+            while len(pushed) < 2:
+                response = await next_response(call)
+                pushed[response.type_url] = response
+            assert pushed[CLUSTER].version_info != clusters.version_info
+            assert pushed[LISTENER].version_info == pushed[CLUSTER].version_info
+            nack = discovery_pb2.DiscoveryRequest(
+                type_url=LISTENER,
+                version_info=listeners.version_info,
+                response_nonce=pushed[LISTENER].nonce,
+                error_detail=status_pb2.Status(code=3, message="rejected on purpose"),
+            )
+            await call.write(nack)
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(call.read(), timeout=0.5)
+            call.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_an_unknown_node_closes_the_stream_with_not_found(server):
+    async def scenario() -> grpc.StatusCode:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.xds_port}") as channel:
+            call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).StreamAggregatedResources()
+            missing = "arn:aws:appmesh:us-east-1:123456789012:mesh/none/virtualNode/none"
+            await call.write(discovery_pb2.DiscoveryRequest(node=node(missing), type_url=LISTENER))
+            with pytest.raises(grpc.aio.AioRpcError) as closed:
+                await call.read()
+            return closed.value.code()
+
+    assert asyncio.run(scenario()) == grpc.StatusCode.NOT_FOUND
