@@ -1,0 +1,226 @@
+"""Translation cost as a mesh grows, and config propagation to many watching proxies.
+
+    python benchmarks/translation.py [--sizes 10 100 1000 10000] [--watchers 10 100 1000]
+
+Part 1 (pure, no I/O): time ``translate()`` for one virtual node in meshes of N
+resources, two ways: a node with 3 backends (what it reaches stays fixed while
+the mesh grows) and, for contrast, an ALLOW_ALL node that reaches every service.
+Cost should grow with what the node reaches, not with the mesh.
+
+Part 2 (live): start appmesh-local, connect W long-polling proxies (REST xDS,
+``?wait=30``), update a route with boto3, and measure how long after the API call
+returned each proxy held the new version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from control_plane import client, free_port, wait_for_port
+
+from envoy_bootstrap.snapshot import MeshSnapshot, NodeIdentity
+from envoy_bootstrap.translate import translate
+
+
+def _node(mesh: str, name: str, backends: list[str]) -> dict:
+    spec = {
+        "listeners": [{"portMapping": {"port": 8080, "protocol": "http"}}],
+        "serviceDiscovery": {"dns": {"hostname": f"{name}.local"}},
+        "backends": [{"virtualService": {"virtualServiceName": b}} for b in backends],
+    }
+    return {"meshName": mesh, "virtualNodeName": name, "spec": spec, "status": {"status": "ACTIVE"}}
+
+
+def build_snapshot(resources: int, egress: str) -> MeshSnapshot:
+    """A mesh of about ``resources`` resources: per service a node, a router and a route."""
+    services = max(1, resources // 4)
+    mesh = "bench"
+    nodes = {f"n{i}": _node(mesh, f"n{i}", []) for i in range(services)}
+    nodes["client"] = _node(mesh, "client", [f"s{i}.local" for i in range(min(3, services))])
+    routers, routes, virtual_services = {}, {}, {}
+    for i in range(services):
+        listeners = [{"portMapping": {"port": 8080, "protocol": "http"}}]
+        routers[f"r{i}"] = {
+            "meshName": mesh,
+            "virtualRouterName": f"r{i}",
+            "spec": {"listeners": listeners},
+        }
+        action = {"weightedTargets": [{"virtualNode": f"n{i}", "weight": 1}]}
+        routes[f"r{i}"] = {
+            "route": {
+                "meshName": mesh,
+                "routeName": "route",
+                "virtualRouterName": f"r{i}",
+                "spec": {"httpRoute": {"match": {"prefix": "/"}, "action": action}},
+            }
+        }
+        provider = {"virtualRouter": {"virtualRouterName": f"r{i}"}}
+        virtual_services[f"s{i}.local"] = {
+            "meshName": mesh,
+            "virtualServiceName": f"s{i}.local",
+            "spec": {"provider": provider},
+        }
+    return MeshSnapshot(
+        mesh={"meshName": mesh, "spec": {"egressFilter": {"type": egress}}},
+        virtual_nodes=nodes,
+        virtual_routers=routers,
+        routes=routes,
+        virtual_services=virtual_services,
+        virtual_gateways={},
+        gateway_routes={},
+    )
+
+
+def time_translation(snapshot: MeshSnapshot, repeats: int) -> float:
+    node = NodeIdentity(kind="virtualNode", name="client")
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        translate(snapshot, node)
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples) * 1000
+
+
+def part_one(sizes: list[int]) -> None:
+    print("translate() for one node, median ms")
+    print(f"{'resources':>10}{'3 backends':>13}{'ALLOW_ALL (all services)':>27}")
+    previous = None
+    for size in sizes:
+        repeats = 20 if size <= 1000 else 3
+        fixed = time_translation(build_snapshot(size, "DROP_ALL"), repeats)
+        everything = time_translation(build_snapshot(size, "ALLOW_ALL"), repeats)
+        growth = "" if previous is None else f"   (x{everything / previous:.1f} for x10 resources)"
+        print(f"{size:>10}{fixed:>13.2f}{everything:>27.2f}{growth}")
+        previous = everything
+
+
+async def _watch(session, url: str, node_id: str, ready: asyncio.Event, counter: list) -> float:
+    request = {"node": {"id": node_id}}
+    async with session.post(url, json=request) as response:
+        first = await response.json()
+    version = first["version_info"]
+    request.update(version_info=version, response_nonce=version)
+    counter.append(1)
+    if len(counter) == counter[0] + 1:
+        ready.set()
+    async with session.post(url + "?wait=60", json=request) as response:
+        await response.read()
+        return time.perf_counter()
+
+
+async def propagation(endpoint: str, account: str, watchers: int) -> list[float]:
+    appmesh = client(endpoint, account)
+    arn = f"arn:aws:appmesh:us-east-1:{account}:mesh/prop/virtualNode/client"
+    url = f"{endpoint}/v3/discovery:clusters"
+    ready = asyncio.Event()
+    counter = [watchers]
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=120)
+    ) as session:
+        tasks = [
+            asyncio.create_task(_watch(session, url, arn, ready, counter)) for _ in range(watchers)
+        ]
+        await asyncio.wait_for(ready.wait(), 120)
+        await asyncio.sleep(0.5)  # let every long-poll reach the server and park
+        weight = 1 + watchers % 50
+        spec = {
+            "httpRoute": {
+                "match": {"prefix": "/"},
+                "action": {"weightedTargets": [{"virtualNode": "n0", "weight": weight}]},
+            }
+        }
+        await asyncio.to_thread(
+            appmesh.update_route,
+            meshName="prop",
+            virtualRouterName="r0",
+            routeName="route",
+            spec=spec,
+        )
+        returned = time.perf_counter()
+        arrivals = await asyncio.gather(*tasks)
+    return [max(0.0, arrival - returned) * 1000 for arrival in arrivals]
+
+
+def part_two(watcher_counts: list[int]) -> None:
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as data_dir:
+        port = free_port()
+        command = [sys.executable, "-m", "appmesh_api.cli", "serve", "--port", str(port)]
+        command += ["--data-dir", data_dir, "--xds-port", "0", "--log-level", "warning"]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        endpoint = f"http://127.0.0.1:{port}"
+        try:
+            wait_for_port(port, process)
+            account = "222233334444"
+            appmesh = client(endpoint, account)
+            appmesh.create_mesh(meshName="prop")
+            for node, backends in (("n0", []), ("client", ["s0.local"])):
+                appmesh.create_virtual_node(
+                    meshName="prop",
+                    virtualNodeName=node,
+                    spec=_node("prop", node, backends)["spec"],
+                )
+            listeners = [{"portMapping": {"port": 8080, "protocol": "http"}}]
+            appmesh.create_virtual_router(
+                meshName="prop", virtualRouterName="r0", spec={"listeners": listeners}
+            )
+            spec = {
+                "httpRoute": {
+                    "match": {"prefix": "/"},
+                    "action": {"weightedTargets": [{"virtualNode": "n0", "weight": 1}]},
+                }
+            }
+            appmesh.create_route(
+                meshName="prop", virtualRouterName="r0", routeName="route", spec=spec
+            )
+            appmesh.create_virtual_service(
+                meshName="prop",
+                virtualServiceName="s0.local",
+                spec={"provider": {"virtualRouter": {"virtualRouterName": "r0"}}},
+            )
+            print("\nAPI call returned -> new version held by every watcher (ms)")
+            print(f"{'watchers':>9}{'p50':>9}{'p99':>9}{'max':>9}")
+            for count in watcher_counts:
+                latencies = sorted(asyncio.run(propagation(endpoint, account, count)))
+                p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
+                print(
+                    f"{count:>9}{statistics.median(latencies):>9.1f}{p99:>9.1f}{latencies[-1]:>9.1f}"
+                )
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def raise_file_limit() -> None:
+    """1000 watchers need ~1000 sockets on each side; lift the soft limit to the hard one."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+
+
+def main() -> None:
+    raise_file_limit()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000, 10000])
+    parser.add_argument("--watchers", type=int, nargs="+", default=[10, 100, 1000])
+    args = parser.parse_args()
+    part_one(args.sizes)
+    part_two(args.watchers)
+    print(json.dumps({"note": "one run on this machine; compare ratios, not absolutes"}))
+
+
+if __name__ == "__main__":
+    main()
