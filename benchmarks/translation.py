@@ -46,7 +46,9 @@ def build_snapshot(resources: int, egress: str) -> MeshSnapshot:
     services = max(1, resources // 4)
     mesh = "bench"
     nodes = {f"n{i}": _node(mesh, f"n{i}", []) for i in range(services)}
-    nodes["client"] = _node(mesh, "client", [f"s{i}.local" for i in range(min(3, services))])
+    # Under ALLOW_ALL a node without backends reaches every service of the mesh.
+    backends = [] if egress == "ALLOW_ALL" else [f"s{i}.local" for i in range(min(3, services))]
+    nodes["client"] = _node(mesh, "client", backends)
     routers, routes, virtual_services = {}, {}, {}
     for i in range(services):
         listeners = [{"portMapping": {"port": 8080, "protocol": "http"}}]

@@ -8,6 +8,7 @@ question "which routes serve service S on port P" is answered once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from envoy_bootstrap.snapshot import (
     HTTP_FAMILY,
@@ -65,43 +66,73 @@ class ServicePort:
 
 @dataclass(frozen=True)
 class EgressPlan:
+    """What a proxy reaches; the indexes below keep every lookup linear in the plan."""
+
     services: tuple[ServicePort, ...]
 
     def http_ports(self) -> tuple[int, ...]:
-        return tuple(sorted({entry.port for entry in self.services if entry.is_http}))
+        return tuple(sorted(self._http_by_port))
 
     def http_services(self, port: int | None = None) -> tuple[ServicePort, ...]:
-        return tuple(e for e in self.services if e.is_http and port in (None, e.port))
+        if port is None:
+            return tuple(e for e in self.services if e.is_http)
+        return self._http_by_port.get(port, ())
+
+    def first_http_port(self, service: str) -> int | None:
+        """The lowest HTTP-family port of ``service``: where its bare name goes."""
+        return self._first_http_port.get(service)
 
     def tcp_ports(self) -> tuple[int, ...]:
         """Ports carrying only TCP services: HTTP wins a port both protocols claim."""
-        http = set(self.http_ports())
-        return tuple(sorted({e.port for e in self.services if not e.is_http} - http))
+        return tuple(sorted(set(self._tcp_owner) - set(self._http_by_port)))
 
     def tcp_service(self, port: int) -> ServicePort | None:
         """The TCP service owning ``port``: the first by name, because Envoy sees only the
         destination port of a TCP connection (App Mesh roadmap#195)."""
-        candidates = [e for e in self.services if not e.is_http and e.port == port]
-        return candidates[0] if candidates else None
+        return self._tcp_owner.get(port)
 
     def serves_proxy_port(self, egress_port: int) -> bool:
         """Whether the egress listener also answers connections made to its own port
         (a gateway's self-redirect, or an application using the proxy directly): when
         there is HTTP to route and no service already claims that port."""
-        taken = self.http_ports() + self.tcp_ports()
-        return egress_port not in taken and bool(self.http_services())
+        taken = egress_port in self._http_by_port or egress_port in self._tcp_owner
+        return not taken and bool(self._http_by_port)
 
     def targets(self) -> dict[Target, str]:
         """Every target listener, mapped to the first service (by name) that reaches it;
         that service's client policy decides the cluster's upstream TLS."""
         found: dict[Target, str] = {}
         for entry in self.services:
-            if not entry.is_http and self.tcp_service(entry.port) is not entry:
+            if not entry.is_http and self._tcp_owner.get(entry.port) is not entry:
                 continue
             for route in entry.routes:
                 for target, _ in route.targets:
                     found.setdefault(target, entry.service)
         return dict(sorted(found.items()))
+
+    @cached_property
+    def _http_by_port(self) -> dict[int, tuple[ServicePort, ...]]:
+        index: dict[int, list[ServicePort]] = {}
+        for entry in self.services:
+            if entry.is_http:
+                index.setdefault(entry.port, []).append(entry)
+        return {port: tuple(entries) for port, entries in index.items()}
+
+    @cached_property
+    def _first_http_port(self) -> dict[str, int]:
+        first: dict[str, int] = {}
+        for entry in self.services:
+            if entry.is_http:
+                first[entry.service] = min(entry.port, first.get(entry.service, entry.port))
+        return first
+
+    @cached_property
+    def _tcp_owner(self) -> dict[int, ServicePort]:
+        owners: dict[int, ServicePort] = {}
+        for entry in self.services:
+            if not entry.is_http:
+                owners.setdefault(entry.port, entry)
+        return owners
 
 
 def plan_egress(snapshot: MeshSnapshot, identity: NodeIdentity) -> EgressPlan:
@@ -133,9 +164,8 @@ def _node_provider_route(snapshot: MeshSnapshot, node: str, mapping: PortMapping
     """A virtual-node provider behaves like one catch-all route to that node's listener,
     carrying the listener's own timeouts (App Mesh asks for matching timeouts on both)."""
     listener = node_listener(snapshot, node, mapping.port)
-    body: dict = {} if mapping.protocol == "tcp" else {"match": {"prefix": "/"}}
-    if mapping.protocol == "grpc":
-        body = {"match": {}}
+    catch_all = {"tcp": None, "grpc": {}}.get(mapping.protocol, {"prefix": "/"})
+    body: dict = {} if catch_all is None else {"match": catch_all}
     timeout = (listener.get("timeout") or {}).get(mapping.protocol)
     if timeout:
         body["timeout"] = timeout

@@ -19,6 +19,7 @@ Hostname matches become virtual hosts; the connection manager strips the port fr
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,10 +77,8 @@ def default_backend_virtual_host(
     for service, port in _header_routed_targets(snapshot, identity):
         for entry in plan.http_services():
             if entry.service == service and port in (None, entry.port):
-                value = f"{service}:{port}" if port else service
-                routes.extend(
-                    envoy_routes(snapshot.mesh_name, entry, (names.VIRTUAL_SERVICE_HEADER, value))
-                )
+                header = (names.VIRTUAL_SERVICE_HEADER, _authority(service, port))
+                routes.extend(envoy_routes(snapshot.mesh_name, entry, header))
                 break
     if not routes:
         return []
@@ -123,10 +122,15 @@ def _entries(
     match = body.get("match") or {}
     action = body.get("action") or {}
     base = _base_action(action, cluster, plan)
-    extras = _host_handling(action)
     entries = []
     for route_match, rewrite in _matches_and_rewrites(protocol, match, action.get("rewrite") or {}):
-        route = {"name": name, "match": route_match, "route": {**base, **rewrite}, **extras}
+        route_action = {**base, **rewrite}
+        route = {
+            "name": name,
+            "match": route_match,
+            "route": route_action,
+            **_host_handling(action),
+        }
         order_match = {**match, "prefix": route_match.get("prefix", match.get("prefix"))}
         order = matches.sort_key(priority, protocol, order_match, name)
         entries.append(_Entry(order, match.get("hostname") or {}, route))
@@ -136,9 +140,8 @@ def _entries(
 def _base_action(action: Spec, cluster: str, plan: EgressPlan) -> dict[str, Any]:
     service, port = _target(action)
     route_action: dict[str, Any] = {"cluster": cluster}
-    rewrite = ((action.get("rewrite") or {}).get("hostname") or {}).get("defaultTargetHostname")
-    if rewrite != "DISABLED":
-        route_action["host_rewrite_literal"] = f"{service}:{port}" if port else service
+    if not _keeps_host(action):
+        route_action["host_rewrite_literal"] = _authority(service, port)
     timeout = _target_timeout(plan, service, port)
     if timeout is not None:
         route_action["timeout"] = timeout
@@ -146,14 +149,10 @@ def _base_action(action: Spec, cluster: str, plan: EgressPlan) -> dict[str, Any]
 
 
 def _host_handling(action: Spec) -> dict[str, Any]:
-    rewrite = ((action.get("rewrite") or {}).get("hostname") or {}).get("defaultTargetHostname")
-    if rewrite != "DISABLED":
+    """A route keeping the client's Host names its target in a header instead."""
+    if not _keeps_host(action):
         return {}
-    service, port = _target(action)
-    header = {
-        "key": names.VIRTUAL_SERVICE_HEADER,
-        "value": f"{service}:{port}" if port else service,
-    }
+    header = {"key": names.VIRTUAL_SERVICE_HEADER, "value": _authority(*_target(action))}
     return {
         "request_headers_to_add": [
             {"header": header, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
@@ -180,9 +179,10 @@ def _matches_and_rewrites(protocol: str, match: Spec, rewrite: Spec) -> list[tup
     stem = prefix.rstrip("/")
     if not stem:
         return [(route_match, {"prefix_rewrite": "/"})]
+    twin = copy.deepcopy(route_match)
     return [
         ({**route_match, "prefix": stem + "/"}, {"prefix_rewrite": "/"}),
-        ({**route_match, "prefix": stem}, {"prefix_rewrite": "/"}),
+        ({**twin, "prefix": stem}, {"prefix_rewrite": "/"}),
     ]
 
 
@@ -190,6 +190,16 @@ def _full_path_rewrite(route_match: dict, path: str) -> dict[str, Any]:
     if "path" in route_match:
         return {"prefix_rewrite": path}
     return {"regex_rewrite": {"pattern": {"regex": "^.*$"}, "substitution": path}}
+
+
+def _keeps_host(action: Spec) -> bool:
+    hostname = (action.get("rewrite") or {}).get("hostname") or {}
+    return hostname.get("defaultTargetHostname") == "DISABLED"
+
+
+def _authority(service: str, port: int | None) -> str:
+    """A target as a Host value: the service name, with the target port if one is set."""
+    return f"{service}:{port}" if port else service
 
 
 def _target(action: Spec) -> tuple[str, int | None]:
@@ -218,8 +228,7 @@ def _header_routed_targets(
     for _, spec in snapshot.gateway_route_specs(identity.name):
         for kind in GATEWAY_ROUTE_KINDS:
             action = (spec.get(kind) or {}).get("action") or {}
-            hostname = (action.get("rewrite") or {}).get("hostname") or {}
-            if action and hostname.get("defaultTargetHostname") == "DISABLED":
+            if action and _keeps_host(action):
                 found[_target(action)] = None
     return sorted(found, key=lambda t: (t[0], t[1] or 0))
 
@@ -254,4 +263,5 @@ def _host_matches(hostname: Spec, host: str) -> bool:
 
 def _vhost(name: str, domains: list[str], entries: list[_Entry]) -> dict[str, Any]:
     ordered = sorted(entries, key=lambda e: e.order)
-    return {"name": name, "domains": domains, "routes": [e.route for e in ordered]}
+    # A route may sit in several virtual hosts; each gets its own copy.
+    return {"name": name, "domains": domains, "routes": [copy.deepcopy(e.route) for e in ordered]}

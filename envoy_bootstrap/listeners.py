@@ -17,6 +17,7 @@ proxy directly), as a gateway's own self-redirect does.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from envoy_bootstrap import envoy_types as types
@@ -124,7 +125,7 @@ def http_connection_manager(
     if strip_port:
         body["strip_any_host_port"] = True
     if logs:
-        body["access_log"] = logs
+        body["access_log"] = copy.deepcopy(logs)
     return types.extension(types.HCM_NAME, types.HTTP_CONNECTION_MANAGER, body)
 
 
@@ -190,7 +191,9 @@ def _egress_tcp_chains(mesh: str, plan: EgressPlan, logs: list) -> list[dict[str
 
 def _unmatched_copy(chain: dict[str, Any]) -> dict[str, Any]:
     """A chain's twin without a match, for connections that were not redirected."""
-    rest = {k: v for k, v in chain.items() if k not in ("name", "filter_chain_match")}
+    rest = {
+        k: copy.deepcopy(v) for k, v in chain.items() if k not in ("name", "filter_chain_match")
+    }
     return {"name": f"{chain['name']}_default", **rest}
 
 
@@ -220,7 +223,7 @@ def _passthrough_chain(name: str, cluster: str, logs: list) -> dict[str, Any]:
 def _tcp_proxy(stat_prefix: str, target: dict[str, Any], logs: list) -> dict[str, Any]:
     body = {"stat_prefix": stat_prefix, **target}
     if logs:
-        body["access_log"] = logs
+        body["access_log"] = copy.deepcopy(logs)
     return types.extension(types.TCP_PROXY_NAME, types.TCP_PROXY, body)
 
 
@@ -235,7 +238,8 @@ def _tls_chains(name: str, mapping: PortMapping, spec: Spec, filters: list) -> l
     secure["transport_socket"] = tls.downstream_socket(server_tls, mapping.protocol in HTTP_FAMILY)
     if mode == "STRICT":
         return [secure]
-    return [secure, _chain(name, {**port_match, "transport_protocol": "raw_buffer"}, filters)]
+    plain = {**port_match, "transport_protocol": "raw_buffer"}
+    return [secure, _chain(name, plain, copy.deepcopy(filters))]
 
 
 def _chain(name: str, match: dict[str, Any], filters: list) -> dict[str, Any]:

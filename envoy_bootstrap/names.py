@@ -9,6 +9,7 @@ App Mesh virtual gateway (2022). Names no source shows are marked UNCONFIRMED.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 
 # Virtual-host names seen in the gateway config dump.
 SELF_REDIRECT_VHOST = "self_redirect"
@@ -114,5 +115,10 @@ def aggregate_stats(key: str, value: str) -> dict:
     """The ``aws.appmesh.aggregate_stats`` metadata App Mesh attached to egress routes
     (``TargetVirtualService``) and clusters (``TargetVirtualNode``); the metrics
     extension reads it to tag per-target stats."""
-    config = json.dumps({"tags": [{"key": key, "value": value}]}, separators=(",", ":"))
+    config = _aggregate_stats_config(key, value)
     return {"filter_metadata": {"aws.appmesh.aggregate_stats": {"config": config}}}
+
+
+@lru_cache(maxsize=65536)
+def _aggregate_stats_config(key: str, value: str) -> str:
+    return json.dumps({"tags": [{"key": key, "value": value}]}, separators=(",", ":"))

@@ -185,7 +185,7 @@ def _cluster_weights(mesh: str, route: ServiceRoute) -> list[dict[str, Any]]:
 
 
 def _proxy_domains(plan: EgressPlan, entry: ServicePort, egress_port: int) -> list[str]:
-    first_port = min(e.port for e in plan.http_services() if e.service == entry.service)
+    first_port = plan.first_http_port(entry.service)
     domains = [entry.service, f"{entry.service}:{egress_port}"] if entry.port == first_port else []
     domains.append(f"{entry.service}:{entry.port}")
     return list(dict.fromkeys(domains))

@@ -168,19 +168,20 @@ def reachable_services(snapshot: MeshSnapshot, identity: NodeIdentity) -> tuple[
     """The virtual services this proxy gets egress routes for, sorted by name.
 
     A gateway reaches the targets of its gateway routes. A virtual node reaches its
-    backends; under ALLOW_ALL it reaches every virtual service of the mesh (as the lead's
-    brief specifies; App Mesh's troubleshooting guide describes non-backend traffic as
-    passed to its original destination instead, which the passthrough still does for
-    anything the mesh does not name).
+    backends. Under ALLOW_ALL a node that declares no backends reaches every virtual
+    service of the mesh; one that declares any reaches only those, and everything else
+    goes to its original destination through the passthrough cluster. That is App Mesh's
+    rule as its User Guide states it ("a node that declares any backend must declare all
+    its egress as backends") and as the troubleshooting guide describes the passthrough.
     """
     if identity.is_gateway:
         names = {
             _gateway_route_target(spec) for _, spec in snapshot.gateway_route_specs(identity.name)
         }
-    elif snapshot.egress_filter == "ALLOW_ALL":
+        return tuple(sorted(name for name in names if name and snapshot.has_service(name)))
+    names = set(_backend_policies(snapshot.node_spec(identity.name)))
+    if snapshot.egress_filter == "ALLOW_ALL" and not names:
         names = set(snapshot.virtual_services)
-    else:
-        names = set(_backend_policies(snapshot.node_spec(identity.name)))
     return tuple(sorted(name for name in names if name and snapshot.has_service(name)))
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,16 +127,10 @@ def _assemble(
             endpoints.append(assignment)
     all_clusters = sorted(local_clusters + egress_clusters, key=lambda c: c["name"])
     secrets = tls.acm_secrets(listener_list + all_clusters, snapshot.certificates)
-    # Builders share small dicts (a filter list between TLS and plaintext chains, say);
-    # copying once here makes every returned resource independent of the others.
     return EnvoyResources(
-        listeners=_independent(listener_list),
-        route_configurations=_independent(route_configs),
-        clusters=_independent(all_clusters),
-        endpoints=_independent(endpoints),
-        secrets=_independent(secrets),
+        listeners=tuple(listener_list),
+        route_configurations=tuple(route_configs),
+        clusters=tuple(all_clusters),
+        endpoints=tuple(endpoints),
+        secrets=secrets,
     )
-
-
-def _independent(resources: list[Resource] | tuple[Resource, ...]) -> tuple[Resource, ...]:
-    return tuple(copy.deepcopy(list(resources)))

@@ -94,3 +94,33 @@ def test_reference_problems_finds_dangling_names():
     assert "missing cluster nope" in problems
     assert "r: duplicate domain x" in problems
     assert "EDS cluster e has no assignment" in problems
+
+
+def _containers(value, seen: list) -> None:
+    if isinstance(value, dict | list):
+        seen.append(id(value))
+        for item in value.values() if isinstance(value, dict) else value:
+            _containers(item, seen)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_resources_share_no_dict_or_list_with_each_other_or_the_input(seed):
+    snapshot = random_snapshot(seed) if seed else kitchen_sink().build(certificates=CERTIFICATES)
+    names_ = [("virtualNode", n) for n in snapshot.virtual_nodes] + [
+        ("virtualGateway", g) for g in snapshot.virtual_gateways
+    ]
+    fields = ("mesh", "virtual_nodes", "virtual_routers", "routes", "virtual_services")
+    fields += ("virtual_gateways", "gateway_routes")
+    inputs: list = []
+    roots = [getattr(snapshot, field) for field in fields]  # alive for the whole test
+    _containers(roots, inputs)
+    for kind, name in names_:
+        try:
+            resources = translate(snapshot, NodeIdentity(kind, name))
+        except ResourceNotFound:
+            continue
+        seen: list = []
+        everything = list(resources.all())  # kept alive so no id is reused mid-check
+        _containers(everything, seen)
+        assert len(seen) == len(set(seen)), f"{kind} {name} shares objects between resources"
+        assert not set(seen) & set(inputs), f"{kind} {name} embeds input objects"

@@ -27,8 +27,13 @@ def test_drop_all_reaches_declared_backends_only():
     )
 
 
-def test_allow_all_reaches_every_virtual_service():
+def test_allow_all_with_backends_reaches_only_the_backends():
     snapshot = _mesh("ALLOW_ALL").build()
+    assert reachable_services(snapshot, NodeIdentity("virtualNode", "client")) == ("a.local",)
+
+
+def test_allow_all_without_backends_reaches_every_virtual_service():
+    snapshot = _mesh("ALLOW_ALL").node("client", backends=[]).build()
     assert reachable_services(snapshot, NodeIdentity("virtualNode", "client")) == (
         "a.local",
         "b.local",
