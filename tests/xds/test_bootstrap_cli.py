@@ -1,0 +1,54 @@
+"""``appmesh-local bootstrap`` prints an Envoy Bootstrap that Envoy's own schema accepts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from envoy_bootstrap.validate import parse_bootstrap
+
+ARN = "arn:aws:appmesh:us-east-1:123456789012:mesh/demo/virtualNode/blue"
+
+
+def run_bootstrap(*args: str, **env: str) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("APPMESH_", "ENVOY_"))}
+    environment.update(env)
+    command = [sys.executable, "-m", "appmesh_api.cli", "bootstrap", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=environment, timeout=60)
+
+
+def test_bootstrap_points_ads_at_the_given_endpoint_and_parses():
+    result = run_bootstrap("--resource-arn", ARN, "--xds-endpoint", "127.0.0.1:16000")
+    assert result.returncode == 0, result.stderr
+    bootstrap = json.loads(result.stdout)
+    parse_bootstrap(bootstrap)
+    assert bootstrap["node"]["id"] == ARN
+    assert bootstrap["dynamic_resources"]["ads_config"]["api_type"] == "GRPC"
+    xds = next(c for c in bootstrap["static_resources"]["clusters"] if c["name"] == "xds_cluster")
+    address = json.dumps(xds["load_assignment"])
+    assert '"port_value": 16000' in address and "127.0.0.1" in address
+    assert bootstrap["admin"]["address"]["socket_address"]["port_value"] == 9901
+
+
+def test_bootstrap_reads_the_envoy_image_environment():
+    result = run_bootstrap(
+        APPMESH_VIRTUAL_NODE_NAME="mesh/demo/virtualNode/blue",
+        ENVOY_ADMIN_ACCESS_PORT="9999",
+        ENABLE_ENVOY_XRAY_TRACING="1",
+        XRAY_DAEMON_PORT="2001",
+    )
+    assert result.returncode == 0, result.stderr
+    bootstrap = json.loads(result.stdout)
+    parse_bootstrap(bootstrap)
+    assert bootstrap["node"]["id"] == "mesh/demo/virtualNode/blue"
+    assert bootstrap["admin"]["address"]["socket_address"]["port_value"] == 9999
+    assert "envoy.tracers.xray" in json.dumps(bootstrap["tracing"])
+    assert "2001" in json.dumps(bootstrap)
+
+
+def test_bootstrap_without_an_identity_says_what_to_set():
+    result = run_bootstrap()
+    assert result.returncode == 2
+    assert "--resource-arn" in result.stderr
