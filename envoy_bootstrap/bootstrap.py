@@ -17,13 +17,12 @@ because we point Envoy at appmesh-local rather than at App Mesh's regional endpo
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
 from envoy_bootstrap import envoy_types as types
 from envoy_bootstrap import names, observability
-from envoy_bootstrap.clusters import http2_protocol_options
+from envoy_bootstrap.clusters import http2_protocol_options, is_ip
 from envoy_bootstrap.envvars import Env, mesh_resource
 
 ADMIN_ACCESS_LOG = "/tmp/envoy_admin_access.log"
@@ -125,7 +124,7 @@ def xds_cluster(endpoint: str) -> dict[str, Any]:
     address = {"socket_address": {"address": host, "port_value": int(port)}}
     cluster: dict[str, Any] = {
         "name": names.XDS_CLUSTER,
-        "type": "STATIC" if _is_ip(host) else "STRICT_DNS",
+        "type": "STATIC" if is_ip(host) else "STRICT_DNS",
         "connect_timeout": "1s",
         "typed_extension_protocol_options": http2_protocol_options(),
         "load_assignment": _assignment(names.XDS_CLUSTER, address),
@@ -184,11 +183,3 @@ def _assignment(name: str, address: dict[str, Any]) -> dict[str, Any]:
 def _add_optional(bootstrap: dict[str, Any], key: str, value: Any) -> None:
     if value:
         bootstrap[key] = value
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True

@@ -72,7 +72,7 @@ def local_cluster(
     listener (self-redirect). Its circuit breaker comes from the listener's pool."""
     cluster: dict[str, Any] = {
         "name": name,
-        "type": "STATIC" if _is_ip(host) else "STRICT_DNS",
+        "type": "STATIC" if is_ip(host) else "STRICT_DNS",
         "connect_timeout": LOCAL_CONNECT_TIMEOUT,
         "circuit_breakers": resilience.circuit_breakers(pool),
         "load_assignment": load_assignment(name, ((host, port),)),
@@ -162,7 +162,8 @@ def _add_protocol_options(cluster: dict[str, Any], protocol: str) -> None:
         cluster["typed_extension_protocol_options"] = http2_protocol_options()
 
 
-def _is_ip(host: str) -> bool:
+def is_ip(host: str) -> bool:
+    """True for an IPv4 or IPv6 literal (STATIC cluster), False for a name (DNS cluster)."""
     try:
         ipaddress.ip_address(host)
     except ValueError:
