@@ -49,6 +49,26 @@ def error_body(error: AppMeshError) -> bytes:
     return json.dumps({"message": error.message}).encode()
 
 
+_WRITES = ("Create", "Update", "Delete", "Tag", "Untag")
+
+
+_NAME_PARAMS = (
+    "meshName",
+    "virtualRouterName",
+    "virtualGatewayName",
+    "virtualNodeName",
+    "virtualServiceName",
+    "routeName",
+    "gatewayRouteName",
+)
+
+
+def _describe_target(params: dict) -> str:
+    """``mesh/demo/virtualNode/blue``-style words for a log line (or the ARN for tagging)."""
+    parts = [f"{key.removesuffix('Name')}/{params[key]}" for key in _NAME_PARAMS if key in params]
+    return "/".join(parts) or str(params.get("resourceArn", "-"))
+
+
 class AppMeshEndpoint:
     """Pure-ASGI front door: ``/v20190125/...`` is answered here, the rest passes on.
 
@@ -119,7 +139,12 @@ class AppMeshEndpoint:
                 ),
                 request_id,
             )
-        log.debug("%s -> 200", operation.name)
+        if operation.name.startswith(_WRITES):
+            log.info(
+                "%s %s by account %s", operation.name, _describe_target(labels), caller.account
+            )
+        else:
+            log.debug("%s -> 200", operation.name)
         return 200, {"x-amzn-RequestId": request_id}, payload
 
     @staticmethod

@@ -51,7 +51,13 @@ def _serve(args: argparse.Namespace) -> int:
             f"{args.host}:{args.xds_port}",
             flush=True,
         )
-    print(f"  try: AWS_ENDPOINT_URL={endpoint} aws appmesh list-meshes", flush=True)
+    print("  try it from another shell:", flush=True)
+    print(
+        f"    export AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=123456789012 "
+        "AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1",
+        flush=True,
+    )
+    print("    aws appmesh create-mesh --mesh-name demo && aws appmesh list-meshes", flush=True)
     uvicorn.run(
         app,
         host=args.host,
