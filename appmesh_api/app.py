@@ -141,7 +141,7 @@ class AppMeshEndpoint:
             )
         if operation.name.startswith(_WRITES):
             log.info(
-                "%s %s by account %s", operation.name, _describe_target(labels), caller.account
+                "%s %s by account %s", operation.name, _describe_target(params), caller.account
             )
         else:
             log.debug("%s -> 200", operation.name)
