@@ -1,0 +1,336 @@
+"""Live clusters: hosts, load balancing, panic routing and circuit-breaker counters.
+
+A ``Cluster`` outlives config versions: when a new version changes its settings or its
+endpoints, the same object is updated in place and hosts are matched by address, so
+pooled connections, outlier state and health-check results survive a config push.
+
+Host choice is precomputed: every health, ejection or membership change rebuilds the
+candidate list (healthy hosts of the best priority level, or all of them in panic when
+the healthy share drops under ``healthy_panic_threshold``), so picking a host is a
+counter increment, a random draw or a power-of-two-choices comparison.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import itertools
+import random
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING
+
+from proxy.cluster_config import ClusterConfig, Endpoint, LoadAssignment
+from proxy.health_check import HealthChecker
+from proxy.outlier import OutlierDetector
+from proxy.stats import CLUSTER_COUNTERS, HEALTH_CHECK_COUNTERS, Stats
+from proxy.upstream import HostPool
+
+if TYPE_CHECKING:
+    from proxy.config import CompiledConfig
+
+
+class Host:
+    """One upstream endpoint with its pool, health flags and outlier state."""
+
+    __slots__ = (
+        "consecutive_5xx",
+        "consecutive_gateway",
+        "cx_active",
+        "cx_connect_fail",
+        "cx_total",
+        "eds_healthy",
+        "ejected",
+        "ejected_at",
+        "ejection_count",
+        "endpoint",
+        "hc_failed",
+        "hc_initial",
+        "hc_streak",
+        "host",
+        "key",
+        "pool",
+        "port",
+        "rq_active",
+        "rq_error",
+        "rq_success",
+        "rq_total",
+    )
+
+    def __init__(self, endpoint: Endpoint, cluster: Cluster, hc_pending: bool) -> None:
+        self.endpoint = endpoint
+        self.host = endpoint.host
+        self.port = endpoint.port
+        self.key = endpoint.key
+        self.eds_healthy = endpoint.healthy
+        # Envoy: with active health checking a new host is unhealthy until its first pass.
+        self.hc_failed = hc_pending
+        self.hc_initial = hc_pending  # one pass suffices before the first verdict
+        self.hc_streak = 0  # >0 consecutive passes, <0 consecutive failures
+        self.ejected = False
+        self.ejected_at = 0.0
+        self.ejection_count = 0
+        self.consecutive_5xx = 0
+        self.consecutive_gateway = 0
+        self.pool = HostPool(self, cluster)
+        self.cx_active = self.cx_total = self.cx_connect_fail = 0
+        self.rq_active = self.rq_total = self.rq_success = self.rq_error = 0
+
+    @property
+    def healthy(self) -> bool:
+        return self.eds_healthy and not self.hc_failed and not self.ejected
+
+    @property
+    def health_flags(self) -> str:
+        """Envoy's ``/clusters`` health_flags text."""
+        flags = []
+        if self.hc_failed:
+            flags.append("/failed_active_hc")
+        if self.ejected:
+            flags.append("/failed_outlier_check")
+        if not self.eds_healthy:
+            flags.append("/failed_eds_health")
+        return "".join(flags) or "healthy"
+
+
+class Cluster:
+    """A live cluster: the hosts, the balancer and the circuit-breaker counters."""
+
+    def __init__(self, stats: Stats, config: ClusterConfig, assignment: LoadAssignment | None):
+        self.name = config.name
+        self.config = config
+        self.stats = stats.scope("cluster", config.name, CLUSTER_COUNTERS)
+        self.hosts: dict[str, Host] = {}
+        self.assignment: LoadAssignment | None = None
+        self.cx_active = 0
+        self.rq_active = 0
+        self.rq_pending = 0
+        self.retries_active = 0
+        self.removed = False
+        self._candidates: list[Host] = []
+        self._cumulative: list[int] | None = None
+        self._panic = False
+        self._rr = itertools.count()
+        self.outlier: OutlierDetector | None = None
+        self.health_checker: HealthChecker | None = None
+        self._register_gauges()
+        self._configure(config)
+        self.set_endpoints(assignment)
+
+    def _register_gauges(self) -> None:
+        scope, th = self.stats, lambda: self.config.thresholds
+        scope.gauge_fn("upstream_cx_active", lambda: self.cx_active)
+        scope.gauge_fn("upstream_rq_active", lambda: self.rq_active)
+        scope.gauge_fn("upstream_rq_pending_active", lambda: self.rq_pending)
+        scope.gauge_fn("membership_total", lambda: len(self.hosts))
+        scope.gauge_fn("membership_healthy", lambda: sum(h.healthy for h in self.hosts.values()))
+        scope.gauge_fn("membership_degraded", lambda: 0)
+        scope.gauge_fn(
+            "outlier_detection.ejections_active",
+            lambda: sum(h.ejected for h in self.hosts.values()),
+        )
+        scope.gauge_fn(
+            "circuit_breakers.default.cx_open", lambda: int(self.cx_active >= th().max_connections)
+        )
+        scope.gauge_fn(
+            "circuit_breakers.default.rq_pending_open",
+            lambda: int(self.rq_pending >= th().max_pending_requests),
+        )
+        scope.gauge_fn(
+            "circuit_breakers.default.rq_open", lambda: int(self.rq_active >= th().max_requests)
+        )
+        scope.gauge_fn(
+            "circuit_breakers.default.rq_retry_open",
+            lambda: int(self.retries_active >= th().max_retries),
+        )
+
+    # -- configuration ---------------------------------------------------------------------
+    def update(self, config: ClusterConfig, assignment: LoadAssignment | None) -> None:
+        """Apply a new version of this cluster, keeping hosts that stay."""
+        if config.raw != self.config.raw:
+            self._configure(config)
+        self.set_endpoints(assignment)
+
+    def _configure(self, config: ClusterConfig) -> None:
+        previous = self.config
+        self.config = config
+        if self.outlier is None or config.outlier != previous.outlier:
+            if self.outlier is not None:
+                self.outlier.stop()
+            self.outlier = OutlierDetector(self, config.outlier) if config.outlier else None
+        if self.health_checker is None or config.health_checks != previous.health_checks:
+            if self.health_checker is not None:
+                self.health_checker.stop()
+                for host in self.hosts.values():  # verdicts of the old checks no longer hold
+                    host.hc_failed = host.hc_initial = False
+                    host.hc_streak = 0
+                self.refresh()
+            self.health_checker = None
+            if config.health_checks:
+                for name in HEALTH_CHECK_COUNTERS:
+                    self.stats.counters.setdefault(name, 0)
+                self.health_checker = HealthChecker(self, config.health_checks[0])
+
+    def set_endpoints(self, assignment: LoadAssignment | None) -> None:
+        """Reconcile hosts with a load assignment (``None``: no endpoints known yet)."""
+        if assignment == self.assignment and assignment is not None:
+            return
+        self.assignment = assignment
+        fresh: dict[str, Host] = {}
+        checking = self.health_checker is not None
+        for endpoint in assignment.endpoints if assignment else ():
+            host = self.hosts.get(endpoint.key) or fresh.get(endpoint.key)
+            if host is None:
+                host = Host(endpoint, self, hc_pending=checking)
+            host.endpoint = endpoint
+            host.eds_healthy = endpoint.healthy
+            fresh[endpoint.key] = host
+        for key, host in self.hosts.items():
+            if key not in fresh:
+                host.pool.close()
+        self.hosts = fresh
+        self.refresh()
+
+    # -- load balancing --------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Recompute the host candidates after any health or membership change."""
+        hosts = list(self.hosts.values())
+        self._panic = False
+        if not hosts:
+            self._set_candidates([])
+            return
+        levels = sorted({h.endpoint.priority for h in hosts})
+        for level in levels:
+            members = [h for h in hosts if h.endpoint.priority == level]
+            healthy = [h for h in members if h.healthy]
+            if healthy:
+                if len(healthy) * 100 < self.config.panic_threshold * len(members):
+                    self._panic = True
+                    self._set_candidates(members)
+                else:
+                    self._set_candidates(healthy)
+                return
+        # Nothing healthy anywhere: panic over the first level unless panic is disabled.
+        if self.config.panic_threshold > 0:
+            self._panic = True
+            self._set_candidates([h for h in hosts if h.endpoint.priority == levels[0]])
+        else:
+            self._set_candidates([])
+
+    def _set_candidates(self, hosts: list[Host]) -> None:
+        self._candidates = hosts
+        weights = [h.endpoint.weight for h in hosts]
+        if weights and min(weights) != max(weights):
+            self._cumulative = list(itertools.accumulate(weights))
+        else:
+            self._cumulative = None
+
+    def choose_host(self, exclude: set[Host] | None = None, attempts: int = 1) -> Host | None:
+        """Pick a host per ``lb_policy``; ``None`` means no healthy upstream (UH)."""
+        candidates = self._candidates
+        if not candidates:
+            return None
+        if self._panic:
+            self.stats.counters["lb_healthy_panic"] += 1
+        host = self._pick(candidates)
+        while exclude and host in exclude and attempts > 1 and len(candidates) > 1:
+            attempts -= 1
+            host = self._pick(candidates)
+        return host
+
+    def _pick(self, candidates: list[Host]) -> Host:
+        cumulative = self._cumulative
+        if cumulative is not None:
+            index = bisect.bisect_right(cumulative, random.randrange(cumulative[-1]))
+            return candidates[index]
+        policy = self.config.lb_policy
+        if policy == "LEAST_REQUEST" and len(candidates) > 1:
+            first, second = random.sample(candidates, 2)
+            return first if first.rq_active <= second.rq_active else second
+        if policy == "RANDOM":
+            return random.choice(candidates)
+        return candidates[next(self._rr) % len(candidates)]
+
+    # -- pools -------------------------------------------------------------------------------
+    def on_connection_freed(self) -> None:
+        """A connection slot freed up: let a host with waiting requests open one."""
+        for host in self.hosts.values():
+            if host.pool.waiters and host.pool.maybe_connect():
+                return
+
+    def sweep_idle(self, now: float) -> None:
+        timeout = self.config.idle_timeout
+        if timeout is None:
+            return
+        for host in self.hosts.values():
+            closed = host.pool.close_idle(older_than=now - timeout)
+            if closed:
+                self.stats.counters["upstream_cx_idle_timeout"] += closed
+
+    def warming(self) -> Awaitable[None] | None:
+        """The first health-check round, which a new cluster waits for (Envoy's warming)."""
+        return self.health_checker.first_round if self.health_checker else None
+
+    def close(self) -> None:
+        self.removed = True
+        if self.outlier is not None:
+            self.outlier.stop()
+        if self.health_checker is not None:
+            self.health_checker.stop()
+        for host in self.hosts.values():
+            host.pool.close()
+
+
+class ClusterManager:
+    """All live clusters by name; updated from each compiled config version."""
+
+    SWEEP_INTERVAL = 1.0
+
+    def __init__(self, stats: Stats) -> None:
+        self.stats = stats
+        self.clusters: dict[str, Cluster] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    def get(self, name: str) -> Cluster | None:
+        return self.clusters.get(name)
+
+    def update(self, config: CompiledConfig) -> list[Awaitable[None]]:
+        """Create, update and remove clusters; returns the warm-ups new clusters wait on."""
+        warming: list[Awaitable[None]] = []
+        current: dict[str, Cluster] = {}
+        for name, cluster_config in config.clusters.items():
+            assignment = config.endpoints_for(cluster_config)
+            cluster = self.clusters.get(name)
+            if cluster is None:
+                cluster = Cluster(self.stats, cluster_config, assignment)
+                if (pending := cluster.warming()) is not None:
+                    warming.append(pending)
+            else:
+                cluster.update(cluster_config, assignment)
+            current[name] = cluster
+        for name, cluster in self.clusters.items():
+            if name not in current:
+                cluster.close()
+                self.stats.drop_gauges("cluster", name)
+        self.clusters = current
+        self._arm_sweeper()
+        return warming
+
+    def _arm_sweeper(self) -> None:
+        if self._sweeper is None and self.clusters:
+            loop = asyncio.get_running_loop()
+            self._sweeper = loop.call_later(self.SWEEP_INTERVAL, self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        now = asyncio.get_running_loop().time()
+        for cluster in self.clusters.values():
+            cluster.sweep_idle(now)
+        self._arm_sweeper()
+
+    def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for cluster in self.clusters.values():
+            cluster.close()
+        self.clusters = {}

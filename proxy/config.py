@@ -1,0 +1,349 @@
+"""One config version: Envoy v3 resources compiled into immutable lookup tables.
+
+``compile_resources`` is pure: it takes the resource dicts xDS delivered (Listener,
+RouteConfiguration, Cluster, ClusterLoadAssignment, Secret, each with its ``@type``) and
+returns a ``CompiledConfig`` whose listeners already point at compiled filter chains,
+HTTP connection manager settings, route tables and access-log formatters. The data path
+only ever looks things up in it; a new version is a new object swapped in atomically.
+
+Fields this proxy does not act on are ignored (Envoy's config is large); only resources
+Envoy itself would reject (missing names, invalid regexes, duplicate domains) raise
+``ConfigError``, which the xDS client turns into a NACK.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from proxy.access_log import AccessLogConfig, compile_access_logs
+from proxy.cluster_config import (
+    ClusterConfig,
+    LoadAssignment,
+    compile_cluster,
+    compile_load_assignment,
+)
+from proxy.protojson import (
+    CLUSTER,
+    CLUSTER_LOAD_ASSIGNMENT,
+    HTTP_CONNECTION_MANAGER,
+    LISTENER,
+    ROUTE_CONFIGURATION,
+    SECRET,
+    TCP_PROXY,
+    ConfigError,
+    duration,
+    flag,
+    socket_address,
+    type_url,
+    typed_config,
+    uint,
+)
+from proxy.routing import RouteTable, compile_route_configuration
+
+_HCM_NAMES = (HTTP_CONNECTION_MANAGER, "envoy.filters.network.http_connection_manager")
+_TCP_NAMES = (TCP_PROXY, "envoy.filters.network.tcp_proxy")
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConnectionManagerConfig:
+    """The HCM settings the HTTP codec and router read per request."""
+
+    stat_prefix: str
+    route_table: RouteTable | None
+    rds_name: str | None
+    access_logs: tuple[AccessLogConfig, ...]
+    server_name: str = "envoy"
+    server_header_transformation: str = "OVERWRITE"
+    use_remote_address: bool = False
+    skip_xff_append: bool = False
+    generate_request_id: bool = True
+    always_set_request_id_in_response: bool = False
+    idle_timeout: float | None = 3600.0
+    stream_idle_timeout: float | None = 300.0
+    strip_any_host_port: bool = False
+    normalize_path: bool = False
+    merge_slashes: bool = False
+    accept_http_10: bool = False
+    default_host_for_http_10: str = ""
+    via: str = ""
+    codec_type: str = "AUTO"
+
+
+@dataclass(frozen=True, slots=True)
+class TcpProxyConfig:
+    stat_prefix: str
+    cluster: str | None
+    weighted: tuple[tuple[str, int], ...]
+    idle_timeout: float | None
+    max_connect_attempts: int
+    access_logs: tuple[AccessLogConfig, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FilterChainMatch:
+    """The parts of ``filter_chain_match`` a plaintext connection can be matched on."""
+
+    destination_port: int | None = None
+    prefix_ranges: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    source_prefix_ranges: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    needs_tls: bool = False  # server_names / transport_protocol "tls" / ALPN: TLS only
+
+    def matches(self, local: tuple[str, int], remote: tuple[str, int]) -> bool:
+        if self.needs_tls:
+            return False
+        if self.destination_port is not None and local[1] != self.destination_port:
+            return False
+        if self.prefix_ranges and not _in_ranges(local[0], self.prefix_ranges):
+            return False
+        return not self.source_prefix_ranges or _in_ranges(remote[0], self.source_prefix_ranges)
+
+    @property
+    def specificity(self) -> tuple[int, int]:
+        longest = max((net.prefixlen for net in self.prefix_ranges), default=-1)
+        return (self.destination_port is not None, longest)
+
+
+def _in_ranges(address: str, ranges: tuple[Any, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in ranges if net.version == ip.version)
+
+
+@dataclass(frozen=True, slots=True)
+class FilterChain:
+    """A filter chain's terminal network filter: an HCM (``http``) or ``tcp_proxy``."""
+
+    name: str
+    match: FilterChainMatch
+    http: HttpConnectionManagerConfig | None
+    tcp: TcpProxyConfig | None
+    transport_socket: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerConfig:
+    name: str
+    address: tuple[str, int]
+    filter_chains: tuple[FilterChain, ...]
+    default_chain: FilterChain | None
+    bind_to_port: bool
+    raw: Mapping[str, Any]
+
+    def select_chain(self, local: tuple[str, int], remote: tuple[str, int]) -> FilterChain | None:
+        """Envoy picks the most specific matching chain, else the default chain."""
+        best: FilterChain | None = None
+        for chain in self.filter_chains:
+            if chain.match.matches(local, remote) and (
+                best is None or chain.match.specificity > best.match.specificity
+            ):
+                best = chain
+        return best or self.default_chain
+
+    @property
+    def single_chain(self) -> FilterChain | None:
+        """The only possible chain when nothing needs matching (the common case)."""
+        if len(self.filter_chains) == 1 and self.filter_chains[0].match == FilterChainMatch():
+            return self.filter_chains[0]
+        if not self.filter_chains:
+            return self.default_chain
+        return None
+
+
+@dataclass(frozen=True)
+class CompiledConfig:
+    """Everything one config version says, by resource name."""
+
+    version: str
+    listeners: Mapping[str, ListenerConfig]
+    route_tables: Mapping[str, RouteTable]
+    clusters: Mapping[str, ClusterConfig]
+    load_assignments: Mapping[str, LoadAssignment]
+    secrets: Mapping[str, Mapping[str, Any]]
+    resources: tuple[Mapping[str, Any], ...] = field(default=(), repr=False)
+
+    def route_table(self, http: HttpConnectionManagerConfig) -> RouteTable | None:
+        """An HCM's routes: inline, or the RDS route configuration it names."""
+        if http.route_table is not None:
+            return http.route_table
+        return self.route_tables.get(http.rds_name or "")
+
+    def endpoints_for(self, cluster: ClusterConfig) -> LoadAssignment | None:
+        if cluster.discovery == "EDS":
+            return self.load_assignments.get(cluster.eds_service_name)
+        return cluster.load_assignment
+
+
+EMPTY_CONFIG = CompiledConfig(
+    version="",
+    listeners=MappingProxyType({}),
+    route_tables=MappingProxyType({}),
+    clusters=MappingProxyType({}),
+    load_assignments=MappingProxyType({}),
+    secrets=MappingProxyType({}),
+)
+
+
+def compile_resources(resources: list[dict[str, Any]], version: str) -> CompiledConfig:
+    """Compile one complete set of resources; raises ``ConfigError`` on what Envoy rejects."""
+    buckets: dict[str, dict[str, Any]] = {
+        LISTENER: {},
+        ROUTE_CONFIGURATION: {},
+        CLUSTER: {},
+        CLUSTER_LOAD_ASSIGNMENT: {},
+        SECRET: {},
+    }
+    for resource in resources:
+        if not isinstance(resource, dict):
+            raise ConfigError(f"resource is not an object: {resource!r}")
+        kind = type_url(resource)
+        if kind not in buckets:
+            continue  # unknown resource types are not ours to judge
+        key = "cluster_name" if kind == CLUSTER_LOAD_ASSIGNMENT else "name"
+        name = resource.get(key)
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{kind} without {key}")
+        if name in buckets[kind]:
+            raise ConfigError(f"duplicate {kind} {name!r}")
+        buckets[kind][name] = resource
+    return CompiledConfig(
+        version=version,
+        listeners=_frozen({n: compile_listener(r) for n, r in buckets[LISTENER].items()}),
+        route_tables=_frozen(
+            {n: compile_route_configuration(r) for n, r in buckets[ROUTE_CONFIGURATION].items()}
+        ),
+        clusters=_frozen({n: compile_cluster(r) for n, r in buckets[CLUSTER].items()}),
+        load_assignments=_frozen(
+            {n: compile_load_assignment(r) for n, r in buckets[CLUSTER_LOAD_ASSIGNMENT].items()}
+        ),
+        secrets=_frozen(dict(buckets[SECRET])),
+        resources=tuple(r for r in resources if type_url(r) in buckets),
+    )
+
+
+def _frozen(mapping: dict[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(mapping)
+
+
+def compile_listener(spec: dict[str, Any]) -> ListenerConfig:
+    name = str(spec.get("name", ""))
+    chains = tuple(
+        _compile_chain(chain, f"{name}#{i}")
+        for i, chain in enumerate(spec.get("filter_chains") or ())
+    )
+    default = spec.get("default_filter_chain")
+    return ListenerConfig(
+        name=name,
+        address=socket_address(spec.get("address")),
+        filter_chains=chains,
+        default_chain=_compile_chain(default, f"{name}#default")
+        if isinstance(default, dict)
+        else None,
+        bind_to_port=flag(spec.get("bind_to_port"), True),
+        raw=spec,
+    )
+
+
+def _networks(specs: Any) -> tuple[Any, ...]:
+    nets = []
+    for cidr in specs or ():
+        text = f"{cidr.get('address_prefix')}/{uint(cidr.get('prefix_len'), 32)}"
+        try:
+            nets.append(ipaddress.ip_network(text, strict=False))
+        except ValueError as exc:
+            raise ConfigError(f"invalid CIDR range {cidr!r}") from exc
+    return tuple(nets)
+
+
+def _compile_match(spec: Any) -> FilterChainMatch:
+    if not isinstance(spec, dict) or not spec:
+        return FilterChainMatch()
+    port = spec.get("destination_port")
+    return FilterChainMatch(
+        destination_port=None if port is None else uint(port, 0),
+        prefix_ranges=_networks(spec.get("prefix_ranges")),
+        source_prefix_ranges=_networks(spec.get("source_prefix_ranges")),
+        needs_tls=bool(
+            spec.get("server_names")
+            or spec.get("transport_protocol") == "tls"
+            or spec.get("application_protocols")
+        ),
+    )
+
+
+def _compile_chain(spec: dict[str, Any], fallback_name: str) -> FilterChain:
+    http = tcp = None
+    for network_filter in spec.get("filters") or ():
+        kind, config = typed_config(network_filter)
+        if kind in _HCM_NAMES:
+            http = compile_http_connection_manager(config)
+        elif kind in _TCP_NAMES:
+            tcp = compile_tcp_proxy(config)
+    return FilterChain(
+        name=str(spec.get("name") or fallback_name),
+        match=_compile_match(spec.get("filter_chain_match")),
+        http=http,
+        tcp=tcp,
+        transport_socket=spec.get("transport_socket"),
+    )
+
+
+def compile_http_connection_manager(spec: dict[str, Any]) -> HttpConnectionManagerConfig:
+    stat_prefix = spec.get("stat_prefix")
+    if not isinstance(stat_prefix, str):
+        raise ConfigError("http_connection_manager without stat_prefix")
+    route_table = rds_name = None
+    if isinstance(spec.get("route_config"), dict):
+        route_table = compile_route_configuration(spec["route_config"])
+    elif isinstance(spec.get("rds"), dict):
+        rds_name = str(spec["rds"].get("route_config_name", ""))
+    common = spec.get("common_http_protocol_options") or {}
+    http1 = spec.get("http_protocol_options") or {}
+    return HttpConnectionManagerConfig(
+        stat_prefix=stat_prefix,
+        route_table=route_table,
+        rds_name=rds_name,
+        access_logs=compile_access_logs(spec.get("access_log")),
+        server_name=str(spec.get("server_name") or "envoy"),
+        server_header_transformation=str(spec.get("server_header_transformation", "OVERWRITE")),
+        use_remote_address=flag(spec.get("use_remote_address"), False),
+        skip_xff_append=bool(spec.get("skip_xff_append", False)),
+        generate_request_id=flag(spec.get("generate_request_id"), True),
+        always_set_request_id_in_response=bool(spec.get("always_set_request_id_in_response")),
+        idle_timeout=duration(common.get("idle_timeout"), 3600.0) or None,
+        stream_idle_timeout=duration(spec.get("stream_idle_timeout"), 300.0) or None,
+        strip_any_host_port=bool(spec.get("strip_any_host_port", False)),
+        normalize_path=flag(spec.get("normalize_path"), False),
+        merge_slashes=bool(spec.get("merge_slashes", False)),
+        accept_http_10=bool(http1.get("accept_http_10", False)),
+        default_host_for_http_10=str(http1.get("default_host_for_http_10", "")),
+        via=str(spec.get("via", "")),
+        codec_type=str(spec.get("codec_type", "AUTO")),
+    )
+
+
+def compile_tcp_proxy(spec: dict[str, Any]) -> TcpProxyConfig:
+    stat_prefix = spec.get("stat_prefix")
+    if not isinstance(stat_prefix, str):
+        raise ConfigError("tcp_proxy without stat_prefix")
+    weighted = tuple(
+        (str(c.get("name")), uint(c.get("weight"), 0))
+        for c in (spec.get("weighted_clusters") or {}).get("clusters", ()) or ()
+        if uint(c.get("weight"), 0) > 0
+    )
+    cluster = spec.get("cluster")
+    if not weighted and not isinstance(cluster, str):
+        raise ConfigError(f"tcp_proxy {stat_prefix}: no cluster")
+    return TcpProxyConfig(
+        stat_prefix=stat_prefix,
+        cluster=cluster if isinstance(cluster, str) else None,
+        weighted=weighted,
+        idle_timeout=duration(spec.get("idle_timeout"), 3600.0) or None,
+        max_connect_attempts=max(1, uint(spec.get("max_connect_attempts"), 1)),
+        access_logs=compile_access_logs(spec.get("access_log")),
+    )

@@ -1,0 +1,33 @@
+"""The runtime services every connection shares, in one object passed explicitly.
+
+No module-level state: a ``ProxyServer`` owns one ``ProxyContext`` and hands it to the
+listeners it opens, so several proxies can live in one process (the tests do this).
+``config`` is replaced wholesale on each version; a request reads it once when it starts
+and keeps that snapshot, so a swap never changes a request mid-flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+from proxy.access_log import AccessLogSinks
+from proxy.cluster_manager import ClusterManager
+from proxy.config import EMPTY_CONFIG, CompiledConfig
+from proxy.stats import Stats
+from proxy.timers import DateCache, TimerWheel
+
+
+class ProxyContext:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.stats = Stats()
+        self.timers = TimerWheel(loop)
+        self.dates = DateCache()
+        self.access_logs = AccessLogSinks(loop)
+        self.clusters = ClusterManager(self.stats)
+        self.config: CompiledConfig = EMPTY_CONFIG
+        self.connection_ids = itertools.count(1)
+        # Open downstream connections (HTTP and TCP), for draining on stop.
+        self.connections: set[Any] = set()

@@ -1,0 +1,154 @@
+"""Envoy's header rules for proxied HTTP, in one place.
+
+Request side: the HCM mutations (``x-request-id`` when absent, ``x-forwarded-for``
+appended when ``use_remote_address`` is set, ``x-forwarded-proto``, ``via``), route
+header mutations and path/host rewrites, hop-by-hop headers dropped, and the upstream
+HTTP/1.1 head built once per request. Response side: hop-by-hop headers dropped, the
+``server`` header per ``server_header_transformation``, ``x-envoy-upstream-service-time``
+and route response mutations. Everything else (``x-amzn-trace-id`` included) passes
+through untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import TYPE_CHECKING
+
+from proxy.http_types import CHUNKED, CONTENT_LENGTH, HttpRequest
+
+if TYPE_CHECKING:
+    from proxy.config import HttpConnectionManagerConfig
+    from proxy.routing import HeaderMutation, Route
+
+_HOP_BY_HOP = ("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade")
+REQUEST_SKIP = frozenset((*_HOP_BY_HOP, "host", "te", "content-length", "expect"))
+RESPONSE_SKIP = frozenset((*_HOP_BY_HOP, "content-length"))
+
+
+def apply_mutation(headers: dict[str, str], mutation: HeaderMutation) -> None:
+    """``request_headers_to_add`` / ``_to_remove`` on a request header dict."""
+    for name in mutation.remove:
+        headers.pop(name, None)
+    for name, value, append in mutation.add:
+        if append and name in headers:
+            headers[name] = f"{headers[name]},{value}"
+        else:
+            headers[name] = value
+
+
+def apply_response_mutation(out: list[tuple[str, str]], mutation: HeaderMutation) -> None:
+    """``response_headers_to_add`` / ``_to_remove``; appends add another header line."""
+    for name in mutation.remove:
+        out[:] = [(n, v) for n, v in out if n != name]
+    for name, value, append in mutation.add:
+        if not append:
+            out[:] = [(n, v) for n, v in out if n != name]
+        out.append((name, value))
+
+
+def request_id() -> str:
+    """A random (version 4) UUID string, as Envoy generates; cheaper than ``uuid.uuid4()``."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40
+    raw[8] = raw[8] & 0x3F | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def mutate_request_headers(
+    headers: dict[str, str], hcm: HttpConnectionManagerConfig, remote_address: str
+) -> None:
+    """What Envoy's HCM does to every request before routing it."""
+    if hcm.generate_request_id and "x-request-id" not in headers:
+        headers["x-request-id"] = request_id()
+    if hcm.use_remote_address and not hcm.skip_xff_append:
+        remote = remote_address.rsplit(":", 1)[0].strip("[]")
+        xff = headers.get("x-forwarded-for")
+        headers["x-forwarded-for"] = f"{xff},{remote}" if xff else remote
+    headers.setdefault("x-forwarded-proto", headers.get(":scheme", "http"))
+    if hcm.via:
+        via = headers.get("via")
+        headers["via"] = f"{via},{hcm.via}" if via else hcm.via
+
+
+def build_request_head(request: HttpRequest, route: Route, expected_timeout: float | None) -> bytes:
+    """The upstream HTTP/1.1 request head, after rewrites and route mutations."""
+    action = route.action
+    assert action is not None
+    headers = request.headers
+    path = request.path
+    if route.rewrite_path is not None:
+        headers["x-envoy-original-path"] = path
+        path = route.rewrite_path(path)
+    authority = action.host_rewrite or headers.get(":authority", "")
+    if route.request_headers:
+        apply_mutation(headers, route.request_headers)
+    if expected_timeout:
+        headers["x-envoy-expected-rq-timeout-ms"] = str(int(expected_timeout * 1000))
+    dropped = connection_tokens(headers.get("connection"))
+    lines = [f"{request.method} {path} HTTP/1.1\r\nhost: {authority}\r\n"]
+    for name, value in headers.items():
+        if name[0] != ":" and name not in REQUEST_SKIP and name not in dropped:
+            lines.append(f"{name}: {value}\r\n")
+    if request.framing == CONTENT_LENGTH:
+        lines.append(f"content-length: {request.content_length}\r\n")
+    elif request.framing == CHUNKED:
+        lines.append("transfer-encoding: chunked\r\n")
+    lines.append("\r\n")
+    return "".join(lines).encode("latin-1", "replace")
+
+
+def response_headers(
+    upstream: list[tuple[str, str]], hcm: HttpConnectionManagerConfig, service_time: int
+) -> tuple[list[tuple[str, str]], int | None]:
+    """Downstream response headers and the upstream ``content-length``, if any."""
+    mode = hcm.server_header_transformation
+    dropped = frozenset()
+    for name, value in upstream:
+        if name == "connection":
+            dropped = connection_tokens(value)
+    out: list[tuple[str, str]] = []
+    length: int | None = None
+    has_server = False
+    for name, value in upstream:
+        if name in RESPONSE_SKIP or name in dropped:
+            if name == "content-length" and value.strip().isdigit():
+                length = int(value)
+            continue
+        if name == "server":
+            if mode == "OVERWRITE":
+                continue
+            has_server = True
+        out.append((name, value))
+    if mode == "OVERWRITE" or (mode == "APPEND_IF_ABSENT" and not has_server):
+        out.append(("server", hcm.server_name))
+    out.append(("x-envoy-upstream-service-time", str(service_time)))
+    return out, length
+
+
+def normalize_path(path: str, normalize: bool, merge_slashes: bool) -> str:
+    """HCM ``normalize_path`` (RFC 3986 dot segments) and ``merge_slashes``; query untouched."""
+    only, sep, query = path.partition("?")
+    if merge_slashes and "//" in only:
+        only = re.sub("/{2,}", "/", only)
+    if normalize and ("/." in only or "\\" in only):
+        only = only.replace("\\", "/")
+        out: list[str] = []
+        segments = only.split("/")
+        for segment in segments[1:]:
+            if segment == "..":
+                if out:
+                    out.pop()
+            elif segment != ".":
+                out.append(segment)
+        trailing = segments[-1] in (".", "..")
+        only = "/" + "/".join(out) + ("/" if trailing and out else "")
+    return only + sep + query
+
+
+def connection_tokens(value: str | None) -> frozenset[str]:
+    """Headers named in ``connection:`` are hop-by-hop too."""
+    if not value:
+        return frozenset()
+    return frozenset(token.strip().lower() for token in value.split(","))

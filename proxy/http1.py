@@ -1,0 +1,428 @@
+"""Downstream HTTP/1.1: a raw ``asyncio.Protocol`` with httptools, feeding the router.
+
+The hot path is kept short: headers are lower-cased into one dict as they are parsed,
+only the framing headers are inspected, the response head is built with one join and
+written with one ``write()``, and body chunks go straight through (chunk-framed when the
+upstream length is unknown). Backpressure runs both ways: the router pauses our reading
+when the upstream cannot take the request body, and our ``pause_writing`` pauses the
+upstream's reading.
+
+Keep-alive follows HTTP/1.1 (``Connection: close``, HTTP/1.0 ``keep-alive``; HTTP/1.0 is
+refused with 426 unless ``http_protocol_options.accept_http_10``, as in Envoy). Pipelined
+requests queue behind the active one with their bodies buffered and reading paused, so
+responses go out in order. HEAD, 1xx, 204 and 304 responses carry no body. Upgrades
+(WebSocket) are refused with 403 until upgrade support lands, like an Envoy HCM without
+``upgrade_configs``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+import httptools
+
+from proxy import stream_info as flags
+from proxy.http_types import CHUNKED, CONTENT_LENGTH, NO_BODY, HttpRequest
+from proxy.router import Router
+from proxy.stats import HTTP_COUNTERS
+from proxy.stream_info import StreamInfo
+
+if TYPE_CHECKING:
+    from proxy.config import HttpConnectionManagerConfig
+    from proxy.context import ProxyContext
+    from proxy.listener import ListenerHandle
+    from proxy.timers import Timer
+
+_STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n" for s in HTTPStatus}
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_NO_BODY_STATUS = frozenset({204, 304})
+
+
+def status_line(status: int) -> str:
+    return _STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n"
+
+
+def format_address(address: object) -> str:
+    """A socket address as Envoy prints it: ``ip:port`` (``[ip]:port`` for IPv6)."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = str(address[0])
+        return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
+    return str(address or "")
+
+
+class _Stream:
+    """Codec-side state of one request: its router, framing and buffered early body."""
+
+    __slots__ = ("body_pending", "chunks", "ended", "head", "keep_alive", "rejection", "router",
+                 "started", "version")  # fmt: skip
+
+    def __init__(self, router: Router, keep_alive: bool, version: str, head: bool) -> None:
+        self.router = router
+        self.keep_alive = keep_alive
+        self.version = version
+        self.head = head
+        self.started = False
+        self.ended = False
+        self.body_pending = True
+        self.chunks: list[bytes] = []
+        self.rejection: tuple[int, bytes, None, str] | None = None
+
+
+class Http1Connection(asyncio.Protocol):
+    """One downstream connection running an HTTP connection manager filter chain."""
+
+    def __init__(
+        self,
+        ctx: ProxyContext,
+        hcm: HttpConnectionManagerConfig,
+        listener: ListenerHandle | None = None,
+        chain_name: str = "",
+    ) -> None:
+        self.ctx = ctx
+        self.hcm = hcm
+        self._listener = listener
+        self._chain_name = chain_name
+        self._generation = listener.generation if listener is not None else 0
+        self.http_stats = ctx.stats.scope("http", hcm.stat_prefix, HTTP_COUNTERS)
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.remote_address = ""
+        self.local_address = ""
+        self.connection_id = 0
+        self.draining = False
+        self._url = b""
+        self._headers: dict[str, str] = {}
+        self._parsing: _Stream | None = None
+        self._active: _Stream | None = None
+        self._queue: deque[_Stream] = deque()
+        self._router_paused = False
+        self._reading = True
+        self._out_chunked = False
+        self._out_body = True
+        self._idle: Timer | None = None
+        self._idle_since = 0.0
+        self._out: list[bytes] = []  # response bytes waiting for one write()
+        self._closed = False
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.remote_address = format_address(transport.get_extra_info("peername"))
+        self.local_address = format_address(transport.get_extra_info("sockname"))
+        self.connection_id = next(self.ctx.connection_ids)
+        self.ctx.connections.add(self)
+        counters = self.http_stats.counters
+        counters["downstream_cx_total"] += 1
+        counters["downstream_cx_http1_total"] += 1
+        self._idle_since = self.ctx.loop.time()
+        self._arm_idle()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._close()
+        except httptools.HttpParserError:
+            self._protocol_error()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self.ctx.connections.discard(self)
+        self.http_stats.counters["downstream_cx_destroy"] += 1
+        if self._idle is not None:
+            self._idle.cancel()
+        active, self._active = self._active, None
+        if active is not None:
+            active.router.on_downstream_reset()
+        self._queue.clear()
+
+    def pause_writing(self) -> None:
+        if self._active is not None:
+            self._active.router.on_downstream_writable(False)
+
+    def resume_writing(self) -> None:
+        if self._active is not None:
+            self._active.router.on_downstream_writable(True)
+
+    # -- httptools callbacks ----------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = {}
+        listener = self._listener
+        if listener is not None and listener.generation != self._generation:
+            self._follow_listener_update(listener)
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        headers = self._headers
+        if key in headers:
+            text = f"{headers[key]}{'; ' if key == 'cookie' else ','}{text}"
+        headers[key] = text
+
+    def on_headers_complete(self) -> None:
+        parser, headers = self.parser, self._headers
+        method = parser.get_method().decode("ascii")
+        version = parser.get_http_version()
+        path = self._url.decode("latin-1")
+        if not path.startswith("/") and "://" in path:  # absolute-form request target
+            _, _, rest = path.partition("://")
+            authority, slash, tail = rest.partition("/")
+            headers.setdefault("host", authority)
+            path = slash + tail or "/"
+        headers[":method"] = method
+        headers[":path"] = path
+        host = headers.get("host")
+        if host is None and version == "1.0":
+            host = self.hcm.default_host_for_http_10
+        headers[":authority"] = host or ""
+        headers[":scheme"] = "http"
+        framing, length = _framing(headers)
+        if headers.get("expect", "").lower() == "100-continue":
+            del headers["expect"]
+            if version == "1.1" and self._active is None and self.transport is not None:
+                self.transport.write(_CONTINUE)  # Envoy answers 100-continue itself
+        request = HttpRequest(method, path, version, headers, framing, length)
+        loop_time = self.ctx.loop.time()
+        info = StreamInfo(
+            loop_time, f"HTTP/{version}", self.remote_address, self.local_address,
+            self.connection_id,
+        )  # fmt: skip
+        info.request_headers = headers
+        counters = self.http_stats.counters
+        counters["downstream_rq_total"] += 1
+        counters["downstream_rq_http1_total"] += 1
+        router = Router(self.ctx, self, self.hcm, request, info, self.http_stats)
+        stream = _Stream(router, parser.should_keep_alive(), version, method == "HEAD")
+        stream.body_pending = framing == CHUNKED or (framing == CONTENT_LENGTH and length > 0)
+        self._parsing = stream
+        stream.rejection = self._rejection(version, host)
+        if stream.rejection is not None:
+            stream.keep_alive = False
+        if self._active is None:
+            self._activate(stream)
+        else:
+            self._queue.append(stream)
+            self._apply_reading()
+
+    def on_body(self, body: bytes) -> None:
+        stream = self._parsing
+        if stream is None:
+            return
+        if stream.started:
+            stream.router.on_request_data(body)
+        else:
+            stream.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        stream = self._parsing
+        if stream is None:
+            return
+        stream.ended = True
+        stream.body_pending = False
+        if stream.started:
+            stream.router.on_request_end()
+            if stream is not self._active and not stream.keep_alive:
+                self._close()  # the response already went out; the request has now ended
+
+    # -- Downstream interface (used by the router) --------------------------------------------
+    def send_headers(
+        self, status: int, headers: list[tuple[str, str]], content_length: int | None
+    ) -> None:
+        self._out.append(self._head(status, headers, content_length))
+
+    def send_data(self, data: bytes) -> None:
+        if self._out_body:
+            self._out.append(b"%x\r\n%b\r\n" % (len(data), data) if self._out_chunked else data)
+
+    def end_response(self) -> None:
+        if self._out_chunked:
+            self._out.append(b"0\r\n\r\n")
+        self.flush()
+        self._stream_done()
+
+    def send_local(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self._out.append(self._head(status, headers, len(body)))
+        if self._out_body and body:
+            self._out.append(body)
+        self.flush()
+        self._stream_done()
+
+    def flush(self) -> None:
+        """One ``write()`` for everything produced since the last flush.
+
+        The router flushes at the end of each upstream read, so a small response (head,
+        body and chunk terminator) costs one syscall instead of three.
+        """
+        out = self._out
+        if not out:
+            return
+        if self.transport is not None and not self._closed:
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+        out.clear()
+
+    def abort(self) -> None:
+        self._active = None
+        self.flush()  # what the upstream did send still goes out before the reset
+        if self.transport is not None and not self._closed:
+            self.transport.abort()
+
+    def set_reading(self, enabled: bool) -> None:
+        self._router_paused = not enabled
+        self._apply_reading()
+
+    def drain(self) -> None:
+        """Finish what is in flight, then close (listener removal, server stop)."""
+        self.draining = True
+        if self._active is None and not self._queue:
+            self._close()
+
+    # -- internals -------------------------------------------------------------------------
+    def _follow_listener_update(self, listener: ListenerHandle) -> None:
+        """The listener changed: later requests use the chain's new HCM settings."""
+        self._generation = listener.generation
+        hcm = listener.http_config(self._chain_name)
+        if hcm is not None and hcm is not self.hcm:
+            self.hcm = hcm
+            self.http_stats = self.ctx.stats.scope("http", hcm.stat_prefix, HTTP_COUNTERS)
+
+    def _rejection(self, version: str, host: str | None) -> tuple[int, bytes, None, str] | None:
+        """Requests Envoy's HCM refuses before routing: upgrades, HTTP/1.0, no Host."""
+        if self.parser.should_upgrade():
+            return 403, b"", None, "upgrade_failed"  # no upgrade_configs support yet
+        if version == "1.0" and not self.hcm.accept_http_10:
+            return 426, b"", None, "low_version"
+        if not host and version != "1.0":
+            return 400, b"", None, "missing_host_header"
+        return None
+
+    def _activate(self, stream: _Stream) -> None:
+        self._active = stream
+        stream.started = True
+        router = stream.router
+        if stream.rejection is not None:
+            router.local_reply(*stream.rejection)
+        else:
+            router.start()
+        for chunk in stream.chunks:
+            router.on_request_data(chunk)
+        stream.chunks = []
+        if stream.ended:
+            router.on_request_end()
+
+    def _head(self, status: int, headers: list[tuple[str, str]], length: int | None) -> bytes:
+        """Status line, headers, framing and ``connection`` for the active stream."""
+        stream = self._active
+        assert stream is not None
+        keep_alive = stream.keep_alive and not self.draining and not stream.body_pending
+        no_body = stream.head or status in _NO_BODY_STATUS or status < 200
+        parts = [status_line(status)]
+        parts.extend(f"{name}: {value}\r\n" for name, value in headers)
+        self._out_chunked = False
+        self._out_body = not no_body
+        if length is not None:
+            if status not in _NO_BODY_STATUS:
+                parts.append(f"content-length: {length}\r\n")
+        elif not no_body:
+            if stream.version == "1.1":
+                parts.append("transfer-encoding: chunked\r\n")
+                self._out_chunked = True
+            else:
+                keep_alive = False  # HTTP/1.0 without a length: the close ends the body
+        if not keep_alive:
+            parts.append("connection: close\r\n")
+        elif stream.version == "1.0":
+            parts.append("connection: keep-alive\r\n")
+        stream.keep_alive = keep_alive
+        parts.append("\r\n")
+        return "".join(parts).encode("latin-1", "replace")
+
+    def _stream_done(self) -> None:
+        stream, self._active = self._active, None
+        if stream is None:
+            return
+        self._idle_since = self.ctx.loop.time()
+        if not stream.keep_alive:
+            if not stream.body_pending:
+                self._close()
+            else:  # read (and drop) the rest of the request body, then close
+                self._arm_idle()
+            return
+        if self._queue:
+            upcoming = self._queue.popleft()
+            self._apply_reading()
+            self._activate(upcoming)
+        elif self.draining:
+            self._close()
+        else:
+            self._arm_idle()
+
+    def _apply_reading(self) -> None:
+        wanted = not self._router_paused and not self._queue
+        if wanted != self._reading and self.transport is not None and not self._closed:
+            self._reading = wanted
+            if wanted:
+                self.transport.resume_reading()
+            else:
+                self.transport.pause_reading()
+
+    def _arm_idle(self, delay: float | None = None) -> None:
+        """The connection idle timeout, lazily: one timer per connection, not per request.
+
+        It fires at most once per ``idle_timeout`` and re-arms for the remainder if the
+        connection was busy or became idle later than the timer assumed.
+        """
+        timeout = self.hcm.idle_timeout
+        if timeout and self._idle is None and not self._closed:
+            self._idle = self.ctx.timers.call_later(delay or timeout, self._on_idle_timeout)
+
+    def _on_idle_timeout(self) -> None:
+        self._idle = None
+        timeout = self.hcm.idle_timeout
+        assert timeout is not None
+        if self._active is not None or self._queue:
+            return self._arm_idle()
+        idle_for = self.ctx.loop.time() - self._idle_since
+        if idle_for < timeout:
+            return self._arm_idle(timeout - idle_for)
+        self.http_stats.counters["downstream_cx_idle_timeout"] += 1
+        self._close()
+
+    def _protocol_error(self) -> None:
+        self.http_stats.counters["downstream_cx_protocol_error"] += 1
+        stream = self._active
+        if stream is None and self.transport is not None and not self._closed:
+            body = b"Bad Request"
+            head = (
+                f"{status_line(400)}content-length: {len(body)}\r\ncontent-type: text/plain\r\n"
+                f"date: {self.ctx.dates.get()}\r\nserver: {self.hcm.server_name}\r\n"
+                "connection: close\r\n\r\n"
+            )
+            self.transport.write(head.encode("latin-1") + body)
+        elif stream is not None:
+            stream.router.info.add_flag(flags.DOWNSTREAM_PROTOCOL_ERROR)
+        self._close()
+
+    def _close(self) -> None:
+        if self.transport is not None and not self._closed:
+            self._closed = True
+            self.transport.close()
+
+
+def _framing(headers: dict[str, str]) -> tuple[int, int]:
+    """How the request body is framed: chunked wins over content-length, as RFC 9112 says."""
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return CHUNKED, 0
+    length = headers.get("content-length")
+    if length is not None:
+        try:
+            return CONTENT_LENGTH, int(length.split(",")[0])
+        except ValueError:
+            return NO_BODY, 0
+    return NO_BODY, 0

@@ -1,0 +1,65 @@
+"""The codec-neutral request and the interface a downstream codec offers the router.
+
+HTTP/1.1 is the only codec today; HTTP/2 and gRPC will produce the same ``HttpRequest``
+(pseudo-headers included) and implement the same ``Downstream`` interface, so the router,
+retries and policies do not change when they arrive.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+# How the request body is framed on the wire (and must be framed upstream).
+NO_BODY = 0
+CONTENT_LENGTH = 1
+CHUNKED = 2
+
+
+class HttpRequest:
+    """One request head. ``headers`` holds lower-cased names, duplicates joined with ``,``
+    (cookies with ``; ``), plus ``:method``, ``:path``, ``:authority`` and ``:scheme``."""
+
+    __slots__ = ("content_length", "framing", "headers", "method", "path", "version")
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        version: str,
+        headers: dict[str, str],
+        framing: int,
+        content_length: int,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.version = version
+        self.headers = headers
+        self.framing = framing
+        self.content_length = content_length
+
+
+class Downstream(Protocol):
+    """What the router needs from the downstream codec for one stream."""
+
+    remote_address: str
+
+    def send_headers(
+        self, status: int, headers: list[tuple[str, str]], content_length: int | None
+    ) -> None:
+        """Start the response; framing and ``connection`` headers are the codec's job."""
+
+    def send_data(self, data: bytes) -> None: ...
+
+    def flush(self) -> None:
+        """Write out what was queued (the codec may coalesce writes until then)."""
+
+    def end_response(self) -> None: ...
+
+    def send_local(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        """A complete locally generated response (404 NR, 503 UH, 504 UT...)."""
+
+    def abort(self) -> None:
+        """Reset the stream (for HTTP/1: close the connection) after headers went out."""
+
+    def set_reading(self, enabled: bool) -> None:
+        """Request-body backpressure."""

@@ -1,0 +1,126 @@
+"""Bound listeners: accept connections and hand each to its filter chain's protocol.
+
+A listener with one unconditional filter chain (the usual case) builds the chain's
+protocol directly in the accept callback. Otherwise a tiny selector protocol looks at
+the connection's addresses, picks the filter chain as Envoy would, and swaps itself out
+with ``transport.set_protocol``; that is also where TLS inspection will slot in.
+
+A listener's config can change without rebinding and without dropping connections:
+new connections get the new filter chains at once, and open HTTP connections switch to
+their chain's new settings at their next request (an in-flight request finishes under
+the version it started with). Only a removed or moved listener drains its connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from proxy.http1 import Http1Connection
+from proxy.stats import LISTENER_COUNTERS
+from proxy.tcp import TcpProxyConnection
+
+if TYPE_CHECKING:
+    from proxy.config import FilterChain, HttpConnectionManagerConfig, ListenerConfig
+    from proxy.context import ProxyContext
+    from proxy.stats import StatsScope
+
+
+class _Reject(asyncio.Protocol):
+    """No filter chain matched: Envoy closes the connection."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
+class _ChainSelector(asyncio.Protocol):
+    def __init__(self, listener: ListenerHandle, config: ListenerConfig) -> None:
+        self.listener = listener
+        self.config = config
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        local = transport.get_extra_info("sockname") or ("", 0)
+        remote = transport.get_extra_info("peername") or ("", 0)
+        chain = self.config.select_chain(tuple(local[:2]), tuple(remote[:2]))
+        protocol = self.listener.protocol_for(chain)
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+
+
+class ListenerHandle:
+    """One listener's socket, its current config and the connections it accepted."""
+
+    def __init__(self, ctx: ProxyContext, config: ListenerConfig) -> None:
+        self.ctx = ctx
+        self.config = config
+        self.stats = self._scope(config.address)
+        self.server: asyncio.AbstractServer | None = None
+        self.bound: tuple[str, int] = config.address
+        # Weak: a closed connection simply disappears from the set.
+        self.connections: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.generation = 0  # bumped when the config changes; connections compare it
+
+    async def open(self) -> None:
+        """Bind and listen; raises ``OSError`` when the address is taken."""
+        host, port = self.config.address
+        self.server = await self.ctx.loop.create_server(
+            self._accept, host, port, reuse_address=True, backlog=1024, family=_family(host)
+        )
+        sockname = self.server.sockets[0].getsockname()
+        self.bound = (sockname[0], sockname[1])
+        if port == 0:  # an ephemeral port: name the stats after the real one
+            self.stats = self._scope(self.bound)
+
+    def _scope(self, address: tuple[str, int]) -> StatsScope:
+        """Envoy's ``listener.<address>_<port>.`` stats scope."""
+        return self.ctx.stats.scope("listener", f"{address[0]}_{address[1]}", LISTENER_COUNTERS)
+
+    def update(self, config: ListenerConfig) -> None:
+        """Swap in a new version of this listener; open connections follow lazily."""
+        if config.raw != self.config.raw:
+            self.generation += 1
+        self.config = config
+
+    def http_config(self, chain_name: str) -> HttpConnectionManagerConfig | None:
+        """The current HCM settings of the chain named ``chain_name``, if it still exists."""
+        config = self.config
+        for chain in (*config.filter_chains, config.default_chain):
+            if chain is not None and chain.name == chain_name:
+                return chain.http
+        return None
+
+    def close(self) -> None:
+        """Stop accepting; accepted connections drain."""
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        for conn in list(self.connections):
+            conn.drain()
+
+    def _accept(self) -> asyncio.Protocol:
+        config = self.config
+        self.stats.counters["downstream_cx_total"] += 1
+        chain = config.single_chain
+        if chain is not None:
+            return self.protocol_for(chain)
+        return _ChainSelector(self, config)
+
+    def protocol_for(self, chain: FilterChain | None) -> asyncio.Protocol:
+        protocol: asyncio.Protocol
+        if chain is None:
+            self.stats.counters["no_filter_chain_match"] += 1
+            return _Reject()
+        if chain.http is not None:
+            protocol = Http1Connection(self.ctx, chain.http, self, chain.name)
+        elif chain.tcp is not None:
+            protocol = TcpProxyConnection(self.ctx, chain.tcp)
+        else:
+            return _Reject()
+        self.connections.add(protocol)
+        return protocol
+
+
+def _family(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET

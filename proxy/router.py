@@ -1,0 +1,521 @@
+"""The router filter: one downstream request → route → upstream attempts → one response.
+
+``Router`` is a callback-driven state machine (no task per request). It resolves the
+route and cluster once, builds the upstream request head once, then runs attempts:
+choose a host, get a pooled connection, stream the body, and on each outcome (response
+headers, reset, connect failure, per-try timeout) ask the ``RetryState`` whether to try
+again after a jittered back-off. The route timeout starts when the downstream request is
+complete and covers every attempt, as in Envoy. Request bodies are kept for replay up
+to the buffer limit (``RequestBody``); past that, retries are off and the body streams.
+
+Responses to failed requests are Envoy's local replies, with its response flags:
+404 ``NR``, 503 ``NC`` / ``UH`` / ``UO`` / ``UF`` / ``UC``, 504 ``UT``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from proxy import stream_info as flags
+from proxy.attempt import Attempt
+from proxy.headers import (
+    apply_response_mutation,
+    build_request_head,
+    mutate_request_headers,
+    normalize_path,
+    response_headers,
+)
+from proxy.http_types import CHUNKED, NO_BODY, Downstream, HttpRequest
+from proxy.request_body import RequestBody
+from proxy.retry import CONNECT_FAILURE, CONNECTION_TERMINATION, PER_TRY_TIMEOUT, RetryState
+from proxy.routing import HeaderMutation, RequestView, Route, redirect_location
+
+if TYPE_CHECKING:
+    from proxy.cluster_manager import Cluster, Host
+    from proxy.config import HttpConnectionManagerConfig
+    from proxy.context import ProxyContext
+    from proxy.stats import StatsScope
+    from proxy.stream_info import StreamInfo
+    from proxy.timers import Timer
+    from proxy.upstream import UpstreamConnection
+
+_CODE_CLASS = tuple(f"upstream_rq_{n}xx" for n in range(6))
+_RESET_BODY = b"upstream connect error or disconnect/reset before headers. reset reason: "
+
+
+class Router:
+    """Routes and proxies one HTTP request; created by the codec at end of headers."""
+
+    __slots__ = (
+        "_active_at", "_backoff", "_body", "_global", "_head", "_holding_retry", "_idle",
+        "_reading", "_silent_retries", "_tried",
+        "_upstream_blocked", "attempt", "cluster", "ctx", "done", "downstream", "hcm",
+        "http_stats", "info", "request", "request_complete", "response_started", "retry",
+        "route",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        ctx: ProxyContext,
+        downstream: Downstream,
+        hcm: HttpConnectionManagerConfig,
+        request: HttpRequest,
+        info: StreamInfo,
+        http_stats: StatsScope,
+    ) -> None:
+        self.ctx, self.downstream, self.hcm = ctx, downstream, hcm
+        self.request, self.info, self.http_stats = request, info, http_stats
+        self.route: Route | None = None
+        self.cluster: Cluster | None = None
+        self.retry: RetryState | None = None
+        self.attempt: Attempt | None = None
+        self.done = self.response_started = self.request_complete = False
+        self._head = b""
+        self._body = RequestBody(request.framing == CHUNKED)
+        self._silent_retries = 0
+        self._global: Timer | None = None
+        self._backoff: Timer | None = None
+        self._idle: Timer | None = None
+        self._active_at = info.start
+        self._holding_retry = self._upstream_blocked = False
+        self._reading = True
+        self._tried: set[Host] = set()
+
+    # -- downstream events -------------------------------------------------------------------
+    def start(self) -> None:
+        """Route the request (headers are complete) and start the first attempt."""
+        request, hcm = self.request, self.hcm
+        headers = request.headers
+        if hcm.normalize_path or hcm.merge_slashes:
+            request.path = normalize_path(request.path, hcm.normalize_path, hcm.merge_slashes)
+            headers[":path"] = request.path
+        mutate_request_headers(headers, hcm, self.downstream.remote_address)
+        table = self.ctx.config.route_table(hcm)
+        view = RequestView(request.path, headers)
+        route = None if table is None else table.route(headers.get(":authority", ""), view)
+        if route is None:
+            self.http_stats.counters["no_route"] += 1
+            return self.local_reply(404, b"", flags.NO_ROUTE_FOUND, "route_not_found")
+        self.route = route
+        self.info.route_name = route.name
+        if route.direct_response is not None:
+            self.http_stats.counters["rq_direct_response"] += 1
+            status, body = route.direct_response
+            return self.local_reply(status, body, None, "direct_response", route.response_headers)
+        if route.redirect is not None:
+            return self._redirect(route)
+        action = route.action
+        assert action is not None
+        name = action.pick_cluster(headers)
+        cluster = self.ctx.clusters.get(name) if name else None
+        if cluster is None:
+            self.http_stats.counters["no_cluster"] += 1
+            self.info.upstream_cluster = name or ""
+            body, status = b"", action.not_found_status
+            return self.local_reply(status, body, flags.NO_CLUSTER_FOUND, "cluster_not_found")
+        self.cluster = cluster
+        self.info.upstream_cluster = cluster.name
+        if action.retry_policy is not None and action.retry_policy.retry_on:
+            self.retry = RetryState(action.retry_policy)
+        policy = action.retry_policy
+        expected = (policy.per_try_timeout if policy else None) or action.timeout
+        self._head = build_request_head(request, route, expected)
+        idle = action.idle_timeout or hcm.stream_idle_timeout
+        if request.framing != NO_BODY or not action.timeout or action.timeout > idle:
+            # Without a body the route timeout starts now and would always fire first.
+            self._arm_idle(idle)
+        self._start_attempt()
+
+    def on_request_data(self, data: bytes) -> None:
+        self.info.bytes_received += len(data)
+        if self.done:
+            return
+        self._active_at = self.ctx.loop.time()
+        self._body.add(data)
+        attempt = self.attempt
+        if attempt is not None and attempt.conn is not None and not attempt.discarded:
+            attempt.conn.write(self._body.take())
+        self._update_reading()
+
+    def on_request_end(self) -> None:
+        self.request_complete = True
+        self.info.last_downstream_rx = self.ctx.loop.time()
+        if self.done:
+            return
+        action = self.route.action if self.route is not None else None
+        if action is not None and action.timeout:
+            self._global = self.ctx.timers.call_later(action.timeout, self._on_global_timeout)
+        attempt = self.attempt
+        if attempt is not None and attempt.conn is not None and not attempt.discarded:
+            attempt.conn.write(self._body.take() + self._body.end_marker(), complete=True)
+            self._arm_per_try(attempt)
+
+    def on_downstream_reset(self) -> None:
+        """The client went away before the response finished."""
+        if self.done:
+            return
+        self.info.add_flag(flags.DOWNSTREAM_CONNECTION_TERMINATION)
+        self.http_stats.counters["downstream_rq_rx_reset"] += 1
+        if self.cluster is not None and self.attempt is not None and not self.attempt.ended:
+            self.cluster.stats.counters["upstream_rq_cancelled"] += 1
+        self._finish()
+
+    def on_downstream_writable(self, writable: bool) -> None:
+        attempt = self.attempt
+        if attempt is not None and attempt.conn is not None:
+            attempt.conn.set_reading(writable)
+
+    # -- request preparation -----------------------------------------------------------------
+    def _update_reading(self) -> None:
+        wanted = not self._upstream_blocked and self._body.pending <= self._body.limit
+        if wanted != self._reading:
+            self._reading = wanted
+            self.downstream.set_reading(wanted)
+
+    def _set_upstream_blocked(self, blocked: bool) -> None:
+        self._upstream_blocked = blocked
+        self._update_reading()
+
+    # -- attempts ---------------------------------------------------------------------------
+    def _start_attempt(self) -> None:
+        self._backoff = None
+        if self.done:
+            return
+        cluster = self.cluster
+        assert cluster is not None
+        policy = self.retry.policy if self.retry is not None else None
+        if policy is not None and policy.avoid_previous_hosts and self._tried:
+            host = cluster.choose_host(self._tried, policy.host_selection_attempts)
+        else:
+            host = cluster.choose_host()
+        if host is None:
+            cluster.stats.counters["upstream_cx_none_healthy"] += 1
+            return self.local_reply(
+                503, b"no healthy upstream", flags.NO_HEALTHY_UPSTREAM, "no_healthy_upstream"
+            )
+        if cluster.rq_active >= cluster.config.thresholds.max_requests:
+            cluster.stats.counters["upstream_rq_pending_overflow"] += 1
+            return self._overflow()
+        attempt = self.attempt = Attempt(self, cluster, host)
+        self._tried.add(host)
+        self.info.attempt_count += 1
+        self.info.upstream_host = host.key
+        if not attempt.acquire():
+            self._end_attempt(attempt)
+            self._overflow()
+
+    def _overflow(self) -> None:
+        self.local_reply(503, _RESET_BODY + b"overflow", flags.UPSTREAM_OVERFLOW, "overflow")
+
+    def _on_ready(self, attempt: Attempt, conn: UpstreamConnection) -> None:
+        if attempt is not self.attempt or self.done:
+            conn.pool.release(conn)
+            return
+        now = self.ctx.loop.time()
+        if self.info.first_upstream_tx is None:
+            self.info.first_upstream_tx = now
+        self._body.rewind()
+        payload = self._head + self._body.take()
+        if self.request_complete:
+            payload += self._body.end_marker()
+        attempt.begin(conn, payload, self.request.method == "HEAD", self.request_complete, now)
+        if self.request_complete:
+            self._arm_per_try(attempt)
+        self._update_reading()
+
+    def _arm_per_try(self, attempt: Attempt) -> None:
+        retry = self.retry
+        if retry is not None and retry.policy.per_try_timeout:
+            attempt.arm_per_try(
+                self.ctx.timers, retry.policy.per_try_timeout, self._on_per_try_timeout
+            )
+
+    def _end_attempt(self, attempt: Attempt) -> None:
+        attempt.end()
+        self._release_retry()
+
+    def _abandon(self, attempt: Attempt, drain: bool) -> None:
+        attempt.abandon(drain)
+        self._release_retry()
+
+    def _release_retry(self) -> None:
+        """The retry this request held against ``max_retries`` is over."""
+        if self._holding_retry and self.cluster is not None:
+            self._holding_retry = False
+            self.cluster.retries_active -= 1
+
+    def _maybe_retry(self, attempt: Attempt, retriable: bool, drain: bool) -> bool:
+        """Schedule another attempt if policy, budget, body and breaker allow it."""
+        retry, cluster = self.retry, self.cluster
+        if retry is None or not retriable or cluster is None:
+            return False
+        counters = cluster.stats.counters
+        if retry.exhausted:
+            counters["upstream_rq_retry_limit_exceeded"] += 1
+            self.info.add_flag(flags.UPSTREAM_RETRY_LIMIT_EXCEEDED)
+            return False
+        if not self._body.replayable:
+            return False
+        active = cluster.retries_active - self._holding_retry  # our own retry is ending
+        if active >= cluster.config.thresholds.max_retries:
+            counters["upstream_rq_retry_overflow"] += 1
+            return False
+        self._abandon(attempt, drain)
+        cluster.retries_active += 1
+        self._holding_retry = True
+        counters["upstream_rq_retry"] += 1
+        self._backoff = self.ctx.timers.call_later(retry.next_backoff(), self._start_attempt)
+        return True
+
+    # -- upstream events ---------------------------------------------------------------------
+    def _on_headers(self, attempt: Attempt, status: int, headers: list[tuple[str, str]]) -> None:
+        if attempt is not self.attempt or attempt.discarded or self.done:
+            return
+        cluster, host = self.cluster, attempt.host
+        assert cluster is not None
+        now = self.ctx.loop.time()
+        counters = cluster.stats.counters
+        cluster.stats.inc(_CODE_CLASS[status // 100] if status < 600 else "upstream_rq_5xx")
+        cluster.stats.inc(f"upstream_rq_{status}")
+        if status >= 500:
+            host.rq_error += 1
+        else:
+            host.rq_success += 1
+        if cluster.outlier is not None:
+            cluster.outlier.report(host, status)
+        if attempt.per_try is not None:
+            attempt.per_try.cancel()
+            attempt.per_try = None
+        retry = self.retry
+        if retry is not None:
+            if retry.policy.retriable_response(status, dict(headers)):
+                if self._maybe_retry(attempt, True, drain=True):
+                    return
+            elif retry.retries_done:
+                counters["upstream_rq_retry_success"] += 1
+        self.info.first_upstream_rx = self._active_at = now
+        self._send_response_headers(status, headers, int((now - attempt.start) * 1000))
+
+    def _on_flush(self) -> None:
+        self.downstream.flush()
+
+    def _on_data(self, data: bytes) -> None:
+        if self.done:
+            return
+        self._active_at = self.ctx.loop.time()
+        self.info.bytes_sent += len(data)
+        self.downstream.send_data(data)
+
+    def _on_end(self, attempt: Attempt) -> None:
+        if attempt is not self.attempt or self.done:
+            return
+        self._end_attempt(attempt)
+        assert self.cluster is not None
+        self.cluster.stats.counters["upstream_rq_completed"] += 1
+        self.downstream.end_response()
+        self._finish()
+
+    def _on_failure(self, attempt: Attempt, reason: str, detail: str) -> None:
+        """Connect failure, or the connection reset before the response completed."""
+        if attempt is not self.attempt or attempt.discarded or self.done:
+            return
+        cluster = self.cluster
+        assert cluster is not None
+        conn = attempt.conn
+        self._end_attempt(attempt)
+        if self.response_started:
+            cluster.stats.counters["upstream_rq_rx_reset"] += 1
+            self.info.add_flag(flags.UPSTREAM_CONNECTION_TERMINATION)
+            return self._abort_downstream()
+        stale = conn is not None and conn.reused and conn.received_bytes == 0
+        if (
+            reason == CONNECTION_TERMINATION
+            and stale
+            and self._body.replayable
+            and self._silent_retries < 3
+        ):
+            # A pooled connection the upstream had already closed: not a real attempt.
+            self._silent_retries += 1
+            attempt.discarded = True
+            return self._start_attempt()
+        attempt.host.rq_error += 1
+        if cluster.outlier is not None:
+            cluster.outlier.report(attempt.host, 503)
+        if reason == CONNECT_FAILURE:
+            self.info.upstream_transport_failure_reason = detail
+        retry = self.retry
+        retriable = retry is not None and retry.policy.retriable_reset(reason)
+        if self._maybe_retry(attempt, retriable, drain=False):
+            return
+        body = _RESET_BODY + reason.encode()
+        if detail:
+            body += b", transport failure reason: " + detail.encode()
+        flag = flags.UPSTREAM_CONNECTION_FAILURE
+        if reason != CONNECT_FAILURE:
+            flag = flags.UPSTREAM_CONNECTION_TERMINATION
+        self.local_reply(503, body, flag, "upstream_reset_before_response_started")
+
+    def _on_per_try_timeout(self, attempt: Attempt) -> None:
+        attempt.per_try = None
+        if attempt is not self.attempt or attempt.discarded or self.done:
+            return
+        if self.response_started:
+            return
+        cluster = self.cluster
+        assert cluster is not None
+        cluster.stats.counters["upstream_rq_per_try_timeout"] += 1
+        if cluster.outlier is not None:
+            cluster.outlier.report(attempt.host, 504)
+        retry = self.retry
+        retriable = retry is not None and retry.policy.retriable_reset(PER_TRY_TIMEOUT)
+        if self._maybe_retry(attempt, retriable, drain=False):
+            return
+        self._abandon(attempt, drain=False)
+        self._timeout_reply()
+
+    def _on_global_timeout(self) -> None:
+        self._global = None
+        if self.done:
+            return
+        cluster = self.cluster
+        assert cluster is not None
+        cluster.stats.counters["upstream_rq_timeout"] += 1
+        if self._backoff is not None:
+            self._backoff.cancel()
+            self._backoff = None
+        attempt = self.attempt
+        if attempt is not None and not attempt.ended:
+            if cluster.outlier is not None:
+                cluster.outlier.report(attempt.host, 504)
+            self._abandon(attempt, drain=False)
+        self._timeout_reply()
+
+    def _arm_idle(self, timeout: float | None, delay: float | None = None) -> None:
+        """Stream idle timeout (route ``idle_timeout`` or HCM ``stream_idle_timeout``).
+
+        One coarse timer per request; activity only stamps a time, and the timer re-arms
+        itself for the remainder when it finds the stream was active meanwhile.
+        """
+        if timeout:
+            self._idle = self.ctx.timers.call_later(delay or timeout, self._on_idle, timeout)
+
+    def _on_idle(self, timeout: float) -> None:
+        self._idle = None
+        if self.done:
+            return
+        idle_for = self.ctx.loop.time() - self._active_at
+        if idle_for < timeout:
+            self._arm_idle(timeout, timeout - idle_for)
+            return
+        self.http_stats.inc("downstream_rq_idle_timeout")
+        self.info.add_flag(flags.STREAM_IDLE_TIMEOUT)
+        if self.response_started:
+            return self._abort_downstream()
+        self.local_reply(408, b"stream timeout", None, "stream_idle_timeout")
+
+    def _timeout_reply(self) -> None:
+        self.info.add_flag(flags.UPSTREAM_REQUEST_TIMEOUT)
+        if self.response_started:
+            return self._abort_downstream()
+        self.local_reply(504, b"upstream request timeout", None, "upstream_response_timeout")
+
+    # -- responses ---------------------------------------------------------------------------
+    def _send_response_headers(
+        self, status: int, upstream: list[tuple[str, str]], service_time: int
+    ) -> None:
+        out, content_length = response_headers(upstream, self.hcm, service_time)
+        self._finish_response_headers(out)
+        self.response_started = True
+        self.info.response_code = status
+        self.info.response_headers = out
+        self.downstream.send_headers(status, out, content_length)
+
+    def _finish_response_headers(
+        self, out: list[tuple[str, str]], mutation: HeaderMutation | None = None
+    ) -> None:
+        """Route response-header mutations, then ``x-request-id`` if the HCM asks for it."""
+        if mutation is None and self.route is not None:
+            mutation = self.route.response_headers
+        if mutation:
+            apply_response_mutation(out, mutation)
+        if self.hcm.always_set_request_id_in_response:
+            request_id = self.request.headers.get("x-request-id")
+            if request_id:
+                out.append(("x-request-id", request_id))
+
+    def local_reply(
+        self,
+        status: int,
+        body: bytes,
+        flag: str | None,
+        details: str,
+        mutation: HeaderMutation | None = None,
+    ) -> None:
+        """Envoy's locally generated response, with its response flag and details."""
+        if self.done:
+            return
+        if flag:
+            self.info.add_flag(flag)
+        self.info.response_code_details = details
+        if self.response_started:
+            return self._abort_downstream()
+        attempt = self.attempt
+        if attempt is not None and not attempt.ended:
+            self._abandon(attempt, drain=False)
+        headers: list[tuple[str, str]] = []
+        if body:
+            headers.append(("content-type", "text/plain"))
+        headers.append(("date", self.ctx.dates.get()))
+        headers.append(("server", self.hcm.server_name))
+        self._finish_response_headers(headers, mutation or HeaderMutation())
+        self.response_started = True
+        self.info.response_code = status
+        self.info.response_headers = headers
+        if self.request.method != "HEAD":
+            self.info.bytes_sent += len(body)
+        self.downstream.send_local(status, headers, body)
+        self._finish()
+
+    def _redirect(self, route: Route) -> None:
+        self.http_stats.counters["rq_redirect"] += 1
+        headers = self.request.headers
+        status, location = redirect_location(
+            route.redirect or {},
+            headers.get(":scheme", "http"),
+            headers.get(":authority", ""),
+            self.request.path,
+        )
+        mutation = HeaderMutation((("location", location, False),), ())
+        self.local_reply(status, b"", None, "redirect", mutation)
+
+    def _abort_downstream(self) -> None:
+        self.downstream.abort()
+        self._finish()
+
+    def _finish(self) -> None:
+        """Close the books: timers, attempt, stats and the access log, exactly once."""
+        if self.done:
+            return
+        self.done = True
+        info = self.info
+        info.end = self.ctx.loop.time()
+        for timer in (self._global, self._backoff, self._idle):
+            if timer is not None:
+                timer.cancel()
+        self._global = self._backoff = self._idle = None
+        attempt = self.attempt
+        if attempt is not None and not attempt.ended:
+            attempt.abandon(drain=False)
+        self._release_retry()  # also when the request ended during a back-off
+        if self.cluster is not None and info.attempt_count:
+            upstream = self.cluster.stats.counters
+            upstream["upstream_cx_rx_bytes_total"] += info.bytes_sent
+            upstream["upstream_cx_tx_bytes_total"] += info.bytes_received
+        counters = self.http_stats.counters
+        counters["downstream_rq_completed"] += 1
+        if info.response_code:
+            key = f"downstream_rq_{info.response_code // 100}xx"
+            counters[key] = counters.get(key, 0) + 1
+        if self.hcm.access_logs:
+            self.ctx.access_logs.log(self.hcm.access_logs, info)
+        self._body.clear()

@@ -1,0 +1,106 @@
+"""What happened to one request or TCP connection: the record access logs read.
+
+Envoy calls this ``StreamInfo``. The data path fills it in as it goes (times, bytes,
+upstream host, response flags) and hands it to the access loggers when the stream ends,
+so logging never reaches back into the protocol objects.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+# Envoy response flags (short form, as %RESPONSE_FLAGS% prints them).
+NO_HEALTHY_UPSTREAM = "UH"
+UPSTREAM_CONNECTION_FAILURE = "UF"
+UPSTREAM_OVERFLOW = "UO"
+NO_ROUTE_FOUND = "NR"
+UPSTREAM_RETRY_LIMIT_EXCEEDED = "URX"
+NO_CLUSTER_FOUND = "NC"
+UPSTREAM_REQUEST_TIMEOUT = "UT"
+UPSTREAM_CONNECTION_TERMINATION = "UC"
+UPSTREAM_REMOTE_RESET = "UR"
+DOWNSTREAM_CONNECTION_TERMINATION = "DC"
+DOWNSTREAM_PROTOCOL_ERROR = "DPE"
+NO_FILTER_CHAIN_FOUND = "NFCF"
+STREAM_IDLE_TIMEOUT = "SI"
+DURATION_TIMEOUT = "DT"
+
+_EMPTY: Mapping[str, str] = {}
+
+
+class StreamInfo:
+    """Per-stream facts; times are loop-monotonic seconds, ``start_time`` is wall clock."""
+
+    __slots__ = (
+        "attempt_count",
+        "bytes_received",
+        "bytes_sent",
+        "connection_id",
+        "downstream_local",
+        "downstream_remote",
+        "end",
+        "first_upstream_rx",
+        "first_upstream_tx",
+        "last_downstream_rx",
+        "protocol",
+        "request_headers",
+        "response_code",
+        "response_code_details",
+        "response_flags",
+        "response_headers",
+        "route_name",
+        "start",
+        "start_time",
+        "upstream_cluster",
+        "upstream_host",
+        "upstream_local",
+        "upstream_transport_failure_reason",
+    )
+
+    def __init__(
+        self,
+        start: float,
+        protocol: str,
+        downstream_remote: str,
+        downstream_local: str,
+        connection_id: int,
+    ) -> None:
+        self.start_time = time.time()
+        self.start = start
+        self.end: float | None = None
+        self.protocol = protocol
+        self.downstream_remote = downstream_remote
+        self.downstream_local = downstream_local
+        self.connection_id = connection_id
+        self.request_headers: Mapping[str, str] = _EMPTY
+        self.response_headers: list[tuple[str, str]] = []
+        self.response_code: int | None = None
+        self.response_code_details = ""
+        self.response_flags: list[str] = []
+        self.bytes_received = 0
+        self.bytes_sent = 0
+        self.upstream_host = ""
+        self.upstream_cluster = ""
+        self.upstream_local = ""
+        self.upstream_transport_failure_reason = ""
+        self.route_name = ""
+        self.attempt_count = 0
+        self.first_upstream_tx: float | None = None
+        self.first_upstream_rx: float | None = None
+        self.last_downstream_rx: float | None = None
+
+    def add_flag(self, flag: str) -> None:
+        if flag not in self.response_flags:
+            self.response_flags.append(flag)
+
+    @property
+    def flags_text(self) -> str:
+        return ",".join(self.response_flags) if self.response_flags else "-"
+
+    def response_header(self, name: str) -> str | None:
+        """First response header named ``name`` (lower case), for ``%RESP(...)%``."""
+        for key, value in self.response_headers:
+            if key == name:
+                return value
+        return None

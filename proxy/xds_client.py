@@ -1,0 +1,384 @@
+"""The xDS client: REST-JSON long-poll discovery, ACK/NACK, last good config kept.
+
+Contract with the control plane (``appmesh_api``):
+
+* ``POST {endpoint}/v3/discovery:{listeners|clusters|routes|endpoints|secrets}?wait=30``
+  with a JSON ``DiscoveryRequest``: ``version_info``, ``node`` (``id``, ``cluster``,
+  ``metadata``), ``resource_names``, ``type_url``, ``response_nonce`` and, for a NACK,
+  ``error_detail: {code: 3, message}``.
+* ``200`` carries a ``DiscoveryResponse`` (``version_info``, ``resources`` with ``@type``,
+  ``type_url``, ``nonce``); the server holds a request whose ``version_info`` is current
+  for up to ``wait`` seconds and then answers ``304`` with no body.
+
+One long-poll loop runs per resource type. Listeners and clusters are wildcard
+subscriptions; routes, endpoints and secrets subscribe to the names the current
+listeners and clusters reference, and a change of names re-polls at once (empty
+``version_info``) so new references resolve without waiting for the next push.
+Responses that arrive together are applied together after a short settle delay, and an
+update that references routes or endpoints not yet received waits (bounded) for them,
+the way Envoy warms clusters and listeners. The verdict goes back in the next request:
+ACK (new version + nonce) or NACK (previous version + nonce + ``error_detail``); a
+rejected version sent again is NACKed again, not re-applied, with back-off. When the
+control plane is unreachable the proxy keeps serving its last good config and the loops
+retry with jittered exponential back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from proxy.protojson import (
+    CLUSTER,
+    CLUSTER_LOAD_ASSIGNMENT,
+    LISTENER,
+    ROUTE_CONFIGURATION,
+    SECRET,
+    ConfigError,
+    type_url,
+)
+from proxy.stats import Stats
+
+log = logging.getLogger(__name__)
+
+KINDS = {
+    "listeners": LISTENER,
+    "clusters": CLUSTER,
+    "routes": ROUTE_CONFIGURATION,
+    "endpoints": CLUSTER_LOAD_ASSIGNMENT,
+    "secrets": SECRET,
+}
+WILDCARD_KINDS = ("listeners", "clusters")
+INVALID_ARGUMENT = 3  # google.rpc.Code
+
+Apply = Callable[[list[dict[str, Any]], str], Awaitable[None]]
+
+
+@dataclass
+class _Subscription:
+    """One resource type: what was accepted, and what the next request must say."""
+
+    kind: str
+    type_url: str
+    names: tuple[str, ...] = ()
+    version: str = ""  # last accepted version_info
+    nonce: str = ""
+    resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    received: bool = False
+    error: dict[str, Any] | None = None
+    force_refresh: bool = False
+    task: asyncio.Task[None] | None = None
+    staged: tuple[str, str, dict[str, dict[str, Any]]] | None = None
+    awaiting: set[str] = field(default_factory=set)  # newly referenced, not yet answered
+    rejected: tuple[str, dict[str, Any]] | None = None  # (version, error_detail) last NACKed
+    verdict: asyncio.Future[bool] | None = None
+
+
+class XdsClient:
+    """Keeps a ``ProxyServer`` (through ``apply``) in step with the control plane."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        node: dict[str, Any],
+        apply: Apply,
+        *,
+        wait_seconds: int = 30,
+        stats: Stats | None = None,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        settle_seconds: float = 0.05,
+        warm_timeout: float = 5.0,
+    ) -> None:
+        self.endpoint = endpoint if "://" in endpoint else f"http://{endpoint}"
+        self.endpoint = self.endpoint.rstrip("/")
+        self.node = node
+        self.apply = apply
+        self.wait_seconds = wait_seconds
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.settle_seconds = settle_seconds
+        self.warm_timeout = warm_timeout
+        self.connected = False
+        self.first_applied = asyncio.Event()
+        self.subs = {kind: _Subscription(kind, url) for kind, url in KINDS.items()}
+        self._session: aiohttp.ClientSession | None = None
+        self._applier: asyncio.Task[None] | None = None
+        self._warm_deadline: float | None = None
+        if stats is not None:
+            scope = stats.scope("control_plane")
+            scope.gauge_fn("connected_state", lambda: int(self.connected))
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open the session and start the wildcard subscriptions (LDS, CDS)."""
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.wait_seconds + 15)
+        )
+        for kind in WILDCARD_KINDS:
+            self._start_loop(self.subs[kind])
+
+    async def stop(self) -> None:
+        tasks = [s.task for s in self.subs.values() if s.task is not None]
+        if self._applier is not None:
+            tasks.append(self._applier)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _start_loop(self, sub: _Subscription) -> None:
+        if sub.task is not None:
+            sub.task.cancel()
+        sub.task = asyncio.get_running_loop().create_task(self._poll_loop(sub))
+
+    # -- one resource type ------------------------------------------------------------------
+    async def _poll_loop(self, sub: _Subscription) -> None:
+        failures = repeats = 0
+        while True:
+            try:
+                response = await self._request(sub)
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                self.connected = False
+                failures += 1
+                log.warning("xds %s: %s", sub.kind, exc)
+                await asyncio.sleep(self._backoff(failures))
+                continue
+            self.connected = True
+            failures = 0
+            sub.error = None
+            if response is None:
+                continue
+            if await self._stage(sub, response):
+                repeats = 0
+            else:
+                # The version we rejected, again: NACK it again, but without hammering.
+                repeats += 1
+                await asyncio.sleep(self._backoff(repeats))
+
+    def _backoff(self, attempt: int) -> float:
+        """Jittered exponential back-off, ``backoff_base`` doubling up to ``backoff_max``."""
+        delay = min(self.backoff_max, self.backoff_base * 2 ** min(attempt - 1, 10))
+        return delay * (0.5 + random.random() / 2)
+
+    async def _request(self, sub: _Subscription) -> dict[str, Any] | None:
+        """One long-poll; ``None`` on 304 (nothing new within ``wait``)."""
+        assert self._session is not None
+        body: dict[str, Any] = {
+            "version_info": "" if sub.force_refresh else sub.version,
+            "node": self.node,
+            "resource_names": list(sub.names),
+            "type_url": sub.type_url,
+            "response_nonce": sub.nonce,
+        }
+        if sub.error is not None:
+            body["error_detail"] = sub.error
+        sub.force_refresh = False
+        url = f"{self.endpoint}/v3/discovery:{sub.kind}?wait={self.wait_seconds}"
+        async with self._session.post(url, json=body) as resp:
+            if resp.status == 304:
+                return None
+            if resp.status != 200:
+                raise aiohttp.ClientResponseError(
+                    resp.request_info, (), status=resp.status, message=await resp.text()
+                )
+            data = await resp.json(content_type=None)
+        if not isinstance(data, dict):
+            raise ValueError("DiscoveryResponse is not an object")
+        return data
+
+    async def _stage(self, sub: _Subscription, response: dict[str, Any]) -> bool:
+        """Hand a response to the applier and wait for its verdict.
+
+        Returns ``False`` when the response repeats a version already rejected: it is
+        NACKed again without being applied.
+        """
+        version = str(response.get("version_info", ""))
+        nonce = str(response.get("nonce", ""))
+        if sub.rejected is not None and sub.rejected[0] == version:
+            sub.nonce, sub.error = nonce, sub.rejected[1]
+            return False
+        try:
+            resources = _by_name(sub, response.get("resources") or [])
+        except ConfigError as exc:
+            sub.nonce, sub.error = nonce, {"code": INVALID_ARGUMENT, "message": str(exc)}
+            sub.rejected = (version, sub.error)
+            return True
+        sub.staged = (version, nonce, resources)
+        sub.awaiting.clear()
+        sub.verdict = asyncio.get_running_loop().create_future()
+        self._schedule_apply()
+        await asyncio.shield(sub.verdict)
+        return True
+
+    # -- applying ---------------------------------------------------------------------------
+    def _schedule_apply(self) -> None:
+        if self._applier is None or self._applier.done():
+            self._applier = asyncio.get_running_loop().create_task(self._apply_staged())
+
+    async def _apply_staged(self) -> None:
+        await asyncio.sleep(self.settle_seconds)
+        staged = [s for s in self.subs.values() if s.staged is not None]
+        if not staged:
+            return
+        merged = {k: s.staged[2] if s.staged else s.resources for k, s in self.subs.items()}
+        if self._resubscribe(merged) and not self._warm_expired():
+            # Wait for the newly referenced routes/endpoints; their response re-triggers us.
+            self._applier = None
+            return
+        self._warm_deadline = None
+        for sub in self.subs.values():
+            sub.awaiting.clear()  # answered, or waited for long enough
+        staged = [s for s in self.subs.values() if s.staged is not None]
+        merged = {k: s.staged[2] if s.staged else s.resources for k, s in self.subs.items()}
+        resources = [r for kind in KINDS for r in merged[kind].values()]
+        try:
+            await self.apply(resources, self._combined_version(staged))
+        except Exception as exc:  # ConfigError, or any failure: NACK and keep the old config
+            log.warning("xds: rejecting update: %s", exc, exc_info=not isinstance(exc, ConfigError))
+            self._settle(staged, accepted=False, message=str(exc))
+            return
+        self._settle(staged, accepted=True)
+        for sub in self.subs.values():
+            # A rejection may have been another type's fault: let every type try again.
+            sub.rejected = None
+        self.first_applied.set()
+
+    def _settle(self, staged: list[_Subscription], accepted: bool, message: str = "") -> None:
+        for sub in staged:
+            assert sub.staged is not None
+            version, nonce, resources = sub.staged
+            sub.nonce = nonce
+            if accepted:
+                sub.version, sub.resources, sub.received = version, resources, True
+                sub.rejected = None
+            else:
+                sub.error = {"code": INVALID_ARGUMENT, "message": message}
+                sub.rejected = (version, sub.error)
+            sub.staged = None
+            if sub.verdict is not None and not sub.verdict.done():
+                sub.verdict.set_result(accepted)
+        if not accepted:
+            self._resubscribe({k: s.resources for k, s in self.subs.items()})
+
+    def _combined_version(self, staged: list[_Subscription]) -> str:
+        versions = {
+            kind: (s.staged[0] if s.staged else s.version)
+            for kind, s in self.subs.items()
+            if s.staged or s.received
+        }
+        distinct = set(versions.values())
+        if len(distinct) == 1:
+            return distinct.pop()
+        return ",".join(f"{kind}:{v}" for kind, v in versions.items())
+
+    def _resubscribe(self, merged: dict[str, dict[str, dict[str, Any]]]) -> bool:
+        """Follow references to routes/endpoints/secrets; True if an update must wait.
+
+        It waits for names referenced for the first time (and, at start-up, for both
+        listeners and clusters) so a new listener never goes live without its routes.
+        Names the control plane already answered without are not waited for again.
+        """
+        wanted = {
+            "routes": set(_route_names(merged["listeners"].values())),
+            "endpoints": set(_eds_names(merged["clusters"].values())),
+            "secrets": set(
+                _secret_names([*merged["listeners"].values(), *merged["clusters"].values()])
+            ),
+        }
+        wait = any(not (s.received or s.staged) for s in map(self.subs.get, WILDCARD_KINDS))
+        for kind, names in wanted.items():
+            sub = self.subs[kind]
+            ordered = tuple(sorted(names))
+            if ordered == sub.names:
+                continue
+            added = names - set(sub.names)
+            sub.names = ordered
+            sub.force_refresh = True
+            if ordered:
+                self._restart(sub)
+            elif sub.task is not None:
+                sub.task.cancel()
+                sub.task = None
+            if kind != "secrets":
+                sub.awaiting |= added - set(merged[kind])
+                sub.awaiting &= names
+        return wait or any(self.subs[k].awaiting for k in ("routes", "endpoints"))
+
+    def _restart(self, sub: _Subscription) -> None:
+        """Re-poll with the new names now.
+
+        A response of this type still waiting for its verdict was for the old names: it is
+        set aside (neither ACKed nor NACKed) and the loop asks again with the new names.
+        """
+        if sub.verdict is not None and not sub.verdict.done():
+            assert sub.staged is not None
+            sub.nonce = sub.staged[1]
+            sub.staged = None
+            sub.verdict.set_result(False)
+            return
+        self._start_loop(sub)
+
+    def _warm_expired(self) -> bool:
+        now = asyncio.get_running_loop().time()
+        if self._warm_deadline is None:
+            self._warm_deadline = now + self.warm_timeout
+            loop = asyncio.get_running_loop()
+            loop.call_later(self.warm_timeout + 0.01, self._schedule_apply)
+        return now >= self._warm_deadline
+
+
+def _by_name(sub: _Subscription, resources: list[Any]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    key = "cluster_name" if sub.kind == "endpoints" else "name"
+    for resource in resources:
+        if not isinstance(resource, dict) or type_url(resource) != sub.type_url:
+            raise ConfigError(f"{sub.kind}: unexpected resource type {type_url(resource)!r}")
+        name = resource.get(key)
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{sub.kind}: resource without {key}")
+        out[name] = resource
+    return out
+
+
+def _walk(value: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(value, dict):
+        yield value
+        for child in value.values():
+            yield from _walk(child)
+    elif isinstance(value, list):
+        for child in value:
+            yield from _walk(child)
+
+
+def _route_names(listeners: Any) -> Iterator[str]:
+    """RDS names referenced by HTTP connection managers."""
+    for node in _walk(list(listeners)):
+        rds = node.get("rds")
+        if "stat_prefix" in node and isinstance(rds, dict) and rds.get("route_config_name"):
+            yield str(rds["route_config_name"])
+
+
+def _eds_names(clusters: Any) -> Iterator[str]:
+    for cluster in clusters:
+        if cluster.get("type") == "EDS":
+            eds = cluster.get("eds_cluster_config") or {}
+            yield str(eds.get("service_name") or cluster.get("name"))
+
+
+def _secret_names(resources: list[Any]) -> Iterator[str]:
+    """SDS secret names (``SdsSecretConfig``: a ``name`` next to an ``sds_config``)."""
+    for node in _walk(resources):
+        if "sds_config" in node and isinstance(node.get("name"), str):
+            yield node["name"]

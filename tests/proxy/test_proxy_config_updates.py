@@ -1,0 +1,128 @@
+"""Config versions: atomic swaps that never drop in-flight requests, RDS/EDS, NACKs."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import web
+from proxy_envoy import (
+    cla,
+    cluster,
+    eds_cluster,
+    http_listener,
+    rds_resource,
+    route,
+    simple_proxy,
+    vhost,
+)
+from proxy_harness import backends, client, fetch, raw_connection, read_response, running_proxy
+
+from proxy.protojson import ConfigError
+
+
+def _to(name: str) -> list[dict]:
+    return [vhost("vh", ["*"], [route({"prefix": "/"}, name)])]
+
+
+async def test_an_update_does_not_drop_an_in_flight_request() -> None:
+    release = asyncio.Event()
+
+    async def gated(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response(text="old")
+
+    async with backends(("old", gated), "new") as (old, new):
+        v1 = [cluster("old", [old.port]), http_listener("ingress", _to("old"))]
+        async with running_proxy(v1) as proxy:
+            port = proxy.port()
+            async with raw_connection(port) as (reader, writer):
+                writer.write(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+                while not old.requests:
+                    await asyncio.sleep(0.005)
+                v2 = [
+                    cluster("new", [new.port]),
+                    http_listener("ingress", _to("new")),
+                ]
+                await proxy.server.apply(v2, "2")
+                assert proxy.port() == port  # same socket, new filter chain
+                release.set()
+                status, headers, body = await read_response(reader)
+                assert (status, body) == (200, b"old")
+                assert "connection" not in headers  # the open connection is kept...
+                writer.write(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+                assert (await read_response(reader))[2] == b"new"  # ...and follows v2
+            async with client() as session:
+                assert (await fetch(session, proxy.url("/")))[2] == "new"
+            assert proxy.server.version == "2"
+            assert proxy.stat("http.ingress.downstream_cx_total") == 2
+
+
+async def test_route_updates_over_rds_apply_to_open_connections() -> None:
+    async with backends("blue", "green") as (blue, green):
+        base = [
+            cluster("blue", [blue.port]),
+            cluster("green", [green.port]),
+            http_listener("ingress", rds="colors"),
+        ]
+        async with running_proxy([*base, rds_resource("colors", _to("blue"))]) as proxy:
+            async with client() as session:
+                assert (await fetch(session, proxy.url("/")))[2] == "blue"
+                await proxy.server.apply([*base, rds_resource("colors", _to("green"))], "2")
+                assert (await fetch(session, proxy.url("/")))[2] == "green"
+            assert proxy.stat("http.ingress.downstream_cx_total") == 1
+
+
+async def test_missing_rds_route_configuration_is_404() -> None:
+    async with backends("app") as (app,):
+        resources = [cluster("app", [app.port]), http_listener("ingress", rds="not-yet")]
+        async with running_proxy(resources) as proxy, client() as session:
+            assert (await fetch(session, proxy.url("/")))[0] == 404
+
+
+async def test_eds_updates_move_traffic_and_keep_pools_of_staying_hosts() -> None:
+    async with backends("a", "b") as (a, b):
+        base = [eds_cluster("svc"), http_listener("ingress", _to("svc"))]
+        async with running_proxy([*base, cla("svc", [a.port])]) as proxy:
+            async with client() as session:
+                assert (await fetch(session, proxy.url("/")))[2] == "a"
+                await proxy.server.apply([*base, cla("svc", [a.port, b.port])], "2")
+                bodies = {(await fetch(session, proxy.url("/")))[2] for _ in range(4)}
+                assert bodies == {"a", "b"}
+                await proxy.server.apply([*base, cla("svc", [b.port])], "3")
+                assert {(await fetch(session, proxy.url("/")))[2] for _ in range(4)} == {"b"}
+            # a's pooled connection survived version 2; only b needed a new one.
+            assert proxy.stat("cluster.svc.upstream_cx_total") == 2
+
+
+async def test_a_rejected_update_keeps_the_last_good_config() -> None:
+    async with backends("app") as (app,), running_proxy(simple_proxy("app", [app.port])) as proxy:
+        bad_route = route({"safe_regex": {"regex": "(unclosed"}}, "app")
+        bad = [
+            cluster("app", [app.port]),
+            http_listener("ingress", [vhost("v", ["*"], [bad_route])]),
+        ]
+        with pytest.raises(ConfigError, match="invalid regex"):
+            await proxy.server.apply(bad, "2")
+        duplicate = [cluster("app", [app.port]), cluster("app", [app.port])]
+        with pytest.raises(ConfigError, match="duplicate"):
+            await proxy.server.apply(duplicate, "3")
+        async with client() as session:
+            assert (await fetch(session, proxy.url("/")))[2] == "app"
+        assert proxy.server.version == "1"
+
+
+async def test_listeners_open_move_and_close_with_the_config() -> None:
+    async with backends("app") as (app,), running_proxy(simple_proxy("app", [app.port])) as proxy:
+        first = proxy.port()
+        blocker = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        taken = blocker.sockets[0].getsockname()[1]
+        clash = [cluster("app", [app.port]), http_listener("ingress", _to("app"), port=taken)]
+        with pytest.raises(ConfigError, match="cannot bind"):
+            await proxy.server.apply(clash, "2")
+        assert proxy.port() == first
+        blocker.close()
+        await proxy.server.apply([cluster("app", [app.port])], "3")
+        assert "ingress" not in proxy.server.listeners
+        with pytest.raises(OSError):
+            await asyncio.open_connection("127.0.0.1", first)

@@ -1,0 +1,166 @@
+"""Retry policies: what is retried, how often, and what the client finally sees."""
+
+from __future__ import annotations
+
+import itertools
+
+from aiohttp import web
+from proxy_envoy import cluster, http_listener, route, simple_proxy, vhost
+from proxy_harness import (
+    backends,
+    client,
+    fetch,
+    fetch_many,
+    free_port,
+    raw_connection,
+    running_proxy,
+    wait_until,
+)
+
+UNLIMITED = {"thresholds": [{"max_retries": 1000}]}
+
+
+def _flaky(every: int, status: int = 500):
+    """Fail ``every``-th request (1 of 2 = a 50%-failing backend)."""
+    counter = itertools.count()
+
+    async def handler(request: web.Request) -> web.Response:
+        if next(counter) % every == 0:
+            return web.Response(status=status, text="boom")
+        return web.Response(text="ok")
+
+    return handler
+
+
+async def test_retries_hide_a_50_percent_failing_backend() -> None:
+    policy = {"retry_on": "5xx", "num_retries": 3, "retry_back_off": {"base_interval": "0.001s"}}
+    async with backends(("flaky", _flaky(2))) as (flaky,):
+        resources = simple_proxy(
+            "flaky", [flaky.port], route_extra={"retry_policy": policy},
+            circuit_breakers=UNLIMITED,
+        )  # fmt: skip
+        async with running_proxy(resources) as proxy, client() as session:
+            results = await fetch_many(session, proxy.url("/"), 100, concurrency=1)
+        assert all(status == 200 for status, _ in results)
+        # Every other upstream answer fails, so each request's first attempt fails once.
+        assert proxy.stat("cluster.flaky.upstream_rq_retry") == 100
+        assert proxy.stat("cluster.flaky.upstream_rq_retry_success") == 100
+        assert proxy.stat("cluster.flaky.upstream_rq_500") == 100
+        assert len(flaky.requests) == 200
+
+
+async def test_without_a_retry_policy_failures_reach_the_client() -> None:
+    async with backends(("flaky", _flaky(2))) as (flaky,):
+        async with running_proxy(simple_proxy("flaky", [flaky.port])) as proxy, client() as s:
+            statuses = [status for status, _ in await fetch_many(s, proxy.url("/"), 20, 1)]
+        assert statuses.count(500) == 10
+        assert proxy.stat("cluster.flaky.upstream_rq_retry") == 0
+
+
+async def test_exhausted_retries_return_the_last_response_flagged_urx() -> None:
+    policy = {"retry_on": "gateway-error", "num_retries": 2}
+    async with backends(("down", _flaky(1, status=503))) as (down,):
+        resources = simple_proxy("down", [down.port], route_extra={"retry_policy": policy})
+        async with running_proxy(resources) as proxy, client() as session:
+            status, _, body = await fetch(session, proxy.url("/"))
+        assert (status, body) == (503, "boom")
+        assert len(down.requests) == 3
+        assert proxy.stat("cluster.down.upstream_rq_retry_limit_exceeded") == 1
+
+
+async def test_retry_on_only_retries_what_it_names() -> None:
+    policy = {"retry_on": "retriable-status-codes", "retriable_status_codes": [409],
+              "num_retries": 1}  # fmt: skip
+    async with backends(("conflict", _flaky(1, status=409)), ("err", _flaky(1))) as (c, e):
+        resources = [
+            cluster("conflict", [c.port]),
+            cluster("err", [e.port]),
+            http_listener("ingress", [vhost("vh", ["*"], [
+                route({"prefix": "/c"}, "conflict", retry_policy=policy),
+                route({"prefix": "/e"}, "err", retry_policy=policy),
+            ])]),
+        ]  # fmt: skip
+        async with running_proxy(resources) as proxy, client() as session:
+            assert (await fetch(session, proxy.url("/c")))[0] == 409
+            assert (await fetch(session, proxy.url("/e")))[0] == 500
+        assert (len(c.requests), len(e.requests)) == (2, 1)
+
+
+async def test_connect_failure_is_retried_on_another_host() -> None:
+    dead = free_port()
+    policy = {"retry_on": "connect-failure", "num_retries": 2,
+              "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts"}],
+              "host_selection_retry_max_attempts": 5}  # fmt: skip
+    async with backends("alive") as (alive,):
+        resources = simple_proxy("mixed", [dead, alive.port], route_extra={"retry_policy": policy})
+        async with running_proxy(resources) as proxy, client() as session:
+            results = await fetch_many(session, proxy.url("/"), 10, concurrency=1)
+        assert results == [(200, "alive")] * 10
+        assert proxy.stat("cluster.mixed.upstream_cx_connect_fail") >= 1
+
+
+async def test_connect_failure_without_retries_is_503_uf() -> None:
+    resources = simple_proxy("dead", [free_port()])
+    async with running_proxy(resources) as proxy, client() as session:
+        status, _, body = await fetch(session, proxy.url("/"))
+    assert status == 503
+    assert body.startswith(
+        "upstream connect error or disconnect/reset before headers. reset reason: "
+        "connection failure"
+    )
+
+
+async def test_request_bodies_are_replayed_on_retry() -> None:
+    seen: list[bytes] = []
+    counter = itertools.count()
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(await request.read())
+        if next(counter) == 0:
+            return web.Response(status=503)
+        return web.Response(text="ok")
+
+    policy = {"retry_on": "5xx", "num_retries": 1}
+    async with backends(("echo", handler)) as (echo,):
+        resources = simple_proxy("echo", [echo.port], route_extra={"retry_policy": policy})
+        async with running_proxy(resources) as proxy, client() as session:
+            body = b"payload-" * 1000
+            assert (await fetch(session, proxy.url("/"), "POST", data=body))[0] == 200
+
+            async def chunks():
+                yield b"first,"
+                yield b"second"
+
+            counter = itertools.count()  # fail the first attempt again
+            assert (await fetch(session, proxy.url("/"), "POST", data=chunks()))[0] == 200
+    assert seen[0] == seen[1] == body
+    assert seen[2] == seen[3] == b"first,second"
+
+
+async def test_retry_overflow_is_counted_when_max_retries_is_reached() -> None:
+    policy = {"retry_on": "5xx", "num_retries": 1}
+    breakers = {"thresholds": [{"max_retries": 0}]}
+    async with backends(("down", _flaky(1))) as (down,):
+        resources = simple_proxy(
+            "down", [down.port], route_extra={"retry_policy": policy}, circuit_breakers=breakers
+        )
+        async with running_proxy(resources) as proxy, client() as session:
+            assert (await fetch(session, proxy.url("/")))[0] == 500
+        assert proxy.stat("cluster.down.upstream_rq_retry_overflow") == 1
+        assert len(down.requests) == 1
+
+
+async def test_a_client_leaving_during_back_off_releases_the_retry_budget() -> None:
+    policy = {"retry_on": "5xx", "num_retries": 5, "retry_back_off": {"base_interval": "10s"}}
+    breakers = {"thresholds": [{"max_retries": 1}]}
+    async with backends(("down", _flaky(1))) as (down,):
+        resources = simple_proxy(
+            "down", [down.port], route_extra={"retry_policy": policy}, circuit_breakers=breakers
+        )
+        async with running_proxy(resources) as proxy:
+            async with raw_connection(proxy.port()) as (_, writer):
+                writer.write(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+                await wait_until(lambda: proxy.stat("cluster.down.upstream_rq_retry") == 1)
+                assert proxy.stat("cluster.down.circuit_breakers.default.rq_retry_open") == 1
+            await wait_until(lambda: proxy.stat("http.ingress.downstream_rq_rx_reset") == 1)
+            assert proxy.stat("cluster.down.circuit_breakers.default.rq_retry_open") == 0
