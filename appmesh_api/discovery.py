@@ -280,7 +280,13 @@ class DiscoveryService:
             )
         request = {"type_url": TYPE_URLS[type_name], **request}
         resolved = self.register(request)
-        seen = str(request.get("response_nonce") or request.get("version_info") or "")
+        # An ACK carries the version it accepted; a NACK the one it rejected as its nonce.
+        # Either way the proxy has seen that version: hold until there is a newer one. A
+        # request with an empty version_info (a new or changed subscription) is answered now.
+        if request.get("error_detail"):
+            seen = str(request.get("response_nonce") or "")
+        else:
+            seen = str(request.get("version_info") or "")
         current = self.feed.version(resolved.mesh)
         if wait > 0 and seen == self.version_string(current):
             current = await self.feed.wait(resolved.mesh, current, wait)

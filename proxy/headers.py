@@ -116,6 +116,8 @@ def response_headers(
             if name == "content-length" and value.strip().isdigit():
                 length = int(value)
             continue
+        if name == "x-envoy-upstream-service-time":
+            continue  # Envoy's router sets it, replacing what an inner hop set
         if name == "server":
             if mode == "OVERWRITE":
                 continue

@@ -1,0 +1,203 @@
+"""``appmesh-proxy``: the sidecar, configured like App Mesh's Envoy image.
+
+An ECS task definition or Kubernetes manifest written for App Mesh needs only the
+image swapped: the same environment variables name the resource, the admin port,
+the log level and the drain time. Three more, for running several proxies on one
+machine without iptables, say where this proxy listens and where its app is:
+
+    APPMESH_INGRESS_PORT (15000)   APPMESH_EGRESS_PORT (15001)   APPMESH_APP_HOST (127.0.0.1)
+    APPMESH_INGRESS_ADDRESS        host:port other proxies use to reach this one's ingress
+                                   (default 127.0.0.1:<ingress port>)
+
+``appmesh-proxy iptables apply|remove|print`` installs App Mesh's interception rules
+from the EKS proxy-route-manager variables (APPMESH_APP_PORTS, APPMESH_IGNORE_UID, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger("appmesh_proxy")
+
+_LOG_LEVELS = {
+    "trace": logging.DEBUG,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "off": logging.CRITICAL + 10,
+}
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """Everything the environment says about this proxy."""
+
+    node_id: str
+    node_cluster: str
+    xds_endpoint: str
+    admin_port: int
+    ingress_port: int
+    egress_port: int
+    app_host: str
+    listen_address: str
+    ingress_address: str
+    region: str
+    mesh_owner: str | None
+    drain_seconds: float
+    log_level: str
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str]) -> ProxySettings:
+        node_id = (
+            env.get("APPMESH_RESOURCE_ARN")
+            or env.get("APPMESH_RESOURCE_NAME")
+            or env.get("APPMESH_VIRTUAL_NODE_NAME")
+        )
+        if not node_id:
+            raise ValueError(
+                "set APPMESH_RESOURCE_ARN (or APPMESH_VIRTUAL_NODE_NAME=mesh/<mesh>/virtualNode/"
+                "<node>) to the virtual node or gateway this proxy serves"
+            )
+        ingress_port = int(env.get("APPMESH_INGRESS_PORT", 15000))
+        cluster = env.get("APPMESH_RESOURCE_CLUSTER") or env.get("APPMESH_VIRTUAL_NODE_CLUSTER")
+        return cls(
+            node_id=node_id,
+            node_cluster=cluster or node_id,
+            xds_endpoint=env.get("APPMESH_XDS_ENDPOINT", "http://127.0.0.1:4567"),
+            admin_port=int(env.get("ENVOY_ADMIN_ACCESS_PORT", 9901)),
+            ingress_port=ingress_port,
+            egress_port=int(env.get("APPMESH_EGRESS_PORT", 15001)),
+            app_host=env.get("APPMESH_APP_HOST", "127.0.0.1"),
+            listen_address=env.get("APPMESH_LISTEN_ADDRESS", "0.0.0.0"),
+            ingress_address=env.get("APPMESH_INGRESS_ADDRESS", f"127.0.0.1:{ingress_port}"),
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            mesh_owner=env.get("APPMESH_MESH_OWNER") or None,
+            drain_seconds=float(env.get("LISTENER_DRAIN_WAIT_TIME_S", 20)),
+            log_level=env.get("ENVOY_LOG_LEVEL", "info").lower(),
+        )
+
+    def node(self) -> dict[str, Any]:
+        """The xDS node: identity plus where this proxy listens (its registration)."""
+        metadata: dict[str, Any] = {
+            "appmesh_local.ingress_port": self.ingress_port,
+            "appmesh_local.egress_port": self.egress_port,
+            "appmesh_local.app_host": self.app_host,
+            "appmesh_local.listen_address": self.listen_address,
+            "appmesh_local.ingress_address": self.ingress_address,
+            "appmesh_local.region": self.region,
+        }
+        if self.mesh_owner:
+            metadata["appmesh_local.mesh_owner"] = self.mesh_owner
+        return {"id": self.node_id, "cluster": self.node_cluster, "metadata": metadata}
+
+
+async def run_proxy(settings: ProxySettings, stop: asyncio.Event | None = None) -> None:
+    """Serve until ``stop`` is set (or SIGTERM/SIGINT), then drain and exit."""
+    from proxy.server import ProxyServer
+    from proxy.xds_client import XdsClient
+
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    node = settings.node()
+    server = ProxyServer(admin_address=(settings.listen_address, settings.admin_port), node=node)
+    await server.start()
+    client = XdsClient(settings.xds_endpoint, node, server.apply, stats=server.stats)
+    await client.start()
+    log.info(
+        "appmesh-proxy for %s: control plane %s, admin :%d, ingress :%d, egress :%d",
+        settings.node_id,
+        settings.xds_endpoint,
+        settings.admin_port,
+        settings.ingress_port,
+        settings.egress_port,
+    )
+    await stop.wait()
+    log.info("draining for up to %.0f s (LISTENER_DRAIN_WAIT_TIME_S)", settings.drain_seconds)
+    await client.stop()
+    await server.stop(drain_seconds=settings.drain_seconds)
+
+
+def _serve(env: Mapping[str, str]) -> int:
+    try:
+        settings = ProxySettings.from_environment(env)
+    except ValueError as exc:
+        print(f"appmesh-proxy: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=_LOG_LEVELS.get(settings.log_level, logging.INFO),
+        format="[%(asctime)s][%(levelname)s][%(name)s] %(message)s",
+    )
+    import uvloop
+
+    uvloop.run(run_proxy(settings))
+    return 0
+
+
+def _iptables(action: str, env: Mapping[str, str]) -> int:
+    from proxy import interception
+
+    try:
+        config = interception.Interception.from_environment(env)
+    except ValueError as exc:
+        print(f"appmesh-proxy iptables: {exc}", file=sys.stderr)
+        return 2
+    if action == "print":
+        for rule in interception.install_rules(config):
+            print("iptables " + " ".join(rule))
+        return 0
+    try:
+        if action == "apply":
+            interception.apply(config)
+        else:
+            interception.remove()
+    except RuntimeError as exc:
+        print(f"appmesh-proxy iptables: {exc}", file=sys.stderr)
+        return 1
+    print(f"appmesh-proxy iptables: {action} done")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="appmesh-proxy",
+        description="The appmesh-local sidecar. With no command it runs the proxy, configured "
+        "by the same environment variables as App Mesh's Envoy image (APPMESH_RESOURCE_ARN, "
+        "APPMESH_XDS_ENDPOINT, ENVOY_ADMIN_ACCESS_PORT, ENVOY_LOG_LEVEL, "
+        "LISTENER_DRAIN_WAIT_TIME_S) plus APPMESH_INGRESS_PORT, APPMESH_EGRESS_PORT, "
+        "APPMESH_APP_HOST and APPMESH_INGRESS_ADDRESS.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    iptables = commands.add_parser(
+        "iptables",
+        help="install or remove App Mesh's traffic interception rules (root)",
+        description="Apply, remove or print the APPMESH_INGRESS/APPMESH_EGRESS nat chains, from "
+        "APPMESH_APP_PORTS, APPMESH_IGNORE_UID/GID, APPMESH_ENVOY_INGRESS_PORT, "
+        "APPMESH_ENVOY_EGRESS_PORT, APPMESH_EGRESS_IGNORED_IP and APPMESH_EGRESS_IGNORED_PORTS "
+        "(the EKS proxy-route-manager's variables).",
+    )
+    iptables.add_argument("action", choices=["apply", "remove", "print"])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "iptables":
+        return _iptables(args.action, os.environ)
+    return _serve(os.environ)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

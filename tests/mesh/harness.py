@@ -1,0 +1,130 @@
+"""Run a real mesh on 127.0.0.1: example apps and appmesh-proxy sidecars as processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.conftest import free_port
+
+COLOR_APP = str(Path(__file__).with_name("color_app.py"))
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited early: {process.args}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} never opened for {process.args}")
+
+
+@dataclass
+class Proxy:
+    name: str
+    ingress: int
+    egress: int
+    admin: int
+    process: subprocess.Popen
+
+    def admin_get(self, path: str) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}{path}", timeout=5) as reply:
+            return reply.read().decode()
+
+    def stat(self, name: str) -> int:
+        for line in self.admin_get("/stats").splitlines():
+            key, _, value = line.partition(": ")
+            if key == name:
+                return int(value)
+        return 0
+
+
+@dataclass
+class Mesh:
+    """Processes for one test's mesh; everything is stopped by ``close``."""
+
+    endpoint: str
+    account: str
+    mesh: str
+    tmp: Path
+    processes: list[subprocess.Popen] = field(default_factory=list)
+
+    def app(self, name: str, failure_rate: float = 0.0) -> int:
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, COLOR_APP, name, str(port), str(failure_rate)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.processes.append(process)
+        wait_for_port(port, process)
+        return port
+
+    def proxy(self, node: str, kind: str = "virtualNode") -> Proxy:
+        ingress, egress, admin = free_port(), free_port(), free_port()
+        env = {
+            **os.environ,
+            "APPMESH_RESOURCE_ARN": (
+                f"arn:aws:appmesh:us-east-1:{self.account}:mesh/{self.mesh}/{kind}/{node}"
+            ),
+            "APPMESH_XDS_ENDPOINT": self.endpoint,
+            "APPMESH_INGRESS_PORT": str(ingress),
+            "APPMESH_EGRESS_PORT": str(egress),
+            "ENVOY_ADMIN_ACCESS_PORT": str(admin),
+            "APPMESH_LISTEN_ADDRESS": "127.0.0.1",
+            "LISTENER_DRAIN_WAIT_TIME_S": "0",
+        }
+        log = (self.tmp / f"proxy-{node}.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "proxy.main"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        self.processes.append(process)
+        proxy = Proxy(node, ingress, egress, admin, process)
+        wait_for_port(admin, process)
+        self.wait_live(proxy)
+        return proxy
+
+    @staticmethod
+    def wait_live(proxy: Proxy, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            info = json.loads(proxy.admin_get("/server_info"))
+            if info.get("state") == "LIVE":
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"proxy {proxy.name} never became LIVE")
+
+    def close(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def get(
+    port: int, path: str, host: str, headers: dict[str, str] | None = None, timeout: float = 10
+):
+    """One HTTP GET through a proxy port with a Host header; returns (status, headers, body)."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", headers={"Host": host, **(headers or {})}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            return reply.status, dict(reply.headers), reply.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read().decode()
