@@ -173,11 +173,13 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         where = settings.data_dir or "memory (--in-memory)"
         log.info("App Mesh API ready; state in %s", where)
         sweeper = asyncio.create_task(_sweep_proxies(app.state.discovery))
+        cloudmap = asyncio.create_task(app.state.discovery.cloudmap.run(feed.publish))
         ads = None
         if settings.xds_port:
             ads = await start_ads_server(app.state.discovery, settings.xds_host, settings.xds_port)
         yield
         sweeper.cancel()
+        cloudmap.cancel()
         if ads is not None:
             await ads.stop(grace=1)
         closer = getattr(side_services, "aclose", None)

@@ -16,6 +16,12 @@ from appmesh_api.settings import Settings, default_data_dir, parse_pairs, parse_
 
 DEFAULT_PORT = 4567
 DEFAULT_GRPC_PORT = 15010
+DEFAULT_XRAY_DAEMON_PORT = 2000
+
+
+def _reachable(host: str) -> str:
+    """An address this machine can dial for a bind address (0.0.0.0 -> 127.0.0.1)."""
+    return {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(host, host)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -29,6 +35,9 @@ def _serve(args: argparse.Namespace) -> int:
             aws_endpoint=args.aws_endpoint,
             xds_host=args.host,
             xds_port=args.xds_port,
+            self_endpoint=f"http://{_reachable(args.host)}:{args.port}",
+            xray_daemon_host=args.host,
+            xray_daemon_port=args.xray_daemon_port,
         )
         for item in args.account or ():
             settings.accounts.update(parse_pairs(item, "--account"))
@@ -49,6 +58,11 @@ def _serve(args: argparse.Namespace) -> int:
         print(
             f"  xDS for proxies: {endpoint}/v3/discovery:<type> and gRPC ADS on "
             f"{args.host}:{args.xds_port}",
+            flush=True,
+        )
+    if args.xray_daemon_port:
+        print(
+            f"  X-Ray daemon for SDKs and Envoy: udp+tcp {args.host}:{args.xray_daemon_port}",
             flush=True,
         )
     print("  try it from another shell:", flush=True)
@@ -92,6 +106,29 @@ def _bootstrap(args: argparse.Namespace) -> int:
         )
         return 2
     print(json.dumps(bootstrap, indent=2))
+    return 0
+
+
+def _xray_daemon(args: argparse.Namespace) -> int:
+    """Run an X-Ray daemon on its own until interrupted."""
+    import asyncio
+
+    from appmesh_api.xray.daemon import parse_bind, serve_forever
+    from appmesh_api.xray.destinations import environment_region
+
+    try:
+        host, port = parse_bind(args.bind)
+    except ValueError as exc:
+        print(f"appmesh-local xray-daemon: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        asyncio.run(serve_forever(host, port, args.endpoint, args.region or environment_region()))
+    except OSError as exc:
+        print(f"appmesh-local xray-daemon: cannot listen on {args.bind}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -149,8 +186,47 @@ def build_parser() -> argparse.ArgumentParser:
         help="port of the gRPC ADS server for Envoy proxies (default %(default)s; 0 turns it "
         "off). REST xDS is always on the main port at /v3/discovery:<type>",
     )
+    serve.add_argument(
+        "--xray-daemon-port",
+        type=int,
+        default=DEFAULT_XRAY_DAEMON_PORT,
+        metavar="PORT",
+        help="UDP+TCP port of the built-in X-Ray daemon that SDKs and Envoy send segments to "
+        "(default %(default)s; 0 turns it off)",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(run=_serve)
+
+    daemon = commands.add_parser(
+        "xray-daemon",
+        help="run an X-Ray daemon (UDP segments -> PutTraceSegments, sampling proxy)",
+        description="Listen for X-Ray SDK and Envoy segments on UDP and send them in batches "
+        "with PutTraceSegments to an X-Ray endpoint; answer the SDKs' sampling polls "
+        "(POST /GetSamplingRules, /SamplingTargets) on TCP at the same address by relaying "
+        "them, SigV4-signed. `serve` already runs one on port 2000; use this one to send "
+        "somewhere else, e.g. --endpoint https://xray.us-east-1.amazonaws.com.",
+    )
+    daemon.add_argument(
+        "--bind",
+        default=f"127.0.0.1:{DEFAULT_XRAY_DAEMON_PORT}",
+        metavar="HOST:PORT",
+        help="UDP and TCP address to listen on (default %(default)s)",
+    )
+    daemon.add_argument(
+        "--endpoint",
+        default=f"http://127.0.0.1:{DEFAULT_PORT}",
+        metavar="URL",
+        help="X-Ray endpoint to send to (default %(default)s, a local appmesh-local)",
+    )
+    daemon.add_argument(
+        "--region",
+        help="region to sign for and store under (default $AWS_REGION, $AWS_DEFAULT_REGION "
+        "or us-east-1)",
+    )
+    daemon.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    daemon.set_defaults(run=_xray_daemon)
 
     bootstrap = commands.add_parser(
         "bootstrap",

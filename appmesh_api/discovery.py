@@ -23,6 +23,7 @@ from typing import Any
 
 from appmesh_api.arns import parse_arn
 from appmesh_api.changefeed import ChangeFeed
+from appmesh_api.cloudmap import CloudMapQuery, CloudMapResolver
 from appmesh_api.proxies import MAX_PROXIES_PER_RESOURCE, ProxyRegistry
 from appmesh_api.settings import DEFAULT_REGION, Settings
 from appmesh_api.store import Key, MeshKey, Store
@@ -149,10 +150,17 @@ class NodeResolver:
 class SnapshotCache:
     """Immutable snapshots per mesh version, and translated resources per node and version."""
 
-    def __init__(self, store: Store, feed: ChangeFeed, registry: ProxyRegistry) -> None:
+    def __init__(
+        self,
+        store: Store,
+        feed: ChangeFeed,
+        registry: ProxyRegistry,
+        cloudmap: CloudMapResolver | None = None,
+    ) -> None:
         self.store = store
         self.feed = feed
         self.registry = registry
+        self.cloudmap = cloudmap
         self._meshes: dict[MeshKey, MeshSnapshot] = {}
         self._nodes: dict[tuple[MeshKey, NodeIdentity], tuple[int, dict[str, list[dict]]]] = {}
 
@@ -187,7 +195,7 @@ class SnapshotCache:
             virtual_services=data("virtualService"),
             virtual_gateways=gateways,
             gateway_routes={gateway: data("gatewayRoute", gateway) for gateway in gateways},
-            registered_endpoints=self.registry.endpoints(mesh),
+            registered_endpoints=self._endpoints(mesh, mesh_record.data, data("virtualNode")),
             version=version,
         )
 
@@ -214,6 +222,25 @@ class SnapshotCache:
         self._nodes[key] = (version, by_type)
         return version, by_type
 
+    def _endpoints(
+        self, mesh: MeshKey, mesh_data: dict, nodes: dict[str, dict]
+    ) -> dict[str, tuple[tuple[str, int], ...]]:
+        """Each node's endpoints: its connected proxies, else its Cloud Map instances."""
+        endpoints = self.registry.endpoints(mesh)
+        mesh_preference = ((mesh_data.get("spec") or {}).get("serviceDiscovery") or {}).get(
+            "ipPreference"
+        )
+        for name, node in nodes.items():
+            spec = node.get("spec") or {}
+            cloud_map = (spec.get("serviceDiscovery") or {}).get("awsCloudMap")
+            if name in endpoints or not cloud_map or self.cloudmap is None:
+                continue
+            listeners = spec.get("listeners") or [{}]
+            port = (listeners[0].get("portMapping") or {}).get("port", 80)
+            query = CloudMapQuery.from_spec(mesh, cloud_map, port, mesh_preference)
+            endpoints[name] = self.cloudmap.endpoints(query)
+        return endpoints
+
 
 class DiscoveryService:
     """Answers DiscoveryRequests; ``boot`` makes versions from before a restart never match."""
@@ -222,7 +249,8 @@ class DiscoveryService:
         self.feed = feed
         self.registry = ProxyRegistry()
         self.resolver = NodeResolver(store, settings)
-        self.cache = SnapshotCache(store, feed, self.registry)
+        self.cloudmap = CloudMapResolver(settings.side_services_endpoint)
+        self.cache = SnapshotCache(store, feed, self.registry, self.cloudmap)
         self.boot = uuid.uuid4().hex[:8]
 
     def version_string(self, version: int) -> str:

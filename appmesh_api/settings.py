@@ -67,6 +67,13 @@ class Settings:
     quotas: dict[str, int] = field(default_factory=dict)
     xds_host: str = "127.0.0.1"
     xds_port: int = 15010  # gRPC ADS for real Envoys; 0 turns it off
+    self_endpoint: str | None = None  # this server's own URL (for calls to embedded services)
+    xray_daemon_host: str = "127.0.0.1"
+    xray_daemon_port: int = 2000  # UDP+TCP X-Ray daemon for SDKs and Envoy; 0 turns it off
+
+    def side_services_endpoint(self) -> str | None:
+        """Where side-service calls made by the control plane itself (Cloud Map) go."""
+        return self.aws_endpoint or self.self_endpoint
 
     def quota(self, name: str) -> int:
         return self.quotas.get(name, QUOTA_DEFAULTS[name][0])
