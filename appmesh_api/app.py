@@ -3,6 +3,8 @@
 ``/v20190125/...`` is App Mesh, dispatched by botocore's model; ``/_appmesh/...`` is
 appmesh-local's own surface (health, xDS); everything else goes to the side
 services (embedded moto, or ``--aws-endpoint``), routed by SigV4 credential scope.
+X-Ray is answered by ``appmesh_api.xray`` (service graph, filters, sampling), which also
+runs the X-Ray daemon (``--xray-daemon-port``) in the server's lifespan.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from appmesh_api.model import match_operation
 from appmesh_api.service import AppMeshService
 from appmesh_api.settings import Settings
 from appmesh_api.store import MeshKey, Store
+from appmesh_api.xray.api import XRayEndpoint, XRayService
+from appmesh_api.xray.daemon import start_embedded
 
 log = logging.getLogger("appmesh_local.api")
 
@@ -167,6 +171,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     feed = ChangeFeed(store.sequence)
     service = AppMeshService(store, feed, settings)
     side_services = build_side_services_app(settings.aws_endpoint)
+    # X-Ray is answered by appmesh-local itself, unless side services go to --aws-endpoint.
+    xray = None if settings.aws_endpoint else XRayService()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -177,11 +183,16 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         ads = None
         if settings.xds_port:
             ads = await start_ads_server(app.state.discovery, settings.xds_host, settings.xds_port)
+        xray_daemon = None
+        if settings.xray_daemon_port:
+            xray_daemon = await start_embedded(settings, xray)
         yield
         sweeper.cancel()
         cloudmap.cancel()
         if ads is not None:
             await ads.stop(grace=1)
+        if xray_daemon is not None:
+            await xray_daemon.stop()
         closer = getattr(side_services, "aclose", None)
         if closer is not None:
             await closer()
@@ -199,6 +210,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app.state.store = store
     app.state.feed = feed
     app.state.service = service
+    app.state.xray = xray
 
     @app.get("/_appmesh/health")
     async def health() -> dict:
@@ -251,5 +263,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         return {"proxies": [state.as_json() for state in discovery.registry.all()]}
 
     app.mount("/", side_services)
+    if xray is not None:
+        app.add_middleware(XRayEndpoint, service=xray, settings=settings)
     app.add_middleware(AppMeshEndpoint, service=service, settings=settings)
     return app

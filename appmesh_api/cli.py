@@ -132,6 +132,12 @@ def _xray_daemon(args: argparse.Namespace) -> int:
     return 0
 
 
+def _up(args: argparse.Namespace) -> int:
+    from appmesh_api.up import run_colorapp
+
+    return run_colorapp(args.port, args.endpoint, lambda line: print(line, flush=True))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="appmesh-local",
@@ -143,9 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="run the App Mesh API and side services (the main job)",
-        description="Serve the App Mesh REST API (all 38 operations) plus X-Ray, CloudWatch, "
-        "Cloud Map, ACM PCA, STS, S3, SSM, IAM, DynamoDB, ECS and CloudFormation from an "
-        "embedded moto, all on one port. Point clients at it with AWS_ENDPOINT_URL.",
+        description="Serve the App Mesh REST API (all 38 operations), X-Ray (service graph, "
+        "filters, sampling, and an X-Ray daemon for SDKs and Envoy) and, from an embedded "
+        "moto, CloudWatch, Cloud Map, ACM PCA, STS, S3, SSM, IAM, DynamoDB, ECS and "
+        "CloudFormation, all on one port. Point clients at it with AWS_ENDPOINT_URL.",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument(
@@ -199,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     daemon = commands.add_parser(
         "xray-daemon",
-        help="run an X-Ray daemon (UDP segments -> PutTraceSegments, sampling proxy)",
+        help="run an X-Ray daemon that sends SDK and Envoy segments to an endpoint",
         description="Listen for X-Ray SDK and Envoy segments on UDP and send them in batches "
         "with PutTraceSegments to an X-Ray endpoint; answer the SDKs' sampling polls "
         "(POST /GetSamplingRules, /SamplingTargets) on TCP at the same address by relaying "
@@ -249,6 +256,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the proxy reaches appmesh-local's xDS server (default %(default)s)",
     )
     bootstrap.set_defaults(run=_bootstrap)
+
+    up = commands.add_parser(
+        "up",
+        help="run a whole example mesh on this machine (start here)",
+        description="Start the control plane, create an example mesh through the App Mesh API, "
+        "run its apps with an appmesh-proxy sidecar each, and print the curl to try. Ctrl-C "
+        "stops everything. No root and no Docker needed.",
+    )
+    up.add_argument("--example", choices=["colorapp"], default="colorapp", help="which mesh")
+    up.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"control-plane port (default {DEFAULT_PORT})",
+    )
+    up.add_argument(
+        "--endpoint",
+        metavar="URL",
+        help="use an appmesh-local that is already running instead of starting one",
+    )
+    up.set_defaults(run=_up)
     return parser
 
 

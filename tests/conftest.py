@@ -37,6 +37,7 @@ class Server:
 
     port: int
     xds_port: int
+    xray_daemon_port: int
     process: subprocess.Popen
     data_dir: Path | None
     log_path: Path
@@ -63,15 +64,15 @@ def start_server(tmp: Path, *extra: str, data_dir: Path | None = None, port: int
     port = port or free_port()
     where = ["--data-dir", str(data_dir)] if data_dir else ["--in-memory"]
     log_path = tmp / f"server-{port}-{time.monotonic_ns()}.log"
-    xds_port = free_port()
+    xds_port, xray_daemon_port = free_port(), free_port()
     command = [sys.executable, "-m", "appmesh_api.cli", "serve", "--port", str(port), *where]
-    command += ["--xds-port", str(xds_port)]
+    command += ["--xds-port", str(xds_port), "--xray-daemon-port", str(xray_daemon_port)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [*command, *extra], stdout=log, stderr=subprocess.STDOUT, env=env
         )
-    server = Server(port, xds_port, process, data_dir, log_path)
+    server = Server(port, xds_port, xray_daemon_port, process, data_dir, log_path)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -1,0 +1,119 @@
+"""The X-Ray API on appmesh-local's endpoint: an ASGI layer in front of the side services.
+
+A request is X-Ray's when its SigV4 credential scope names the ``xray`` service, or when it
+is an unsigned ``POST`` to one of X-Ray's paths (``/TraceSegments``, ``/GetSamplingRules``,
+...: CamelCase paths no other service on the port uses, and what the X-Ray SDKs' unsigned
+sampling client sends). Those are answered here; every other request passes on unchanged
+to moto. With ``--aws-endpoint`` the layer is not installed and X-Ray is forwarded like
+every other side service.
+
+Operations run without awaiting, so each one is atomic on the event loop, like the App
+Mesh API's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from appmesh_api.edge import parse_credential_scope
+from appmesh_api.identity import identify
+from appmesh_api.settings import Settings
+from appmesh_api.xray import wire
+from appmesh_api.xray.errors import NotImplementedOperation, XRayError
+from appmesh_api.xray.operations import HANDLERS
+from appmesh_api.xray.store import XRayState
+
+log = logging.getLogger("appmesh_local.xray")
+
+Reply = tuple[int, dict[str, str], bytes]
+
+
+class XRayService:
+    """Runs X-Ray operations for an account and region; shared by the API and the daemon."""
+
+    def __init__(self, state: XRayState | None = None) -> None:
+        self.state = state or XRayState()
+
+    def handle(self, account: str, region: str, method: str, path: str, body: bytes) -> Reply:
+        """One rest-json call: status, headers and body, errors rendered as X-Ray's."""
+        request_id = str(uuid.uuid4())
+        operation = wire.find_operation(method, path)
+        if operation is None:
+            error = NotImplementedOperation(f"No X-Ray operation serves {method} {path}")
+            return self._error(error, request_id, 404)
+        try:
+            handler = HANDLERS.get(operation.name)
+            if handler is None:
+                raise NotImplementedOperation(
+                    f"appmesh-local does not implement X-Ray's {operation.name}"
+                )
+            params = wire.parse(operation, body)
+            result = handler(self.state.partition(account, region), params)
+            payload = wire.serialize(operation, result)
+        except XRayError as error:
+            log.info("xray %s -> %s: %s", operation.name, error.code, error.message)
+            return self._error(error, request_id)
+        except Exception:
+            log.exception("xray %s failed unexpectedly", operation.name)
+            error = XRayError("The request failed inside appmesh-local; see the server log")
+            error.code = "InternalFailure"
+            return self._error(error, request_id, 500)
+        log.debug("xray %s by %s/%s -> 200", operation.name, account, region)
+        return 200, {"x-amzn-RequestId": request_id}, payload
+
+    @staticmethod
+    def _error(error: XRayError, request_id: str, status: int | None = None) -> Reply:
+        headers = {"x-amzn-ErrorType": error.code, "x-amzn-RequestId": request_id}
+        body = json.dumps({"Message": error.message}).encode()
+        return status or error.status_code, headers, body
+
+
+def is_xray_request(scope: Scope) -> bool:
+    """Signed for ``xray``, or an unsigned POST to one of X-Ray's paths."""
+    if scope["type"] != "http":
+        return False
+    authorization = None
+    for name, value in scope["headers"]:
+        if name.lower() == b"authorization":
+            authorization = value.decode("latin-1")
+            break
+    credential = parse_credential_scope(authorization)
+    if credential is not None:
+        return credential.service == "xray"
+    return scope["method"] == "POST" and wire.find_operation("POST", scope["path"]) is not None
+
+
+class XRayEndpoint:
+    """Pure-ASGI layer: X-Ray requests are answered by ``service``, the rest go to ``inner``."""
+
+    def __init__(self, inner: ASGIApp, service: XRayService, settings: Settings) -> None:
+        self.inner = inner
+        self.service = service
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not is_xray_request(scope):
+            await self.inner(scope, receive, send)
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        caller = identify(headers.get("authorization"), self.settings)
+        status, extra, payload = self.service.handle(
+            caller.account, caller.region, scope["method"], scope["path"], bytes(body)
+        )
+        response_headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+            *((name.encode(), value.encode()) for name, value in extra.items()),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": response_headers})
+        await send({"type": "http.response.body", "body": payload})

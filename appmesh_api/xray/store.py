@@ -1,0 +1,133 @@
+"""Segment documents in memory, per account and region, bounded in count and age.
+
+X-Ray keeps traces for 30 days; a local emulator keeps what a developer looks at: by
+default the last 100,000 documents of an account and region, and nothing older than 24 hours
+(counted from when a trace last received a document, so hand-made documents with old
+timestamps stay visible). The oldest traces go first.
+
+Each trace keeps its latest document per entity id: a complete segment replaces the
+in-progress placeholder sent with the same id (never the other way round). The assembled
+trace and its analysis are cached until the trace changes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from appmesh_api.xray.analysis import Analysis, analyze
+from appmesh_api.xray.documents import Document, assemble
+from appmesh_api.xray.groups import Groups
+from appmesh_api.xray.sampling import SamplingRules
+
+DEFAULT_MAX_DOCUMENTS = 100_000
+DEFAULT_MAX_AGE = 24 * 3600.0
+
+
+@dataclass
+class TraceRecord:
+    """The documents of one trace, with when it was first and last written."""
+
+    trace_id: str
+    received: float
+    updated: float
+    documents: dict[str, Document] = field(default_factory=dict)
+    revision: int = 0
+    _analysis: Analysis | None = None
+
+    def put(self, document: Document, now: float) -> int:
+        """Store a document; returns how many documents the trace gained (0 or 1)."""
+        entity_id = document["id"]
+        old = self.documents.get(entity_id)
+        if old is not None and old.get("end_time") is not None and document.get("in_progress"):
+            return 0  # a late in-progress placeholder never hides the finished segment
+        self.documents[entity_id] = document
+        self.updated, self.revision, self._analysis = now, self.revision + 1, None
+        return 0 if old is not None else 1
+
+    @property
+    def analysis(self) -> Analysis:
+        if self._analysis is None:
+            self._analysis = analyze(self.trace_id, assemble(self.documents.values()))
+        return self._analysis
+
+
+class TraceStore:
+    """The traces of one account and region, least recently written first."""
+
+    def __init__(
+        self, max_documents: int = DEFAULT_MAX_DOCUMENTS, max_age: float = DEFAULT_MAX_AGE
+    ) -> None:
+        self.max_documents = max_documents
+        self.max_age = max_age
+        self._traces: OrderedDict[str, TraceRecord] = OrderedDict()
+        self._count = 0
+
+    def put(self, documents: list[Document], now: float | None = None) -> None:
+        """Store checked documents (see ``documents.parse_document``)."""
+        now = time.time() if now is None else now
+        for document in documents:
+            trace_id = document["trace_id"]
+            record = self._traces.get(trace_id)
+            if record is None:
+                record = self._traces[trace_id] = TraceRecord(trace_id, now, now)
+            self._count += record.put(document, now)
+            self._traces.move_to_end(trace_id)
+        self._expire(now)
+
+    def get(self, trace_id: str) -> TraceRecord | None:
+        self._expire(time.time())
+        return self._traces.get(trace_id)
+
+    def records(self) -> Iterator[TraceRecord]:
+        """Every live trace, least recently written first."""
+        self._expire(time.time())
+        return iter(list(self._traces.values()))
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _expire(self, now: float) -> None:
+        while self._traces:
+            oldest = next(iter(self._traces.values()))
+            if self._count <= self.max_documents and now - oldest.updated <= self.max_age:
+                return
+            self._traces.popitem(last=False)
+            self._count -= len(oldest.documents)
+
+
+@dataclass
+class Partition:
+    """Everything X-Ray holds for one account in one region."""
+
+    account: str
+    region: str
+    traces: TraceStore
+    sampling: SamplingRules
+    groups: Groups
+    encryption: dict[str, str] = field(default_factory=lambda: {"Type": "NONE"})
+
+
+class XRayState:
+    """All partitions, created on first use (any account and region is accepted)."""
+
+    def __init__(
+        self, max_documents: int = DEFAULT_MAX_DOCUMENTS, max_age: float = DEFAULT_MAX_AGE
+    ) -> None:
+        self.max_documents = max_documents
+        self.max_age = max_age
+        self._partitions: dict[tuple[str, str], Partition] = {}
+
+    def partition(self, account: str, region: str) -> Partition:
+        key = (account, region)
+        if key not in self._partitions:
+            self._partitions[key] = Partition(
+                account,
+                region,
+                TraceStore(self.max_documents, self.max_age),
+                SamplingRules(account, region),
+                Groups(account, region),
+            )
+        return self._partitions[key]
