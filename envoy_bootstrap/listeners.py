@@ -108,8 +108,15 @@ def http_connection_manager(
     idle: str = routes.DEFAULT_IDLE_TIMEOUT,
     extra_filters: tuple[dict[str, Any], ...] = (),
     strip_port: bool = False,
+    edge: bool = False,
 ) -> dict[str, Any]:
-    """The HTTP connection manager App Mesh used, fetching routes by name over ADS."""
+    """The HTTP connection manager App Mesh used, fetching routes by name over ADS.
+
+    ``edge`` (ingress and gateway listeners): the connection comes from outside the
+    proxy's task, so its address is appended to ``x-forwarded-for`` (Envoy's
+    ``use_remote_address``). UNCONFIRMED for App Mesh; the egress side, where the
+    peer is the local app, leaves the header alone, as Envoy's default does.
+    """
     body: dict[str, Any] = {
         "stat_prefix": stat_prefix,
         "codec_type": "AUTO",
@@ -124,6 +131,8 @@ def http_connection_manager(
     }
     if strip_port:
         body["strip_any_host_port"] = True
+    if edge:
+        body["use_remote_address"] = True
     if logs:
         body["access_log"] = copy.deepcopy(logs)
     return types.extension(types.HCM_NAME, types.HTTP_CONNECTION_MANAGER, body)
@@ -142,7 +151,7 @@ def _ingress_filter(
     if mapping.protocol in HTTP_FAMILY:
         route_config = names.ingress_route_config(mapping.protocol, mapping.port)
         return http_connection_manager(
-            stat_prefix, route_config, logs, routes.idle_timeout(timeout)
+            stat_prefix, route_config, logs, routes.idle_timeout(timeout), edge=True
         )
     cluster = names.ingress_cluster(
         snapshot.mesh_name, identity.name, mapping.protocol, mapping.port
@@ -164,6 +173,7 @@ def _gateway_hcm(mapping: PortMapping, spec: Spec, several: bool, logs: list) ->
         logs,
         extra_filters=extra,
         strip_port=True,
+        edge=True,
     )
 
 

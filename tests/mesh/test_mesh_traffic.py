@@ -101,6 +101,7 @@ def test_a_request_crosses_both_proxies_with_envoys_headers(colormesh):
     seen_by_app = {k.lower(): v for k, v in json.loads(body).items()}
     assert seen_by_app["x-amzn-trace-id"] == "Root=1-abc"
     assert seen_by_app["x-request-id"]
+    assert "127.0.0.1" in seen_by_app["x-forwarded-for"]  # appended by the target's ingress
     blue, green = colormesh["proxies"]["blue"], colormesh["proxies"]["green"]
     assert (
         blue.stat("http.ingress.downstream_rq_total")
