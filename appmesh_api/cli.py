@@ -80,6 +80,8 @@ def _serve(args: argparse.Namespace) -> int:
         loop="uvloop",
         http="httptools",
         access_log=False,
+        # Proxies hold long-polls open for up to 30 s; do not let them delay a shutdown.
+        timeout_graceful_shutdown=2,
     )
     return 0
 

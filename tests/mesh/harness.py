@@ -72,7 +72,7 @@ class Mesh:
         wait_for_port(port, process)
         return port
 
-    def proxy(self, node: str, kind: str = "virtualNode") -> Proxy:
+    def proxy(self, node: str, kind: str = "virtualNode", drain_seconds: float = 0) -> Proxy:
         ingress, egress, admin = free_port(), free_port(), free_port()
         env = {
             **os.environ,
@@ -84,7 +84,7 @@ class Mesh:
             "APPMESH_EGRESS_PORT": str(egress),
             "ENVOY_ADMIN_ACCESS_PORT": str(admin),
             "APPMESH_LISTEN_ADDRESS": "127.0.0.1",
-            "LISTENER_DRAIN_WAIT_TIME_S": "0",
+            "LISTENER_DRAIN_WAIT_TIME_S": str(drain_seconds),
         }
         log = (self.tmp / f"proxy-{node}.log").open("wb")
         process = subprocess.Popen(
