@@ -104,6 +104,7 @@ class ClusterConfig:
     max_requests_per_connection: int
     http2: bool
     raw: dict[str, Any]
+    cleanup_interval: float = 5.0  # ORIGINAL_DST: how long an unused destination is kept
 
 
 def compile_load_assignment(spec: dict[str, Any]) -> LoadAssignment:
@@ -218,6 +219,19 @@ def _http_options(spec: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     return legacy, "http2_protocol_options" in spec
 
 
+def _check_lb_policy(name: str, discovery: str, lb_policy: str) -> None:
+    """Envoy's rule: an ORIGINAL_DST cluster's destination *is* its balancing decision,
+    so it takes CLUSTER_PROVIDED and nothing else, and only such clusters provide one."""
+    provided = lb_policy == "CLUSTER_PROVIDED"
+    if (discovery == "ORIGINAL_DST" and not provided) or (
+        provided and discovery not in ("ORIGINAL_DST", "CUSTOM")
+    ):
+        raise ConfigError(
+            f"cluster {name}: LB policy {lb_policy} is not valid for cluster type "
+            f"{discovery}; only CLUSTER_PROVIDED is allowed with ORIGINAL_DST"
+        )
+
+
 def compile_cluster(spec: dict[str, Any]) -> ClusterConfig:
     """A ``Cluster`` dict; STATIC/STRICT_DNS/LOGICAL_DNS carry endpoints, EDS waits for them."""
     name = spec.get("name")
@@ -226,6 +240,8 @@ def compile_cluster(spec: dict[str, Any]) -> ClusterConfig:
     discovery = str(spec.get("type", "STATIC"))
     if isinstance(spec.get("cluster_type"), dict):
         discovery = "CUSTOM"
+    lb_policy = str(spec.get("lb_policy", "ROUND_ROBIN"))
+    _check_lb_policy(name, discovery, lb_policy)
     eds = spec.get("eds_cluster_config") or {}
     assignment = None
     if isinstance(spec.get("load_assignment"), dict):
@@ -243,7 +259,7 @@ def compile_cluster(spec: dict[str, Any]) -> ClusterConfig:
         eds_service_name=str(eds.get("service_name") or name),
         load_assignment=assignment,
         connect_timeout=duration(spec.get("connect_timeout"), 5.0) or 5.0,
-        lb_policy=str(spec.get("lb_policy", "ROUND_ROBIN")),
+        lb_policy=lb_policy,
         thresholds=_thresholds(spec.get("circuit_breakers")),
         outlier=_outlier(spec.get("outlier_detection")),
         health_checks=checks,
@@ -254,4 +270,5 @@ def compile_cluster(spec: dict[str, Any]) -> ClusterConfig:
         ),
         http2=http2,
         raw=spec,
+        cleanup_interval=duration(spec.get("cleanup_interval"), 5.0) or 5.0,
     )

@@ -8,6 +8,10 @@ Host choice is precomputed: every health, ejection or membership change rebuilds
 candidate list (healthy hosts of the best priority level, or all of them in panic when
 the healthy share drops under ``healthy_panic_threshold``), so picking a host is a
 counter increment, a random draw or a power-of-two-choices comparison.
+
+An ORIGINAL_DST cluster (App Mesh's ``mesh-allow-all`` and ``amazonaws`` passthroughs)
+has no endpoints: its host is wherever the downstream connection was going, created on
+first use and forgotten after a ``cleanup_interval`` without use, as in Envoy.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class Host:
         "rq_error",
         "rq_success",
         "rq_total",
+        "used",
     )
 
     def __init__(self, endpoint: Endpoint, cluster: Cluster, hc_pending: bool) -> None:
@@ -74,6 +79,7 @@ class Host:
         self.pool = HostPool(self, cluster)
         self.cx_active = self.cx_total = self.cx_connect_fail = 0
         self.rq_active = self.rq_total = self.rq_success = self.rq_error = 0
+        self.used = True  # ORIGINAL_DST: picked since the last cleanup
 
     @property
     def healthy(self) -> bool:
@@ -106,6 +112,8 @@ class Cluster:
         self.rq_pending = 0
         self.retries_active = 0
         self.removed = False
+        self.original_dst = False  # hosts come from connections (see original_dst_host)
+        self._cleaned_at = 0.0
         self._candidates: list[Host] = []
         self._cumulative: list[int] | None = None
         self._panic = False
@@ -153,6 +161,10 @@ class Cluster:
     def _configure(self, config: ClusterConfig) -> None:
         previous = self.config
         self.config = config
+        if self.original_dst != (config.discovery == "ORIGINAL_DST"):
+            self.original_dst = not self.original_dst
+            self.assignment = None  # endpoint hosts and destination hosts do not mix
+            self._replace_hosts({})
         if self.outlier is None or config.outlier != previous.outlier:
             if self.outlier is not None:
                 self.outlier.stop()
@@ -172,7 +184,7 @@ class Cluster:
 
     def set_endpoints(self, assignment: LoadAssignment | None) -> None:
         """Reconcile hosts with a load assignment (``None``: no endpoints known yet)."""
-        if assignment == self.assignment and assignment is not None:
+        if self.original_dst or (assignment == self.assignment and assignment is not None):
             return
         self.assignment = assignment
         fresh: dict[str, Host] = {}
@@ -184,11 +196,40 @@ class Cluster:
             host.endpoint = endpoint
             host.eds_healthy = endpoint.healthy
             fresh[endpoint.key] = host
+        self._replace_hosts(fresh)
+
+    def _replace_hosts(self, fresh: dict[str, Host]) -> None:
+        """Adopt ``fresh``; hosts left out stop pooling (busy connections finish first)."""
         for key, host in self.hosts.items():
             if key not in fresh:
                 host.pool.close()
         self.hosts = fresh
         self.refresh()
+
+    # -- ORIGINAL_DST -------------------------------------------------------------------------
+    def original_dst_host(self, destination: tuple[str, int] | None) -> Host | None:
+        """The host of an ORIGINAL_DST cluster: the downstream's original destination.
+
+        ``None`` (no healthy upstream) when the connection was not redirected, as Envoy's
+        CLUSTER_PROVIDED balancer answers; connecting to the proxy itself would loop.
+        """
+        if destination is None:
+            return None
+        key = f"{destination[0]}:{destination[1]}"
+        host = self.hosts.get(key)
+        if host is None:
+            host = self.hosts[key] = Host(Endpoint(*destination), self, hc_pending=False)
+        host.used = True
+        return host
+
+    def _forget_unused_hosts(self, now: float) -> None:
+        """Envoy's ``cleanup_interval`` sweep: drop destinations not used since the last one."""
+        self._cleaned_at = now
+        kept = {key: host for key, host in self.hosts.items() if host.used or host.rq_active}
+        for host in kept.values():
+            host.used = False
+        if len(kept) != len(self.hosts):
+            self._replace_hosts(kept)
 
     # -- load balancing --------------------------------------------------------------------
     def refresh(self) -> None:
@@ -258,6 +299,8 @@ class Cluster:
                 return
 
     def sweep_idle(self, now: float) -> None:
+        if self.original_dst and now - self._cleaned_at >= self.config.cleanup_interval:
+            self._forget_unused_hosts(now)
         timeout = self.config.idle_timeout
         if timeout is None:
             return

@@ -31,6 +31,7 @@ from proxy.protojson import (
     CLUSTER_LOAD_ASSIGNMENT,
     HTTP_CONNECTION_MANAGER,
     LISTENER,
+    ORIGINAL_DST,
     ROUTE_CONFIGURATION,
     SECRET,
     TCP_PROXY,
@@ -46,6 +47,7 @@ from proxy.routing import RouteTable, compile_route_configuration
 
 _HCM_NAMES = (HTTP_CONNECTION_MANAGER, "envoy.filters.network.http_connection_manager")
 _TCP_NAMES = (TCP_PROXY, "envoy.filters.network.tcp_proxy")
+_ORIGINAL_DST_NAMES = (ORIGINAL_DST, "envoy.filters.listener.original_dst")
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,12 +130,17 @@ class FilterChain:
 
 @dataclass(frozen=True, slots=True)
 class ListenerConfig:
+    """A compiled ``Listener``. ``original_dst``: it runs the original_dst listener filter,
+    so connections are matched (and ORIGINAL_DST clusters connect) by where they were
+    going before iptables redirected them, not by the proxy port they landed on."""
+
     name: str
     address: tuple[str, int]
     filter_chains: tuple[FilterChain, ...]
     default_chain: FilterChain | None
     bind_to_port: bool
     raw: Mapping[str, Any]
+    original_dst: bool = False
 
     def select_chain(self, local: tuple[str, int], remote: tuple[str, int]) -> FilterChain | None:
         """Envoy picks the most specific matching chain, else the default chain."""
@@ -246,6 +253,11 @@ def compile_listener(spec: dict[str, Any]) -> ListenerConfig:
         else None,
         bind_to_port=flag(spec.get("bind_to_port"), True),
         raw=spec,
+        original_dst=any(
+            typed_config(f)[0] in _ORIGINAL_DST_NAMES or f.get("name") in _ORIGINAL_DST_NAMES
+            for f in spec.get("listener_filters") or ()
+            if isinstance(f, dict)
+        ),
     )
 
 

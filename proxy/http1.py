@@ -80,9 +80,11 @@ class Http1Connection(asyncio.Protocol):
         hcm: HttpConnectionManagerConfig,
         listener: ListenerHandle | None = None,
         chain_name: str = "",
+        original_dst: tuple[str, int] | None = None,
     ) -> None:
         self.ctx = ctx
         self.hcm = hcm
+        self.original_dst = original_dst  # where iptables' REDIRECT said it was going
         self._listener = listener
         self._chain_name = chain_name
         self._generation = listener.generation if listener is not None else 0
@@ -111,7 +113,8 @@ class Http1Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.remote_address = format_address(transport.get_extra_info("peername"))
-        self.local_address = format_address(transport.get_extra_info("sockname"))
+        local = self.original_dst or transport.get_extra_info("sockname")
+        self.local_address = format_address(local)
         self.connection_id = next(self.ctx.connection_ids)
         self.ctx.connections.add(self)
         counters = self.http_stats.counters
@@ -192,7 +195,7 @@ class Http1Connection(asyncio.Protocol):
         loop_time = self.ctx.loop.time()
         info = StreamInfo(
             loop_time, f"HTTP/{version}", self.remote_address, self.local_address,
-            self.connection_id,
+            self.connection_id, self.original_dst,
         )  # fmt: skip
         info.request_headers = headers
         counters = self.http_stats.counters

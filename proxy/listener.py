@@ -5,6 +5,12 @@ protocol directly in the accept callback. Otherwise a tiny selector protocol loo
 the connection's addresses, picks the filter chain as Envoy would, and swaps itself out
 with ``transport.set_protocol``; that is also where TLS inspection will slot in.
 
+A listener with the original_dst listener filter (App Mesh's ingress and egress
+listeners, behind iptables) always goes through the selector: it asks the kernel where
+the connection was going (``SO_ORIGINAL_DST``), matches filter chains on that address,
+and hands it to the chain's protocol for ORIGINAL_DST clusters and access logs. Only
+such listeners pay for the extra ``getsockopt``.
+
 A listener's config can change without rebinding and without dropping connections:
 new connections get the new filter chains at once, and open HTTP connections switch to
 their chain's new settings at their next request (an in-flight request finishes under
@@ -19,6 +25,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from proxy.http1 import Http1Connection
+from proxy.original_dst import original_destination
 from proxy.stats import LISTENER_COUNTERS
 from proxy.tcp import TcpProxyConnection
 
@@ -43,10 +50,17 @@ class _ChainSelector(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         local = transport.get_extra_info("sockname") or ("", 0)
         remote = transport.get_extra_info("peername") or ("", 0)
-        chain = self.config.select_chain(tuple(local[:2]), tuple(remote[:2]))
-        protocol = self.listener.protocol_for(chain)
+        original = _original_destination(transport) if self.config.original_dst else None
+        chain = self.config.select_chain(original or tuple(local[:2]), tuple(remote[:2]))
+        protocol = self.listener.protocol_for(chain, original)
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
+
+
+def _original_destination(transport: asyncio.BaseTransport) -> tuple[str, int] | None:
+    """The pre-REDIRECT destination, or None when the connection came straight here."""
+    sock = transport.get_extra_info("socket")
+    return None if sock is None else original_destination(sock)
 
 
 class ListenerHandle:
@@ -103,19 +117,22 @@ class ListenerHandle:
         config = self.config
         self.stats.counters["downstream_cx_total"] += 1
         chain = config.single_chain
-        if chain is not None:
+        if chain is not None and not config.original_dst:
             return self.protocol_for(chain)
         return _ChainSelector(self, config)
 
-    def protocol_for(self, chain: FilterChain | None) -> asyncio.Protocol:
+    def protocol_for(
+        self, chain: FilterChain | None, original_dst: tuple[str, int] | None = None
+    ) -> asyncio.Protocol:
+        """The chain's protocol for one connection (``original_dst``: see the module doc)."""
         protocol: asyncio.Protocol
         if chain is None:
             self.stats.counters["no_filter_chain_match"] += 1
             return _Reject()
         if chain.http is not None:
-            protocol = Http1Connection(self.ctx, chain.http, self, chain.name)
+            protocol = Http1Connection(self.ctx, chain.http, self, chain.name, original_dst)
         elif chain.tcp is not None:
-            protocol = TcpProxyConnection(self.ctx, chain.tcp)
+            protocol = TcpProxyConnection(self.ctx, chain.tcp, original_dst)
         else:
             return _Reject()
         self.connections.add(protocol)

@@ -26,6 +26,7 @@ HTTP_CONNECTION_MANAGER = (
 TCP_PROXY = TYPE_PREFIX + "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
 ROUTER = TYPE_PREFIX + "envoy.extensions.filters.http.router.v3.Router"
 HTTP_PROTOCOL_OPTIONS = TYPE_PREFIX + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+ORIGINAL_DST = TYPE_PREFIX + "envoy.extensions.filters.listener.original_dst.v3.OriginalDst"
 
 
 class ConfigError(ValueError):

@@ -184,7 +184,9 @@ class Router:
         cluster = self.cluster
         assert cluster is not None
         policy = self.retry.policy if self.retry is not None else None
-        if policy is not None and policy.avoid_previous_hosts and self._tried:
+        if cluster.original_dst:
+            host = cluster.original_dst_host(self.info.original_destination)
+        elif policy is not None and policy.avoid_previous_hosts and self._tried:
             host = cluster.choose_host(self._tried, policy.host_selection_attempts)
         else:
             host = cluster.choose_host()

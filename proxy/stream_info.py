@@ -43,6 +43,7 @@ class StreamInfo:
         "first_upstream_rx",
         "first_upstream_tx",
         "last_downstream_rx",
+        "original_destination",
         "protocol",
         "request_headers",
         "response_code",
@@ -65,6 +66,7 @@ class StreamInfo:
         downstream_remote: str,
         downstream_local: str,
         connection_id: int,
+        original_destination: tuple[str, int] | None = None,
     ) -> None:
         self.start_time = time.time()
         self.start = start
@@ -73,6 +75,9 @@ class StreamInfo:
         self.downstream_remote = downstream_remote
         self.downstream_local = downstream_local
         self.connection_id = connection_id
+        # Where an intercepted connection was going (then also ``downstream_local``, as
+        # in Envoy); ORIGINAL_DST clusters connect there. None when not redirected.
+        self.original_destination = original_destination
         self.request_headers: Mapping[str, str] = _EMPTY
         self.response_headers: list[tuple[str, str]] = []
         self.response_code: int | None = None

@@ -54,9 +54,15 @@ class _UpstreamSide(asyncio.Protocol):
 class TcpProxyConnection(asyncio.Protocol):
     """One downstream connection of a ``tcp_proxy`` filter chain."""
 
-    def __init__(self, ctx: ProxyContext, config: TcpProxyConfig) -> None:
+    def __init__(
+        self,
+        ctx: ProxyContext,
+        config: TcpProxyConfig,
+        original_dst: tuple[str, int] | None = None,
+    ) -> None:
         self.ctx = ctx
         self.config = config
+        self.original_dst = original_dst  # where iptables' REDIRECT said it was going
         self.stats = ctx.stats.scope("tcp", config.stat_prefix, TCP_COUNTERS)
         self.transport: asyncio.Transport | None = None
         self.upstream: asyncio.Transport | None = None
@@ -69,6 +75,7 @@ class TcpProxyConnection(asyncio.Protocol):
         self._done = False
         self._counted = False
         self._early: list[bytes] = []  # bytes that arrived before the upstream connected
+        self._half_closed = 0  # directions that saw EOF; at 2 the connection is over
 
     # -- downstream --------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -80,8 +87,9 @@ class TcpProxyConnection(asyncio.Protocol):
             self.ctx.loop.time(),
             "",
             format_address(transport.get_extra_info("peername")),
-            format_address(transport.get_extra_info("sockname")),
+            format_address(self.original_dst or transport.get_extra_info("sockname")),
             next(self.ctx.connection_ids),
+            self.original_dst,
         )
         self._task = self.ctx.loop.create_task(self._connect())
 
@@ -99,6 +107,7 @@ class TcpProxyConnection(asyncio.Protocol):
     def eof_received(self) -> bool:
         if self.upstream is not None and self.upstream.can_write_eof():
             self.upstream.write_eof()
+            self._one_side_done()
             return True
         return False
 
@@ -132,6 +141,14 @@ class TcpProxyConnection(asyncio.Protocol):
     def upstream_eof(self) -> None:
         if self.transport is not None and self.transport.can_write_eof():
             self.transport.write_eof()
+        self._one_side_done()
+
+    def _one_side_done(self) -> None:
+        """Half-close passes through; once both directions ended, close (Envoy does), or
+        the connection would linger until the idle timeout, unlogged."""
+        self._half_closed += 1
+        if self._half_closed == 2 and self.transport is not None:
+            self.transport.close()  # flushes first; connection_lost closes the upstream
 
     def upstream_closed(self) -> None:
         self._release_upstream()
@@ -155,7 +172,10 @@ class TcpProxyConnection(asyncio.Protocol):
         self.cluster = cluster
         info.upstream_cluster = cluster.name
         for _ in range(self.config.max_connect_attempts):
-            host = cluster.choose_host()
+            if cluster.original_dst:
+                host = cluster.original_dst_host(info.original_destination)
+            else:
+                host = cluster.choose_host()
             if host is None:
                 cluster.stats.counters["upstream_cx_none_healthy"] += 1
                 return self._reject(flags.NO_HEALTHY_UPSTREAM)

@@ -1,6 +1,8 @@
 """A tiny upstream app for mesh tests: answers its name, and misbehaves on request.
 
-    python color_app.py NAME PORT [FAILURE_RATE]
+    python color_app.py NAME PORT [FAILURE_RATE] [HOST]
+
+HOST is the address to bind (127.0.0.1; the network-namespace tests bind others).
 
 GET /color        -> NAME (or a 500, FAILURE_RATE of the time)
 GET /headers      -> the request headers as JSON (what the proxies forwarded)
@@ -43,5 +45,6 @@ def build(name: str, failure_rate: float) -> web.Application:
 
 if __name__ == "__main__":
     rate = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
+    host = sys.argv[4] if len(sys.argv) > 4 else "127.0.0.1"
     print("ready", flush=True)
-    web.run_app(build(sys.argv[1], rate), host="127.0.0.1", port=int(sys.argv[2]), print=None)
+    web.run_app(build(sys.argv[1], rate), host=host, port=int(sys.argv[2]), print=None)

@@ -55,6 +55,24 @@ async def test_tcp_proxy_pipes_bytes_both_ways_with_half_close(tmp_path: Path) -
     assert log.read_text() == "echo 1000000 1000005 -\n"
 
 
+async def test_tcp_connection_closes_once_both_directions_ended() -> None:
+    """Not at the idle timeout: the access log and upstream accounting happen now."""
+    greeter = await raw_server(_greeter(b"hi"))
+    resources = [cluster("greeter", [_port(greeter)]), tcp_listener("tcp", cluster="greeter")]
+    async with (
+        running_proxy(resources) as proxy,
+        raw_connection(proxy.port("tcp")) as (reader, writer),
+    ):
+        assert await reader.read() == b"hi"  # the upstream's EOF passed through
+        writer.write_eof()  # now both directions have ended
+        for _ in range(200):
+            if proxy.stat("cluster.greeter.upstream_cx_destroy"):
+                break
+            await asyncio.sleep(0.01)
+        assert proxy.stat("cluster.greeter.upstream_cx_destroy") == 1
+    greeter.close()
+
+
 async def test_tcp_weighted_clusters_split_connections() -> None:
     big, small = await raw_server(_greeter(b"big")), await raw_server(_greeter(b"small"))
     weighted = {"clusters": [{"name": "big", "weight": 75}, {"name": "small", "weight": 25}]}
