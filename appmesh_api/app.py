@@ -1,7 +1,8 @@
 """The FastAPI application: App Mesh's REST API plus the AWS side services on one port.
 
 ``/v20190125/...`` is App Mesh, dispatched by botocore's model; ``/_appmesh/...`` is
-appmesh-local's own surface (health, xDS); everything else goes to the side
+appmesh-local's own surface (health, xDS, the console's JSON) and ``/console`` its web
+console (``appmesh_api.console``); everything else goes to the side
 services (embedded moto, or ``--aws-endpoint``), routed by SigV4 credential scope.
 X-Ray is answered by ``appmesh_api.xray`` (service graph, filters, sampling), which also
 runs the X-Ray daemon (``--xray-daemon-port``) in the server's lifespan.
@@ -25,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from appmesh_api import protocol
 from appmesh_api.ads import start_ads_server
 from appmesh_api.changefeed import ChangeFeed
+from appmesh_api.console.site import install as install_console
 from appmesh_api.discovery import DiscoveryService, XdsError
 from appmesh_api.edge import build_side_services_app
 from appmesh_api.errors import AppMeshError, InternalServerErrorException
@@ -262,6 +264,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         """Connected proxies, their ingress addresses and the config versions they accepted."""
         return {"proxies": [state.as_json() for state in discovery.registry.all()]}
 
+    install_console(app)
     app.mount("/", side_services)
     if xray is not None:
         app.add_middleware(XRayEndpoint, service=xray, settings=settings)

@@ -140,6 +140,76 @@ def _up(args: argparse.Namespace) -> int:
     return run_colorapp(args.port, args.endpoint, lambda line: print(line, flush=True))
 
 
+def _mesh_describe(args: argparse.Namespace) -> int:
+    from appmesh_api.views.commands import mesh_describe
+
+    return mesh_describe(args.mesh, args.endpoint, args.mesh_owner, args.json)
+
+
+def _traces(args: argparse.Namespace) -> int:
+    from appmesh_api.views.commands import trace_list, trace_waterfall
+
+    if args.trace_id:
+        return trace_waterfall(args.endpoint, args.trace_id, args.json)
+    return trace_list(args.endpoint, args.minutes, args.filter, args.json)
+
+
+def _endpoint_option(parser: argparse.ArgumentParser) -> None:
+    from appmesh_api.views.endpoint import default_endpoint
+
+    parser.add_argument(
+        "--endpoint",
+        metavar="URL",
+        default=default_endpoint(),
+        help="the appmesh-local to read (default $AWS_ENDPOINT_URL or http://127.0.0.1:4567)",
+    )
+
+
+def _add_views(commands: argparse._SubParsersAction) -> None:
+    """``mesh describe`` and ``traces``: read a running appmesh-local like any AWS client."""
+    mesh = commands.add_parser(
+        "mesh",
+        help="show a mesh's resources as a tree",
+        description="Read a mesh through the App Mesh API of a running appmesh-local.",
+    )
+    mesh_commands = mesh.add_subparsers(dest="mesh_command", metavar="COMMAND", required=True)
+    describe = mesh_commands.add_parser(
+        "describe",
+        help="print the resource tree of a mesh",
+        description="Print a mesh as the tree traffic follows: gateways, gateway routes, "
+        "virtual services, routers, routes (matches and weights) and virtual nodes "
+        "(listeners, service discovery, backends).",
+    )
+    describe.add_argument("mesh", metavar="MESH", help="the mesh name")
+    _endpoint_option(describe)
+    describe.add_argument("--mesh-owner", metavar="ACCT", help="the owner of a shared mesh")
+    describe.add_argument("--json", action="store_true", help="print the tree as JSON")
+    describe.set_defaults(run=_mesh_describe)
+
+    traces = commands.add_parser(
+        "traces",
+        help="list recent X-Ray traces, or show one as a waterfall",
+        description="Without TRACE_ID, list recent traces (id, root service, status, duration, "
+        "request) from X-Ray on the endpoint; with one, draw its segments on a time line.",
+    )
+    traces.add_argument("trace_id", nargs="?", metavar="TRACE_ID", help="a trace to draw")
+    _endpoint_option(traces)
+    traces.add_argument(
+        "--minutes",
+        type=float,
+        default=10,
+        metavar="N",
+        help="how far back to list (default %(default)s)",
+    )
+    traces.add_argument(
+        "--filter",
+        metavar="EXPR",
+        help="an X-Ray filter expression, e.g. 'fault OR service(\"a\")'",
+    )
+    traces.add_argument("--json", action="store_true", help="print JSON instead of text")
+    traces.set_defaults(run=_traces)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="appmesh-local",
@@ -279,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="use an appmesh-local that is already running instead of starting one",
     )
     up.set_defaults(run=_up)
+    _add_views(commands)
     return parser
 
 

@@ -138,6 +138,10 @@ class Store:
             if key.kind == "mesh" and key.region == region and key.mesh_owner == account
         }
 
+    def all_meshes(self) -> list[Record]:
+        """Every mesh of every account and region (the console's account picker)."""
+        return [record for key, record in self._records.items() if key.kind == "mesh"]
+
     def mesh_owners(self, region: str, mesh: str) -> list[str]:
         """Accounts that own a mesh of this name in ``region`` (for name-only node ids)."""
         return sorted(

@@ -199,6 +199,8 @@ def run_colorapp(
         say(f"  curl http://127.0.0.1:{gateway_proxy['admin']}/stats | grep colorteller")
         say(f"  AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID={ACCOUNT} AWS_SECRET_ACCESS_KEY=x \\")
         say(f"    aws --region us-east-1 appmesh list-virtual-nodes --mesh-name {MESH}")
+        say(f"  appmesh-local mesh describe {MESH} --endpoint {endpoint}")
+        say(f"  open {endpoint}/console for the mesh graph, its proxies and traces")
         say("\nShift all traffic to blue with aws appmesh update-route (see the README), then curl")
         say("again. Press Ctrl-C to stop everything.")
         _wait(stop_after)

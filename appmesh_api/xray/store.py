@@ -120,6 +120,10 @@ class XRayState:
         self.max_age = max_age
         self._partitions: dict[tuple[str, str], Partition] = {}
 
+    def partitions(self) -> list[Partition]:
+        """The partitions that exist (each was written or read at least once)."""
+        return list(self._partitions.values())
+
     def partition(self, account: str, region: str) -> Partition:
         key = (account, region)
         if key not in self._partitions:
