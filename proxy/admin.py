@@ -96,9 +96,12 @@ class AdminServer:
             name_filter = re.compile(pattern) if pattern else None
         except re.error:
             return web.Response(status=400, text=f"Invalid regex: {pattern}\n")
+        everything = [(name, value) for name, value, _ in stats.snapshot()]
+        if self.server.observability is not None:  # the metrics extension's appmesh.* stats
+            everything = sorted([*everything, *self.server.observability.stat_rows()])
         rows = [
             (name, value)
-            for name, value, _ in stats.snapshot()
+            for name, value in everything
             if (name_filter is None or name_filter.search(name))
             and ("usedonly" not in request.query or value)
         ]
@@ -109,7 +112,12 @@ class AdminServer:
         return web.Response(text="".join(f"{n}: {v}\n" for n, v in rows))
 
     async def prometheus(self, request: web.Request) -> web.Response:
-        return web.Response(text=self.server.stats.render_prometheus(), content_type="text/plain")
+        observability = self.server.observability
+        if observability is None:
+            text = self.server.stats.render_prometheus()
+        else:  # with App Mesh's stats tags and the metrics extension's envoy_appmesh_*
+            text = observability.render_prometheus()
+        return web.Response(text=text, content_type="text/plain")
 
     async def clusters(self, request: web.Request) -> web.Response:
         clusters = list(self.server.ctx.clusters.clusters.values())

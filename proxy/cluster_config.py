@@ -14,6 +14,7 @@ from typing import Any
 from proxy.protojson import (
     HTTP_PROTOCOL_OPTIONS,
     ConfigError,
+    aggregate_stats_tag,
     duration,
     percent,
     socket_address,
@@ -105,6 +106,7 @@ class ClusterConfig:
     http2: bool
     raw: dict[str, Any]
     cleanup_interval: float = 5.0  # ORIGINAL_DST: how long an unused destination is kept
+    target_virtual_node: str = ""  # App Mesh's aggregate_stats metadata, for metrics
 
 
 def compile_load_assignment(spec: dict[str, Any]) -> LoadAssignment:
@@ -271,4 +273,5 @@ def compile_cluster(spec: dict[str, Any]) -> ClusterConfig:
         http2=http2,
         raw=spec,
         cleanup_interval=duration(spec.get("cleanup_interval"), 5.0) or 5.0,
+        target_virtual_node=aggregate_stats_tag(spec, "TargetVirtualNode"),
     )

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from proxy.access_log import AccessLogSinks
 from proxy.cluster_manager import ClusterManager
 from proxy.config import EMPTY_CONFIG, CompiledConfig
 from proxy.stats import Stats
 from proxy.timers import DateCache, TimerWheel
+
+if TYPE_CHECKING:
+    from proxy.metrics_extension import MetricsExtension
+    from proxy.tracing import Tracer
 
 
 class ProxyContext:
@@ -31,3 +35,6 @@ class ProxyContext:
         self.connection_ids = itertools.count(1)
         # Open downstream connections (HTTP and TCP), for draining on stop.
         self.connections: set[Any] = set()
+        # X-Ray tracing and App Mesh's metrics extension, when the environment asks.
+        self.tracer: Tracer | None = None
+        self.metrics: MetricsExtension | None = None

@@ -25,6 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from proxy.observability_config import OFF, ObservabilityConfig
+
 log = logging.getLogger("appmesh_proxy")
 
 _LOG_LEVELS = {
@@ -56,6 +58,7 @@ class ProxySettings:
     mesh_owner: str | None
     drain_seconds: float
     log_level: str
+    observability: ObservabilityConfig = OFF
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str]) -> ProxySettings:
@@ -85,6 +88,7 @@ class ProxySettings:
             mesh_owner=env.get("APPMESH_MESH_OWNER") or None,
             drain_seconds=float(env.get("LISTENER_DRAIN_WAIT_TIME_S", 20)),
             log_level=env.get("ENVOY_LOG_LEVEL", "info").lower(),
+            observability=ObservabilityConfig.from_environment(env, node_id),
         )
 
     def node(self) -> dict[str, Any]:
@@ -99,6 +103,8 @@ class ProxySettings:
         }
         if self.mesh_owner:
             metadata["appmesh_local.mesh_owner"] = self.mesh_owner
+        if self.observability.metrics.extension:  # as App Mesh's image announced it
+            metadata["aws.appmesh.metric_filter"] = {"level": "1"}
         return {"id": self.node_id, "cluster": self.node_cluster, "metadata": metadata}
 
 
@@ -112,7 +118,11 @@ async def run_proxy(settings: ProxySettings, stop: asyncio.Event | None = None) 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     node = settings.node()
-    server = ProxyServer(admin_address=(settings.listen_address, settings.admin_port), node=node)
+    server = ProxyServer(
+        admin_address=(settings.listen_address, settings.admin_port),
+        node=node,
+        observability=settings.observability,
+    )
     await server.start()
     client = XdsClient(settings.xds_endpoint, node, server.apply, stats=server.stats)
     await client.start()
@@ -176,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="The appmesh-local sidecar. With no command it runs the proxy, configured "
         "by the same environment variables as App Mesh's Envoy image (APPMESH_RESOURCE_ARN, "
         "APPMESH_XDS_ENDPOINT, ENVOY_ADMIN_ACCESS_PORT, ENVOY_LOG_LEVEL, "
-        "LISTENER_DRAIN_WAIT_TIME_S) plus APPMESH_INGRESS_PORT, APPMESH_EGRESS_PORT, "
+        "LISTENER_DRAIN_WAIT_TIME_S, ENABLE_ENVOY_XRAY_TRACING, APPMESH_METRIC_EXTENSION_VERSION, "
+        "ENABLE_ENVOY_DOG_STATSD, ...) plus APPMESH_INGRESS_PORT, APPMESH_EGRESS_PORT, "
         "APPMESH_APP_HOST and APPMESH_INGRESS_ADDRESS.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -9,6 +9,7 @@ never parses configuration.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 TYPE_PREFIX = "type.googleapis.com/"
@@ -127,3 +128,26 @@ def typed_config(filter_spec: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     if not isinstance(config, dict):
         raise ConfigError(f"typed_config must be an object: {filter_spec!r}")
     return type_url(config) or str(filter_spec.get("name", "")), config
+
+
+AGGREGATE_STATS = "aws.appmesh.aggregate_stats"
+
+
+def aggregate_stats_tag(spec: dict[str, Any], key: str) -> str:
+    """The value App Mesh's ``aws.appmesh.aggregate_stats`` metadata gives ``key``.
+
+    App Mesh tagged egress routes with ``TargetVirtualService`` and clusters with
+    ``TargetVirtualNode`` (a JSON string ``{"tags": [{"key", "value"}]}``) for its metrics
+    extension; read once here, so the per-target counters need no parsing. ``""`` when
+    absent or malformed (metadata never makes Envoy reject a resource).
+    """
+    metadata = (spec.get("metadata") or {}).get("filter_metadata") or {}
+    config = (metadata.get(AGGREGATE_STATS) or {}).get("config")
+    try:
+        tags = json.loads(config).get("tags") if isinstance(config, str) else None
+    except (ValueError, AttributeError):
+        return ""
+    for tag in tags if isinstance(tags, list) else ():
+        if isinstance(tag, dict) and tag.get("key") == key:
+            return str(tag.get("value", ""))
+    return ""

@@ -26,6 +26,7 @@ from proxy.headers import (
     response_headers,
 )
 from proxy.http_types import CHUNKED, NO_BODY, Downstream, HttpRequest
+from proxy.request_accounting import request_finished
 from proxy.request_body import RequestBody
 from proxy.retry import CONNECT_FAILURE, CONNECTION_TERMINATION, PER_TRY_TIMEOUT, RetryState
 from proxy.routing import HeaderMutation, RequestView, Route, redirect_location
@@ -119,6 +120,8 @@ class Router:
             self.retry = RetryState(action.retry_policy)
         policy = action.retry_policy
         expected = (policy.per_try_timeout if policy else None) or action.timeout
+        if self.ctx.tracer is not None:
+            self.ctx.tracer.begin(self)  # continues X-Amzn-Trace-Id for the upstream
         self._head = build_request_head(request, route, expected)
         idle = action.idle_timeout or hcm.stream_idle_timeout
         if request.framing != NO_BODY or not action.timeout or action.timeout > idle:
@@ -509,15 +512,5 @@ class Router:
         if attempt is not None and not attempt.ended:
             attempt.abandon(drain=False)
         self._release_retry()  # also when the request ended during a back-off
-        if self.cluster is not None and info.attempt_count:
-            upstream = self.cluster.stats.counters
-            upstream["upstream_cx_rx_bytes_total"] += info.bytes_sent
-            upstream["upstream_cx_tx_bytes_total"] += info.bytes_received
-        counters = self.http_stats.counters
-        counters["downstream_rq_completed"] += 1
-        if info.response_code:
-            key = f"downstream_rq_{info.response_code // 100}xx"
-            counters[key] = counters.get(key, 0) + 1
-        if self.hcm.access_logs:
-            self.ctx.access_logs.log(self.hcm.access_logs, info)
+        request_finished(self)
         self._body.clear()

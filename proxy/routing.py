@@ -25,7 +25,7 @@ from proxy.matchers import (
     compile_query_matcher,
     compile_regex,
 )
-from proxy.protojson import ConfigError, duration, flag, fraction, uint
+from proxy.protojson import ConfigError, aggregate_stats_tag, duration, flag, fraction, uint
 from proxy.retry import RetryPolicy, compile_retry_policy
 
 DEFAULT_ROUTE_TIMEOUT = 15.0  # Envoy's route timeout when none is given
@@ -132,6 +132,7 @@ class Route:
     redirect: dict[str, Any] | None
     request_headers: HeaderMutation
     response_headers: HeaderMutation
+    target_virtual_service: str = ""  # App Mesh's aggregate_stats metadata, for metrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +273,7 @@ def _compile_route(
         response_headers=_mutation(
             [(level, "response_headers_to_add", "response_headers_to_remove") for level in levels]
         ),
+        target_virtual_service=aggregate_stats_tag(spec, "TargetVirtualService"),
     )
 
 

@@ -23,6 +23,8 @@ from proxy.admin import AdminServer
 from proxy.config import CompiledConfig, compile_resources
 from proxy.context import ProxyContext
 from proxy.listener import ListenerHandle
+from proxy.observability import Observability
+from proxy.observability_config import ObservabilityConfig
 from proxy.protojson import ConfigError
 from proxy.stats import Stats
 
@@ -44,8 +46,11 @@ class ProxyServer:
         *,
         admin_address: tuple[str, int] | None = ("0.0.0.0", 9901),
         node: dict[str, Any] | None = None,
+        observability: ObservabilityConfig | None = None,
     ) -> None:
         self.node = node or {}
+        self._observability_config = observability
+        self.observability: Observability | None = None
         self.state = PRE_INITIALIZING
         self.started_at = time.time()
         self.listeners: dict[str, ListenerHandle] = {}
@@ -91,6 +96,8 @@ class ProxyServer:
         server_stats.gauge_fn("live", lambda: int(self.state == LIVE))
         server_stats.gauge_fn("uptime", lambda: int(time.time() - self.started_at))
         server_stats.gauge_fn("total_connections", lambda: len(self.ctx.connections))
+        self.observability = Observability(self._observability_config, self._ctx)
+        self.observability.start()
         self.state = INITIALIZING
         if self._admin_address is not None:
             self._admin = AdminServer(self)
@@ -164,6 +171,8 @@ class ProxyServer:
         for _ in range(3):  # let aborted transports deliver connection_lost (and log)
             await asyncio.sleep(0)
         ctx.access_logs.close()
+        if self.observability is not None:
+            await self.observability.stop()
         if self._admin is not None:
             with contextlib.suppress(Exception):
                 await self._admin.stop()

@@ -13,7 +13,7 @@ walkthroughs (``upstream_rq_retry``, ``outlier_detection.ejections_active``...) 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 # Counters Envoy always shows for a cluster, so /stats lists zeros as Envoy does.
 CLUSTER_COUNTERS = (
@@ -160,6 +160,10 @@ class Stats:
         if scope is not None:
             scope.gauge_fns.clear()
 
+    def scopes(self, kind: str | None = None) -> list[StatsScope]:
+        """The scopes of one kind (all when None), for exporters that read them whole."""
+        return [s for (k, _), s in list(self._scopes.items()) if kind is None or k == kind]
+
     def snapshot(self) -> list[tuple[str, int, bool]]:
         """All stats sorted by name, as ``/stats`` prints them."""
         rows = [row for scope in list(self._scopes.values()) for row in scope.items()]
@@ -182,15 +186,18 @@ class Stats:
         ]
         return "\n".join(lines) + ("\n" if lines else "")
 
-    def render_prometheus(self) -> str:
-        """Envoy's ``/stats/prometheus`` format with its default tag extraction."""
+    def render_prometheus(self, fixed_tags: Sequence[tuple[str, str]] = ()) -> str:
+        """Envoy's ``/stats/prometheus`` format with its default tag extraction, plus
+        ``fixed_tags`` on every stat (``ENABLE_ENVOY_STATS_TAGS``' ``appmesh.mesh``...)."""
         families: dict[str, tuple[str, list[str]]] = {}
+        fixed = [f'{prometheus_label(k)}="{_escape(v)}"' for k, v in fixed_tags]
         for scope in list(self._scopes.values()):
             base, tag_name = _PROM_SCOPES.get(scope.kind, (f"envoy_{scope.kind}_", ""))
             for full, value, is_counter in scope.items():
                 metric, labels = _prometheus_name(full[len(scope.prefix) :], base)
                 if tag_name and scope.tag:
                     labels.insert(0, f'{tag_name}="{_escape(scope.tag)}"')
+                labels[:0] = fixed
                 label_text = "{" + ",".join(labels) + "}" if labels else ""
                 kind = "counter" if is_counter else "gauge"
                 families.setdefault(metric, (kind, []))[1].append(f"{metric}{label_text} {value}")
@@ -212,6 +219,16 @@ def _prometheus_name(short: str, base: str) -> tuple[str, list[str]]:
         short = match.group(1)
         labels.append(f'envoy_response_code="{match.group(2)}"')
     return base + re.sub(r"[^a-zA-Z0-9_]", "_", short), labels
+
+
+def prometheus_label(name: str) -> str:
+    """A tag name as a Prometheus label: Envoy turns ``appmesh.mesh`` into ``appmesh_mesh``."""
+    return re.sub(r"[^a-zA-Z0-9_]", "_", name)
+
+
+def tag_name(kind: str) -> str:
+    """The tag Envoy's default extractors give a scope kind (``envoy.cluster_name``...)."""
+    return _PROM_SCOPES.get(kind, ("", ""))[1].replace("envoy_", "envoy.", 1)
 
 
 def _escape(value: str) -> str:

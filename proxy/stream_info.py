@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from proxy.xray_segments import TraceContext
 
 # Envoy response flags (short form, as %RESPONSE_FLAGS% prints them).
 NO_HEALTHY_UPSTREAM = "UH"
@@ -53,6 +57,7 @@ class StreamInfo:
         "route_name",
         "start",
         "start_time",
+        "trace",
         "upstream_cluster",
         "upstream_host",
         "upstream_local",
@@ -94,6 +99,7 @@ class StreamInfo:
         self.first_upstream_tx: float | None = None
         self.first_upstream_rx: float | None = None
         self.last_downstream_rx: float | None = None
+        self.trace: TraceContext | None = None  # set by the X-Ray tracer when it is on
 
     def add_flag(self, flag: str) -> None:
         if flag not in self.response_flags:

@@ -61,18 +61,29 @@ class Mesh:
     tmp: Path
     processes: list[subprocess.Popen] = field(default_factory=list)
 
-    def app(self, name: str, failure_rate: float = 0.0) -> int:
+    def app(
+        self, name: str, failure_rate: float = 0.0, script: str = COLOR_APP, args: tuple = ()
+    ) -> int:
+        """Start ``script NAME PORT FAILURE_RATE *args`` on a free port; returns the port."""
         port = free_port()
+        log = (self.tmp / f"app-{name}.log").open("wb")
         process = subprocess.Popen(
-            [sys.executable, COLOR_APP, name, str(port), str(failure_rate)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            [sys.executable, script, name, str(port), str(failure_rate), *map(str, args)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         self.processes.append(process)
         wait_for_port(port, process)
         return port
 
-    def proxy(self, node: str, kind: str = "virtualNode", drain_seconds: float = 0) -> Proxy:
+    def proxy(
+        self,
+        node: str,
+        kind: str = "virtualNode",
+        drain_seconds: float = 0,
+        env: dict[str, str] | None = None,
+    ) -> Proxy:
+        """Start an ``appmesh-proxy`` for ``node``; ``env`` adds to its environment."""
         ingress, egress, admin = free_port(), free_port(), free_port()
         env = {
             **os.environ,
@@ -85,6 +96,7 @@ class Mesh:
             "ENVOY_ADMIN_ACCESS_PORT": str(admin),
             "APPMESH_LISTEN_ADDRESS": "127.0.0.1",
             "LISTENER_DRAIN_WAIT_TIME_S": str(drain_seconds),
+            **(env or {}),
         }
         log = (self.tmp / f"proxy-{node}.log").open("wb")
         process = subprocess.Popen(

@@ -1,0 +1,123 @@
+"""The sidecar's tracing and metrics, assembled from its environment and run off the data path.
+
+``Observability`` builds what ``ObservabilityConfig`` asks for: the X-Ray tracer, the
+metrics extension, and the periodic sinks (CloudWatch, DogStatsD) flushed every
+``ENVOY_STATS_FLUSH_INTERVAL``. It publishes the tracer and the extension on the
+``ProxyContext``, where the router finds them (``None`` when off, so a proxy without them
+pays one attribute test per request). The admin endpoint reads the Prometheus and
+``/stats`` renderings through it, with the fixed tags ``ENABLE_ENVOY_STATS_TAGS`` and the
+extension add to every Envoy stat (``appmesh.mesh``, ``appmesh.virtual_node``; ``Mesh``,
+``VirtualNode``), as the image's ``stats_tags`` did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from proxy.cloudwatch import CloudWatchExporter
+from proxy.datagrams import DatagramSender
+from proxy.dogstatsd import DogStatsdExporter
+from proxy.metrics_extension import MetricsExtension
+from proxy.observability_config import OFF, ObservabilityConfig
+from proxy.sampling import Sampler
+from proxy.tracing import Tracer
+
+if TYPE_CHECKING:
+    from proxy.context import ProxyContext
+
+log = logging.getLogger("appmesh_proxy.observability")
+Tags = tuple[tuple[str, str], ...]
+
+
+def fixed_tags(config: ObservabilityConfig) -> Tags:
+    """Tags every Envoy stat carries: App Mesh's names, and the extension's dimensions."""
+    identity, metrics = config.identity, config.metrics
+    if identity is None:
+        return ()
+    tags: list[tuple[str, str]] = []
+    if metrics.stats_tags:
+        tags += [("appmesh.mesh", identity.mesh), (f"appmesh.{identity.snake_kind}", identity.name)]
+    if metrics.extension:
+        tags += [("Mesh", identity.mesh), (identity.dimension, identity.name)]
+    return tuple(tags)
+
+
+class Observability:
+    """Tracer, metrics extension and sinks of one proxy, and their periodic flush."""
+
+    def __init__(self, config: ObservabilityConfig | None, ctx: ProxyContext) -> None:
+        self.config = config = config or OFF
+        self.ctx = ctx
+        self.tags = fixed_tags(config)
+        self.tracer: Tracer | None = None
+        self.metrics: MetricsExtension | None = None
+        self.cloudwatch: CloudWatchExporter | None = None
+        self.dogstatsd: DogStatsdExporter | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        if config.tracing is not None:
+            tracing = config.tracing
+            sampler = Sampler.from_settings(tracing.sampling_rate, tracing.manifest_path)
+            sender = DatagramSender(ctx.loop, tracing.daemon)
+            self.tracer = Tracer(ctx.loop, tracing, config.identity, sampler, sender)
+        metrics = config.metrics
+        if metrics.extension and config.identity is not None:
+            self.metrics = MetricsExtension(config.identity, ctx.stats, ctx.connections)
+            if metrics.cloudwatch is not None:
+                self.cloudwatch = CloudWatchExporter(metrics.cloudwatch)
+        if metrics.dogstatsd is not None:
+            sender = DatagramSender(ctx.loop, metrics.dogstatsd)
+            self.dogstatsd = DogStatsdExporter(sender, ctx.stats, self.tags)
+        ctx.tracer, ctx.metrics = self.tracer, self.metrics
+
+    def start(self) -> None:
+        """Arm the periodic flush when a sink wants one."""
+        if self.cloudwatch is not None or self.dogstatsd is not None:
+            self._arm()
+
+    def _arm(self) -> None:
+        self._timer = self.ctx.loop.call_later(self.config.metrics.flush_interval, self._tick)
+
+    def _tick(self) -> None:
+        self._arm()
+        self.flush()
+
+    def flush(self) -> None:
+        """One stats flush: collect once, hand the same points to every sink."""
+        points = self.metrics.collect() if self.metrics is not None else []
+        try:
+            if self.cloudwatch is not None:
+                self.cloudwatch.export(points)
+            if self.dogstatsd is not None:
+                self.dogstatsd.export(points)
+        except Exception:  # a sink's bug must not stop the flushes or touch traffic
+            log.exception("stats flush failed")
+
+    async def stop(self) -> None:
+        """A last flush (what the final requests did is not lost), then close the sinks."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self.flush()
+        if self.tracer is not None:
+            self.tracer.close()
+        if self.dogstatsd is not None:
+            self.dogstatsd.close()
+        if self.cloudwatch is not None:
+            with contextlib.suppress(Exception):
+                await self.cloudwatch.close()
+
+    # -- admin readings -----------------------------------------------------------------------
+    def render_prometheus(self) -> str:
+        text = self.ctx.stats.render_prometheus(self.tags)
+        if self.metrics is not None:
+            text += self.metrics.render_prometheus()
+        return text
+
+    def stat_rows(self) -> Iterator[tuple[str, float]]:
+        """The extension's raw stats, for ``/stats`` next to Envoy's."""
+        if self.metrics is not None:
+            yield from self.metrics.rows()
