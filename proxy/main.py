@@ -124,7 +124,11 @@ async def run_proxy(settings: ProxySettings, stop: asyncio.Event | None = None) 
         observability=settings.observability,
     )
     await server.start()
-    client = XdsClient(settings.xds_endpoint, node, server.apply, stats=server.stats)
+    # Back-off capped at 10 s: a local control plane that restarts is back within seconds,
+    # and its proxies should follow it promptly.
+    client = XdsClient(
+        settings.xds_endpoint, node, server.apply, stats=server.stats, backoff_max=10.0
+    )
     await client.start()
     log.info(
         "appmesh-proxy for %s: control plane %s, admin :%d, ingress :%d, egress :%d",

@@ -70,7 +70,7 @@ def test_the_proxy_keeps_serving_through_a_control_plane_outage_and_reconnects(t
             assert time.monotonic() < deadline
             time.sleep(0.1)
         control = start_server(tmp_path, data_dir=data_dir, port=control.port)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60  # back-off is capped at 10 s; restarts are slow under load
         while front.stat("control_plane.connected_state") != 1:
             assert time.monotonic() < deadline, "the proxy never reconnected"
             time.sleep(0.1)
