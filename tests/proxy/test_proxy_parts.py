@@ -26,7 +26,7 @@ async def test_timer_wheel_fires_in_order_never_early_and_cancels() -> None:
     while len(fired) < 2:
         await asyncio.sleep(0.005)
     assert [name for name, _ in fired] == ["early", "late"]
-    assert loop.time() - start >= 0.03  # a deadline never fires before it is due
+    assert loop.time() - start >= 0.03 - 1e-9  # never before it is due (float slack only)
     assert len(wheel) == 0
 
 
