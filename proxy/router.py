@@ -514,3 +514,6 @@ class Router:
         self._release_retry()  # also when the request ended during a back-off
         request_finished(self)
         self._body.clear()
+        # Break the Router <-> Attempt cycle so a finished request is freed by reference
+        # counting, not the cycle collector (~10% of the proxy's CPU under load).
+        self.attempt = None
