@@ -47,9 +47,22 @@ def apply_response_mutation(out: list[tuple[str, str]], mutation: HeaderMutation
         out.append((name, value))
 
 
+_RANDOM_POOL = bytearray()
+
+
+def _random16() -> bytearray:
+    """16 random bytes from a 4 KiB pool: one getrandom() per 256 ids, not one per request."""
+    global _RANDOM_POOL
+    if len(_RANDOM_POOL) < 16:
+        _RANDOM_POOL = bytearray(os.urandom(4096))
+    raw = _RANDOM_POOL[-16:]
+    del _RANDOM_POOL[-16:]
+    return raw
+
+
 def request_id() -> str:
     """A random (version 4) UUID string, as Envoy generates; cheaper than ``uuid.uuid4()``."""
-    raw = bytearray(os.urandom(16))
+    raw = _random16()
     raw[6] = raw[6] & 0x0F | 0x40
     raw[8] = raw[8] & 0x3F | 0x80
     h = raw.hex()

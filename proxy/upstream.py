@@ -17,6 +17,7 @@ connection is opened for it unless ``max_connections`` is reached
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Protocol
 
@@ -341,7 +342,7 @@ class HostPool:
         elif self.closing:
             conn.close()
         else:
-            conn.idle_since = asyncio.get_running_loop().time()
+            conn.idle_since = time.monotonic()  # the loop's clock; no getpid() per request
             self.idle.append(conn)
 
     def release(self, conn: UpstreamConnection) -> None:
