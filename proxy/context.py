@@ -24,8 +24,10 @@ if TYPE_CHECKING:
 
 
 class ProxyContext:
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, reuse_port: bool = False) -> None:
         self.loop = loop
+        # Several worker processes share each listening port (SO_REUSEPORT), ENVOY_CONCURRENCY.
+        self.reuse_port = reuse_port
         self.stats = Stats()
         self.timers = TimerWheel(loop)
         self.dates = DateCache()

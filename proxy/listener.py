@@ -80,7 +80,13 @@ class ListenerHandle:
         """Bind and listen; raises ``OSError`` when the address is taken."""
         host, port = self.config.address
         self.server = await self.ctx.loop.create_server(
-            self._accept, host, port, reuse_address=True, backlog=1024, family=_family(host)
+            self._accept,
+            host,
+            port,
+            reuse_address=True,
+            reuse_port=self.ctx.reuse_port or None,
+            backlog=1024,
+            family=_family(host),
         )
         sockname = self.server.sockets[0].getsockname()
         self.bound = (sockname[0], sockname[1])

@@ -29,6 +29,8 @@ from proxy.observability_config import OFF, ObservabilityConfig
 
 log = logging.getLogger("appmesh_proxy")
 
+WORKER_INDEX_VARIABLE = "APPMESH_PROXY_WORKER_INDEX"
+
 _LOG_LEVELS = {
     "trace": logging.DEBUG,
     "debug": logging.DEBUG,
@@ -59,6 +61,8 @@ class ProxySettings:
     drain_seconds: float
     log_level: str
     observability: ObservabilityConfig = OFF
+    workers: int = 1  # ENVOY_CONCURRENCY: processes sharing each port with SO_REUSEPORT
+    worker_index: int = 0  # set by the first worker for the ones it starts
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str]) -> ProxySettings:
@@ -89,6 +93,8 @@ class ProxySettings:
             drain_seconds=float(env.get("LISTENER_DRAIN_WAIT_TIME_S", 20)),
             log_level=env.get("ENVOY_LOG_LEVEL", "info").lower(),
             observability=ObservabilityConfig.from_environment(env, node_id),
+            workers=max(1, int(env.get("ENVOY_CONCURRENCY") or 1)),
+            worker_index=int(env.get(WORKER_INDEX_VARIABLE, 0)),
         )
 
     def node(self) -> dict[str, Any]:
@@ -118,10 +124,13 @@ async def run_proxy(settings: ProxySettings, stop: asyncio.Event | None = None) 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     node = settings.node()
+    # Only the first worker serves the admin port; each worker keeps its own stats.
+    admin = (settings.listen_address, settings.admin_port) if settings.worker_index == 0 else None
     server = ProxyServer(
-        admin_address=(settings.listen_address, settings.admin_port),
+        admin_address=admin,
         node=node,
         observability=settings.observability,
+        reuse_port=settings.workers > 1,
     )
     await server.start()
     # Back-off capped at 10 s: a local control plane that restarts is back within seconds,
@@ -156,8 +165,32 @@ def _serve(env: Mapping[str, str]) -> int:
     )
     import uvloop
 
-    uvloop.run(run_proxy(settings))
+    others = _start_other_workers(settings, env)
+    try:
+        uvloop.run(run_proxy(settings))
+    finally:
+        for worker in others:
+            worker.terminate()
+        for worker in others:
+            worker.wait()
     return 0
+
+
+def _start_other_workers(settings: ProxySettings, env: Mapping[str, str]) -> list:
+    """With ENVOY_CONCURRENCY=N the first worker starts N-1 more (same ports, SO_REUSEPORT):
+    Python runs one core per process, as Envoy's concurrency runs one per thread."""
+    import subprocess
+
+    if settings.worker_index != 0 or settings.workers <= 1:
+        return []
+    log.info(
+        "starting %d more workers (ENVOY_CONCURRENCY=%d)", settings.workers - 1, settings.workers
+    )
+    command = [sys.executable, "-m", "proxy.main"]
+    return [
+        subprocess.Popen(command, env={**env, WORKER_INDEX_VARIABLE: str(index)})
+        for index in range(1, settings.workers)
+    ]
 
 
 def _iptables(action: str, env: Mapping[str, str]) -> int:

@@ -47,8 +47,10 @@ class ProxyServer:
         admin_address: tuple[str, int] | None = ("0.0.0.0", 9901),
         node: dict[str, Any] | None = None,
         observability: ObservabilityConfig | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.node = node or {}
+        self._reuse_port = reuse_port
         self._observability_config = observability
         self.observability: Observability | None = None
         self.state = PRE_INITIALIZING
@@ -90,7 +92,7 @@ class ProxyServer:
     async def start(self) -> None:
         """Create the runtime and open the admin endpoint; listeners come with ``apply``."""
         loop = asyncio.get_running_loop()
-        self._ctx = ProxyContext(loop)
+        self._ctx = ProxyContext(loop, reuse_port=self._reuse_port)
         server_stats = self._ctx.stats.scope("server")
         server_stats.gauge_fn("state", lambda: _STATE_GAUGE[self.state])
         server_stats.gauge_fn("live", lambda: int(self.state == LIVE))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import threading
 import time
 
@@ -121,5 +122,32 @@ def test_sigterm_lets_an_in_flight_request_finish(server, tmp_path):
         request.join(timeout=10)
         assert result["answer"][0] == 200 and result["answer"][2] == "blue"
         blue.process.wait(timeout=15)
+    finally:
+        mesh.close()
+
+
+def test_envoy_concurrency_runs_workers_that_share_the_ports(server, tmp_path):
+    account = new_account()
+    mesh = Mesh(server.endpoint, account, "life", tmp_path)
+    try:
+        port = build(make_client(server.endpoint, "appmesh", account), mesh, tmp_path / "a.log")
+        blue = mesh.proxy("blue", env={"ENVOY_CONCURRENCY": "2"})
+        deadline = time.monotonic() + 20
+        while (
+            len(
+                subprocess.run(
+                    ["pgrep", "-P", str(blue.process.pid)], capture_output=True
+                ).stdout.split()
+            )
+            < 1
+        ):
+            assert time.monotonic() < deadline, "the second worker never started"
+            time.sleep(0.1)
+        time.sleep(1.0)  # let the second worker take its config
+        answers = [get(blue.ingress, "/color", f"blue.life.local:{port}") for _ in range(40)]
+        assert all(status == 200 and body == "blue" for status, _, body in answers)
+        # Each connection is new, and the kernel spreads them over both workers' sockets;
+        # the admin port shows the first worker's share only.
+        assert blue.stat("http.ingress.downstream_rq_total") < 40
     finally:
         mesh.close()
