@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from appmesh_api import protocol
 from appmesh_api.ads import start_ads_server
+from appmesh_api.asgi import header_map, read_body
 from appmesh_api.changefeed import ChangeFeed
 from appmesh_api.console.site import install as install_console
 from appmesh_api.discovery import DiscoveryService, XdsError
@@ -92,18 +93,11 @@ class AppMeshEndpoint:
         if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX + "/"):
             await self.inner(scope, receive, send)
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {
-            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
-        }
+        body = await read_body(receive)
+        headers = header_map(scope)
         path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").split("?", 1)[0]
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
-        status, extra, payload = self.handle(scope["method"], path, query, headers, bytes(body))
+        status, extra, payload = self.handle(scope["method"], path, query, headers, body)
         response_headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(payload)).encode()),

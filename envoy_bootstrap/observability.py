@@ -126,15 +126,9 @@ def _xray_daemon(env: Env) -> tuple[str, int]:
     return host, port
 
 
-def _sampling_manifest(env: Env) -> dict[str, Any] | None:
-    """A manifest file, or an inline manifest for ``XRAY_SAMPLING_RATE`` (the image wrote
-    the same JSON to /tmp; inline keeps us free of I/O). 0.05 is X-Ray's own default."""
-    path = env.get("XRAY_SAMPLING_RULE_MANIFEST")
-    if path:
-        return {"filename": path}
-    text = env.get("XRAY_SAMPLING_RATE")
-    if not text:
-        return None
+def parse_sampling_rate(text: str) -> float:
+    """``XRAY_SAMPLING_RATE``: a decimal 0..1, rounded to hundredths as the image did;
+    anything else stops start-up with the image's own message."""
     try:
         rate = float(text)
     except ValueError:
@@ -144,7 +138,19 @@ def _sampling_manifest(env: Env) -> dict[str, Any] | None:
             f'XRAY_SAMPLING_RATE environment variable ("{text}") '
             "must be a decimal between 0 and 1.00 (100%)"
         )
-    rate = round(rate * 100) / 100
+    return round(rate * 100) / 100
+
+
+def _sampling_manifest(env: Env) -> dict[str, Any] | None:
+    """A manifest file, or an inline manifest for ``XRAY_SAMPLING_RATE`` (the image wrote
+    the same JSON to /tmp; inline keeps us free of I/O). 0.05 is X-Ray's own default."""
+    path = env.get("XRAY_SAMPLING_RULE_MANIFEST")
+    if path:
+        return {"filename": path}
+    text = env.get("XRAY_SAMPLING_RATE")
+    if not text:
+        return None
+    rate = parse_sampling_rate(text)
     if rate == XRAY_DEFAULT_RATE:
         return None
     manifest = {"version": 2, "default": {"fixed_target": 1, "rate": rate}, "rules": []}

@@ -91,114 +91,45 @@ class Interception:
         return tuple(sorted(set(self.egress_ignored_ports) | set(ALWAYS_IGNORED_PORTS)))
 
 
+# The two jumps into our chains, shared by install ("-A") and removal ("-D").
+EGRESS_JUMP = ["OUTPUT", "-p", "tcp", "-m", "addrtype", "!", "--dst-type", "LOCAL"]
+INGRESS_JUMP = ["PREROUTING", "-p", "tcp", "-m", "addrtype", "!", "--src-type", "LOCAL"]
+NAT = ["-t", "nat"]
+
+
 def install_rules(config: Interception) -> list[list[str]]:
     """The ``iptables`` argument lists that set interception up, in order."""
-    nat = ["-t", "nat"]
-    rules = [[*nat, "-N", INGRESS_CHAIN], [*nat, "-N", EGRESS_CHAIN]]
-    egress = [*nat, "-A", EGRESS_CHAIN]
-    if config.ignored_uid is not None:
-        rules.append(
-            [*egress, "-m", "owner", "--uid-owner", str(config.ignored_uid), "-j", "RETURN"]
-        )
-    if config.ignored_gid is not None:
-        rules.append(
-            [*egress, "-m", "owner", "--gid-owner", str(config.ignored_gid), "-j", "RETURN"]
-        )
+    rules = [[*NAT, "-N", INGRESS_CHAIN], [*NAT, "-N", EGRESS_CHAIN]]
+    egress = [*NAT, "-A", EGRESS_CHAIN]
+    owners = (("--uid-owner", config.ignored_uid), ("--gid-owner", config.ignored_gid))
+    for flag, owner in owners:
+        if owner is not None:
+            rules.append([*egress, "-m", "owner", flag, str(owner), "-j", "RETURN"])
     ports = ",".join(str(port) for port in config.ignored_ports())
     rules.append([*egress, "-p", "tcp", "-m", "multiport", "--dports", ports, "-j", "RETURN"])
     for address in config.egress_ignored_ips:
         rules.append([*egress, "-p", "tcp", "-d", address, "-j", "RETURN"])
-    rules.append(
-        [
-            *egress,
-            "-p",
-            "tcp",
-            "!",
-            "-d",
-            "127.0.0.1/32",
-            "-j",
-            "REDIRECT",
-            "--to-ports",
-            str(config.proxy_egress_port),
-        ]
-    )
-    rules.append(
-        [
-            *nat,
-            "-A",
-            "OUTPUT",
-            "-p",
-            "tcp",
-            "-m",
-            "addrtype",
-            "!",
-            "--dst-type",
-            "LOCAL",
-            "-j",
-            EGRESS_CHAIN,
-        ]
-    )
+    to_egress = ["-j", "REDIRECT", "--to-ports", str(config.proxy_egress_port)]
+    rules.append([*egress, "-p", "tcp", "!", "-d", "127.0.0.1/32", *to_egress])
+    rules.append([*NAT, "-A", *EGRESS_JUMP, "-j", EGRESS_CHAIN])
     if config.app_ports:
         app_ports = ",".join(str(port) for port in config.app_ports)
-        rules.append(
-            [*nat, "-A", INGRESS_CHAIN, "-p", "tcp", "-m", "multiport", "--dports", app_ports,
-             "-j", "REDIRECT", "--to-ports", str(config.proxy_ingress_port)]
-        )  # fmt: skip
-        rules.append(
-            [
-                *nat,
-                "-A",
-                "PREROUTING",
-                "-p",
-                "tcp",
-                "-m",
-                "addrtype",
-                "!",
-                "--src-type",
-                "LOCAL",
-                "-j",
-                INGRESS_CHAIN,
-            ]
-        )
+        to_ingress = ["-j", "REDIRECT", "--to-ports", str(config.proxy_ingress_port)]
+        match = ["-p", "tcp", "-m", "multiport", "--dports", app_ports]
+        rules.append([*NAT, "-A", INGRESS_CHAIN, *match, *to_ingress])
+        rules.append([*NAT, "-A", *INGRESS_JUMP, "-j", INGRESS_CHAIN])
     return rules
 
 
 def remove_rules() -> list[list[str]]:
     """The argument lists that undo ``install_rules`` (each may fail harmlessly if absent)."""
-    nat = ["-t", "nat"]
     return [
-        [
-            *nat,
-            "-D",
-            "OUTPUT",
-            "-p",
-            "tcp",
-            "-m",
-            "addrtype",
-            "!",
-            "--dst-type",
-            "LOCAL",
-            "-j",
-            EGRESS_CHAIN,
-        ],
-        [
-            *nat,
-            "-D",
-            "PREROUTING",
-            "-p",
-            "tcp",
-            "-m",
-            "addrtype",
-            "!",
-            "--src-type",
-            "LOCAL",
-            "-j",
-            INGRESS_CHAIN,
-        ],
-        [*nat, "-F", EGRESS_CHAIN],
-        [*nat, "-F", INGRESS_CHAIN],
-        [*nat, "-X", EGRESS_CHAIN],
-        [*nat, "-X", INGRESS_CHAIN],
+        [*NAT, "-D", *EGRESS_JUMP, "-j", EGRESS_CHAIN],
+        [*NAT, "-D", *INGRESS_JUMP, "-j", INGRESS_CHAIN],
+        [*NAT, "-F", EGRESS_CHAIN],
+        [*NAT, "-F", INGRESS_CHAIN],
+        [*NAT, "-X", EGRESS_CHAIN],
+        [*NAT, "-X", INGRESS_CHAIN],
     ]
 
 

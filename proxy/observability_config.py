@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from envoy_bootstrap.durations import parse_go_duration
 from envoy_bootstrap.envvars import Env, mesh_resource
+from envoy_bootstrap.observability import parse_sampling_rate
 
 DEFAULT_SAMPLING_RATE = 0.05
 DEFAULT_FLUSH_INTERVAL = 5.0
@@ -114,20 +115,9 @@ def _tracing(env: Env, identity: MeshIdentity | None) -> TracingConfig:
 
 
 def sampling_rate(env: Env) -> float:
-    """``XRAY_SAMPLING_RATE``, a decimal 0..1 rounded to hundredths as the image did."""
+    """``XRAY_SAMPLING_RATE`` (default 5%), parsed exactly as the bootstrap parses it."""
     text = env.get("XRAY_SAMPLING_RATE")
-    if not text:
-        return DEFAULT_SAMPLING_RATE
-    try:
-        rate = float(text)
-    except ValueError:
-        rate = -1.0
-    if not 0 <= rate <= 1:
-        raise ValueError(
-            f'XRAY_SAMPLING_RATE environment variable ("{text}") '
-            "must be a decimal between 0 and 1.00 (100%)"
-        )
-    return round(rate * 100) / 100
+    return parse_sampling_rate(text) if text else DEFAULT_SAMPLING_RATE
 
 
 def xray_daemon(env: Env) -> tuple[str, int]:

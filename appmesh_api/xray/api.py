@@ -19,6 +19,7 @@ import uuid
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from appmesh_api.asgi import header_map, read_body
 from appmesh_api.edge import parse_credential_scope
 from appmesh_api.identity import identify
 from appmesh_api.settings import Settings
@@ -99,16 +100,11 @@ class XRayEndpoint:
         if not is_xray_request(scope):
             await self.inner(scope, receive, send)
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        body = await read_body(receive)
+        headers = header_map(scope)
         caller = identify(headers.get("authorization"), self.settings)
         status, extra, payload = self.service.handle(
-            caller.account, caller.region, scope["method"], scope["path"], bytes(body)
+            caller.account, caller.region, scope["method"], scope["path"], body
         )
         response_headers = [
             (b"content-type", b"application/json"),
