@@ -213,8 +213,9 @@ def _add_views(commands: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="appmesh-local",
-        description="AWS App Mesh, running locally: the App Mesh API for boto3, the aws CLI "
-        "and CDK, with the AWS side services a mesh needs on the same endpoint.",
+        description="AWS App Mesh, running locally: the App Mesh API for boto3 and the aws "
+        "CLI, the AWS side services a mesh needs on the same endpoint, xDS for proxies, and "
+        "the appmesh-proxy sidecar (a separate command).",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
