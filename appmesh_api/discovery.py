@@ -247,7 +247,9 @@ class DiscoveryService:
 
     def __init__(self, store: Store, feed: ChangeFeed, settings: Settings) -> None:
         self.feed = feed
+        self.store = store
         self.registry = ProxyRegistry()
+        self.registry.restore(store.load_proxies())
         self.resolver = NodeResolver(store, settings)
         self.cloudmap = CloudMapResolver(settings.side_services_endpoint)
         self.cache = SnapshotCache(store, feed, self.registry, self.cloudmap)
@@ -280,6 +282,7 @@ class DiscoveryService:
                     f"{identity.kind} {identity.name}",
                 )
             log.info("proxy %s connected for %s %s", node.get("id"), identity.kind, identity.name)
+            self.store.save_proxies(self.registry.rows())
             self.feed.publish(resolved.mesh)
         self._record_ack(state, request)
         return resolved
@@ -346,8 +349,10 @@ class DiscoveryService:
         }
 
     def expire(self) -> None:
+        """Forget silent proxies (their meshes change), and save who is connected."""
         for mesh in self.registry.expire():
             self.feed.publish(mesh)
+        self.store.save_proxies(self.registry.rows())
 
 
 def _resource_name(resource: Mapping[str, Any]) -> str:

@@ -9,10 +9,22 @@ forgotten after ``ttl`` seconds, and its node's endpoints change then.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 
 from appmesh_api.store import MeshKey
+
+
+def _saved(state: ProxyState) -> dict:
+    return {
+        "mesh": list(state.mesh),
+        "kind": state.kind,
+        "name": state.name,
+        "first_seen": state.first_seen,
+        "last_seen": state.last_seen,
+    }
+
 
 #: App Mesh's "Connected Envoys per virtual node / gateway" quota.
 MAX_PROXIES_PER_RESOURCE = 50
@@ -51,7 +63,12 @@ class ProxyState:
 
 
 class ProxyRegistry:
-    """Connected proxies keyed by (node id, ingress address)."""
+    """Connected proxies keyed by (node id, ingress address).
+
+    Registrations are saved (``rows``/``restore``), so a control plane that restarts
+    still knows every node's endpoints while its proxies reconnect; a proxy that does
+    not come back is forgotten ``ttl`` seconds after it was last seen, as usual.
+    """
 
     def __init__(self, ttl: float = 90.0) -> None:
         self.ttl = ttl
@@ -91,6 +108,26 @@ class ProxyRegistry:
             if state.mesh == mesh and state.kind == "virtualNode" and state.ingress_address:
                 found.setdefault(state.name, set()).add(state.ingress_address)
         return {name: tuple(sorted(addresses)) for name, addresses in found.items()}
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """``(node_id, address, state)`` rows for the store."""
+        return [
+            (state.node_id, json.dumps(state.ingress_address), json.dumps(_saved(state)))
+            for state in self._proxies.values()
+        ]
+
+    def restore(self, rows: list[tuple[str, str, str]]) -> None:
+        """Take back registrations saved by an earlier run that are still within ``ttl``."""
+        cutoff = time.time() - self.ttl
+        for node_id, address, state_json in rows:
+            saved = json.loads(state_json)
+            if saved["last_seen"] < cutoff:
+                continue
+            mesh = MeshKey(*saved["mesh"])
+            ingress = tuple(json.loads(address)) if json.loads(address) else None
+            state = ProxyState(node_id, mesh, saved["kind"], saved["name"], ingress)
+            state.first_seen, state.last_seen = saved["first_seen"], saved["last_seen"]
+            self._proxies[(node_id, ingress)] = state
 
     def all(self) -> list[ProxyState]:
         return sorted(self._proxies.values(), key=lambda p: (p.mesh, p.kind, p.name, p.node_id))

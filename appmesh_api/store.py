@@ -33,6 +33,10 @@ CREATE TABLE IF NOT EXISTS client_tokens (
     PRIMARY KEY (account, region, operation, token)
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS proxies (
+    node_id TEXT NOT NULL, address TEXT NOT NULL, state TEXT NOT NULL,
+    PRIMARY KEY (node_id, address)
+);
 """
 
 
@@ -208,6 +212,16 @@ class Store:
             self._tokens[token[0]] = (token[1], token[2])
         self.sequence = sequence
         return sequence
+
+    # -- connected proxies (so a restart does not make every node's endpoints vanish) --------
+    def save_proxies(self, rows: list[tuple[str, str, str]]) -> None:
+        """Replace the saved proxy registrations with ``(node_id, address, state JSON)`` rows."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM proxies")
+            db.executemany("INSERT INTO proxies VALUES (?,?,?)", rows)
+
+    def load_proxies(self) -> list[tuple[str, str, str]]:
+        return list(self._db.execute("SELECT node_id, address, state FROM proxies"))
 
     def close(self) -> None:
         self._db.close()

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.request
 
 from tests.conftest import make_client, new_account, start_server
 from tests.mesh.harness import Mesh, get
@@ -75,7 +76,12 @@ def test_the_proxy_keeps_serving_through_a_control_plane_outage_and_reconnects(t
         while front.stat("control_plane.connected_state") != 1:
             assert time.monotonic() < deadline, "the proxy never reconnected"
             time.sleep(0.1)
-        assert get(front.egress, "/color", host)[2] == "blue"
+        # The restarted control plane still knows blue's proxy (registrations are saved),
+        # so front keeps reaching blue through it while both reconnect.
+        answers = [get(front.egress, "/color", host)[2] for _ in range(20)]
+        assert answers == ["blue"] * 20
+        proxies = json.loads(urllib.request.urlopen(f"{control.endpoint}/_appmesh/proxies").read())
+        assert {p["resourceName"] for p in proxies["proxies"]} == {"front", "blue"}
     finally:
         mesh.close()
         control.stop()

@@ -174,3 +174,30 @@ def test_a_connected_proxy_becomes_its_nodes_endpoint(server, appmesh, mesh):
 def test_unknown_discovery_type_is_not_found(server, mesh):
     status, body = discover(server, "widgets", node_request(mesh["front_arn"]))
     assert status == 404 and "listeners" in body["message"]
+
+
+def test_registered_proxies_survive_a_control_plane_restart(tmp_path):
+    from tests.conftest import make_client, new_account, start_server
+
+    data_dir = tmp_path / "state"
+    first = start_server(tmp_path, data_dir=data_dir)
+    account = new_account()
+    try:
+        build_mesh(make_client(first.endpoint, "appmesh", account), "kept")
+        blue = f"arn:aws:appmesh:us-east-1:{account}:mesh/kept/virtualNode/blue"
+        gateway = f"arn:aws:appmesh:us-east-1:{account}:mesh/kept/virtualGateway/gw"
+        registration = {
+            "id": blue,
+            "metadata": {"appmesh_local.ingress_address": "127.0.0.1:25111"},
+        }
+        assert discover(first, "listeners", {"node": registration})[0] == 200
+    finally:
+        first.stop()
+    second = start_server(tmp_path, data_dir=data_dir)
+    try:
+        # Nobody has reconnected yet: the gateway still gets blue's proxy as its endpoint.
+        status, endpoints = discover(second, "endpoints", node_request(gateway))
+        assert status == 200
+        assert '"port_value": 25111' in json.dumps(endpoints["resources"])
+    finally:
+        second.stop()
