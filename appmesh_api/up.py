@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,31 +23,14 @@ from dataclasses import dataclass, field
 import boto3
 from botocore.config import Config
 
+from appmesh_api.localports import free_port, wait_for_port
+
 MESH = "appmesh-local-colorapp"
 TELLERS = ("white", "blue", "black")
 TELLER_SERVICE = "colorteller.mesh.local"
 GATEWAY_SERVICE = "colorgateway.mesh.local"
 SERVICE_PORT = 9080
 ACCOUNT = "123456789012"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, process: subprocess.Popen, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with code {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{what} did not open port {port} within {timeout:.0f} s")
 
 
 @dataclass

@@ -79,7 +79,7 @@ def main() -> None:
             log = (tmp / f"{port}.out").open("wb")
             process = subprocess.Popen(on_cpu0 + command, stdout=log, stderr=subprocess.STDOUT)
             processes.append(process)
-            wait_for_port(port, process)
+            wait_for_port(port, process, timeout=20)
             return process.pid
 
         def start_proxy(serve: Path, env: dict[str, str]) -> tuple[int, int]:

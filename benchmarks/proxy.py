@@ -24,15 +24,15 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from appmesh_api.localports import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVE = ROOT / "benchmarks" / "proxy_serve.py"  # the proxy child process
@@ -62,25 +62,6 @@ def ensure_tools() -> None:
     if subprocess.run(install, env=env, check=False).returncode != 0:
         subprocess.run(["apt-get", "update"], env=env, check=True)
         subprocess.run(install, env=env, check=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{process.args} exited early with code {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"port {port} never opened for {process.args}")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -318,7 +299,7 @@ def main() -> None:
             log = (tmp / f"{port}.out").open("wb")
             process = subprocess.Popen(on_cpu0 + command, stdout=log, stderr=subprocess.STDOUT)
             processes.append(process)
-            wait_for_port(port, process)
+            wait_for_port(port, process, timeout=20)
             return process.pid
 
         def start_proxy(

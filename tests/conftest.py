@@ -22,13 +22,9 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from appmesh_api.localports import free_port
+
 REGION = "us-east-1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

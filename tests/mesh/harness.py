@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,22 +12,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from appmesh_api.localports import wait_for_port
 from tests.conftest import free_port
 
 COLOR_APP = str(Path(__file__).with_name("color_app.py"))
-
-
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"process exited early: {process.args}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"port {port} never opened for {process.args}")
 
 
 @dataclass
@@ -73,7 +60,7 @@ class Mesh:
             stderr=subprocess.STDOUT,
         )
         self.processes.append(process)
-        wait_for_port(port, process)
+        wait_for_port(port, process, timeout=20)
         return port
 
     def proxy(
@@ -104,7 +91,7 @@ class Mesh:
         )
         self.processes.append(process)
         proxy = Proxy(node, ingress, egress, admin, process)
-        wait_for_port(admin, process)
+        wait_for_port(admin, process, timeout=20)
         self.wait_live(proxy)
         return proxy
 

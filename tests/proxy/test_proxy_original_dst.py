@@ -25,8 +25,9 @@ from proxy_envoy import (
     route_config,
     vhost,
 )
-from proxy_harness import client, fetch, free_port, raw_connection, running_proxy
+from proxy_harness import client, fetch, raw_connection, running_proxy
 
+from appmesh_api.localports import free_port
 from proxy.cluster_config import compile_cluster
 from proxy.cluster_manager import Cluster
 from proxy.config import compile_listener

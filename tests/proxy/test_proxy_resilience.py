@@ -11,10 +11,11 @@ from proxy_harness import (
     client,
     fetch,
     fetch_many,
-    free_port,
     running_proxy,
     wait_until,
 )
+
+from appmesh_api.localports import free_port
 
 OVERFLOW = "upstream connect error or disconnect/reset before headers. reset reason: overflow"
 

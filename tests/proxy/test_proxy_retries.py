@@ -11,11 +11,12 @@ from proxy_harness import (
     client,
     fetch,
     fetch_many,
-    free_port,
     raw_connection,
     running_proxy,
     wait_until,
 )
+
+from appmesh_api.localports import free_port
 
 UNLIMITED = {"thresholds": [{"max_retries": 1000}]}
 

@@ -8,7 +8,9 @@ from collections import Counter
 from pathlib import Path
 
 from proxy_envoy import cluster, file_access_log, tcp_listener
-from proxy_harness import free_port, raw_connection, raw_server, running_proxy
+from proxy_harness import raw_connection, raw_server, running_proxy
+
+from appmesh_api.localports import free_port
 
 
 async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
