@@ -29,17 +29,18 @@ from appmesh_api.cloudmap import CloudMapQuery, CloudMapResolver
 from appmesh_api.proxies import MAX_PROXIES_PER_RESOURCE, ProxyRegistry
 from appmesh_api.settings import DEFAULT_REGION, Settings
 from appmesh_api.store import Key, MeshKey, Store
+from envoy_bootstrap import envoy_types
 from envoy_bootstrap.snapshot import MeshSnapshot, NodeIdentity
 from envoy_bootstrap.translate import ResourceNotFound, translate
 
 log = logging.getLogger("appmesh_local.xds")
 
 TYPE_URLS: dict[str, str] = {
-    "listeners": "type.googleapis.com/envoy.config.listener.v3.Listener",
-    "clusters": "type.googleapis.com/envoy.config.cluster.v3.Cluster",
-    "routes": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
-    "endpoints": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
-    "secrets": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
+    "listeners": envoy_types.LISTENER,
+    "clusters": envoy_types.CLUSTER,
+    "routes": envoy_types.ROUTE_CONFIGURATION,
+    "endpoints": envoy_types.CLUSTER_LOAD_ASSIGNMENT,
+    "secrets": envoy_types.SECRET,
 }
 _RESOURCE_FIELDS = {
     "listeners": "listeners",

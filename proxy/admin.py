@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from proxy.protojson import TYPE_PREFIX
+from envoy_bootstrap.envoy_types import PREFIX as TYPE_PREFIX
 
 if TYPE_CHECKING:
     from proxy.cluster_manager import Cluster, Host

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from envoy_bootstrap.envoy_types import HTTP_PROTOCOL_OPTIONS
 from proxy.protojson import (
-    HTTP_PROTOCOL_OPTIONS,
     ConfigError,
     aggregate_stats_tag,
     duration,

@@ -19,14 +19,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from proxy.access_log import AccessLogConfig, compile_access_logs
-from proxy.cluster_config import (
-    ClusterConfig,
-    LoadAssignment,
-    compile_cluster,
-    compile_load_assignment,
-)
-from proxy.protojson import (
+from envoy_bootstrap.envoy_types import (
     CLUSTER,
     CLUSTER_LOAD_ASSIGNMENT,
     HTTP_CONNECTION_MANAGER,
@@ -35,6 +28,15 @@ from proxy.protojson import (
     ROUTE_CONFIGURATION,
     SECRET,
     TCP_PROXY,
+)
+from proxy.access_log import AccessLogConfig, compile_access_logs
+from proxy.cluster_config import (
+    ClusterConfig,
+    LoadAssignment,
+    compile_cluster,
+    compile_load_assignment,
+)
+from proxy.protojson import (
     ConfigError,
     duration,
     flag,

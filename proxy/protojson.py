@@ -12,22 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-TYPE_PREFIX = "type.googleapis.com/"
-
-LISTENER = TYPE_PREFIX + "envoy.config.listener.v3.Listener"
-ROUTE_CONFIGURATION = TYPE_PREFIX + "envoy.config.route.v3.RouteConfiguration"
-CLUSTER = TYPE_PREFIX + "envoy.config.cluster.v3.Cluster"
-CLUSTER_LOAD_ASSIGNMENT = TYPE_PREFIX + "envoy.config.endpoint.v3.ClusterLoadAssignment"
-SECRET = TYPE_PREFIX + "envoy.extensions.transport_sockets.tls.v3.Secret"
-
-HTTP_CONNECTION_MANAGER = (
-    TYPE_PREFIX
-    + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
-)
-TCP_PROXY = TYPE_PREFIX + "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
-ROUTER = TYPE_PREFIX + "envoy.extensions.filters.http.router.v3.Router"
-HTTP_PROTOCOL_OPTIONS = TYPE_PREFIX + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
-ORIGINAL_DST = TYPE_PREFIX + "envoy.extensions.filters.listener.original_dst.v3.OriginalDst"
+# Envoy's type URLs, named once for the translator and the proxy alike.
 
 
 class ConfigError(ValueError):

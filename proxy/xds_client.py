@@ -35,15 +35,14 @@ from typing import Any
 
 import aiohttp
 
-from proxy.protojson import (
+from envoy_bootstrap.envoy_types import (
     CLUSTER,
     CLUSTER_LOAD_ASSIGNMENT,
     LISTENER,
     ROUTE_CONFIGURATION,
     SECRET,
-    ConfigError,
-    type_url,
 )
+from proxy.protojson import ConfigError, type_url
 from proxy.stats import Stats
 
 log = logging.getLogger(__name__)
