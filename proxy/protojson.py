@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-# Envoy's type URLs, named once for the translator and the proxy alike.
-
 
 class ConfigError(ValueError):
     """A resource Envoy would reject (NACK); unknown fields never raise this."""
