@@ -33,6 +33,7 @@ from appmesh_api.errors import (
 )
 from appmesh_api.identity import Caller
 from appmesh_api.kinds import Kind
+from appmesh_api.model import service_model
 from appmesh_api.pagination import paginate
 from appmesh_api.settings import Settings
 from appmesh_api.store import Key, MeshKey, Record, Store
@@ -246,8 +247,6 @@ class AppMeshService:
     @staticmethod
     def _ref(kind: Kind, data: dict) -> dict:
         """A list entry: the Ref shape's members, taken from the data and its metadata."""
-        from appmesh_api.model import service_model
-
         ref_shape = service_model().shape_for(f"{kind.api_name}Ref")
         metadata = data["metadata"]
         return {

@@ -87,6 +87,8 @@ class Store:
         self._records: dict[Key, Record] = {}
         self._by_arn: dict[str, Key] = {}
         self._children: dict[tuple[str, str, str, str, str], dict[str, Record]] = {}
+        # Mesh records alone, so listing and counting meshes never walks every resource.
+        self._meshes: dict[Key, Record] = {}
         self._tokens: dict[tuple[str, str, str, str], tuple[str, str]] = {}
         self.sequence = 0
         self._load()
@@ -111,6 +113,8 @@ class Store:
         self._by_arn[record.arn] = key
         container = (key.region, key.mesh_owner, key.mesh, key.kind, key.parent)
         self._children.setdefault(container, {})[key.name] = record
+        if key.kind == "mesh":
+            self._meshes[key] = record
 
     def _unindex(self, key: Key) -> None:
         record = self._records.pop(key, None)
@@ -118,6 +122,7 @@ class Store:
             return
         self._by_arn.pop(record.arn, None)
         container = (key.region, key.mesh_owner, key.mesh, key.kind, key.parent)
+        self._meshes.pop(key, None)
         siblings = self._children.get(container, {})
         siblings.pop(key.name, None)
         if not siblings:
@@ -138,20 +143,18 @@ class Store:
     def meshes_owned_by(self, region: str, account: str) -> dict[str, Record]:
         return {
             key.name: record
-            for key, record in self._records.items()
-            if key.kind == "mesh" and key.region == region and key.mesh_owner == account
+            for key, record in self._meshes.items()
+            if key.region == region and key.mesh_owner == account
         }
 
     def all_meshes(self) -> list[Record]:
         """Every mesh of every account and region (the console's account picker)."""
-        return [record for key, record in self._records.items() if key.kind == "mesh"]
+        return list(self._meshes.values())
 
     def mesh_owners(self, region: str, mesh: str) -> list[str]:
         """Accounts that own a mesh of this name in ``region`` (for name-only node ids)."""
         return sorted(
-            key.mesh_owner
-            for key in self._records
-            if key.kind == "mesh" and key.region == region and key.name == mesh
+            key.mesh_owner for key in self._meshes if key.region == region and key.name == mesh
         )
 
     def count_meshes(self, region: str, account: str) -> int:
