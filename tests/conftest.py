@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from appmesh_api.localports import free_port
+from appmesh_api.localports import free_port, wait_for_port
 
 REGION = "us-east-1"
 
@@ -69,17 +68,12 @@ def start_server(tmp: Path, *extra: str, data_dir: Path | None = None, port: int
             [*command, *extra], stdout=log, stderr=subprocess.STDOUT, env=env
         )
     server = Server(port, xds_port, xray_daemon_port, process, data_dir, log_path)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited early:\n{server.log()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return server
-        except OSError:
-            time.sleep(0.05)
-    server.stop()
-    raise RuntimeError(f"server did not start:\n{server.log()}")
+    try:
+        wait_for_port(port, process, "the server", timeout=30)
+    except RuntimeError as problem:
+        server.stop()
+        raise RuntimeError(f"{problem}:\n{server.log()}") from None
+    return server
 
 
 @pytest.fixture(scope="session")
