@@ -82,14 +82,13 @@ class EgressPlan:
         """The lowest HTTP-family port of ``service``: where its bare name goes."""
         return self._first_http_port.get(service)
 
-    def tcp_ports(self) -> tuple[int, ...]:
-        """Ports carrying only TCP services: HTTP wins a port both protocols claim."""
-        return tuple(sorted(set(self._tcp_owner) - set(self._http_by_port)))
-
-    def tcp_service(self, port: int) -> ServicePort | None:
-        """The TCP service owning ``port``: the first by name, because Envoy sees only the
-        destination port of a TCP connection (App Mesh roadmap#195)."""
-        return self._tcp_owner.get(port)
+    def tcp_ports(self) -> tuple[tuple[int, ServicePort], ...]:
+        """Ports carrying only TCP services, by port, each with the TCP service owning it:
+        HTTP wins a port both protocols claim, and the owner is the first service by name,
+        because Envoy sees only the destination port of a TCP connection (App Mesh
+        roadmap#195)."""
+        owners = self._tcp_owner
+        return tuple((port, owners[port]) for port in sorted(set(owners) - set(self._http_by_port)))
 
     def serves_proxy_port(self, egress_port: int) -> bool:
         """Whether the egress listener also answers connections made to its own port

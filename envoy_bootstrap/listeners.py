@@ -191,8 +191,8 @@ def _health_check_filter(check: Spec) -> dict[str, Any]:
 def _egress_tcp_chains(mesh: str, plan: EgressPlan, logs: list) -> list[dict[str, Any]]:
     """One chain per port owned by a TCP service that has somewhere to send traffic."""
     chains = []
-    for port in plan.tcp_ports():
-        target = routes.tcp_proxy_target(mesh, plan.tcp_service(port))
+    for port, owner in plan.tcp_ports():
+        target = routes.tcp_proxy_target(mesh, owner)
         if target:
             proxy = _tcp_proxy(names.EGRESS, target, logs)
             chains.append(_chain(f"egress_tcp_{port}", {"destination_port": port}, [proxy]))

@@ -57,8 +57,8 @@ class AdminServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
         await site.start()
-        sockets = site._server.sockets if site._server is not None else ()  # type: ignore[union-attr]
-        name = sockets[0].getsockname() if sockets else (host, port)
+        addresses = self._runner.addresses
+        name = addresses[0] if addresses else (host, port)
         self.bound = (name[0], name[1])
 
     async def stop(self) -> None:
@@ -96,7 +96,7 @@ class AdminServer:
             name_filter = re.compile(pattern) if pattern else None
         except re.error:
             return web.Response(status=400, text=f"Invalid regex: {pattern}\n")
-        everything = [(name, value) for name, value, _ in stats.snapshot()]
+        everything: list[tuple[str, float]] = [(name, value) for name, value, _ in stats.snapshot()]
         if self.server.observability is not None:  # the metrics extension's appmesh.* stats
             everything = sorted([*everything, *self.server.observability.stat_rows()])
         rows = [

@@ -95,16 +95,17 @@ class CloudWatchExporter:
         from botocore.config import Config
 
         session = boto3.session.Session()
-        extra: dict[str, str] = {}
+        key: str | None = None  # None: the session's own credentials
+        secret: str | None = None
         if session.get_credentials() is None and "amazonaws.com" not in self.config.endpoint:
-            key = os.environ.get("AWS_ACCESS_KEY_ID") or LOCAL_ACCOUNT
-            extra = {"aws_access_key_id": key, "aws_secret_access_key": "local"}
+            key, secret = os.environ.get("AWS_ACCESS_KEY_ID") or LOCAL_ACCOUNT, "local"
         self._client = session.client(
             "cloudwatch",
             endpoint_url=self.config.endpoint,
             region_name=self.config.region,
             config=Config(retries={"max_attempts": 2}, connect_timeout=2, read_timeout=10),
-            **extra,
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
         )
         return self._client
 

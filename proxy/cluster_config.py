@@ -8,7 +8,7 @@ healthy-panic threshold, a 5 s connect timeout and a 1 h upstream idle timeout.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from envoy_bootstrap.envoy_types import HTTP_PROTOCOL_OPTIONS
@@ -175,36 +175,38 @@ def _payload(spec: Any) -> bytes:
 
 
 def _health_check(spec: dict[str, Any]) -> HealthCheckConfig | None:
-    common = {
-        "timeout": duration(spec.get("timeout"), 1.0) or 1.0,
-        "interval": duration(spec.get("interval"), 5.0) or 5.0,
-        "interval_jitter": duration(spec.get("interval_jitter"), 0.0) or 0.0,
-        "unhealthy_threshold": max(1, uint(spec.get("unhealthy_threshold"), 1)),
-        "healthy_threshold": max(1, uint(spec.get("healthy_threshold"), 1)),
-    }
+    # The timings and thresholds are common to every kind; each kind then fills in its own fields.
+    common = HealthCheckConfig(
+        kind="",
+        timeout=duration(spec.get("timeout"), 1.0) or 1.0,
+        interval=duration(spec.get("interval"), 5.0) or 5.0,
+        interval_jitter=duration(spec.get("interval_jitter"), 0.0) or 0.0,
+        unhealthy_threshold=max(1, uint(spec.get("unhealthy_threshold"), 1)),
+        healthy_threshold=max(1, uint(spec.get("healthy_threshold"), 1)),
+    )
     if isinstance(spec.get("http_health_check"), dict):
         http = spec["http_health_check"]
         statuses = tuple(
             (uint(r.get("start"), 200), uint(r.get("end"), 201))
             for r in http.get("expected_statuses", ()) or ()
         )
-        return HealthCheckConfig(
+        return replace(
+            common,
             kind="http",
             path=str(http.get("path", "/")),
             host=str(http.get("host", "")),
             expected_statuses=statuses or ((200, 201),),
-            **common,
         )
     if isinstance(spec.get("tcp_health_check"), dict):
         tcp = spec["tcp_health_check"]
-        return HealthCheckConfig(
+        return replace(
+            common,
             kind="tcp",
             send=_payload(tcp.get("send")),
             receive=tuple(_payload(p) for p in tcp.get("receive", ()) or ()),
-            **common,
         )
     if isinstance(spec.get("grpc_health_check"), dict):
-        return HealthCheckConfig(kind="grpc", **common)
+        return replace(common, kind="grpc")
     return None  # custom health checkers are not supported; ignore rather than reject
 
 

@@ -117,7 +117,7 @@ def response_headers(
 ) -> tuple[list[tuple[str, str]], int | None]:
     """Downstream response headers and the upstream ``content-length``, if any."""
     mode = hcm.server_header_transformation
-    dropped = frozenset()
+    dropped: frozenset[str] = frozenset()
     for name, value in upstream:
         if name == "connection":
             dropped = connection_tokens(value)

@@ -124,7 +124,7 @@ class Router:
             self.ctx.tracer.begin(self)  # continues X-Amzn-Trace-Id for the upstream
         self._head = build_request_head(request, route, expected)
         idle = action.idle_timeout or hcm.stream_idle_timeout
-        if request.framing != NO_BODY or not action.timeout or action.timeout > idle:
+        if idle and (request.framing != NO_BODY or not action.timeout or action.timeout > idle):
             # Without a body the route timeout starts now and would always fire first.
             self._arm_idle(idle)
         self._start_attempt()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 import random
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -66,11 +66,11 @@ class HeaderMutation:
         return bool(self.add or self.remove)
 
 
-def _mutation(specs: list[Mapping[str, Any]]) -> HeaderMutation:
+def _mutation(levels: Sequence[Mapping[str, Any]], to_add: str, to_remove: str) -> HeaderMutation:
     """Merge ``*_headers_to_add/remove`` from route, virtual host and route config."""
     add: list[tuple[str, str, bool]] = []
     remove: list[str] = []
-    for spec, to_add, to_remove in specs:
+    for spec in levels:
         for option in spec.get(to_add, ()) or ():
             header = option.get("header") or {}
             name = str(header.get("key", "")).lower()
@@ -267,12 +267,8 @@ def _compile_route(
         action=action,
         direct_response=_direct_response(direct) if isinstance(direct, dict) else None,
         redirect=spec.get("redirect") if isinstance(spec.get("redirect"), dict) else None,
-        request_headers=_mutation(
-            [(level, "request_headers_to_add", "request_headers_to_remove") for level in levels]
-        ),
-        response_headers=_mutation(
-            [(level, "response_headers_to_add", "response_headers_to_remove") for level in levels]
-        ),
+        request_headers=_mutation(levels, "request_headers_to_add", "request_headers_to_remove"),
+        response_headers=_mutation(levels, "response_headers_to_add", "response_headers_to_remove"),
         target_virtual_service=aggregate_stats_tag(spec, "TargetVirtualService"),
     )
 

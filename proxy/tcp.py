@@ -219,7 +219,7 @@ class TcpProxyConnection(asyncio.Protocol):
             return False
         if cluster.outlier is not None:
             cluster.outlier.report(host, 200)
-        self.upstream = transport  # type: ignore[assignment]
+        self.upstream = transport
         return True
 
     def _pick_cluster(self) -> Cluster | None:

@@ -364,7 +364,8 @@ class HostPool:
 
     def close_idle(self, older_than: float | None = None) -> int:
         """Close idle connections (all, or those idle since before ``older_than``)."""
-        keep, drop = [], []
+        keep: list[UpstreamConnection] = []
+        drop: list[UpstreamConnection] = []
         for conn in self.idle:
             (drop if older_than is None or conn.idle_since < older_than else keep).append(conn)
         self.idle = keep

@@ -296,7 +296,7 @@ class XdsClient:
                 _secret_names([*merged["listeners"].values(), *merged["clusters"].values()])
             ),
         }
-        wait = any(not (s.received or s.staged) for s in map(self.subs.get, WILDCARD_KINDS))
+        wait = any(not (self.subs[k].received or self.subs[k].staged) for k in WILDCARD_KINDS)
         for kind, names in wanted.items():
             sub = self.subs[kind]
             ordered = tuple(sorted(names))
