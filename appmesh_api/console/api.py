@@ -126,7 +126,7 @@ def traces(
     if partition is None:
         return {"available": False, "traces": []}
     end = time.time()
-    params = {"StartTime": end - minutes * 60, "EndTime": end + 60}
+    params: dict[str, Any] = {"StartTime": end - minutes * 60, "EndTime": end + 60}
     if filter:
         params["FilterExpression"] = filter
     try:

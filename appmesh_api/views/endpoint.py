@@ -9,7 +9,7 @@ set, the defaults of ``appmesh-local serve`` (account 123456789012, us-east-1) a
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 from botocore.config import Config
@@ -27,18 +27,20 @@ def default_endpoint() -> str:
     return os.environ.get("AWS_ENDPOINT_URL") or DEFAULT_ENDPOINT
 
 
-def client(service: str, endpoint: str) -> Any:
+def client(service: Literal["appmesh", "xray"], endpoint: str) -> Any:
     """A client that fails fast: one attempt, a short connect timeout."""
     session = boto3.Session()
-    credentials: dict[str, str] = {}
+    key: str | None = None  # None: the session's own credentials
+    secret: str | None = None
     if session.get_credentials() is None:
-        credentials = {"aws_access_key_id": DEFAULT_ACCOUNT, "aws_secret_access_key": "local"}
+        key, secret = DEFAULT_ACCOUNT, "local"
     return session.client(
         service,
         endpoint_url=endpoint,
         region_name=session.region_name or DEFAULT_REGION,
         config=Config(retries={"max_attempts": 1}, connect_timeout=3, read_timeout=30),
-        **credentials,
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
     )
 
 

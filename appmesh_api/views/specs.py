@@ -116,11 +116,11 @@ def discovery(spec: Spec) -> str:
 
 def backends(spec: Spec) -> list[str]:
     """The virtual services a node may call."""
-    return [
+    names = [
         (item.get("virtualService") or {}).get("virtualServiceName")
         for item in spec.get("backends") or ()
-        if item.get("virtualService")
     ]
+    return [name for name in names if isinstance(name, str)]
 
 
 def egress(mesh_spec: Spec) -> str:

@@ -16,6 +16,7 @@ from appmesh_api.xray.analysis import outcome
 from appmesh_api.xray.documents import walk
 
 Document = dict[str, Any]
+Children = dict[str | None, list[Document]]  # by entity id, which a bad document may lack
 CALL_NAMESPACES = ("remote", "aws")
 COLORS = {"ok": "32", "error": "33", "throttle": "33", "fault": "31", "pending": "36"}
 
@@ -37,10 +38,10 @@ def _status(entity: Document) -> int | None:
     return status if isinstance(status, int) else None
 
 
-def _children(segments: list[Document]) -> tuple[list[Document], dict[str, list[Document]]]:
+def _children(segments: list[Document]) -> tuple[list[Document], Children]:
     """Roots, and each entity's children: embedded subsegments plus the segments it called."""
     index = {e.get("id"): e for segment in segments for e in walk(segment)}
-    children: dict[str, list[Document]] = {}
+    children: Children = {}
     for entity in index.values():
         children[entity.get("id")] = list(entity.get("subsegments") or ())
     roots = []

@@ -96,9 +96,9 @@ def outcome(entity: Document) -> Outcome:
 
 def observe(entity: Document) -> Observation:
     end = entity.get("end_time")
-    number = isinstance(end, (int, float)) and not isinstance(end, bool)
+    finished = float(end) if isinstance(end, (int, float)) and not isinstance(end, bool) else None
     start = float(entity.get("start_time") or 0.0)
-    return Observation(start, float(end) if number else None, outcome(entity), _status(entity))
+    return Observation(start, finished, outcome(entity), _status(entity))
 
 
 def service_node(segment: Document) -> NodeKey:

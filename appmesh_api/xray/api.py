@@ -60,9 +60,9 @@ class XRayService:
             return self._error(error, request_id)
         except Exception:
             log.exception("xray %s failed unexpectedly", operation.name)
-            error = XRayError("The request failed inside appmesh-local; see the server log")
-            error.code = "InternalFailure"
-            return self._error(error, request_id, 500)
+            failure = XRayError("The request failed inside appmesh-local; see the server log")
+            failure.code = "InternalFailure"
+            return self._error(failure, request_id, 500)
         log.debug("xray %s by %s/%s -> 200", operation.name, account, region)
         return 200, {"x-amzn-RequestId": request_id}, payload
 

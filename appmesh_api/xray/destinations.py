@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -47,15 +48,15 @@ async def put_segments(destination: Destination, documents: list[str]) -> list[d
     return json.loads(payload or b"{}").get("UnprocessedTraceSegments") or []
 
 
-def environment_region(environ: dict[str, str] | None = None) -> str:
-    environ = os.environ if environ is None else environ
-    return environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+def environment_region(environ: Mapping[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+    return env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
 
 
-def local_account(settings: Settings, environ: dict[str, str] | None = None) -> str:
+def local_account(settings: Settings, environ: Mapping[str, str] | None = None) -> str:
     """The daemon's account, read from its access key the way appmesh-local reads callers'."""
-    environ = os.environ if environ is None else environ
-    key = environ.get("AWS_ACCESS_KEY_ID", "")
+    env = os.environ if environ is None else environ
+    key = env.get("AWS_ACCESS_KEY_ID", "")
     if key.isdigit() and len(key) == 12:
         return key
     return settings.accounts.get(key, settings.default_account)

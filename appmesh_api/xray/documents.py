@@ -116,7 +116,8 @@ class Assembled:
 
 def assemble(documents: Iterable[Document]) -> Assembled:
     """Merge streamed subsegments into their parents (copies; the stored documents stay)."""
-    segments, pending = [], []
+    segments: list[Document] = []
+    pending: list[Document] = []
     for document in documents:
         (pending if is_subsegment(document) else segments).append(copy.deepcopy(document))
     segments.sort(key=lambda doc: (doc.get("start_time", 0), doc.get("id", "")))

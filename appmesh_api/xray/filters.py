@@ -56,7 +56,8 @@ class Token:
 
 
 def tokenize(text: str) -> list[Token]:
-    tokens, position = [], 0
+    tokens: list[Token] = []
+    position = 0
     while True:
         while position < len(text) and text[position].isspace():
             position += 1

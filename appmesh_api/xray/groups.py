@@ -7,7 +7,7 @@ X-Ray's console shows. Up to 25 more can be created (X-Ray's quota).
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, Literal
 
 from appmesh_api.xray import filters
 from appmesh_api.xray.errors import InvalidRequestException
@@ -79,7 +79,7 @@ class Groups:
             raise InvalidRequestException("The Default group cannot be deleted")
         del self._groups[group["GroupName"]]
 
-    def lookup(self, field: str, value: str) -> filters.Expr | bool | None:
+    def lookup(self, field: str, value: str) -> filters.Expr | Literal[True] | None:
         """For ``group.name``/``group.arn`` filters: the group's expression, True, or None."""
         key = "GroupName" if field == "group.name" else "GroupARN"
         for group in self._groups.values():

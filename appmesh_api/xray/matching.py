@@ -10,7 +10,7 @@ served or that edge carried, and the scope matches when any such request does.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from appmesh_api.xray.analysis import Analysis, Observation
 from appmesh_api.xray.errors import InvalidRequestException
@@ -134,7 +134,7 @@ _HTTP_FIELDS = {
     "http.clientip": ("request", "client_ip"),
 }
 
-GroupLookup = Callable[[str, str], "Expr | bool | None"]
+GroupLookup = Callable[[str, str], "Expr | Literal[True] | None"]
 
 
 class TraceContext:

@@ -12,7 +12,7 @@ import binascii
 import hashlib
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from appmesh_api.xray import filters, matching
 from appmesh_api.xray.analysis import trace_epoch
@@ -77,6 +77,7 @@ def _window(params: Params) -> tuple[float, float]:
 
 def _event_time(record: TraceRecord, kind: str, start: float, end: float) -> float | None:
     """When a trace happened for TimeRangeType ``kind``, if that falls in [start, end]."""
+    moment: float | None
     if kind == "Event":
         moment = record.updated
     elif kind == "Service":
@@ -141,7 +142,7 @@ def _decode_token(token: str | None, query: str) -> int:
 
 def get_service_graph(partition: Partition, params: Params) -> Params:
     start, end = _window(params)
-    expression: filters.Expr | bool = True
+    expression: filters.Expr | Literal[True] = True  # True: no filter, every trace
     if params.get("GroupName") or params.get("GroupARN"):
         group = partition.groups.find(params.get("GroupName"), params.get("GroupARN"))
         text = group.get("FilterExpression")

@@ -62,7 +62,9 @@ def _annotations(analysis: Analysis, ids: dict[NodeKey, dict]) -> dict[str, list
 
 
 def _resources(analysis: Analysis) -> dict[str, list[dict]]:
-    arns, instances, zones = [], [], []
+    arns: list[str] = []
+    instances: list[str] = []
+    zones: list[str] = []
     for segment in analysis.segments:
         ec2 = (segment.get("aws") or {}).get("ec2") or {}
         for value, bucket in (
