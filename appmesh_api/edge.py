@@ -253,4 +253,8 @@ def build_side_services_app(aws_endpoint: str | None = None) -> ASGIApp:
     from a2wsgi import WSGIMiddleware
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    return WSGIMiddleware(_MotoEdge(DomainDispatcherApplication(create_backend_app)))
+    moto = _MotoEdge(DomainDispatcherApplication(create_backend_app))
+    # a2wsgi's types are narrower than the protocols: its WSGI environ is a TypedDict without
+    # the HTTP_* variables PEP 3333 puts there (and _MotoEdge rewrites), and its ASGI scope
+    # and messages are TypedDicts where starlette's ASGIApp takes plain mappings.
+    return WSGIMiddleware(moto)  # type: ignore[arg-type,return-value]

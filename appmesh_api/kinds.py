@@ -18,8 +18,8 @@ class Kind:
     key: str  # "virtualNode": the output payload member and the store's kind column
     name_param: str  # "virtualNodeName"
     arn_segment: str  # "virtualNode"
+    quota: str  # name in Quotas
     parent: Kind | None = None  # virtualRouter for routes, virtualGateway for gateway routes
-    quota: str | None = None  # name in Quotas
 
     @property
     def plural(self) -> str:

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 
-from botocore.model import OperationModel, Shape, StructureShape
+from botocore.model import ListShape, MapShape, OperationModel, Shape, StringShape, StructureShape
 
 from appmesh_api.errors import BadRequestException
 
@@ -68,14 +68,15 @@ def _join(path: str, member: str) -> str:
 
 def validate_value(shape: Shape, value: Any, path: str, errors: _Collector) -> None:
     """Check ``value`` against ``shape`` recursively, recording each violation."""
+    # botocore builds each compound type_name as its own Shape subclass.
     kind = shape.type_name
-    if kind == "structure":
+    if isinstance(shape, StructureShape):
         _validate_structure(shape, value, path, errors)
-    elif kind == "list":
+    elif isinstance(shape, ListShape):
         _validate_list(shape, value, path, errors)
-    elif kind == "map":
+    elif isinstance(shape, MapShape):
         _validate_map(shape, value, path, errors)
-    elif kind == "string":
+    elif isinstance(shape, StringShape):
         _validate_string(shape, value, path, errors)
     elif kind in ("integer", "long"):
         _validate_integer(shape, value, path, errors)
@@ -96,11 +97,10 @@ _SCALAR_CHECKS = {
 }
 
 
-def _validate_structure(shape: Shape, value: Any, path: str, errors: _Collector) -> None:
+def _validate_structure(shape: StructureShape, value: Any, path: str, errors: _Collector) -> None:
     if not isinstance(value, dict):
         errors.violation(value, path or "body", "Member must be an object")
         return
-    assert isinstance(shape, StructureShape)
     members = shape.members
     for key in value:
         if key not in members:
@@ -120,7 +120,7 @@ def _validate_structure(shape: Shape, value: Any, path: str, errors: _Collector)
         validate_value(members[key], value[key], _join(path, key), errors)
 
 
-def _validate_list(shape: Shape, value: Any, path: str, errors: _Collector) -> None:
+def _validate_list(shape: ListShape, value: Any, path: str, errors: _Collector) -> None:
     if not isinstance(value, list):
         errors.violation(value, path, "Member must be a list")
         return
@@ -133,7 +133,7 @@ def _validate_list(shape: Shape, value: Any, path: str, errors: _Collector) -> N
             validate_value(shape.member, item, where, errors)
 
 
-def _validate_map(shape: Shape, value: Any, path: str, errors: _Collector) -> None:
+def _validate_map(shape: MapShape, value: Any, path: str, errors: _Collector) -> None:
     if not isinstance(value, dict):
         errors.violation(value, path, "Member must be a map")
         return
@@ -143,7 +143,7 @@ def _validate_map(shape: Shape, value: Any, path: str, errors: _Collector) -> No
         validate_value(shape.value, item, f"{path}.{key}", errors)
 
 
-def _validate_string(shape: Shape, value: Any, path: str, errors: _Collector) -> None:
+def _validate_string(shape: StringShape, value: Any, path: str, errors: _Collector) -> None:
     if not isinstance(value, str):
         errors.violation(value, path, "Member must be a string")
         return
@@ -245,19 +245,18 @@ def _parse_body(body: bytes) -> Any:
 
 def to_wire(shape: Shape, value: Any) -> Any:
     """Render a stored value for the wire: timestamps as epoch seconds, nulls dropped."""
-    kind = shape.type_name
-    if kind == "structure":
+    if isinstance(shape, StructureShape):
         members = shape.members
         return {
             key: to_wire(members[key], item)
             for key, item in value.items()
             if item is not None and key in members
         }
-    if kind == "list":
+    if isinstance(shape, ListShape):
         return [to_wire(shape.member, item) for item in value]
-    if kind == "map":
+    if isinstance(shape, MapShape):
         return {key: to_wire(shape.value, item) for key, item in value.items()}
-    if kind == "timestamp" and isinstance(value, datetime):
+    if shape.type_name == "timestamp" and isinstance(value, datetime):
         return value.timestamp()
     return value
 

@@ -19,6 +19,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from botocore.model import StructureShape
+
 from appmesh_api import kinds, rules
 from appmesh_api.arns import build_arn
 from appmesh_api.changefeed import ChangeFeed
@@ -60,9 +62,10 @@ class AppMeshService:
         tag_handler = self.tagging.handler(operation)
         if tag_handler is not None:
             return tag_handler(params, caller)
-        verb, kind = kinds.split_operation(operation) or (None, None)
-        if kind is None:
+        split = kinds.split_operation(operation)
+        if split is None:
             raise NotFoundException(f"Unknown operation {operation}")
+        verb, kind = split
         handler: Callable[..., Result] = getattr(self, f"_{verb.lower()}")
         token = params.get("clientToken")
         if token is not None and not _CLIENT_TOKEN.fullmatch(token):
@@ -151,12 +154,13 @@ class AppMeshService:
                 "to satisfy constraint: Member must not contain '/'"
             )
         parent = self._require_container(kind, key)
-        if parent is not None and parent.data["metadata"]["resourceOwner"] != caller.account:
-            raise ForbiddenException(
-                f"Only the owner of {kind.parent.api_name} {key.parent} "
-                f"(account {parent.data['metadata']['resourceOwner']}) can create "
-                f"{kind.plural} in it"
-            )
+        if kind.parent is not None and parent is not None:
+            owner = parent.data["metadata"]["resourceOwner"]
+            if owner != caller.account:
+                raise ForbiddenException(
+                    f"Only the owner of {kind.parent.api_name} {key.parent} "
+                    f"(account {owner}) can create {kind.plural} in it"
+                )
         if self.store.get(key) is not None:
             raise ConflictException(
                 f"{kind.api_name} with name {key.name} already exists "
@@ -248,6 +252,7 @@ class AppMeshService:
     def _ref(kind: Kind, data: dict) -> dict:
         """A list entry: the Ref shape's members, taken from the data and its metadata."""
         ref_shape = service_model().shape_for(f"{kind.api_name}Ref")
+        assert isinstance(ref_shape, StructureShape)
         metadata = data["metadata"]
         return {
             member: data[member] if member in data else metadata.get(member)
@@ -280,10 +285,12 @@ class AppMeshService:
     def _check_spec(self, kind: Kind, key: Key, spec: dict, parent: Record | None) -> None:
         if kind is kinds.VIRTUAL_NODE:
             self._check_backends(spec)
-        if kind is kinds.ROUTE:
-            rules.check_route_spec(spec, parent.data["spec"], key.parent)
-        elif kind is kinds.GATEWAY_ROUTE:
-            rules.check_gateway_route_spec(spec, parent.data["spec"], key.parent)
+        if kind is kinds.ROUTE or kind is kinds.GATEWAY_ROUTE:
+            assert parent is not None  # _require_container returned the router or gateway
+            check = (
+                rules.check_route_spec if kind is kinds.ROUTE else rules.check_gateway_route_spec
+            )
+            check(spec, parent.data["spec"], key.parent)
         else:
             SPEC_CHECKS[kind.key](spec)
         check_references(self.store, key.mesh_key, kind, spec)
