@@ -6,7 +6,7 @@ import asyncio
 import itertools
 
 from aiohttp import web
-from proxy_envoy import simple_proxy
+from proxy_envoy import cluster, http_listener, route, simple_proxy, vhost
 from proxy_harness import backends, client, fetch, raw_connection, running_proxy
 
 
@@ -106,3 +106,16 @@ async def test_idle_timeout_after_headers_resets_the_stream() -> None:
                 received = await reader.read()  # ends when the proxy gives up
             assert received.startswith(b"HTTP/1.1 200 OK")
             assert b"started" in received and not received.endswith(b"0\r\n\r\n")
+
+
+async def test_a_disabled_stream_idle_timeout_with_a_route_timeout_still_serves() -> None:
+    # stream_idle_timeout 0s disables the HCM's idle timer; a bodiless request under a route
+    # timeout and no route idle_timeout must then run without one (it once compared to None).
+    async with backends("fast") as (fast,):
+        routes = [route({"prefix": "/"}, "fast", timeout="10s")]
+        resources = [
+            cluster("fast", [fast.port]),
+            http_listener("ingress", [vhost("all", ["*"], routes)], stream_idle_timeout="0s"),
+        ]
+        async with running_proxy(resources) as proxy, client() as session:
+            assert (await fetch(session, proxy.url("/")))[0] == 200
