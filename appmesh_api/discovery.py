@@ -302,6 +302,8 @@ class DiscoveryService:
             state.rejected[type_url] = rejected
         elif request.get("version_info"):
             state.acked[type_url] = str(request["version_info"])
+            if state.rejected.pop(type_url, None) is not None:
+                log.info("proxy %s accepted %s again", state.node_id, type_url)
 
     async def discover(
         self, type_name: str, request: Mapping[str, Any], wait: float

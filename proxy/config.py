@@ -6,8 +6,9 @@ returns a ``CompiledConfig`` whose listeners already point at compiled filter ch
 HTTP connection manager settings, route tables and access-log formatters. The data path
 only ever looks things up in it; a new version is a new object swapped in atomically.
 
-Fields this proxy does not act on are ignored (Envoy's config is large); only resources
-Envoy itself would reject (missing names, invalid regexes, duplicate domains) raise
+Fields this proxy does not act on are ignored (Envoy's config is large); resources
+Envoy itself would reject (missing names, invalid regexes, duplicate domains) and
+features this proxy cannot honour yet (``proxy.unsupported``: TLS, HTTP/2) raise
 ``ConfigError``, which the xDS client turns into a NACK.
 """
 
@@ -22,6 +23,8 @@ from typing import Any
 from envoy_bootstrap.envoy_types import (
     CLUSTER,
     CLUSTER_LOAD_ASSIGNMENT,
+    HEALTH_CHECK_FILTER,
+    HEALTH_CHECK_NAME,
     HTTP_CONNECTION_MANAGER,
     LISTENER,
     ORIGINAL_DST,
@@ -29,6 +32,7 @@ from envoy_bootstrap.envoy_types import (
     SECRET,
     TCP_PROXY,
 )
+from proxy import unsupported
 from proxy.access_log import AccessLogConfig, compile_access_logs
 from proxy.cluster_config import (
     ClusterConfig,
@@ -50,6 +54,7 @@ from proxy.routing import RouteTable, compile_route_configuration
 _HCM_NAMES = (HTTP_CONNECTION_MANAGER, "envoy.filters.network.http_connection_manager")
 _TCP_NAMES = (TCP_PROXY, "envoy.filters.network.tcp_proxy")
 _ORIGINAL_DST_NAMES = (ORIGINAL_DST, "envoy.filters.listener.original_dst")
+_HEALTH_CHECK_NAMES = (HEALTH_CHECK_FILTER, HEALTH_CHECK_NAME)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +80,7 @@ class HttpConnectionManagerConfig:
     default_host_for_http_10: str = ""
     via: str = ""
     codec_type: str = "AUTO"
+    health_check_paths: frozenset[str] = frozenset()  # answered by the health_check filter
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +225,9 @@ def compile_resources(resources: list[dict[str, Any]], version: str) -> Compiled
             raise ConfigError(f"{kind} without {key}")
         if name in buckets[kind]:
             raise ConfigError(f"duplicate {kind} {name!r}")
+        problem = unsupported.problem(kind, resource)
+        if problem:
+            raise ConfigError(problem)
         buckets[kind][name] = resource
     return CompiledConfig(
         version=version,
@@ -338,7 +347,20 @@ def compile_http_connection_manager(spec: dict[str, Any]) -> HttpConnectionManag
         default_host_for_http_10=str(http1.get("default_host_for_http_10", "")),
         via=str(spec.get("via", "")),
         codec_type=str(spec.get("codec_type", "AUTO")),
+        health_check_paths=_health_check_paths(spec.get("http_filters")),
     )
+
+
+def _health_check_paths(http_filters: Any) -> frozenset[str]:
+    paths = set()
+    for http_filter in http_filters or ():
+        kind, config = typed_config(http_filter)
+        if kind in _HEALTH_CHECK_NAMES:
+            path = unsupported.health_check_path(config)
+            if path is None:
+                raise ConfigError(f"health_check filter: unsupported configuration {config!r}")
+            paths.add(path)
+    return frozenset(paths)
 
 
 def compile_tcp_proxy(spec: dict[str, Any]) -> TcpProxyConfig:

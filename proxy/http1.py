@@ -18,6 +18,8 @@ responses go out in order. HEAD, 1xx, 204 and 304 responses carry no body. Upgra
 from __future__ import annotations
 
 import asyncio
+import logging
+import struct
 from collections import deque
 from http import HTTPStatus
 from typing import TYPE_CHECKING
@@ -39,6 +41,21 @@ if TYPE_CHECKING:
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n" for s in HTTPStatus}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _NO_BODY_STATUS = frozenset({204, 304})
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n"
+_H2_HTTP_1_1_REQUIRED = 0xD
+_H2_REFUSAL = b"appmesh-proxy does not speak HTTP/2 yet"
+
+log = logging.getLogger(__name__)
+_h2_refusals_logged: set[str] = set()
+
+
+def h2_refusal() -> bytes:
+    """An empty server SETTINGS frame, then GOAWAY(HTTP_1_1_REQUIRED) with a reason: what
+    an HTTP/2 client needs to report "this server wants HTTP/1.1" instead of a parse error."""
+    settings = struct.pack(">I", 0)[1:] + bytes([0x4, 0]) + struct.pack(">I", 0)
+    payload = struct.pack(">II", 0, _H2_HTTP_1_1_REQUIRED) + _H2_REFUSAL
+    goaway = struct.pack(">I", len(payload))[1:] + bytes([0x7, 0]) + struct.pack(">I", 0)
+    return settings + goaway + payload
 
 
 def status_line(status: int) -> str:
@@ -124,6 +141,8 @@ class Http1Connection(asyncio.Protocol):
         self._arm_idle()
 
     def data_received(self, data: bytes) -> None:
+        if data.startswith(_H2_PREFACE) and self._parsing is None and self._active is None:
+            return self._refuse_http2()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -395,6 +414,22 @@ class Http1Connection(asyncio.Protocol):
         if idle_for < timeout:
             return self._arm_idle(timeout - idle_for)
         self.http_stats.counters["downstream_cx_idle_timeout"] += 1
+        self._close()
+
+    def _refuse_http2(self) -> None:
+        """An HTTP/2 (prior knowledge) client: refuse it in HTTP/2's own words, loudly."""
+        self.http_stats.counters["downstream_cx_protocol_error"] += 1
+        prefix = self.hcm.stat_prefix
+        if prefix not in _h2_refusals_logged:  # once per listener, not once per connection
+            _h2_refusals_logged.add(prefix)
+            log.warning(
+                "%s: refused an HTTP/2 connection from %s: this proxy speaks HTTP/1.1 only "
+                "(sent GOAWAY HTTP_1_1_REQUIRED)",
+                prefix,
+                self.remote_address,
+            )
+        if self.transport is not None and not self._closed:
+            self.transport.write(h2_refusal())
         self._close()
 
     def _protocol_error(self) -> None:

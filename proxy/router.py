@@ -90,6 +90,9 @@ class Router:
         if hcm.normalize_path or hcm.merge_slashes:
             request.path = normalize_path(request.path, hcm.normalize_path, hcm.merge_slashes)
             headers[":path"] = request.path
+        if request.path in hcm.health_check_paths:
+            # Envoy's health_check filter (not pass-through): the proxy answers for itself.
+            return self.local_reply(200, b"", None, "health_check")
         mutate_request_headers(headers, hcm, self.downstream.remote_address)
         table = self.ctx.config.route_table(hcm)
         view = RequestView(request.path, headers)

@@ -42,6 +42,7 @@ from envoy_bootstrap.envoy_types import (
     ROUTE_CONFIGURATION,
     SECRET,
 )
+from proxy import unsupported
 from proxy.protojson import ConfigError, type_url
 from proxy.stats import Stats
 
@@ -77,6 +78,7 @@ class _Subscription:
     staged: tuple[str, str, dict[str, dict[str, Any]]] | None = None
     awaiting: set[str] = field(default_factory=set)  # newly referenced, not yet answered
     rejected: tuple[str, dict[str, Any]] | None = None  # (version, error_detail) last NACKed
+    refused: list[str] = field(default_factory=list)  # staged resources this proxy can't serve
     verdict: asyncio.Future[bool] | None = None
 
 
@@ -214,12 +216,34 @@ class XdsClient:
             sub.nonce, sub.error = nonce, {"code": INVALID_ARGUMENT, "message": str(exc)}
             sub.rejected = (version, sub.error)
             return True
+        sub.refused = self._refuse_unsupported(sub, resources)
         sub.staged = (version, nonce, resources)
         sub.awaiting.clear()
         sub.verdict = asyncio.get_running_loop().create_future()
         self._schedule_apply()
         await asyncio.shield(sub.verdict)
         return True
+
+    @staticmethod
+    def _refuse_unsupported(sub: _Subscription, resources: dict[str, dict[str, Any]]) -> list[str]:
+        """Take out the listeners and clusters this proxy cannot serve (TLS, HTTP/2, ...).
+
+        As Envoy does with a resource it cannot load, each keeps its last accepted version
+        (or is left out) while the rest of the update goes live, and the update is NACKed
+        with every reason, so nothing runs downgraded and nothing else is held back.
+        """
+        reasons = []
+        for name, resource in list(resources.items()):
+            reason = unsupported.problem(sub.type_url, resource)
+            if reason is None:
+                continue
+            reasons.append(reason)
+            previous = sub.resources.get(name)
+            if previous is not None and unsupported.problem(sub.type_url, previous) is None:
+                resources[name] = previous
+            else:
+                del resources[name]
+        return reasons
 
     # -- applying ---------------------------------------------------------------------------
     def _schedule_apply(self) -> None:
@@ -251,7 +275,8 @@ class XdsClient:
         self._settle(staged, accepted=True)
         for sub in self.subs.values():
             # A rejection may have been another type's fault: let every type try again.
-            sub.rejected = None
+            if not sub.refused:
+                sub.rejected = None
         self.first_applied.set()
 
     def _settle(self, staged: list[_Subscription], accepted: bool, message: str = "") -> None:
@@ -259,7 +284,14 @@ class XdsClient:
             assert sub.staged is not None
             version, nonce, resources = sub.staged
             sub.nonce = nonce
-            if accepted:
+            if accepted and sub.refused:
+                # Applied without what it could not serve: live, but NACKed with the reasons.
+                message = "; ".join(sub.refused)
+                log.warning("xds: refusing part of %s version %s: %s", sub.kind, version, message)
+                sub.resources, sub.received = resources, True
+                sub.error = {"code": INVALID_ARGUMENT, "message": message}
+                sub.rejected = (version, sub.error)
+            elif accepted:
                 sub.version, sub.resources, sub.received = version, resources, True
                 sub.rejected = None
             else:

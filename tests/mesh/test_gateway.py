@@ -38,7 +38,21 @@ def gateway_mesh(server, tmp_path_factory):
         appmesh.create_virtual_gateway(
             meshName="gw",
             virtualGatewayName="ingress",
-            spec={"listeners": [{"portMapping": {"port": gateway_port, "protocol": "http"}}]},
+            spec={
+                "listeners": [
+                    {
+                        "portMapping": {"port": gateway_port, "protocol": "http"},
+                        "healthCheck": {
+                            "protocol": "http",
+                            "path": "/ping",
+                            "healthyThreshold": 2,
+                            "unhealthyThreshold": 2,
+                            "intervalMillis": 5000,
+                            "timeoutMillis": 2000,
+                        },
+                    }
+                ]
+            },
         )
 
         def gateway_route(name: str, service: str, match: dict, rewrite: dict | None = None):
@@ -108,3 +122,13 @@ def test_prefix_rewrite_and_query_match(gateway_mesh):
 def test_hostname_match(gateway_mesh):
     assert through_gateway(gateway_mesh, "/host/color", "www.example.com")[2] == "blue"
     assert through_gateway(gateway_mesh, "/host/color", "other.example.com")[0] == 404
+
+
+def test_the_gateway_answers_its_listener_health_check_itself(gateway_mesh):
+    """Envoy's health_check filter: the gateway replies 200 at the listener's healthCheck
+    path without routing (no gateway route matches /ping, so routing would give 404)."""
+    status, headers, body = get(gateway_mesh["gateway_port"], "/ping", "gateway.example.com")
+    assert (status, body) == (200, "")
+    assert headers.get("server") == "envoy"
+    status, _, _ = get(gateway_mesh["gateway_port"], "/pong", "gateway.example.com")
+    assert status == 404

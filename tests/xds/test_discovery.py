@@ -201,3 +201,21 @@ def test_registered_proxies_survive_a_control_plane_restart(tmp_path):
         assert '"port_value": 25111' in json.dumps(endpoints["resources"])
     finally:
         second.stop()
+
+
+def test_a_later_ack_clears_the_rejection_shown_for_a_proxy(server, mesh):
+    _, first = discover(server, "listeners", node_request(mesh["front_arn"]))
+    version = first["version_info"]
+    nack = node_request(
+        mesh["front_arn"],
+        response_nonce=version,
+        error_detail={"code": 3, "message": "rejected once"},
+    )
+    discover(server, "listeners", nack, wait=0)
+    ack = node_request(mesh["front_arn"], version_info=version, response_nonce=version)
+    discover(server, "listeners", ack, wait=0)
+    with urllib.request.urlopen(f"{server.endpoint}/_appmesh/proxies", timeout=5) as response:
+        proxies = json.loads(response.read())["proxies"]
+    mine = [p for p in proxies if p["nodeId"] == mesh["front_arn"]]
+    assert mine and LISTENER not in mine[0]["rejected"]
+    assert mine[0]["acceptedVersions"][LISTENER] == version

@@ -1,0 +1,171 @@
+"""What appmesh-proxy cannot honour yet, found before a resource is compiled.
+
+Envoy rejects a listener or cluster that names an extension it was not built with;
+this proxy does the same for the features it has not implemented, so a mesh that asks
+for TLS or HTTP/2 gets a NACK with a reason (in the proxy's log, ``/_appmesh/proxies``
+and the console) instead of plaintext or HTTP/1.1 in their place. Keeping the list in
+one module makes it the one place to shrink as the features land.
+
+Each check returns the reason a resource cannot be served, or ``None``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envoy_bootstrap.envoy_types import (
+    CLUSTER,
+    HEALTH_CHECK_FILTER,
+    HEALTH_CHECK_NAME,
+    HTTP_CONNECTION_MANAGER,
+    HTTP_PROTOCOL_OPTIONS,
+    LISTENER,
+    ROUTER,
+    ROUTER_NAME,
+    TCP_PROXY,
+)
+from proxy.protojson import type_url, typed_config
+
+NOT_YET = "is not supported by appmesh-proxy yet"
+
+_NETWORK_FILTERS = {
+    HTTP_CONNECTION_MANAGER,
+    "envoy.filters.network.http_connection_manager",
+    TCP_PROXY,
+    "envoy.filters.network.tcp_proxy",
+}
+_HTTP_FILTERS = {ROUTER, ROUTER_NAME, HEALTH_CHECK_FILTER, HEALTH_CHECK_NAME}
+
+
+def problem(kind: str, resource: dict[str, Any]) -> str | None:
+    """Why a resource of type URL ``kind`` cannot be served; ``None`` if it can."""
+    if kind == LISTENER:
+        return listener_problem(resource)
+    if kind == CLUSTER:
+        return cluster_problem(resource)
+    return None
+
+
+def listener_problem(spec: dict[str, Any]) -> str | None:
+    """Why a ``Listener`` cannot be served as written, if it cannot."""
+    name = spec.get("name", "")
+    chains = list(spec.get("filter_chains") or ())
+    if isinstance(spec.get("default_filter_chain"), dict):
+        chains.append(spec["default_filter_chain"])
+    for chain in chains:
+        if not isinstance(chain, dict):
+            continue
+        problem = _chain_problem(chain)
+        if problem:
+            label = chain.get("name") or "unnamed"
+            return f"listener {name}, filter chain {label}: {problem}"
+    return None
+
+
+def _chain_problem(chain: dict[str, Any]) -> str | None:
+    socket = chain.get("transport_socket")
+    if isinstance(socket, dict) and _socket_kind(socket) != "raw_buffer":
+        kind = _socket_kind(socket)
+        return f"downstream TLS ({kind}) {NOT_YET}; refusing rather than serving plaintext"
+    for network_filter in chain.get("filters") or ():
+        if not isinstance(network_filter, dict):
+            continue
+        kind, config = typed_config(network_filter)
+        if kind not in _NETWORK_FILTERS:
+            return f"network filter {kind or 'without a type'} {NOT_YET}"
+        if kind in (HTTP_CONNECTION_MANAGER, "envoy.filters.network.http_connection_manager"):
+            problem = _hcm_problem(config)
+            if problem:
+                return problem
+    return None
+
+
+def _hcm_problem(config: dict[str, Any]) -> str | None:
+    codec = str(config.get("codec_type", "AUTO"))
+    if codec in ("HTTP2", "HTTP3"):
+        return f"codec_type {codec} {NOT_YET}; this proxy speaks HTTP/1.1 only"
+    for http_filter in config.get("http_filters") or ():
+        if not isinstance(http_filter, dict) or http_filter.get("is_optional"):
+            continue
+        kind, filter_config = typed_config(http_filter)
+        if kind not in _HTTP_FILTERS:
+            return f"HTTP filter {kind or 'without a type'} {NOT_YET}"
+        is_health_check = kind in (HEALTH_CHECK_FILTER, HEALTH_CHECK_NAME)
+        if is_health_check and health_check_path(filter_config) is None:
+            return (
+                f"this health_check filter {NOT_YET}: only pass_through_mode false with one "
+                "exact :path match is"
+            )
+    return None
+
+
+def health_check_path(config: dict[str, Any]) -> str | None:
+    """The ``:path`` a ``health_check`` HTTP filter answers itself, when it is the one form
+    this proxy implements (what App Mesh's gateway listeners used): not pass-through, one
+    exact ``:path`` header match, no cluster-health conditions."""
+    if config.get("pass_through_mode") not in (None, False) or config.get(
+        "cluster_min_healthy_percentages"
+    ):
+        return None
+    headers = config.get("headers") or []
+    if len(headers) != 1 or not isinstance(headers[0], dict) or headers[0].get("name") != ":path":
+        return None
+    match = headers[0].get("string_match") or {}
+    exact = match.get("exact", headers[0].get("exact_match"))
+    return exact if isinstance(exact, str) and len(match) <= 1 else None
+
+
+def cluster_problem(spec: dict[str, Any]) -> str | None:
+    """Why a ``Cluster`` cannot be served as written, if it cannot."""
+    name = spec.get("name", "")
+    socket = spec.get("transport_socket")
+    if isinstance(socket, dict) and _socket_kind(socket) != "raw_buffer":
+        return (
+            f"cluster {name}: upstream TLS ({_socket_kind(socket)}) {NOT_YET}; "
+            "refusing rather than connecting in plaintext"
+        )
+    if spec.get("transport_socket_matches"):
+        return f"cluster {name}: transport_socket_matches {NOT_YET}"
+    if _speaks_http2(spec):
+        return f"cluster {name}: HTTP/2 upstream (http2_protocol_options) {NOT_YET}"
+    for check in spec.get("health_checks") or ():
+        problem = _health_check_problem(check) if isinstance(check, dict) else None
+        if problem:
+            return f"cluster {name}: {problem}"
+    return None
+
+
+def _speaks_http2(spec: dict[str, Any]) -> bool:
+    if "http2_protocol_options" in spec:
+        return True
+    options = (spec.get("typed_extension_protocol_options") or {}).get(
+        HTTP_PROTOCOL_OPTIONS.rsplit("/", 1)[-1]
+    )
+    if not isinstance(options, dict):
+        return False
+    if options.get("use_downstream_protocol_config") or options.get("auto_config"):
+        return True
+    return "http2_protocol_options" in (options.get("explicit_http_config") or {})
+
+
+def _health_check_problem(check: dict[str, Any]) -> str | None:
+    if isinstance(check.get("grpc_health_check"), dict):
+        return f"gRPC health checks {NOT_YET} (they need HTTP/2)"
+    http = check.get("http_health_check")
+    if isinstance(http, dict) and http.get("codec_client_type", "HTTP1") != "HTTP1":
+        return f"{http['codec_client_type']} health checks {NOT_YET}"
+    if isinstance(check.get("custom_health_check"), dict):
+        return f"custom health checks {NOT_YET}"
+    if check.get("transport_socket_match_criteria") or check.get("tls_options"):
+        return f"TLS health checks {NOT_YET}"
+    return None
+
+
+def _socket_kind(socket: dict[str, Any]) -> str:
+    """``tls`` for a TLS context, ``raw_buffer`` for plaintext, else the extension named."""
+    kind = type_url(socket.get("typed_config") or {}) or str(socket.get("name", ""))
+    if kind.endswith("TlsContext") or kind == "envoy.transport_sockets.tls":
+        return "tls"
+    if kind.endswith("RawBuffer") or kind == "envoy.transport_sockets.raw_buffer":
+        return "raw_buffer"
+    return kind or "unnamed transport socket"

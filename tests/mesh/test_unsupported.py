@@ -1,0 +1,152 @@
+"""What the sidecar cannot honour yet is refused loudly, never served downgraded.
+
+A mesh asks for TLS on a listener, TLS and HTTP/2 towards backends: the sidecar NACKs
+those listeners and clusters with a reason (visible in ``/_appmesh/proxies`` and its
+log), keeps the rest of the node's config live, and answers an HTTP/2 client with
+GOAWAY HTTP_1_1_REQUIRED instead of a parse error.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.request
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import pytest
+
+from envoy_bootstrap.envoy_types import CLUSTER, LISTENER
+from tests.conftest import make_client, new_account
+from tests.mesh.harness import Mesh, get
+
+MESH = "refuse"
+STRICT_TLS = {
+    "mode": "STRICT",
+    "certificate": {
+        "file": {"certificateChain": "/certs/cert.pem", "privateKey": "/certs/key.pem"}
+    },
+}
+
+
+def node_spec(port: int, name: str, protocol: str = "http", tls: dict | None = None) -> dict:
+    listener: dict = {"portMapping": {"port": port, "protocol": protocol}}
+    if tls:
+        listener["tls"] = tls
+    return {
+        "listeners": [listener],
+        "serviceDiscovery": {"dns": {"hostname": f"{name}.{MESH}.local"}},
+    }
+
+
+@pytest.fixture(scope="module")
+def refused(server, tmp_path_factory):
+    account = new_account()
+    appmesh = make_client(server.endpoint, "appmesh", account)
+    mesh = Mesh(server.endpoint, account, MESH, tmp_path_factory.mktemp(MESH))
+    try:
+        appmesh.create_mesh(meshName=MESH)
+        ports = {name: mesh.app(name) for name in ("blue", "rpc", "secure", "front")}
+        specs = {
+            "blue": node_spec(ports["blue"], "blue"),
+            "rpc": node_spec(ports["rpc"], "rpc", protocol="grpc"),
+            "secure": node_spec(ports["secure"], "secure", tls=STRICT_TLS),
+        }
+        for name, spec in specs.items():
+            appmesh.create_virtual_node(meshName=MESH, virtualNodeName=name, spec=spec)
+            appmesh.create_virtual_service(
+                meshName=MESH,
+                virtualServiceName=f"{name}.{MESH}.local",
+                spec={"provider": {"virtualNode": {"virtualNodeName": name}}},
+            )
+        front = node_spec(ports["front"], "front")
+        front["backends"] = [
+            {"virtualService": {"virtualServiceName": f"{name}.{MESH}.local"}} for name in specs
+        ]
+        appmesh.create_virtual_node(meshName=MESH, virtualNodeName="front", spec=front)
+        proxies = {name: mesh.proxy(name) for name in ("front", "secure", "blue")}
+        yield {"appmesh": appmesh, "mesh": mesh, "proxies": proxies, "specs": specs, **ports}
+    finally:
+        mesh.close()
+
+
+def rejections(server, node: str, account: str) -> dict:
+    arn = f"arn:aws:appmesh:us-east-1:{account}:mesh/{MESH}/virtualNode/{node}"
+    with urllib.request.urlopen(f"{server.endpoint}/_appmesh/proxies", timeout=5) as reply:
+        proxies = json.loads(reply.read())["proxies"]
+    mine = [p for p in proxies if p["nodeId"] == arn]
+    assert mine, f"no proxy registered for {arn}"
+    return mine[0]["rejected"]
+
+
+def wait_for(check, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+def test_clusters_it_cannot_serve_are_nacked_with_the_reason(server, refused):
+    account = refused["mesh"].account
+    found = wait_for(lambda: rejections(server, "front", account).get(CLUSTER))
+    assert found, "the HTTP/2 cluster was accepted"
+    assert "HTTP/2 upstream (http2_protocol_options) is not supported" in found["message"]
+    assert "rpc" in found["message"]
+    log = (refused["mesh"].tmp / "proxy-front.log").read_text()
+    assert "refusing part of clusters" in log and "HTTP/2 upstream" in log
+
+
+def test_the_rest_of_the_node_stays_live(refused):
+    front = refused["proxies"]["front"]
+    status, _, body = get(front.egress, "/", f"blue.{MESH}.local")
+    assert status == 200 and "blue" in body
+    # The refused HTTP/2 cluster is not there to be spoken to in HTTP/1.1.
+    status, _, _ = get(front.egress, "/", f"rpc.{MESH}.local")
+    assert status == 503
+    clusters = front.admin_get("/clusters")
+    assert f"_{MESH}_blue_http_" in clusters and f"_{MESH}_rpc_" not in clusters
+
+
+def test_a_strict_tls_listener_is_refused_not_served_in_plaintext(server, refused):
+    account = refused["mesh"].account
+    found = wait_for(lambda: rejections(server, "secure", account).get(LISTENER))
+    assert found and "downstream TLS (tls) is not supported" in found["message"]
+    secure = refused["proxies"]["secure"]
+    with pytest.raises(OSError):
+        get(secure.ingress, "/", f"secure.{MESH}.local", timeout=3)
+
+
+def test_an_http2_client_is_told_to_use_http_1_1(refused):
+    front = refused["proxies"]["front"]
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    with socket.create_connection(("127.0.0.1", front.egress), timeout=5) as conn:
+        conn.sendall(client.data_to_send())
+        events = []
+        while not any(isinstance(e, h2.events.ConnectionTerminated) for e in events):
+            data = conn.recv(65536)
+            assert data, f"closed without GOAWAY after {events}"
+            events += client.receive_data(data)
+    goaway = next(e for e in events if isinstance(e, h2.events.ConnectionTerminated))
+    assert goaway.error_code == h2.errors.ErrorCodes.HTTP_1_1_REQUIRED
+    assert b"HTTP/2" in (goaway.additional_data or b"")
+
+
+def test_fixing_the_mesh_clears_the_rejection_and_serves(server, refused):
+    account, appmesh = refused["mesh"].account, refused["appmesh"]
+    appmesh.update_virtual_node(
+        meshName=MESH,
+        virtualNodeName="secure",
+        spec=node_spec(refused["secure"], "secure"),
+    )
+    assert wait_for(lambda: LISTENER not in rejections(server, "secure", account))
+    secure = refused["proxies"]["secure"]
+    status, _, body = wait_for(
+        lambda: (r := get(secure.ingress, "/", f"secure.{MESH}.local"))[0] == 200 and r
+    )
+    assert status == 200 and "secure" in body
