@@ -3,7 +3,7 @@
 X-Ray's graph carries raw counters (OK, errors, faults, total response time); an operator
 wants rates. Each edge gets requests per minute over the window, its 4xx and 5xx shares and
 its average latency; each service its own. Services are laid out left to right by their
-distance from the clients that called the roots.
+distance from the clients that called the roots, which are drawn as one ``clients`` box.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 Service = dict[str, Any]
+CLIENTS = "clients"
 
 
 def measures(statistics: dict[str, Any] | None, minutes: float) -> dict[str, Any]:
@@ -54,33 +55,50 @@ def _kind(service: Service) -> str:
     return "proxy" if kind == "AWS::AppMesh::Proxy" else ("remote" if kind else "service")
 
 
+def _client_ids(services: list[Service]) -> dict[int, int]:
+    """ReferenceId of each client node -> the one id the merged ``clients`` box gets.
+
+    X-Ray gives every root service a client node of its own, named after that service; they
+    all stand for the same callers outside the traces, so the map draws them as one box.
+    """
+    clients = sorted(s["ReferenceId"] for s in services if s.get("Type") == "client")
+    return {reference: clients[0] for reference in clients}
+
+
+def _node(service: Service, column: int, row: int, minutes: float) -> dict[str, Any]:
+    client = service.get("Type") == "client"
+    return {
+        "id": service["ReferenceId"],
+        "name": CLIENTS if client else service["Name"],
+        "type": service.get("Type"),
+        "kind": _kind(service),
+        "column": column,
+        "row": row,
+        "stats": None if client else measures(service.get("SummaryStatistics"), minutes),
+    }
+
+
 def service_map(services: list[Service], minutes: float) -> dict[str, Any]:
     """``{"nodes", "edges"}`` ready to draw; ids are X-Ray's ReferenceIds."""
     columns = _columns(services)
+    merged = _client_ids(services)
     rows: dict[int, int] = {}
-    nodes, edges = [], []
+    nodes = []
     for service in sorted(services, key=lambda s: (columns[s["ReferenceId"]], s["Name"])):
-        column = columns[service["ReferenceId"]]
+        reference = service["ReferenceId"]
+        if merged.get(reference, reference) != reference:
+            continue
+        column = columns[reference]
         rows[column] = rows.get(column, -1) + 1
-        client = service.get("Type") == "client"
-        nodes.append(
-            {
-                "id": service["ReferenceId"],
-                "name": "clients" if client else service["Name"],
-                "type": service.get("Type"),
-                "kind": _kind(service),
-                "column": column,
-                "row": rows[column],
-                "stats": None if client else measures(service.get("SummaryStatistics"), minutes),
-            }
-        )
+        nodes.append(_node(service, column, rows[column], minutes))
     names = {s["ReferenceId"]: s["Name"] for s in services}
+    edges = []
     for service in services:
-        caller = "clients" if service.get("Type") == "client" else service["Name"]
+        caller = CLIENTS if service.get("Type") == "client" else service["Name"]
         for edge in service.get("Edges") or ():
             edges.append(
                 {
-                    "from": service["ReferenceId"],
+                    "from": merged.get(service["ReferenceId"], service["ReferenceId"]),
                     "to": edge["ReferenceId"],
                     "fromName": caller,
                     "toName": names.get(edge["ReferenceId"]),

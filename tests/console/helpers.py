@@ -15,7 +15,7 @@ import urllib.request
 from typing import Any
 
 from tests.conftest import Server
-from tests.xray.helpers import Trace, three_hop
+from tests.xray.helpers import Trace, http, remote_call, three_hop
 
 MESH = "demo"
 
@@ -114,3 +114,30 @@ def connect_proxy(server: Server, account: str, node: str, address: str, reject:
         answer["version_info"] = first["version_info"]
     discover(server, answer)
     return first["version_info"]
+
+
+# A busier map: two root services (so X-Ray's graph has two client nodes), an edge that
+# skips a column (frontend -> db runs past cart), and a root with a long DNS name.
+FRONTEND, CART, DB = "shop/frontend", "shop/cart", "shop/db"
+REPORTS = "warehouse-reports.batch-jobs.backoffice.svc.cluster.local"
+
+
+def crowded_traces(start: float) -> list[Trace]:
+    """frontend -> cart -> db and frontend -> db in one trace; reports -> db in another."""
+    shop = Trace(start)
+    to_cart = remote_call(CART, 0.01, 0.2, start, 200)
+    to_db = remote_call(DB, 0.21, 0.3, start, 200)
+    shop.segment(FRONTEND, 0.0, 0.35, http=http(200), subsegments=[to_cart, to_db])
+    cart_to_db = remote_call(DB, 0.05, 0.15, start, 200)
+    shop.segment(
+        CART, 0.02, 0.19, parent_id=to_cart["id"], http=http(200), subsegments=[cart_to_db]
+    )
+    shop.segment(DB, 0.06, 0.14, parent_id=cart_to_db["id"], http=http(200))
+    shop.segment(DB, 0.22, 0.29, parent_id=to_db["id"], http=http(200))
+    reports = Trace(start + 1)
+    call = remote_call(DB, 0.01, 0.1, start + 1, 200)
+    reports.segment(
+        REPORTS, 0.0, 0.2, http=http(200), origin="AWS::EC2::Instance", subsegments=[call]
+    )
+    reports.segment(DB, 0.02, 0.09, parent_id=call["id"], http=http(200))
+    return [shop, reports]

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import time
 import urllib.request
 
 import pytest
 
 from tests.conftest import make_client, new_account
-from tests.console.helpers import MESH, build_demo_mesh, connect_proxy, get_json, send_traces
+from tests.console.helpers import (
+    FRONTEND,
+    MESH,
+    REPORTS,
+    build_demo_mesh,
+    connect_proxy,
+    crowded_traces,
+    get_json,
+    send_traces,
+)
 from tests.xray.helpers import GATEWAY, NODE_A, NODE_B
 
 
@@ -123,6 +133,23 @@ def test_the_service_map_has_rates_errors_and_latency_on_each_edge(server, demo)
     assert edges[(GATEWAY, NODE_A)]["faults5xx"] == 0
     assert edges[(GATEWAY, NODE_A)]["avgLatencyMs"] == 400.0
     assert edges[("clients", GATEWAY)]["requests"] == 3
+
+
+def test_the_service_map_draws_one_clients_box_for_every_root(server):
+    """X-Ray gives each root service a client node of its own; the map merges them."""
+    account = new_account()
+    xray = make_client(server.endpoint, "xray", account)
+    for trace in crowded_traces(time.time() - 20):
+        assert (
+            xray.put_trace_segments(TraceSegmentDocuments=trace.texts())["UnprocessedTraceSegments"]
+            == []
+        )
+    body = get_json(server, "/servicemap", account=account, minutes=5)[1]
+    clients = [node for node in body["nodes"] if node["kind"] == "client"]
+    assert [(node["name"], node["column"], node["row"]) for node in clients] == [("clients", 0, 0)]
+    called = sorted(e["toName"] for e in body["edges"] if e["from"] == clients[0]["id"])
+    assert called == [FRONTEND, REPORTS]
+    assert {e["from"] for e in body["edges"]} <= {node["id"] for node in body["nodes"]}
 
 
 def test_the_service_map_window_is_checked(server, demo):

@@ -13,9 +13,25 @@ const REGIONS = ["us-east-1", "us-east-2", "us-west-1", "us-west-2", "eu-west-1"
 const PROXY_REFRESH_MS = 5000;
 let proxyTimer = null;
 
+const TABS = ["meshes", "map", "traces", "proxies"];
+const ALIASES = { "": "meshes", servicemap: "map", "service-map": "map" };
+
+// The tab the hash names (an empty hash is the Meshes tab); a hash naming no tab is shown
+// as such ("notfound") rather than quietly as another tab.
 function currentTab() {
-  const [tab, ...rest] = location.hash.replace(/^#/, "").split("/");
-  return { tab: ["meshes", "map", "traces", "proxies"].includes(tab) ? tab : "meshes", detail: rest.join("/") };
+  const [name, ...rest] = location.hash.replace(/^#/, "").split("/");
+  const tab = ALIASES[name] || name;
+  return TABS.includes(tab) ? { tab, detail: rest.join("/") } : { tab: "notfound", detail: "" };
+}
+
+function showNotFound() {
+  let hash = location.hash;
+  try {
+    hash = decodeURIComponent(hash);
+  } catch {
+    // a malformed escape: show the hash as typed
+  }
+  document.getElementById("notfound-hash").textContent = hash;
 }
 
 function option(value, text, selected) {
@@ -58,7 +74,7 @@ async function show() {
   autoRefresh(tab === "map");
   clearInterval(proxyTimer);
   if (tab === "proxies") proxyTimer = setInterval(() => loadProxies().catch(showError), PROXY_REFRESH_MS);
-  const loaders = { meshes: loadMeshes, map: loadServiceMap, traces: () => loadTraces(detail), proxies: loadProxies };
+  const loaders = { meshes: loadMeshes, map: loadServiceMap, traces: () => loadTraces(detail), proxies: loadProxies, notfound: showNotFound };
   try {
     await loaders[tab]();
     document.getElementById("banner")?.remove();

@@ -44,6 +44,7 @@ function draw(map) {
     to: edge.to,
     lines: edgeLines(edge.stats),
     cls: health(edge.stats),
+    labelAt: 0.62, // past the middle, where edges fanning out of one service have parted
     tooltip: `${edge.fromName} → ${edge.toName}`,
   }));
   return drawGraph(nodes, edges, [], LABEL_GAP);
