@@ -112,6 +112,8 @@ class _Stream:
             current = self.discovery.feed.version(mesh)
             if current == seen:
                 current = await self.discovery.feed.wait(mesh, seen, WATCH_SECONDS)
+            if self.discovery.feed.closed:
+                return
             seen = current
             try:
                 for type_name in list(self.subscribed):

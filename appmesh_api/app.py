@@ -193,6 +193,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         if closer is not None:
             await closer()
         store.close()
+        log.info("App Mesh API stopped")
 
     app = FastAPI(
         title="appmesh-local",

@@ -23,6 +23,15 @@ class ChangeFeed:
         self._counter = initial_version
         self._versions: dict[MeshKey, int] = {}
         self._events: dict[MeshKey, asyncio.Event] = {}
+        self.closed = False
+
+    def close(self) -> None:
+        """The server is stopping: wake every waiter now, and let no one wait again, so
+        long-polls answer at once instead of being cancelled by the shutdown."""
+        self.closed = True
+        for event in self._events.values():
+            event.set()
+        self._events.clear()
 
     def version(self, mesh: MeshKey) -> int:
         """The mesh's current version (the store's sequence at start for untouched meshes)."""
@@ -44,7 +53,7 @@ class ChangeFeed:
     async def wait(self, mesh: MeshKey, seen_version: int, timeout: float) -> int:
         """Wait until the mesh's version differs from ``seen_version`` (or ``timeout`` passes)."""
         current = self.version(mesh)
-        if current != seen_version:
+        if current != seen_version or self.closed:
             return current
         event = self._events.get(mesh)
         if event is None:

@@ -28,6 +28,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from appmesh_api.app import create_app
+    from appmesh_api.httpserver import StoppingServer
 
     try:
         settings = Settings.from_environment(
@@ -72,7 +73,7 @@ def _serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     print("    aws appmesh create-mesh --mesh-name demo && aws appmesh list-meshes", flush=True)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=args.host,
         port=args.port,
@@ -80,9 +81,9 @@ def _serve(args: argparse.Namespace) -> int:
         loop="uvloop",
         http="httptools",
         access_log=False,
-        # Proxies hold long-polls open for up to 30 s; do not let them delay a shutdown.
-        timeout_graceful_shutdown=2,
+        timeout_graceful_shutdown=5,
     )
+    StoppingServer(config, on_stop=app.state.feed.close).run()
     return 0
 
 

@@ -108,6 +108,7 @@ class XdsClient:
         self.settle_seconds = settle_seconds
         self.warm_timeout = warm_timeout
         self.connected = False
+        self._unreachable = False  # reported as unreachable, not yet reachable again
         self.first_applied = asyncio.Event()
         self.subs = {kind: _Subscription(kind, url) for kind, url in KINDS.items()}
         self._session: aiohttp.ClientSession | None = None
@@ -151,11 +152,13 @@ class XdsClient:
             try:
                 response = await self._request(sub)
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                self.connected = False
+                self._lost(sub, exc)
                 failures += 1
-                log.warning("xds %s: %s", sub.kind, exc)
                 await asyncio.sleep(self._backoff(failures))
                 continue
+            if self._unreachable:
+                self._unreachable = False
+                log.info("xds: control plane %s reachable again", self.endpoint)
             self.connected = True
             failures = 0
             sub.error = None
@@ -167,6 +170,20 @@ class XdsClient:
                 # The version we rejected, again: NACK it again, but without hammering.
                 repeats += 1
                 await asyncio.sleep(self._backoff(repeats))
+
+    def _lost(self, sub: _Subscription, exc: Exception) -> None:
+        """One warning when the control plane goes away, not one per poll and retry."""
+        self.connected = False
+        if self._unreachable:
+            log.debug("xds %s: %s", sub.kind, exc)
+            return
+        self._unreachable = True
+        log.warning(
+            "xds: control plane %s unreachable (%s: %s); serving the last good config and retrying",
+            self.endpoint,
+            sub.kind,
+            exc or type(exc).__name__,
+        )
 
     def _backoff(self, attempt: int) -> float:
         """Jittered exponential back-off, ``backoff_base`` doubling up to ``backoff_max``."""

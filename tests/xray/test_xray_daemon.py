@@ -129,6 +129,10 @@ def test_sdk_default_sampler_polls_rules_through_the_daemon(monkeypatch, server,
         rules = wait_for(lambda: [rule.name for rule in sampler._cache.rules])
         assert name in rules and "Default" in rules
         assert sampler.should_trace({"service": f"{name}-svc"}) == name  # rate 1.0
+        # The SDK's pollers are daemon threads with no stop(). With no matched rule left
+        # the target poller has nothing to report, so it does not call a server that
+        # is gone by then and log a traceback into a passing run.
+        sampler._cache.rules = []
     finally:
         daemon_xray.delete_sampling_rule(RuleName=name)
 
