@@ -12,13 +12,16 @@ downloads are never used.
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from envoy_bootstrap.envoy_types import LISTENER
 from tests.conftest import make_client, new_account
 from tests.console.helpers import (
     CART,
@@ -30,7 +33,7 @@ from tests.console.helpers import (
     send_traces,
 )
 from tests.mesh.harness import Mesh
-from tests.xray.helpers import NODE_A, NODE_B, three_hop
+from tests.xray.helpers import NODE_A, NODE_B, three_hop, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -78,15 +81,29 @@ def browser() -> Iterator[object]:
 
 
 LEDGER_DNS = "payments-ledger.backoffice.svc.local"
+STRICT_TLS = {
+    "mode": "STRICT",
+    "certificate": {"file": {"certificateChain": "/certs/c.pem", "privateKey": "/certs/k.pem"}},
+}
+NO_TLS = "downstream TLS (tls) is not supported"  # the sidecar's reason for its NACK
+
+
+def rejected_listener(endpoint: str, node_id: str) -> dict | None:
+    """The listener config ``node_id``'s proxy last rejected, from /_appmesh/proxies."""
+    with urllib.request.urlopen(f"{endpoint}/_appmesh/proxies", timeout=5) as reply:
+        proxies = json.loads(reply.read())["proxies"]
+    found = [p["rejected"].get(LISTENER) for p in proxies if p["nodeId"] == node_id]
+    return found[0] if found else None
 
 
 @pytest.fixture(scope="module")
-def crowded(server) -> str:
-    """An account with a busier service map and a node with a long DNS name."""
+def crowded(server, tmp_path_factory) -> Iterator[str]:
+    """An account with a busier service map, and a node with a long DNS name whose STRICT
+    TLS listener its real sidecar rejects."""
     account = new_account()
     appmesh = make_client(server.endpoint, "appmesh", account)
     appmesh.create_mesh(meshName="shop")
-    listeners = [{"portMapping": {"port": 8080, "protocol": "http"}}]
+    listeners = [{"portMapping": {"port": 8080, "protocol": "http"}, "tls": STRICT_TLS}]
     discovery = {"dns": {"hostname": LEDGER_DNS}}
     spec = {"listeners": listeners, "serviceDiscovery": discovery}
     appmesh.create_virtual_node(meshName="shop", virtualNodeName="ledger", spec=spec)
@@ -94,7 +111,14 @@ def crowded(server) -> str:
     for trace in crowded_traces(time.time() - 20):
         reply = xray.put_trace_segments(TraceSegmentDocuments=trace.texts())
         assert reply["UnprocessedTraceSegments"] == []
-    return account
+    mesh = Mesh(server.endpoint, account, "shop", tmp_path_factory.mktemp("console-shop"))
+    try:
+        mesh.proxy("ledger")
+        node_id = f"arn:aws:appmesh:us-east-1:{account}:mesh/shop/virtualNode/ledger"
+        assert wait_for(lambda: rejected_listener(server.endpoint, node_id), timeout=15)
+        yield account
+    finally:
+        mesh.close()
 
 
 @contextmanager
@@ -238,7 +262,7 @@ def test_console_shows_the_mesh_map_traces_and_proxies(page, running_mesh, tmp_p
 
     open_tab(page, "proxies")
     for name, proxy in running_mesh["proxies"].items():
-        row = page.locator(f'#proxy-table tr[data-node="{name}"]')
+        row = page.locator(f'#proxy-table tr.proxy[data-node="{name}"]')
         assert f"127.0.0.1:{proxy.ingress}" in row.inner_text()
         versions = row.locator(".tag").all_text_contents()
         assert [tag.split()[0] for tag in versions][:3] == ["LDS", "CDS", "RDS"], versions
@@ -288,3 +312,18 @@ def test_an_unknown_page_says_so_and_links_to_the_tabs(browser, server, crowded)
         links.nth(1).click()
         wait_loaded(page, "map")
         assert not page.locator("#tab-notfound").is_visible()
+
+
+def test_a_rejected_config_shows_its_reason_in_red(browser, server, crowded, tmp_path):
+    with console(browser, server, crowded, "#proxies") as page:
+        wait_loaded(page, "proxies")
+        row = page.locator('#proxy-table tr.proxy[data-node="ledger"]')
+        assert row.locator(".tag.bad").inner_text().startswith("LDS ")
+        line = page.locator(
+            f'#proxy-table tr.rejection[data-node="ledger"][data-type="{LISTENER}"]'
+        )
+        text = line.inner_text()
+        assert text.startswith("config rejected: listener ") and NO_TLS in text, text
+        assert "(LDS version " in text
+        assert line.locator("td").evaluate("td => getComputedStyle(td).color") == "rgb(214, 69, 69)"
+        page.screenshot(path=tmp_path / "console-rejected.png", full_page=True)

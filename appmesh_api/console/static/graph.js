@@ -2,10 +2,10 @@
 //
 // Both the mesh view and the service map use it. The server decides each box's column and
 // row (so the layout is the same one the CLI's tree implies); this module only turns that
-// into coordinates, routes edges (to the next column as curves between facing sides, any
-// other along the gap between two rows, so no edge runs under a box), keeps labels
-// readable on a white backing and off every box and every other label, and wraps long
-// names onto a second line.
+// into coordinates, routes edges (as curves between facing sides, or along the gap between
+// two rows when a box is in the way or the edge goes back, so no edge runs under a box),
+// keeps labels readable on a white backing and off every box and every other label, and
+// wraps long names onto a second line.
 
 import { s } from "./util.js";
 import { fitLines } from "./textfit.js";
@@ -44,10 +44,19 @@ function arrowMarker(id, color) {
     s("path", { d: "M 0 0 L 10 5 L 0 10 z", style: `fill: ${color}` }));
 }
 
+// How an edge from box a to box b is drawn: a curve between facing sides when nothing is
+// in the way, else along the gap between two rows ("lane" forward, "back" backward).
+function shape(a, b, boxes) {
+  if (b.x <= a.x) return "back";
+  const top = Math.min(a.y, b.y), bottom = Math.max(a.y + a.h, b.y + b.h);
+  const between = boxes.some((c) => c.x > a.x && c.x < b.x && c.y < bottom && c.y + c.h > top);
+  return between ? "lane" : "curve";
+}
+
 // The path from box a to box b, and where along it (0..1) a label goes.
-function route(a, b, lane, gap) {
-  if (b.x > a.x + BOX_W + gap) return forwardLane(a, b, lane, gap);
-  if (b.x > a.x) return forwardCurve(a, b);
+function route(a, b, how, lane, gap) {
+  if (how === "lane") return forwardLane(a, b, lane, gap);
+  if (how === "curve") return forwardCurve(a, b);
   return backwardLane(a, b, lane);
 }
 
@@ -147,11 +156,9 @@ function label(lines, rect, cls) {
   return group;
 }
 
-function drawEdge(edge, at, lane, taken, bounds, gap) {
-  const a = at.get(edge.from), b = at.get(edge.to);
-  if (!a || !b) return null;
-  const forward = b.x > a.x;
-  const path = route(a, b, lane, gap);
+function drawEdge(edge, a, b, how, lane, taken, bounds, gap) {
+  const forward = how !== "back";
+  const path = route(a, b, how, lane, gap);
   const group = s("g", { class: `edge ${edge.cls || ""}`, "data-from": a.node.title, "data-to": b.node.title });
   group.append(s("path", { d: path.d, "marker-end": `url(#arrow-${edge.cls || "plain"})` }));
   if (edge.tooltip) group.append(titleOf(edge.tooltip));
@@ -215,10 +222,10 @@ function boxRects(at) {
 // edges: [{from, to, lines: [..], cls, tooltip, labelAt}]; titles: column index -> heading;
 // gap: the room between columns, where edge labels go.
 export function drawGraph(nodes, edges, titles = [], gap = COL_GAP) {
-  const boxes = nodes.map(fitted);
-  const boxH = BOX_H + LINE_H * Math.max(0, ...boxes.map(extraLines));
+  const texts = nodes.map(fitted);
+  const boxH = BOX_H + LINE_H * Math.max(0, ...texts.map(extraLines));
   const head = titles.length ? HEAD : 0;
-  const { at, columns } = position(boxes, gap, head, boxH);
+  const { at, columns } = position(texts, gap, head, boxH);
   const rows = Math.max(0, ...nodes.map((n) => n.row)) + 1;
   const width = PAD * 2 + columns.size * BOX_W + Math.max(0, columns.size - 1) * gap;
   const height = PAD * 2 + head + rows * boxH + (rows - 1) * ROW_GAP + 10;
@@ -230,12 +237,13 @@ export function drawGraph(nodes, edges, titles = [], gap = COL_GAP) {
     svg.append(text);
   }
   const taken = boxRects(at);
+  const boxes = [...at.values()];
   let lanes = 0;
-  const drawn = edges.map((edge) => {
-    const a = at.get(edge.from), b = at.get(edge.to);
-    const inGap = a && b && !(b.x > a.x && b.x <= a.x + BOX_W + gap); // backward or skipping
-    return drawEdge(edge, at, inGap ? (lanes++ % 3) - 1 : 0, taken, { w: width, h: height }, gap);
-  }).filter(Boolean);
+  const drawn = edges.filter((edge) => at.has(edge.from) && at.has(edge.to)).map((edge) => {
+    const a = at.get(edge.from), b = at.get(edge.to), how = shape(a, b, boxes);
+    const lane = how === "curve" ? 0 : (lanes++ % 3) - 1;
+    return drawEdge(edge, a, b, how, lane, taken, { w: width, h: height }, gap);
+  });
   for (const { node, x, y } of at.values()) svg.append(drawBox(node, x, y, boxH));
   for (const group of drawn) svg.append(group);
   return svg;
