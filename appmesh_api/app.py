@@ -212,7 +212,15 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     @app.get("/_appmesh/health")
     async def health() -> dict:
         side = settings.aws_endpoint or "embedded moto"
-        return {"status": "running", "appmesh": "available", "side_services": side}
+        daemon = settings.xray_daemon_port and (
+            f"{settings.xray_daemon_host}:{settings.xray_daemon_port}"
+        )
+        return {
+            "status": "running",
+            "appmesh": "available",
+            "side_services": side,
+            "xray_daemon": daemon or None,  # where sidecars send segments (up reads it)
+        }
 
     @app.get("/_appmesh/meshes/{mesh_name}/version")
     async def mesh_version(

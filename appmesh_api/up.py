@@ -16,9 +16,11 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import boto3
 from botocore.config import Config
@@ -112,12 +114,13 @@ def create_colorapp(appmesh, ports: dict[str, int]) -> None:
     )
 
 
-def start_sidecar(processes: Processes, endpoint: str, node: str) -> dict[str, int]:
+def start_sidecar(processes: Processes, plane: ControlPlane, node: str) -> dict[str, int]:
     ports = {"ingress": free_port(), "egress": free_port(), "admin": free_port()}
     env = {
+        **tracing_env(plane.xray_daemon),
         "APPMESH_RESOURCE_ARN": f"arn:aws:appmesh:us-east-1:{ACCOUNT}:mesh/{MESH}/virtualNode/"
         + node,
-        "APPMESH_XDS_ENDPOINT": endpoint,
+        "APPMESH_XDS_ENDPOINT": plane.endpoint,
         "APPMESH_INGRESS_PORT": str(ports["ingress"]),
         "APPMESH_EGRESS_PORT": str(ports["egress"]),
         "ENVOY_ADMIN_ACCESS_PORT": str(ports["admin"]),
@@ -127,6 +130,39 @@ def start_sidecar(processes: Processes, endpoint: str, node: str) -> dict[str, i
     process = processes.start(f"proxy {node}", [sys.executable, "-m", "proxy.main"], env)
     wait_for_port(ports["admin"], process, f"the proxy of {node}")
     return ports
+
+
+def tracing_env(daemon: str | None) -> dict[str, str]:
+    """The App Mesh image's X-Ray settings, tracing every request (a demo wants every
+    trace in the console at once; App Mesh's default samples 1/s then 5%)."""
+    if not daemon:
+        return {}
+    return {
+        "ENABLE_ENVOY_XRAY_TRACING": "1",
+        "AWS_XRAY_DAEMON_ADDRESS": daemon,
+        "XRAY_SAMPLING_RATE": "1.0",
+    }
+
+
+def remove_colorapp(appmesh) -> bool:
+    """Delete the colorapp mesh and everything in it, if it exists; True if it did."""
+    try:
+        appmesh.describe_mesh(meshName=MESH)
+    except appmesh.exceptions.NotFoundException:
+        return False
+    mesh = {"meshName": MESH}
+    for router in appmesh.list_virtual_routers(**mesh)["virtualRouters"]:
+        name = router["virtualRouterName"]
+        for route in appmesh.list_routes(**mesh, virtualRouterName=name)["routes"]:
+            appmesh.delete_route(**mesh, virtualRouterName=name, routeName=route["routeName"])
+    for service in appmesh.list_virtual_services(**mesh)["virtualServices"]:
+        appmesh.delete_virtual_service(**mesh, virtualServiceName=service["virtualServiceName"])
+    for router in appmesh.list_virtual_routers(**mesh)["virtualRouters"]:
+        appmesh.delete_virtual_router(**mesh, virtualRouterName=router["virtualRouterName"])
+    for node in appmesh.list_virtual_nodes(**mesh)["virtualNodes"]:
+        appmesh.delete_virtual_node(**mesh, virtualNodeName=node["virtualNodeName"])
+    appmesh.delete_mesh(**mesh)
+    return True
 
 
 def wait_for_traffic(url: str, timeout: float = 30) -> dict:
@@ -142,22 +178,63 @@ def wait_for_traffic(url: str, timeout: float = 30) -> dict:
     raise RuntimeError(f"no answer from {url} within {timeout:.0f} s ({last_error})")
 
 
+@dataclass
+class ControlPlane:
+    endpoint: str
+    xray_daemon: str | None  # host:port of its X-Ray daemon, if it runs one
+    reused: bool
+
+
+def probe(endpoint: str) -> dict | Literal[False] | None:
+    """What answers at ``endpoint``: appmesh-local's health document, ``None`` when nothing
+    listens, ``False`` when something else does."""
+    try:
+        with urllib.request.urlopen(f"{endpoint}/_appmesh/health", timeout=3) as reply:
+            health = json.loads(reply.read())
+    except urllib.error.URLError as exc:
+        return None if isinstance(exc.reason, ConnectionRefusedError) else False
+    except (OSError, ValueError):
+        return False
+    return health if isinstance(health, dict) and "appmesh" in health else False
+
+
+def control_plane(
+    port: int, endpoint: str | None, processes: Processes, say: Callable[[str], None]
+) -> ControlPlane:
+    """Use the appmesh-local at ``endpoint`` (or already on ``port``), else start one."""
+    found = probe(endpoint or f"http://127.0.0.1:{port}")
+    if endpoint is not None and not found:
+        raise RuntimeError(f"no appmesh-local answers at {endpoint}; start one with serve")
+    if found:
+        endpoint = endpoint or f"http://127.0.0.1:{port}"
+        say(f"[1/4] using the appmesh-local already running on {endpoint}")
+        return ControlPlane(endpoint, found.get("xray_daemon"), reused=True)
+    if found is False:
+        taken, port = port, free_port()
+        say(f"      port {taken} is taken by something that is not appmesh-local; using {port}")
+    endpoint = f"http://127.0.0.1:{port}"
+    daemon_port = free_port()
+    say(f"[1/4] starting the control plane on {endpoint} (X-Ray daemon on :{daemon_port})")
+    command = [sys.executable, "-m", "appmesh_api.cli", "serve", "--port", str(port)]
+    command += ["--in-memory", "--xds-port", "0", "--xray-daemon-port", str(daemon_port)]
+    wait_for_port(port, processes.start("control plane", command), "the control plane")
+    return ControlPlane(endpoint, f"127.0.0.1:{daemon_port}", reused=False)
+
+
 def run_colorapp(
     port: int, endpoint: str | None, say: Callable[[str], None], stop_after: float | None = None
 ) -> int:
     processes = Processes()
+    plane: ControlPlane | None = None
     try:
-        if endpoint is None:
-            endpoint = f"http://127.0.0.1:{port}"
-            say(f"[1/4] starting the control plane on {endpoint}")
-            command = [sys.executable, "-m", "appmesh_api.cli", "serve", "--port", str(port)]
-            command += ["--in-memory", "--xds-port", "0", "--xray-daemon-port", "0"]
-            wait_for_port(port, processes.start("control plane", command), "the control plane")
-        else:
-            say(f"[1/4] using the control plane at {endpoint}")
+        plane = control_plane(port, endpoint, processes, say)
+        endpoint = plane.endpoint
+        appmesh = appmesh_client(endpoint)
+        if remove_colorapp(appmesh):
+            say(f"      replaced the {MESH} mesh an earlier run left behind")
         ports = {name: free_port() for name in (*TELLERS, "gateway")}
         say(f"[2/4] creating mesh {MESH} through the App Mesh API")
-        create_colorapp(appmesh_client(endpoint), ports)
+        create_colorapp(appmesh, ports)
         say("[3/4] starting 4 apps and their appmesh-proxy sidecars")
         app = [sys.executable, "-m", "appmesh_api.examples.colorapp_app"]
         for color in TELLERS:
@@ -165,8 +242,8 @@ def run_colorapp(
                 f"colorteller-{color}", [*app, "teller", color, str(ports[color])]
             )
             wait_for_port(ports[color], teller, f"colorteller-{color}")
-            start_sidecar(processes, endpoint, f"colorteller-{color}")
-        gateway_proxy = start_sidecar(processes, endpoint, "colorgateway")
+            start_sidecar(processes, plane, f"colorteller-{color}")
+        gateway_proxy = start_sidecar(processes, plane, "colorgateway")
         teller_url = f"http://{TELLER_SERVICE}:{SERVICE_PORT}/"
         proxy_env = {"HTTP_PROXY": f"http://127.0.0.1:{gateway_proxy['egress']}", "NO_PROXY": ""}
         gateway = processes.start(
@@ -182,8 +259,10 @@ def run_colorapp(
         say(f"  AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID={ACCOUNT} AWS_SECRET_ACCESS_KEY=x \\")
         say(f"    aws --region us-east-1 appmesh list-virtual-nodes --mesh-name {MESH}")
         say(f"  appmesh-local mesh describe {MESH} --endpoint {endpoint}")
-        say(f"  open {endpoint}/console for the mesh graph, its proxies and traces")
-        say("\nShift all traffic to blue with aws appmesh update-route (see the README), then curl")
+        say(f"  open {endpoint}/console for the service map, its proxies and traces")
+        say(f"  appmesh-local traces --endpoint {endpoint}")
+        say("\nThe gateway's stats cover its last 50 answers (reset: curl .../color/clear).")
+        say("Shift all traffic to blue with aws appmesh update-route (see the README), then curl")
         say("again. Press Ctrl-C to stop everything.")
         _wait(stop_after)
     except KeyboardInterrupt:
@@ -194,8 +273,19 @@ def run_colorapp(
     finally:
         say("stopping the mesh...")
         processes.stop()
+        if plane is not None and plane.reused:
+            _leave_as_found(plane.endpoint, say)
         say("stopped.")
     return 0
+
+
+def _leave_as_found(endpoint: str, say: Callable[[str], None]) -> None:
+    """A control plane we only borrowed gets its mesh list back as it was."""
+    try:
+        remove_colorapp(appmesh_client(endpoint))
+        say(f"removed the {MESH} mesh from {endpoint}")
+    except Exception as exc:  # the user's server may be gone already: say so, don't trace
+        say(f"could not remove the {MESH} mesh from {endpoint}: {exc}")
 
 
 def _wait(stop_after: float | None) -> None:

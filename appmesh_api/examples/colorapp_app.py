@@ -6,7 +6,8 @@
 A teller answers its colour. The gateway answers ``/color`` by asking the
 colorteller virtual service, the way an app in a mesh does: a plain HTTP call to
 ``TELLER_URL`` through the proxy named by ``HTTP_PROXY`` (its sidecar's egress),
-and keeps a tally of the colours it saw.
+and reports the colours of its last ``WINDOW`` answers, so a traffic shift shows
+within a few requests (``/color/clear`` empties the window).
 """
 
 from __future__ import annotations
@@ -28,22 +29,29 @@ def teller(color: str) -> web.Application:
     return app
 
 
+WINDOW = 50
+
+
 def gateway(teller_url: str) -> web.Application:
-    tally: collections.Counter[str] = collections.Counter()
+    recent: collections.deque[str] = collections.deque(maxlen=WINDOW)
 
     async def color(request: web.Request) -> web.Response:
         session: aiohttp.ClientSession = request.app["session"]
-        async with session.get(teller_url) as reply:
+        # Pass the trace header on, as an X-Ray-instrumented app does, so the call to the
+        # teller joins the request's trace instead of starting one of its own.
+        trace = request.headers.get("x-amzn-trace-id")
+        headers = {"x-amzn-trace-id": trace} if trace else {}
+        async with session.get(teller_url, headers=headers) as reply:
             body = await reply.text()
             if reply.status != 200:
                 return web.Response(status=reply.status, text=body)
-        tally[body] += 1
-        total = sum(tally.values())
-        stats = {name: round(count / total, 2) for name, count in sorted(tally.items())}
+        recent.append(body)
+        tally = collections.Counter(recent)
+        stats = {name: round(count / len(recent), 2) for name, count in sorted(tally.items())}
         return web.Response(text=json.dumps({"color": body, "stats": stats}) + "\n")
 
     async def clear(_request: web.Request) -> web.Response:
-        tally.clear()
+        recent.clear()
         return web.Response(text="cleared\n")
 
     async def session_context(app: web.Application):
