@@ -160,7 +160,7 @@ async def _sweep_proxies(discovery: DiscoveryService, every: float = 10.0) -> No
         discovery.expire()
 
 
-def create_app(settings: Settings | None = None) -> ASGIApp:
+def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; state (store, change feed, service) lives on ``app.state``."""
     settings = settings or Settings()
     store = open_store(settings)
