@@ -24,7 +24,8 @@ block's text to that port before running it; nothing else in a block is changed.
 
 A block that must not run says why on the line before its fence
 (``<!-- snippet: skip (reason) -->``, see ``markdown_snippets``); a marker
-without a reason fails ``test_every_skip_says_why``.
+without a reason fails ``test_every_skip_says_why``. An unmarked block that runs
+pytest fails at once instead of running the suite, and this test, inside itself.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ DEFAULT_ENDPOINT = re.compile(r"\b(127\.0\.0\.1|localhost):4567\b")
 BLOCK_TIMEOUT = 30.0
 README_MAX_LINES = 200
 PARALLEL_DOCUMENTS = 3
+RUNS_THE_TESTS = re.compile(r"\bpytest\b")
 
 
 def documents() -> list[Path]:
@@ -156,6 +158,8 @@ def run_document(path: Path, port: int, home: Path) -> tuple[int, str | None]:
     for snippet in extract(path).snippets:
         if snippet.skip_reason is not None:
             continue
+        if RUNS_THE_TESTS.search(snippet.text):
+            return ran, f"{snippet.where()}: runs pytest, and so this test again; mark it skip"
         fresh_home = home / f"{path.stem}-{ran}"
         fresh_home.mkdir(parents=True)
         outcome = run_snippet(snippet, port, fresh_home)
