@@ -23,10 +23,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from appmesh_api import protocol
+from appmesh_api import cloudformation, protocol
 from appmesh_api.ads import start_ads_server
 from appmesh_api.asgi import header_map, read_body
 from appmesh_api.changefeed import ChangeFeed
+from appmesh_api.cloudformation import bridge as cloudformation_bridge
 from appmesh_api.console.site import install as install_console
 from appmesh_api.discovery import DiscoveryService, XdsError
 from appmesh_api.edge import build_side_services_app
@@ -166,7 +167,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     store = open_store(settings)
     feed = ChangeFeed(store.sequence)
     service = AppMeshService(store, feed, settings)
-    side_services = build_side_services_app(settings.aws_endpoint)
+    side_services = build_side_services_app(settings.aws_endpoint, cloudformation.install)
     # X-Ray is answered by appmesh-local itself, unless side services go to --aws-endpoint.
     xray = None if settings.aws_endpoint else XRayService()
 
@@ -174,6 +175,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         where = settings.data_dir or "memory (--in-memory)"
         log.info("App Mesh API ready; state in %s", where)
+        # Stacks of the embedded CloudFormation write through this service, on this loop.
+        cloudformation_bridge.bind(service, asyncio.get_running_loop())
         sweeper = asyncio.create_task(_sweep_proxies(app.state.discovery))
         cloudmap = asyncio.create_task(app.state.discovery.cloudmap.run(feed.publish))
         ads = None
@@ -192,6 +195,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         closer = getattr(side_services, "aclose", None)
         if closer is not None:
             await closer()
+        cloudformation_bridge.unbind(service)
         store.close()
         log.info("App Mesh API stopped")
 

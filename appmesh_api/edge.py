@@ -94,8 +94,13 @@ class _MotoEdge:
       ``x-moto-account-id`` header, so tests can isolate themselves with random keys.
     """
 
-    def __init__(self, dispatcher: Callable[..., Iterable[bytes]]) -> None:
+    def __init__(
+        self,
+        dispatcher: Callable[..., Iterable[bytes]],
+        before_cloudformation: Callable[[], None] | None = None,
+    ) -> None:
         self.dispatcher = dispatcher
+        self.before_cloudformation = before_cloudformation
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         host = environ.get("HTTP_HOST", "")
@@ -111,6 +116,8 @@ class _MotoEdge:
         if cred and _TWELVE_DIGITS.fullmatch(cred.access_key):
             environ.setdefault("HTTP_X_MOTO_ACCOUNT_ID", cred.access_key)
         service = cred.service if cred else "unsigned"
+        if service == "cloudformation" and self.before_cloudformation is not None:
+            self.before_cloudformation()
         path, query = environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", "")
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         operation = _operation(environ["REQUEST_METHOD"], path, query, target, _peek_form(environ))
@@ -241,11 +248,15 @@ class _Forwarder:
         await send({"type": "http.response.body", "body": b""})
 
 
-def build_side_services_app(aws_endpoint: str | None = None) -> ASGIApp:
+def build_side_services_app(
+    aws_endpoint: str | None = None, before_cloudformation: Callable[[], None] | None = None
+) -> ASGIApp:
     """Return the ASGI app serving every non-App-Mesh request on the control-plane port.
 
     ``aws_endpoint`` None: an embedded moto (``moto_server``'s werkzeug dispatcher, bridged
     to ASGI by a2wsgi). moto keeps its state process-wide, so several apps share it.
+    ``before_cloudformation`` runs (in moto's thread) before each CloudFormation request:
+    appmesh-local installs its CloudFormation layer there, on first use.
     ``aws_endpoint`` set (LocalStack, another moto, or real AWS): requests are relayed there.
     """
     if aws_endpoint:
@@ -253,7 +264,7 @@ def build_side_services_app(aws_endpoint: str | None = None) -> ASGIApp:
     from a2wsgi import WSGIMiddleware
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    moto = _MotoEdge(DomainDispatcherApplication(create_backend_app))
+    moto = _MotoEdge(DomainDispatcherApplication(create_backend_app), before_cloudformation)
     # a2wsgi's types are narrower than the protocols: its WSGI environ is a TypedDict without
     # the HTTP_* variables PEP 3333 puts there (and _MotoEdge rewrites), and its ASGI scope
     # and messages are TypedDicts where starlette's ASGIApp takes plain mappings.

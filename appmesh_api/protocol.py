@@ -230,6 +230,19 @@ def parse_request(
     return params
 
 
+def validate_input(operation: OperationModel, params: Mapping[str, Any]) -> None:
+    """Check parameters that did not come over HTTP (CloudFormation's) as a request's are.
+
+    Raises the same BadRequestException, worded the same, as ``parse_request``.
+    """
+    shape = operation.input_shape
+    if shape is None:
+        return
+    errors = _Collector()
+    validate_value(shape, {k: v for k, v in params.items() if v is not None}, "", errors)
+    errors.raise_if_any()
+
+
 def _parse_body(body: bytes) -> Any:
     try:
         return json.loads(body)

@@ -1,0 +1,54 @@
+"""CloudFormation for App Mesh: the embedded moto's engine, taught App Mesh and failure.
+
+- ``schema``: the registry schemas of the ``AWS::AppMesh::*`` types (cfn-lint's copies);
+- ``properties``: template properties -> API parameters along botocore's shapes;
+- ``bridge``: App Mesh calls from moto's threads, run by the service on the event loop;
+- ``resources``: one moto resource model per type, writing through the bridge;
+- ``graph``: dependency order; ``events``: per-resource events and status reasons;
+- ``lifecycle``: create/update/delete with rollback; ``changesets``: executing them.
+
+``install`` hooks all of it into moto's CloudFormation backend. It imports moto's whole
+CloudFormation engine (about a second), so the edge calls it on the first CloudFormation
+request instead of at start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+
+_lock = threading.Lock()
+_installed = False
+
+
+class _DropMotoSkipNotice(logging.Filter):
+    """moto logs an unsupported type once per resource; lifecycle says it once per stack."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No Moto CloudFormation support for")
+
+
+def install() -> None:
+    """Replace moto's stack create/update/delete and change-set execution (idempotent)."""
+    global _installed
+    with _lock:
+        if _installed:
+            return
+        from moto.cloudformation import parsing
+        from moto.cloudformation.models import CloudFormationBackend, Stack
+
+        from appmesh_api.cloudformation import changesets, lifecycle, resources
+
+        assert resources.MODELS  # the import registered the seven model classes
+        for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
+            cached.cache_clear()
+        CloudFormationBackend.create_stack = lifecycle.create_stack  # type: ignore[method-assign]
+        CloudFormationBackend.update_stack = lifecycle.update_stack  # type: ignore[method-assign]
+        CloudFormationBackend.delete_stack = lifecycle.delete_stack  # type: ignore[method-assign]
+        CloudFormationBackend.execute_change_set = changesets.execute_change_set  # type: ignore[method-assign]
+        parsing.ResourceMap.__getitem__ = lifecycle.guarded_getitem  # type: ignore[method-assign]
+        Stack.stack_resources = property(lifecycle.stack_resources)  # type: ignore[method-assign,assignment]
+        logging.getLogger("moto").addFilter(_DropMotoSkipNotice())
+        warnings.filterwarnings("ignore", message="Tried to parse .* not supported by moto")
+        _installed = True
