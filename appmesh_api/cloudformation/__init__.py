@@ -5,7 +5,9 @@
 - ``bridge``: App Mesh calls from moto's threads, run by the service on the event loop;
 - ``resources``: one moto resource model per type, writing through the bridge;
 - ``graph``: dependency order; ``events``: per-resource events and status reasons;
-- ``lifecycle``: create/update/delete with rollback; ``changesets``: executing them.
+- ``lifecycle``: create/update/delete with rollback; ``changesets``: executing them;
+- ``outputs``: outputs that are left out, never a 500, when nothing can compute them;
+- ``template_urls``: TemplateURLs on 127.0.0.1 and localhost, path-style or virtual-hosted.
 
 ``install`` hooks all of it into moto's CloudFormation backend. It imports moto's whole
 CloudFormation engine (about a second), so the edge calls it on the first CloudFormation
@@ -35,10 +37,12 @@ def install() -> None:
     with _lock:
         if _installed:
             return
-        from moto.cloudformation import parsing
+        from moto.cloudformation import models, parsing, responses
         from moto.cloudformation.models import CloudFormationBackend, Stack
+        from moto.cloudformation.responses import CloudFormationResponse, StackResourceDTO
 
-        from appmesh_api.cloudformation import changesets, lifecycle, resources
+        from appmesh_api.cloudformation import changesets, events, lifecycle, outputs, resources
+        from appmesh_api.cloudformation.template_urls import get_stack_from_s3_url
 
         assert resources.MODELS  # the import registered the seven model classes
         for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
@@ -47,7 +51,15 @@ def install() -> None:
         CloudFormationBackend.update_stack = lifecycle.update_stack  # type: ignore[method-assign]
         CloudFormationBackend.delete_stack = lifecycle.delete_stack  # type: ignore[method-assign]
         CloudFormationBackend.execute_change_set = changesets.execute_change_set  # type: ignore[method-assign]
+        CloudFormationBackend.describe_change_set = changesets.describe_change_set  # type: ignore[method-assign]
+        CloudFormationBackend.delete_change_set = changesets.delete_change_set  # type: ignore[method-assign]
         parsing.ResourceMap.__getitem__ = lifecycle.guarded_getitem  # type: ignore[method-assign]
+        parsing.ResourceMap.validate_outputs = outputs.validate_outputs  # type: ignore[method-assign]
+        parsing.parse_output = outputs.parse_output
+        responses.get_stack_from_s3_url = get_stack_from_s3_url
+        models.get_stack_from_s3_url = get_stack_from_s3_url
+        StackResourceDTO.__init__ = events.resource_dto_init  # type: ignore[method-assign]
+        CloudFormationResponse.list_stack_resources = events.list_stack_resources  # type: ignore[method-assign,assignment]
         Stack.stack_resources = property(lifecycle.stack_resources)  # type: ignore[method-assign,assignment]
         logging.getLogger("moto").addFilter(_DropMotoSkipNotice())
         warnings.filterwarnings("ignore", message="Tried to parse .* not supported by moto")

@@ -1,8 +1,9 @@
-"""Executing change sets through the stack lifecycle (``lifecycle.py``).
+"""Change sets as the CDK CLI uses them, executed through ``lifecycle.py``.
 
-moto's ``execute_change_set`` applies the template with moto's engine (no events, no
-rollback), never rebuilds the outputs, and fails with an ``UnboundLocalError`` (a 500)
-for a change set name it does not know.
+moto 5.2's ``execute_change_set`` applies the template with moto's engine (no events, no
+rollback) and never rebuilds the outputs; for a change set it does not know, Describe
+answers ``ValidationError`` (the CDK CLI waits for ``ChangeSetNotFound``), Execute fails
+with an ``UnboundLocalError`` and Delete with a ``KeyError`` (both 500s).
 """
 
 from __future__ import annotations
@@ -24,6 +25,20 @@ def find_change_set(backend: CloudFormationBackend, name_or_arn: str) -> ChangeS
     if found is None:
         raise ChangeSetNotFoundException(f"ChangeSet [{name_or_arn}] does not exist")
     return found
+
+
+def describe_change_set(backend: CloudFormationBackend, change_set_name: str) -> ChangeSet:
+    return find_change_set(backend, change_set_name)
+
+
+def delete_change_set(backend: CloudFormationBackend, change_set_name: str) -> None:
+    """Deleting a change set that is not there succeeds (UNCONFIRMED: the CDK CLI deletes
+    its previous change set by name before every deploy and does not catch an error)."""
+    try:
+        found = find_change_set(backend, change_set_name)
+    except ChangeSetNotFoundException:
+        return
+    backend.change_sets.pop(found.change_set_id, None)
 
 
 def execute_change_set(

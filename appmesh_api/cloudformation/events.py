@@ -1,8 +1,10 @@
-"""Per-resource stack events and the status reasons CloudFormation writes into them.
+"""Per-resource stack events, the status reasons in them, and each resource's status.
 
 moto records stack-level events only; CloudFormation records one event per resource step
 (``CREATE_IN_PROGRESS``, ``CREATE_FAILED`` with the handler's message...), and that is
-what ``aws cloudformation deploy`` and the CDK CLI print when a stack fails.
+what ``aws cloudformation deploy`` and the CDK CLI print when a stack fails. moto also
+reports every resource as its stack's status (or a hard-coded CREATE_COMPLETE); here a
+resource's status is its last event's.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import uuid
 
 from moto.cloudformation.models import Event, Stack
+from moto.cloudformation.responses import CloudFormationResponse, StackResourceDTO
+from moto.core.responses import ActionResult
 
 from appmesh_api.cloudformation.properties import PropertyError
 from appmesh_api.errors import AppMeshError
@@ -49,6 +53,42 @@ def resource_event(
     )
     event.sendToSns(stack.account_id, stack.region_name, stack.notification_arns)
     stack.events.append(event)
+    stack.__dict__.setdefault("appmesh_resource_status", {})[logical_id] = event
+
+
+def last_event(stack: Stack, logical_id: str | None) -> Event | None:
+    return stack.__dict__.get("appmesh_resource_status", {}).get(logical_id)
+
+
+_moto_dto_init = StackResourceDTO.__init__
+
+
+def resource_dto_init(dto: StackResourceDTO, stack: Stack, resource: object) -> None:
+    """``StackResourceDTO.__init__`` with the resource's own status and time."""
+    _moto_dto_init(dto, stack, resource)  # type: ignore[arg-type]
+    event = last_event(stack, dto.logical_resource_id)
+    if event is not None:
+        dto.resource_status = event.resource_status
+        dto.timestamp = event.timestamp  # type: ignore[assignment]
+
+
+def list_stack_resources(response: CloudFormationResponse) -> ActionResult:
+    """``ListStackResources`` with real statuses (moto hard-codes CREATE_COMPLETE)."""
+    stack = response.cloudformation_backend.get_stack(response._get_param("StackName"))
+    summaries = []
+    for resource in stack.stack_resources:
+        logical_id = getattr(resource, "logical_resource_id", "")
+        event = last_event(stack, logical_id)
+        summaries.append(
+            {
+                "ResourceStatus": event.resource_status if event else stack.status,
+                "LogicalResourceId": logical_id,
+                "LastUpdatedTimestamp": event.timestamp if event else stack.creation_time,
+                "PhysicalResourceId": getattr(resource, "physical_resource_id", ""),
+                "ResourceType": getattr(resource, "cf_resource_type", ""),
+            }
+        )
+    return ActionResult({"StackResourceSummaries": summaries})
 
 
 def failure_reason(logical_id: str, error: Exception) -> str:

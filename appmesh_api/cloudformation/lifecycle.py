@@ -263,6 +263,7 @@ def run_create(backend: CloudFormationBackend, stack: Stack) -> None:
 
 
 def _rollback_create(stack: Stack, journal: Journal, reason: str) -> None:
+    stack.stack_status_reason = reason  # type: ignore[attr-defined]
     stack.status = "ROLLBACK_IN_PROGRESS"
     stack._add_stack_event("ROLLBACK_IN_PROGRESS", resource_status_reason=reason)
     log.warning("stack %s: %s", stack.name, reason)
@@ -366,6 +367,7 @@ def run_update(
     )
     diff = resource_map.build_resource_diff(new_template, parameters)
     stack.status = "UPDATE_IN_PROGRESS"
+    stack.stack_status_reason = None  # type: ignore[attr-defined]
     stack._add_stack_event("UPDATE_IN_PROGRESS", resource_status_reason="User Initiated")
     new_parameters = parameters if parameters is not None else before.input_parameters
     journal = Journal(previous=before.bodies)
@@ -432,6 +434,7 @@ def _cleanup(stack: Stack, before: _Before, diff: dict[str, list[str]], journal:
 def _rollback_update(
     backend: CloudFormationBackend, stack: Stack, before: _Before, journal: Journal, reason: str
 ) -> None:
+    stack.stack_status_reason = reason  # type: ignore[attr-defined]
     stack.status = "UPDATE_ROLLBACK_IN_PROGRESS"
     stack._add_stack_event("UPDATE_ROLLBACK_IN_PROGRESS", resource_status_reason=reason)
     log.warning("stack %s: %s", stack.name, reason)
@@ -512,6 +515,7 @@ def delete_stack(backend: CloudFormationBackend, name_or_stack_id: str) -> None:
     if failed:
         reason = f"The following resource(s) failed to delete: [{', '.join(failed)}]. "
         stack.status = "DELETE_FAILED"
+        stack.stack_status_reason = reason  # type: ignore[attr-defined]
         stack._add_stack_event("DELETE_FAILED", resource_status_reason=reason)
         log.warning("stack %s: %s", stack.name, reason)
         return
