@@ -6,6 +6,7 @@
 - ``resources``: one moto resource model per type, writing through the bridge;
 - ``graph``: dependency order; ``events``: per-resource events and status reasons;
 - ``lifecycle``: create/update/delete with rollback; ``changesets``: executing them;
+- ``exports``: cross-stack exports, refused to delete while another stack imports them;
 - ``outputs``: outputs that are left out, never a 500, when nothing can compute them;
 - ``template_urls``: TemplateURLs on 127.0.0.1 and localhost, path-style or virtual-hosted.
 
@@ -41,7 +42,14 @@ def install() -> None:
         from moto.cloudformation.models import CloudFormationBackend, Stack
         from moto.cloudformation.responses import CloudFormationResponse, StackResourceDTO
 
-        from appmesh_api.cloudformation import changesets, events, lifecycle, outputs, resources
+        from appmesh_api.cloudformation import (
+            changesets,
+            events,
+            exports,
+            lifecycle,
+            outputs,
+            resources,
+        )
         from appmesh_api.cloudformation.template_urls import get_stack_from_s3_url
 
         assert resources.MODELS  # the import registered the seven model classes
@@ -56,6 +64,7 @@ def install() -> None:
         parsing.ResourceMap.__getitem__ = lifecycle.guarded_getitem  # type: ignore[method-assign]
         parsing.ResourceMap.validate_outputs = outputs.validate_outputs  # type: ignore[method-assign]
         parsing.parse_output = outputs.parse_output
+        parsing.clean_json = exports.clean_json
         responses.get_stack_from_s3_url = get_stack_from_s3_url
         models.get_stack_from_s3_url = get_stack_from_s3_url
         StackResourceDTO.__init__ = events.resource_dto_init  # type: ignore[method-assign]

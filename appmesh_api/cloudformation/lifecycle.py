@@ -35,6 +35,7 @@ from moto.cloudformation.parsing import OutputMap, ResourceMap
 from moto.cloudformation.utils import generate_stack_id
 from moto.ec2.models.core import TaggedEC2Resource
 
+from appmesh_api.cloudformation import exports
 from appmesh_api.cloudformation.events import failure_reason, resource_event
 from appmesh_api.cloudformation.graph import creation_order
 from appmesh_api.cloudformation.resources import MODELS
@@ -242,7 +243,7 @@ def run_create(backend: CloudFormationBackend, stack: Stack) -> None:
         with creating(stack):
             for logical_id in creation_order(resource_map._resource_json_map):
                 create_one(stack, logical_id, journal)
-            _register_exports(backend, stack)
+            exports.register(backend, stack)
     except ResourceFailed as failure:
         _report_skipped(stack, journal)
         _rollback_create(
@@ -277,16 +278,6 @@ def _rollback_create(stack: Stack, journal: Journal, reason: str) -> None:
     status = "ROLLBACK_COMPLETE" if deleted else "ROLLBACK_FAILED"
     stack.status = status
     stack._add_stack_event(status)
-
-
-def _register_exports(backend: CloudFormationBackend, stack: Stack) -> None:
-    stack.output_map = stack._create_output_map()
-    for name, export in list(backend.exports.items()):
-        if export.exporting_stack_id == stack.stack_id:
-            del backend.exports[name]
-    backend._validate_export_uniqueness(stack)
-    for export in stack.exports:
-        backend.exports[export.name] = export
 
 
 def create_stack(
@@ -375,7 +366,7 @@ def run_update(
         with creating(stack):
             _load_template(stack, new_template, new_parameters)
             _apply_changes(stack, diff, journal)
-            _register_exports(backend, stack)
+            exports.register(backend, stack)
     except (ResourceFailed, ValidationError, ValueError, KeyError) as failure:
         _report_skipped(stack, journal)
         _rollback_update(backend, stack, before, journal, _update_failure(failure))
@@ -451,7 +442,7 @@ def _rollback_update(
         else:
             old, old_body = modified[logical_id]
             restored &= _restore_one(stack, logical_id, old, old_body)
-    _register_exports(backend, stack)
+    exports.register(backend, stack)
     stack.status = "UPDATE_ROLLBACK_COMPLETE" if restored else "UPDATE_ROLLBACK_FAILED"
     if restored:
         stack._add_stack_event("UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS")
@@ -511,22 +502,31 @@ def delete_stack(backend: CloudFormationBackend, name_or_stack_id: str) -> None:
         return  # CloudFormation answers a delete of a missing stack with success too
     stack.status = "DELETE_IN_PROGRESS"
     stack._add_stack_event("DELETE_IN_PROGRESS", resource_status_reason="User Initiated")
+    try:
+        exports.check_not_in_use(backend, stack, keep={})
+    except ValidationError as in_use:
+        _delete_failed(stack, failure_reason("", in_use))
+        return
     failed = _delete_resources(stack, stack.resource_map._resource_json_map)
     if failed:
-        reason = f"The following resource(s) failed to delete: [{', '.join(failed)}]. "
-        stack.status = "DELETE_FAILED"
-        stack.stack_status_reason = reason  # type: ignore[attr-defined]
-        stack._add_stack_event("DELETE_FAILED", resource_status_reason=reason)
-        log.warning("stack %s: %s", stack.name, reason)
+        _delete_failed(
+            stack, f"The following resource(s) failed to delete: [{', '.join(failed)}]. "
+        )
         return
-    for name, export in list(backend.exports.items()):
-        if export.exporting_stack_id == stack.stack_id:
-            del backend.exports[name]
+    exports.unregister(backend, stack)
     _no_outputs(stack)
     backend.stacks.pop(stack.stack_id, None)
     backend.deleted_stacks[stack.stack_id] = stack
     stack.status = "DELETE_COMPLETE"
     stack._add_stack_event("DELETE_COMPLETE")
+
+
+def _delete_failed(stack: Stack, reason: str) -> None:
+    """The stack stays, as CloudFormation leaves it: the user fixes the cause and retries."""
+    stack.status = "DELETE_FAILED"
+    stack.stack_status_reason = reason  # type: ignore[attr-defined]
+    stack._add_stack_event("DELETE_FAILED", resource_status_reason=reason)
+    log.warning("stack %s: %s", stack.name, reason)
 
 
 def _delete_resources(stack: Stack, bodies: dict[str, Any]) -> list[str]:
