@@ -25,7 +25,7 @@ async def serve(config: dict) -> None:
 
     extra = {}
     if config.get("env"):
-        from proxy.observability_config import ObservabilityConfig
+        from proxy.config.observability import ObservabilityConfig
 
         node_id = config.get("node_id", "mesh/bench/virtualNode/bench")
         extra["observability"] = ObservabilityConfig.from_environment(config["env"], node_id)

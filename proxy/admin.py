@@ -13,15 +13,20 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
 from envoy_bootstrap.envoy_types import PREFIX as TYPE_PREFIX
 
 if TYPE_CHECKING:
-    from proxy.cluster_manager import Cluster, Host
-    from proxy.server import ProxyServer
+    from proxy.config.compile import CompiledConfig
+    from proxy.context import ProxyContext
+    from proxy.listener import ListenerHandle
+    from proxy.observe.observability import Observability
+    from proxy.observe.stats import Stats
+    from proxy.upstream.cluster_manager import Cluster
+    from proxy.upstream.host import Host
 
 PROXY_VERSION = "appmesh-local/0.1.0/1.0/Clean/RELEASE/Python"
 
@@ -35,8 +40,30 @@ def _socket(host: str, port: int) -> dict[str, Any]:
     return {"socket_address": {"address": host, "port_value": port}}
 
 
+class ServerView(Protocol):
+    """What the admin endpoint reads of the server it reports on (``ProxyServer``).
+
+    Declared here so the server can own its admin endpoint without the admin importing
+    the server back."""
+
+    started_at: float
+    state: str
+    node: dict[str, Any]
+    observability: Observability | None
+    listeners: dict[str, ListenerHandle]
+
+    @property
+    def ctx(self) -> ProxyContext: ...
+
+    @property
+    def config(self) -> CompiledConfig: ...
+
+    @property
+    def stats(self) -> Stats: ...
+
+
 class AdminServer:
-    def __init__(self, server: ProxyServer) -> None:
+    def __init__(self, server: ServerView) -> None:
         self.server = server
         self.bound: tuple[str, int] | None = None
         self._runner: web.AppRunner | None = None

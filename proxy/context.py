@@ -12,15 +12,15 @@ import asyncio
 import itertools
 from typing import TYPE_CHECKING, Any
 
-from proxy.access_log import AccessLogSinks
-from proxy.cluster_manager import ClusterManager
-from proxy.config import EMPTY_CONFIG, CompiledConfig
-from proxy.stats import Stats
+from proxy.config.compile import EMPTY_CONFIG, CompiledConfig
+from proxy.observe.access_log import AccessLogSinks
+from proxy.observe.stats import Stats
 from proxy.timers import DateCache, TimerWheel
+from proxy.upstream.cluster_manager import ClusterManager
 
 if TYPE_CHECKING:
-    from proxy.metrics_extension import MetricsExtension
-    from proxy.tracing import Tracer
+    from proxy.observe.metrics_extension import MetricsExtension
+    from proxy.observe.tracing import Tracer
 
 
 class ProxyContext:

@@ -24,15 +24,15 @@ import socket
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from proxy.http1 import Http1Connection
-from proxy.original_dst import original_destination
-from proxy.stats import LISTENER_COUNTERS
-from proxy.tcp import TcpProxyConnection
+from proxy.codec.http1 import Http1Connection
+from proxy.codec.tcp import TcpProxyConnection
+from proxy.interception.original_dst import original_destination
+from proxy.observe.stats import LISTENER_COUNTERS
 
 if TYPE_CHECKING:
-    from proxy.config import FilterChain, HttpConnectionManagerConfig, ListenerConfig
+    from proxy.config.compile import FilterChain, HttpConnectionManagerConfig, ListenerConfig
     from proxy.context import ProxyContext
-    from proxy.stats import StatsScope
+    from proxy.observe.stats import StatsScope
 
 
 class _Reject(asyncio.Protocol):

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.observability_config import OFF, ObservabilityConfig
+from proxy.config.observability import OFF, ObservabilityConfig
 
 log = logging.getLogger("appmesh_proxy")
 
@@ -194,7 +194,7 @@ def _start_other_workers(settings: ProxySettings, env: Mapping[str, str]) -> lis
 
 
 def _iptables(action: str, env: Mapping[str, str]) -> int:
-    from proxy import interception
+    from proxy.interception import iptables as interception
 
     try:
         config = interception.Interception.from_environment(env)

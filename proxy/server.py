@@ -20,13 +20,13 @@ import time
 from typing import Any
 
 from proxy.admin import AdminServer
-from proxy.config import CompiledConfig, compile_resources
+from proxy.config.compile import CompiledConfig, compile_resources
+from proxy.config.observability import ObservabilityConfig
+from proxy.config.protojson import ConfigError
 from proxy.context import ProxyContext
 from proxy.listener import ListenerHandle
-from proxy.observability import Observability
-from proxy.observability_config import ObservabilityConfig
-from proxy.protojson import ConfigError
-from proxy.stats import Stats
+from proxy.observe.observability import Observability
+from proxy.observe.stats import Stats
 
 PRE_INITIALIZING, INITIALIZING, LIVE, DRAINING = (
     "PRE_INITIALIZING",
@@ -98,7 +98,11 @@ class ProxyServer:
         server_stats.gauge_fn("live", lambda: int(self.state == LIVE))
         server_stats.gauge_fn("uptime", lambda: int(time.time() - self.started_at))
         server_stats.gauge_fn("total_connections", lambda: len(self.ctx.connections))
-        self.observability = Observability(self._observability_config, self._ctx)
+        ctx = self._ctx
+        self.observability = Observability(
+            self._observability_config, loop, ctx.stats, ctx.connections
+        )
+        ctx.tracer, ctx.metrics = self.observability.tracer, self.observability.metrics
         self.observability.start()
         self.state = INITIALIZING
         if self._admin_address is not None:

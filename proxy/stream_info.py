@@ -1,18 +1,16 @@
-"""What happened to one request or TCP connection: the record access logs read.
+"""What happened to one request or TCP connection: the record every observer reads.
 
 Envoy calls this ``StreamInfo``. The data path fills it in as it goes (times, bytes,
-upstream host, response flags) and hands it to the access loggers when the stream ends,
-so logging never reaches back into the protocol objects.
+upstream host, route and cluster targets, response flags) and hands it to the access
+loggers, the X-Ray tracer and the metrics extension when the stream ends, so observing
+never reaches back into the protocol objects (and ``proxy.observe`` never imports the
+router or the codecs).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from proxy.xray_segments import TraceContext
 
 # Envoy response flags (short form, as %RESPONSE_FLAGS% prints them).
 NO_HEALTHY_UPSTREAM = "UH"
@@ -31,6 +29,24 @@ STREAM_IDLE_TIMEOUT = "SI"
 DURATION_TIMEOUT = "DT"
 
 _EMPTY: Mapping[str, str] = {}
+
+
+class TraceContext:
+    """Where one request sits in its X-Ray trace, decided when it was routed (read-only).
+
+    Kept beside ``StreamInfo`` because the record carries it: the tracer sets it and the
+    segment builder reads it."""
+
+    __slots__ = ("call_id", "parent_id", "sampled", "segment_id", "trace_id")
+
+    def __init__(
+        self, trace_id: str, parent_id: str | None, segment_id: str, call_id: str, sampled: bool
+    ) -> None:
+        self.trace_id = trace_id
+        self.parent_id = parent_id  # the caller's entity, from the incoming header
+        self.segment_id = segment_id  # this proxy's segment
+        self.call_id = call_id  # the remote subsegment; sent upstream as Parent
+        self.sampled = sampled
 
 
 class StreamInfo:
@@ -57,6 +73,9 @@ class StreamInfo:
         "route_name",
         "start",
         "start_time",
+        "stat_prefix",
+        "target_virtual_node",
+        "target_virtual_service",
         "trace",
         "upstream_cluster",
         "upstream_host",
@@ -95,6 +114,11 @@ class StreamInfo:
         self.upstream_local = ""
         self.upstream_transport_failure_reason = ""
         self.route_name = ""
+        # Which listener served it (``ingress...`` or ``egress...``), and the mesh targets
+        # of its route and cluster: what X-Ray and the metrics extension name calls after.
+        self.stat_prefix = ""
+        self.target_virtual_service = ""
+        self.target_virtual_node = ""
         self.attempt_count = 0
         self.first_upstream_tx: float | None = None
         self.first_upstream_rx: float | None = None

@@ -42,9 +42,9 @@ from envoy_bootstrap.envoy_types import (
     ROUTE_CONFIGURATION,
     SECRET,
 )
-from proxy import unsupported
-from proxy.protojson import ConfigError, type_url
-from proxy.stats import Stats
+from proxy.config import unsupported
+from proxy.config.protojson import ConfigError, type_url
+from proxy.observe.stats import Stats
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import socket
 import sys
 import threading
 
-from proxy.original_dst import original_destination
+from proxy.interception.original_dst import original_destination
 
 
 def serve(port: int, label: str) -> None:

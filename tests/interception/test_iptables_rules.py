@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.interception import Interception, install_rules
+from proxy.interception.iptables import Interception, install_rules
 
 ECS_PROPERTIES = {
     "IgnoredUID": "1337",

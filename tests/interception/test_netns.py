@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.interception import Interception, apply, remove
+from proxy.interception.iptables import Interception, apply, remove
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("iptables") or not shutil.which("ip"),

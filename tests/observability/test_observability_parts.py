@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import pytest
 
-from proxy.cloudwatch import metric_data
-from proxy.dogstatsd import extension_lines, pack
-from proxy.metrics_extension import MetricPoint, MetricsExtension, Timing
-from proxy.observability_config import MeshIdentity, ObservabilityConfig
-from proxy.sampling import Sampler, SamplingRule, wildcard
-from proxy.stats import Stats
-from proxy.tracing import parse_trace_header
-from proxy.xray_segments import client_address, outcome
+from proxy.config.observability import MeshIdentity, ObservabilityConfig
+from proxy.observe.cloudwatch import metric_data
+from proxy.observe.dogstatsd import extension_lines, pack
+from proxy.observe.metrics_extension import MetricPoint, MetricsExtension, Timing
+from proxy.observe.sampling import Sampler, SamplingRule, wildcard
+from proxy.observe.stats import Stats
+from proxy.observe.tracing import parse_trace_header
+from proxy.observe.xray_segments import client_address, outcome
+from proxy.stream_info import StreamInfo
 
 NODE = "arn:aws:appmesh:us-east-1:123456789012:mesh/demo/virtualNode/front"
 
@@ -144,26 +144,24 @@ def test_outcome_flags_and_client_address():
     assert client_address(forwarded, "10.0.0.1:5555") == ("203.0.113.9", True)
 
 
-def _request(stat_prefix: str, cluster, route, **info) -> SimpleNamespace:
-    defaults = {"bytes_received": 2, "bytes_sent": 3, "request_headers": {}, "attempt_count": 1,
-                "response_code": 200, "first_upstream_tx": 1.0, "end": 1.004}  # fmt: skip
-    return SimpleNamespace(
-        info=SimpleNamespace(**{**defaults, **info}),
-        hcm=SimpleNamespace(stat_prefix=stat_prefix),
-        cluster=cluster,
-        route=route,
-    )
+def _request(stat_prefix: str, node: str, service: str, **fields) -> StreamInfo:
+    """A finished request's record, as the router leaves it for the observers."""
+    info = StreamInfo(0.0, "HTTP/1.1", "127.0.0.1:5000", "127.0.0.1:15001", 1)
+    values = {"bytes_received": 2, "bytes_sent": 3, "attempt_count": 1, "response_code": 200,
+              "first_upstream_tx": 1.0, "end": 1.004, "stat_prefix": stat_prefix,
+              "target_virtual_node": node, "target_virtual_service": service}  # fmt: skip
+    for name, value in {**values, **fields}.items():
+        setattr(info, name, value)
+    return info
 
 
 def test_the_extension_counts_targets_and_reports_deltas():
     stats = Stats()
     stats.scope("http", "ingress", ("downstream_rq_total",)).counters["downstream_rq_total"] = 4
     extension = MetricsExtension(MeshIdentity("demo", "virtualNode", "front"), stats, set())
-    cluster = SimpleNamespace(config=SimpleNamespace(target_virtual_node="b"))
-    route = SimpleNamespace(target_virtual_service="b.local")
     for code in (200, 201, 503):
-        extension.on_request(_request("egress", cluster, route, response_code=code))
-    extension.on_request(_request("ingress", None, None, request_headers={
+        extension.on_request(_request("egress", "b", "b.local", response_code=code))
+    extension.on_request(_request("ingress", "", "", request_headers={
         "content-type": "application/grpc"}))  # fmt: skip
     first = {(p.name, p.dims[-1][1]): p for p in extension.collect()}
     assert first[("RequestCount", "front")].value == 4
@@ -175,7 +173,7 @@ def test_the_extension_counts_targets_and_reports_deltas():
     assert ("HTTPCode_Target_3XX_Count", "b.local") not in first  # zero deltas are left out
     timing = first[("TargetResponseTime", "b.local")].timing
     assert timing is not None and timing.count == 3 and round(timing.maximum) == 4
-    extension.on_request(_request("egress", cluster, route))
+    extension.on_request(_request("egress", "b", "b.local"))
     second = {(p.name, p.dims[-1][1]): p.value for p in extension.collect()}
     assert second[("RequestCountPerTarget", "b.local")] == 1
     assert ("RequestCount", "front") not in second

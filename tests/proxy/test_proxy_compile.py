@@ -5,16 +5,16 @@ from __future__ import annotations
 import pytest
 from proxy_envoy import CLUSTER, cluster, http_listener, route, route_config, tcp_listener, vhost
 
-from proxy.config import compile_resources
-from proxy.protojson import ConfigError, duration
-from proxy.retry import (
+from proxy.config.compile import compile_resources
+from proxy.config.protojson import ConfigError, duration
+from proxy.config.retry import (
     CONNECT_FAILURE,
     CONNECTION_TERMINATION,
     OVERFLOW,
     PER_TRY_TIMEOUT,
     compile_retry_policy,
 )
-from proxy.routing import RequestView, compile_route_configuration
+from proxy.config.routing import RequestView, compile_route_configuration
 
 
 def _view(path: str, **headers: str) -> RequestView:

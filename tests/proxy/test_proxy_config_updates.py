@@ -18,7 +18,7 @@ from proxy_envoy import (
 )
 from proxy_harness import backends, client, fetch, raw_connection, read_response, running_proxy
 
-from proxy.protojson import ConfigError
+from proxy.config.protojson import ConfigError
 
 
 def _to(name: str) -> list[dict]:

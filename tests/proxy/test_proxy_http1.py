@@ -314,7 +314,7 @@ async def test_finished_requests_are_freed_without_the_cycle_collector() -> None
     load those cycles cost a collection every ~85 requests and pauses of many ms."""
     import gc
 
-    from proxy.router import Router
+    from proxy.router.router import Router
 
     async with (
         backends("app") as (app,),

@@ -28,11 +28,11 @@ from proxy_envoy import (
 from proxy_harness import client, fetch, raw_connection, running_proxy
 
 from appmesh_api.localports import free_port
-from proxy.cluster_config import compile_cluster
-from proxy.cluster_manager import Cluster
-from proxy.config import compile_listener
-from proxy.protojson import ConfigError
-from proxy.stats import Stats
+from proxy.config.cluster import compile_cluster
+from proxy.config.compile import compile_listener
+from proxy.config.protojson import ConfigError
+from proxy.observe.stats import Stats
+from proxy.upstream.cluster_manager import Cluster
 
 ORIGINAL_DST_TYPE = T + "envoy.extensions.filters.listener.original_dst.v3.OriginalDst"
 BY_NAME = {"name": "envoy.filters.listener.original_dst"}

@@ -7,8 +7,8 @@ import asyncio
 
 from proxy_envoy import cluster, eds_cluster, http_listener
 
-from proxy.access_log import compile_json_format, compile_text_format
-from proxy.stats import Stats
+from proxy.config.access_log import compile_json_format, compile_text_format
+from proxy.observe.stats import Stats
 from proxy.stream_info import StreamInfo
 from proxy.timers import TimerWheel
 from proxy.xds_client import _eds_names, _route_names, _secret_names

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from envoy_bootstrap.envoy_types import HTTP_PROTOCOL_OPTIONS
-from proxy.protojson import (
+from proxy.config.protojson import (
     ConfigError,
     aggregate_stats_tag,
     duration,

@@ -17,28 +17,30 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from proxy import stream_info as flags
-from proxy.attempt import Attempt
-from proxy.headers import (
+from proxy.config.retry import CONNECT_FAILURE, CONNECTION_TERMINATION, PER_TRY_TIMEOUT
+from proxy.config.routing import HeaderMutation, RequestView, Route, redirect_location
+from proxy.router.attempt import Attempt
+from proxy.router.headers import (
     apply_response_mutation,
     build_request_head,
     mutate_request_headers,
     normalize_path,
     response_headers,
 )
-from proxy.http_types import CHUNKED, NO_BODY, Downstream, HttpRequest
-from proxy.request_accounting import request_finished
-from proxy.request_body import RequestBody
-from proxy.retry import CONNECT_FAILURE, CONNECTION_TERMINATION, PER_TRY_TIMEOUT, RetryState
-from proxy.routing import HeaderMutation, RequestView, Route, redirect_location
+from proxy.router.http_types import CHUNKED, NO_BODY, Downstream, HttpRequest
+from proxy.router.request_accounting import request_finished
+from proxy.router.request_body import RequestBody
+from proxy.router.retry_state import RetryState
 
 if TYPE_CHECKING:
-    from proxy.cluster_manager import Cluster, Host
-    from proxy.config import HttpConnectionManagerConfig
+    from proxy.config.compile import HttpConnectionManagerConfig
     from proxy.context import ProxyContext
-    from proxy.stats import StatsScope
+    from proxy.observe.stats import StatsScope
     from proxy.stream_info import StreamInfo
     from proxy.timers import Timer
-    from proxy.upstream import UpstreamConnection
+    from proxy.upstream.cluster_manager import Cluster
+    from proxy.upstream.host import Host
+    from proxy.upstream.http1 import UpstreamConnection
 
 _CODE_CLASS = tuple(f"upstream_rq_{n}xx" for n in range(6))
 _RESET_BODY = b"upstream connect error or disconnect/reset before headers. reset reason: "
@@ -102,6 +104,7 @@ class Router:
             return self.local_reply(404, b"", flags.NO_ROUTE_FOUND, "route_not_found")
         self.route = route
         self.info.route_name = route.name
+        self.info.target_virtual_service = route.target_virtual_service
         if route.direct_response is not None:
             self.http_stats.counters["rq_direct_response"] += 1
             status, body = route.direct_response
@@ -119,12 +122,13 @@ class Router:
             return self.local_reply(status, body, flags.NO_CLUSTER_FOUND, "cluster_not_found")
         self.cluster = cluster
         self.info.upstream_cluster = cluster.name
+        self.info.target_virtual_node = cluster.config.target_virtual_node
         if action.retry_policy is not None and action.retry_policy.retry_on:
             self.retry = RetryState(action.retry_policy)
         policy = action.retry_policy
         expected = (policy.per_try_timeout if policy else None) or action.timeout
         if self.ctx.tracer is not None:
-            self.ctx.tracer.begin(self)  # continues X-Amzn-Trace-Id for the upstream
+            self.ctx.tracer.begin(self.info, headers)  # continues X-Amzn-Trace-Id upstream
         self._head = build_request_head(request, route, expected)
         idle = action.idle_timeout or hcm.stream_idle_timeout
         if idle and (request.framing != NO_BODY or not action.timeout or action.timeout > idle):
@@ -515,7 +519,7 @@ class Router:
         if attempt is not None and not attempt.ended:
             attempt.abandon(drain=False)
         self._release_retry()  # also when the request ended during a back-off
-        request_finished(self)
+        request_finished(self.ctx, info, self.http_stats, self.hcm.access_logs, self.cluster)
         self._body.clear()
         # Break the Router <-> Attempt cycle so a finished request is freed by reference
         # counting, not the cycle collector (~10% of the proxy's CPU under load).

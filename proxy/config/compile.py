@@ -32,15 +32,15 @@ from envoy_bootstrap.envoy_types import (
     SECRET,
     TCP_PROXY,
 )
-from proxy import unsupported
-from proxy.access_log import AccessLogConfig, compile_access_logs
-from proxy.cluster_config import (
+from proxy.config import unsupported
+from proxy.config.access_log import AccessLogConfig, compile_access_logs
+from proxy.config.cluster import (
     ClusterConfig,
     LoadAssignment,
     compile_cluster,
     compile_load_assignment,
 )
-from proxy.protojson import (
+from proxy.config.protojson import (
     ConfigError,
     duration,
     flag,
@@ -49,7 +49,7 @@ from proxy.protojson import (
     typed_config,
     uint,
 )
-from proxy.routing import RouteTable, compile_route_configuration
+from proxy.config.routing import RouteTable, compile_route_configuration
 
 _HCM_NAMES = (HTTP_CONNECTION_MANAGER, "envoy.filters.network.http_connection_manager")
 _TCP_NAMES = (TCP_PROXY, "envoy.filters.network.tcp_proxy")

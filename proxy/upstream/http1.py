@@ -17,16 +17,11 @@ connection is opened for it unless ``max_connections`` is reached
 from __future__ import annotations
 
 import asyncio
-import time
-from collections import deque
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import httptools
 
-from proxy.retry import CONNECT_FAILURE, CONNECTION_TERMINATION
-
-if TYPE_CHECKING:
-    from proxy.cluster_manager import Cluster, Host
+from proxy.config.retry import CONNECTION_TERMINATION
 
 
 class UpstreamStream(Protocol):
@@ -44,6 +39,13 @@ class UpstreamStream(Protocol):
     def on_upstream_reset(self, reason: str) -> None: ...
     def on_upstream_writable(self, writable: bool) -> None: ...
     def on_upstream_flush(self) -> None: ...
+
+
+class ConnectionPool(Protocol):
+    """Where a connection goes back after a request, or reports that it closed."""
+
+    def release(self, conn: UpstreamConnection) -> None: ...
+    def on_closed(self, conn: UpstreamConnection) -> None: ...
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -68,7 +70,7 @@ class UpstreamConnection(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, pool: HostPool) -> None:
+    def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
@@ -229,153 +231,3 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.abort()
         if stream is not None and not stream.discarded:
             stream.on_upstream_reset(reason)
-
-
-def _connect_detail(exc: BaseException) -> str:
-    """Envoy's transport failure reason wording, as far as a socket error tells it."""
-    if isinstance(exc, TimeoutError):
-        return "connect timeout"
-    code = getattr(exc, "errno", None)
-    return f"delayed connect error: {code}" if code else (str(exc) or type(exc).__name__)
-
-
-class HostPool:
-    """Idle keep-alive connections and pending requests for one upstream host."""
-
-    __slots__ = ("_tasks", "closing", "cluster", "connecting", "host", "idle", "waiters")
-
-    def __init__(self, host: Host, cluster: Cluster) -> None:
-        self.host = host
-        self.cluster = cluster
-        self.idle: list[UpstreamConnection] = []
-        self.waiters: deque[UpstreamStream] = deque()
-        self.connecting = 0
-        self.closing = False
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def acquire(self, stream: UpstreamStream) -> bool:
-        """Hand ``stream`` a connection now or later; ``False`` means pending overflow."""
-        idle = self.idle
-        while idle:
-            conn = idle.pop()
-            if not conn.closed:
-                stream.on_pool_ready(conn)
-                return True
-        cluster = self.cluster
-        thresholds = cluster.config.thresholds
-        if cluster.rq_pending >= thresholds.max_pending_requests:
-            cluster.stats.counters["upstream_rq_pending_overflow"] += 1
-            return False
-        cluster.rq_pending += 1
-        cluster.stats.counters["upstream_rq_pending_total"] += 1
-        self.waiters.append(stream)
-        self.maybe_connect()
-        return True
-
-    def cancel(self, stream: UpstreamStream) -> None:
-        """Forget a pending request (timeout, downstream gone)."""
-        try:
-            self.waiters.remove(stream)
-        except ValueError:
-            return
-        self.cluster.rq_pending -= 1
-
-    def maybe_connect(self) -> bool:
-        """Open a connection if waiters outnumber connects in progress and the breaker allows."""
-        if self.connecting >= len(self.waiters) or self.closing:
-            return False
-        cluster = self.cluster
-        if cluster.cx_active >= cluster.config.thresholds.max_connections:
-            cluster.stats.counters["upstream_cx_overflow"] += 1
-            return False
-        cluster.cx_active += 1
-        self.host.cx_active += 1
-        self.connecting += 1
-        cluster.stats.counters["upstream_cx_total"] += 1
-        self.host.cx_total += 1
-        task = asyncio.get_running_loop().create_task(self._open())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return True
-
-    async def _open(self) -> None:
-        loop = asyncio.get_running_loop()
-        host, cluster = self.host, self.cluster
-        try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: UpstreamConnection(self), host.host, host.port),
-                cluster.config.connect_timeout,
-            )
-        except (OSError, TimeoutError, asyncio.CancelledError) as exc:
-            self._connect_failed(exc)
-            return
-        self.connecting -= 1
-        self._assign(conn)
-
-    def _connect_failed(self, exc: BaseException) -> None:
-        self.connecting -= 1
-        self.cluster.cx_active -= 1
-        self.host.cx_active -= 1
-        counters = self.cluster.stats.counters
-        counters["upstream_cx_connect_fail"] += 1
-        if isinstance(exc, TimeoutError):
-            counters["upstream_cx_connect_timeout"] += 1
-        self.host.cx_connect_fail += 1
-        stream = self._pop_waiter()
-        if stream is not None:
-            stream.on_pool_failure(CONNECT_FAILURE, _connect_detail(exc))
-        self.maybe_connect()
-
-    def _pop_waiter(self) -> UpstreamStream | None:
-        if not self.waiters:
-            return None
-        self.cluster.rq_pending -= 1
-        return self.waiters.popleft()
-
-    def _assign(self, conn: UpstreamConnection) -> None:
-        """A connection became free: the oldest waiter gets it, else it idles."""
-        if conn.closed:
-            return
-        stream = self._pop_waiter()
-        if stream is not None:
-            stream.on_pool_ready(conn)
-        elif self.closing:
-            conn.close()
-        else:
-            conn.idle_since = time.monotonic()  # the loop's clock; no getpid() per request
-            self.idle.append(conn)
-
-    def release(self, conn: UpstreamConnection) -> None:
-        """The connection finished a request and may carry another."""
-        limit = self.cluster.config.max_requests_per_connection
-        if limit and conn.requests >= limit:
-            conn.close()
-            return
-        self._assign(conn)
-
-    def on_closed(self, conn: UpstreamConnection) -> None:
-        if conn in self.idle:
-            self.idle.remove(conn)
-        self.cluster.cx_active -= 1
-        self.host.cx_active -= 1
-        self.cluster.stats.counters["upstream_cx_destroy"] += 1
-        if not self.maybe_connect():
-            self.cluster.on_connection_freed()
-
-    def close_idle(self, older_than: float | None = None) -> int:
-        """Close idle connections (all, or those idle since before ``older_than``)."""
-        keep: list[UpstreamConnection] = []
-        drop: list[UpstreamConnection] = []
-        for conn in self.idle:
-            (drop if older_than is None or conn.idle_since < older_than else keep).append(conn)
-        self.idle = keep
-        for conn in drop:
-            conn.close()
-        return len(drop)
-
-    def close(self) -> None:
-        """Stop pooling: idle connections close now, busy ones when their request ends."""
-        self.closing = True
-        self.close_idle()
-        for task in list(self._tasks):
-            task.cancel()

@@ -23,79 +23,14 @@ import random
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
-from proxy.cluster_config import ClusterConfig, Endpoint, LoadAssignment
-from proxy.health_check import HealthChecker
-from proxy.outlier import OutlierDetector
-from proxy.stats import CLUSTER_COUNTERS, HEALTH_CHECK_COUNTERS, Stats
-from proxy.upstream import HostPool
+from proxy.config.cluster import ClusterConfig, Endpoint, LoadAssignment
+from proxy.observe.stats import CLUSTER_COUNTERS, HEALTH_CHECK_COUNTERS, Stats
+from proxy.upstream.health_check import HealthChecker
+from proxy.upstream.host import Host
+from proxy.upstream.outlier import OutlierDetector
 
 if TYPE_CHECKING:
-    from proxy.config import CompiledConfig
-
-
-class Host:
-    """One upstream endpoint with its pool, health flags and outlier state."""
-
-    __slots__ = (
-        "consecutive_5xx",
-        "consecutive_gateway",
-        "cx_active",
-        "cx_connect_fail",
-        "cx_total",
-        "eds_healthy",
-        "ejected",
-        "ejected_at",
-        "ejection_count",
-        "endpoint",
-        "hc_failed",
-        "hc_initial",
-        "hc_streak",
-        "host",
-        "key",
-        "pool",
-        "port",
-        "rq_active",
-        "rq_error",
-        "rq_success",
-        "rq_total",
-        "used",
-    )
-
-    def __init__(self, endpoint: Endpoint, cluster: Cluster, hc_pending: bool) -> None:
-        self.endpoint = endpoint
-        self.host = endpoint.host
-        self.port = endpoint.port
-        self.key = endpoint.key
-        self.eds_healthy = endpoint.healthy
-        # Envoy: with active health checking a new host is unhealthy until its first pass.
-        self.hc_failed = hc_pending
-        self.hc_initial = hc_pending  # one pass suffices before the first verdict
-        self.hc_streak = 0  # >0 consecutive passes, <0 consecutive failures
-        self.ejected = False
-        self.ejected_at = 0.0
-        self.ejection_count = 0
-        self.consecutive_5xx = 0
-        self.consecutive_gateway = 0
-        self.pool = HostPool(self, cluster)
-        self.cx_active = self.cx_total = self.cx_connect_fail = 0
-        self.rq_active = self.rq_total = self.rq_success = self.rq_error = 0
-        self.used = True  # ORIGINAL_DST: picked since the last cleanup
-
-    @property
-    def healthy(self) -> bool:
-        return self.eds_healthy and not self.hc_failed and not self.ejected
-
-    @property
-    def health_flags(self) -> str:
-        """Envoy's ``/clusters`` health_flags text."""
-        flags = []
-        if self.hc_failed:
-            flags.append("/failed_active_hc")
-        if self.ejected:
-            flags.append("/failed_outlier_check")
-        if not self.eds_healthy:
-            flags.append("/failed_eds_health")
-        return "".join(flags) or "healthy"
+    from proxy.config.compile import CompiledConfig
 
 
 class Cluster:

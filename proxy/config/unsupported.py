@@ -24,7 +24,7 @@ from envoy_bootstrap.envoy_types import (
     ROUTER_NAME,
     TCP_PROXY,
 )
-from proxy.protojson import type_url, typed_config
+from proxy.config.protojson import type_url, typed_config
 
 NOT_YET = "is not supported by appmesh-proxy yet"
 

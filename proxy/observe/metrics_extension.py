@@ -30,9 +30,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from proxy.observability_config import MeshIdentity
-    from proxy.router import Router
-    from proxy.stats import Stats
+    from proxy.config.observability import MeshIdentity
+    from proxy.observe.stats import Stats
     from proxy.stream_info import StreamInfo
 
 Dims = tuple[tuple[str, str], ...]
@@ -125,17 +124,15 @@ class MetricsExtension:
         self._reported: dict[tuple[str, Dims], float] = {}
 
     # -- the request path ---------------------------------------------------------------------
-    def on_request(self, router: Router) -> None:
+    def on_request(self, info: StreamInfo) -> None:
         """A request ended: inbound bytes and gRPC, then its target's counters."""
-        info = router.info
-        if inbound(router.hcm.stat_prefix):
+        if inbound(info.stat_prefix):
             self.inbound_bytes += info.bytes_received + info.bytes_sent
             if info.request_headers.get("content-type", "").startswith("application/grpc"):
                 self.grpc_requests += 1
-        cluster, route = router.cluster, router.route
-        if cluster is None or not info.attempt_count:
+        if not info.attempt_count:
             return
-        key = (cluster.config.target_virtual_node, route.target_virtual_service if route else "")
+        key = (info.target_virtual_node, info.target_virtual_service)
         target = self.targets.get(key)
         if target is None:
             if not key[0] and not key[1]:

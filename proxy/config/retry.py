@@ -1,22 +1,22 @@
 """Envoy's route retry policy: when an attempt may be retried, and how long to back off.
 
-The policy is compiled once per route (``retry_on`` becomes a bitmask). ``RetryState``
-lives for one downstream request and answers "retry this outcome?" for upstream
-responses, resets, connect failures and per-try timeouts, exactly along the lines of
-Envoy's ``RetryStateImpl``: ``5xx`` and ``gateway-error`` include resets and timeouts,
-``connect-failure`` covers only connection establishment, overflow is never retried.
+The policy is compiled once per route (``retry_on`` becomes a bitmask) and answers
+"retry this outcome?" for upstream responses, resets, connect failures and per-try
+timeouts, exactly along the lines of Envoy's ``RetryStateImpl`` (the per-request count
+and back-off are ``proxy.router.retry_state``): ``5xx`` and ``gateway-error`` include
+resets and timeouts, ``connect-failure`` covers only connection establishment, overflow
+is never retried.
 The overall route timeout spans all attempts and is enforced by the router, not here.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.matchers import HeaderMatcher, compile_header_matcher
-from proxy.protojson import duration, uint
+from proxy.config.matchers import HeaderMatcher, compile_header_matcher
+from proxy.config.protojson import duration, uint
 
 RETRY_5XX = 1 << 0
 RETRY_GATEWAY_ERROR = 1 << 1
@@ -136,25 +136,3 @@ def compile_retry_policy(spec: Any) -> RetryPolicy | None:
         ),
         host_selection_attempts=max(1, uint(spec.get("host_selection_retry_max_attempts"), 1)),
     )
-
-
-class RetryState:
-    """Retries left for one request, and Envoy's fully jittered exponential back-off."""
-
-    __slots__ = ("policy", "retries_done")
-
-    def __init__(self, policy: RetryPolicy) -> None:
-        self.policy = policy
-        self.retries_done = 0
-
-    @property
-    def exhausted(self) -> bool:
-        return self.retries_done >= self.policy.num_retries
-
-    def next_backoff(self) -> float:
-        """Count one retry and return its delay: random in ``[0, (2^n - 1) * base)``."""
-        self.retries_done += 1
-        ceiling = min(
-            (2**self.retries_done - 1) * self.policy.base_interval, self.policy.max_interval
-        )
-        return random.random() * ceiling

@@ -2,9 +2,9 @@
 
 ``Observability`` builds what ``ObservabilityConfig`` asks for: the X-Ray tracer, the
 metrics extension, and the periodic sinks (CloudWatch, DogStatsD) flushed every
-``ENVOY_STATS_FLUSH_INTERVAL``. It publishes the tracer and the extension on the
-``ProxyContext``, where the router finds them (``None`` when off, so a proxy without them
-pays one attribute test per request). The admin endpoint reads the Prometheus and
+``ENVOY_STATS_FLUSH_INTERVAL``. The server publishes the tracer and the extension on
+the ``ProxyContext``, where the router finds them (``None`` when off, so a proxy without
+them pays one attribute test per request). The admin endpoint reads the Prometheus and
 ``/stats`` renderings through it, with the fixed tags ``ENABLE_ENVOY_STATS_TAGS`` and the
 extension add to every Envoy stat (``appmesh.mesh``, ``appmesh.virtual_node``; ``Mesh``,
 ``VirtualNode``), as the image's ``stats_tags`` did.
@@ -16,18 +16,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from proxy.cloudwatch import CloudWatchExporter
-from proxy.datagrams import DatagramSender
-from proxy.dogstatsd import DogStatsdExporter
-from proxy.metrics_extension import MetricsExtension
-from proxy.observability_config import OFF, ObservabilityConfig
-from proxy.sampling import Sampler
-from proxy.tracing import Tracer
+from proxy.config.observability import OFF, ObservabilityConfig
+from proxy.observe.cloudwatch import CloudWatchExporter
+from proxy.observe.datagrams import DatagramSender
+from proxy.observe.dogstatsd import DogStatsdExporter
+from proxy.observe.metrics_extension import MetricsExtension
+from proxy.observe.sampling import Sampler
+from proxy.observe.tracing import Tracer
 
 if TYPE_CHECKING:
-    from proxy.context import ProxyContext
+    from proxy.observe.stats import Stats
 
 log = logging.getLogger("appmesh_proxy.observability")
 Tags = tuple[tuple[str, str], ...]
@@ -49,9 +49,15 @@ def fixed_tags(config: ObservabilityConfig) -> Tags:
 class Observability:
     """Tracer, metrics extension and sinks of one proxy, and their periodic flush."""
 
-    def __init__(self, config: ObservabilityConfig | None, ctx: ProxyContext) -> None:
+    def __init__(
+        self,
+        config: ObservabilityConfig | None,
+        loop: asyncio.AbstractEventLoop,
+        stats: Stats,
+        connections: set[Any],
+    ) -> None:
         self.config = config = config or OFF
-        self.ctx = ctx
+        self.loop, self.stats = loop, stats
         self.tags = fixed_tags(config)
         self.tracer: Tracer | None = None
         self.metrics: MetricsExtension | None = None
@@ -61,17 +67,16 @@ class Observability:
         if config.tracing is not None:
             tracing = config.tracing
             sampler = Sampler.from_settings(tracing.sampling_rate, tracing.manifest_path)
-            sender = DatagramSender(ctx.loop, tracing.daemon)
-            self.tracer = Tracer(ctx.loop, tracing, config.identity, sampler, sender)
+            sender = DatagramSender(loop, tracing.daemon)
+            self.tracer = Tracer(loop, tracing, config.identity, sampler, sender)
         metrics = config.metrics
         if metrics.extension and config.identity is not None:
-            self.metrics = MetricsExtension(config.identity, ctx.stats, ctx.connections)
+            self.metrics = MetricsExtension(config.identity, stats, connections)
             if metrics.cloudwatch is not None:
                 self.cloudwatch = CloudWatchExporter(metrics.cloudwatch)
         if metrics.dogstatsd is not None:
-            sender = DatagramSender(ctx.loop, metrics.dogstatsd)
-            self.dogstatsd = DogStatsdExporter(sender, ctx.stats, self.tags)
-        ctx.tracer, ctx.metrics = self.tracer, self.metrics
+            sender = DatagramSender(loop, metrics.dogstatsd)
+            self.dogstatsd = DogStatsdExporter(sender, stats, self.tags)
 
     def start(self) -> None:
         """Arm the periodic flush when a sink wants one."""
@@ -79,7 +84,7 @@ class Observability:
             self._arm()
 
     def _arm(self) -> None:
-        self._timer = self.ctx.loop.call_later(self.config.metrics.flush_interval, self._tick)
+        self._timer = self.loop.call_later(self.config.metrics.flush_interval, self._tick)
 
     def _tick(self) -> None:
         self._arm()
@@ -112,7 +117,7 @@ class Observability:
 
     # -- admin readings -----------------------------------------------------------------------
     def render_prometheus(self) -> str:
-        text = self.ctx.stats.render_prometheus(self.tags)
+        text = self.stats.render_prometheus(self.tags)
         if self.metrics is not None:
             text += self.metrics.render_prometheus()
         return text

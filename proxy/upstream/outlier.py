@@ -17,8 +17,8 @@ import random
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from proxy.cluster_config import OutlierConfig
-    from proxy.cluster_manager import Cluster, Host
+    from proxy.config.cluster import OutlierConfig
+    from proxy.upstream.host import ClusterView, Host
 
 _GATEWAY = (502, 503, 504)
 
@@ -26,7 +26,7 @@ _GATEWAY = (502, 503, 504)
 class OutlierDetector:
     """Per-cluster detector; one loop timer per cluster, nothing per request but counters."""
 
-    def __init__(self, cluster: Cluster, config: OutlierConfig) -> None:
+    def __init__(self, cluster: ClusterView, config: OutlierConfig) -> None:
         self.cluster = cluster
         self.config = config
         self._loop = asyncio.get_running_loop()

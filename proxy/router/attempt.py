@@ -14,9 +14,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from proxy.cluster_manager import Cluster, Host
     from proxy.timers import Timer, TimerWheel
-    from proxy.upstream import UpstreamConnection
+    from proxy.upstream.cluster_manager import Cluster
+    from proxy.upstream.host import Host
+    from proxy.upstream.http1 import UpstreamConnection
 
 
 class AttemptOwner(Protocol):

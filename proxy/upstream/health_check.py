@@ -16,12 +16,12 @@ import random
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from proxy.cluster_config import HealthCheckConfig
-    from proxy.cluster_manager import Cluster, Host
+    from proxy.config.cluster import HealthCheckConfig
+    from proxy.upstream.host import ClusterView, Host
 
 
 class HealthChecker:
-    def __init__(self, cluster: Cluster, config: HealthCheckConfig) -> None:
+    def __init__(self, cluster: ClusterView, config: HealthCheckConfig) -> None:
         self.cluster = cluster
         self.config = config
         loop = asyncio.get_running_loop()

@@ -14,12 +14,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from proxy.stats import tag_name
+from proxy.observe.stats import tag_name
 
 if TYPE_CHECKING:
-    from proxy.datagrams import DatagramSender
-    from proxy.metrics_extension import MetricPoint
-    from proxy.stats import Stats
+    from proxy.observe.datagrams import DatagramSender
+    from proxy.observe.metrics_extension import MetricPoint
+    from proxy.observe.stats import Stats
 
 MAX_DATAGRAM = 1432  # Envoy's default for UDP statsd: one Ethernet MTU of payload
 _TYPES = {"counter": "c", "gauge": "g"}

@@ -18,15 +18,15 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from proxy.matchers import (
+from proxy.config.matchers import (
     HeaderMatcher,
     QueryParameterMatcher,
     compile_header_matcher,
     compile_query_matcher,
     compile_regex,
 )
-from proxy.protojson import ConfigError, aggregate_stats_tag, duration, flag, fraction, uint
-from proxy.retry import RetryPolicy, compile_retry_policy
+from proxy.config.protojson import ConfigError, aggregate_stats_tag, duration, flag, fraction, uint
+from proxy.config.retry import RetryPolicy, compile_retry_policy
 
 DEFAULT_ROUTE_TIMEOUT = 15.0  # Envoy's route timeout when none is given
 _HOST_CACHE_LIMIT = 1024

@@ -17,15 +17,16 @@ import random
 from typing import TYPE_CHECKING
 
 from proxy import stream_info as flags
-from proxy.http1 import format_address
-from proxy.stats import TCP_COUNTERS
+from proxy.codec.http1 import format_address
+from proxy.observe.stats import TCP_COUNTERS
 from proxy.stream_info import StreamInfo
 
 if TYPE_CHECKING:
-    from proxy.cluster_manager import Cluster, Host
-    from proxy.config import TcpProxyConfig
+    from proxy.config.compile import TcpProxyConfig
     from proxy.context import ProxyContext
     from proxy.timers import Timer
+    from proxy.upstream.cluster_manager import Cluster
+    from proxy.upstream.host import Host
 
 
 class _UpstreamSide(asyncio.Protocol):
@@ -91,6 +92,7 @@ class TcpProxyConnection(asyncio.Protocol):
             next(self.ctx.connection_ids),
             self.original_dst,
         )
+        self.info.stat_prefix = self.config.stat_prefix
         self._task = self.ctx.loop.create_task(self._connect())
 
     def data_received(self, data: bytes) -> None:

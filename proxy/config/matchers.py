@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.protojson import ConfigError
+from proxy.config.protojson import ConfigError
 
 Predicate = Callable[[str], bool]
 

@@ -15,11 +15,11 @@ import os
 import re
 from typing import TYPE_CHECKING
 
-from proxy.http_types import CHUNKED, CONTENT_LENGTH, HttpRequest
+from proxy.router.http_types import CHUNKED, CONTENT_LENGTH, HttpRequest
 
 if TYPE_CHECKING:
-    from proxy.config import HttpConnectionManagerConfig
-    from proxy.routing import HeaderMutation, Route
+    from proxy.config.compile import HttpConnectionManagerConfig
+    from proxy.config.routing import HeaderMutation, Route
 
 _HOP_BY_HOP = ("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade")
 REQUEST_SKIP = frozenset((*_HOP_BY_HOP, "host", "te", "content-length", "expect"))

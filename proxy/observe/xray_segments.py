@@ -19,25 +19,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from proxy.stream_info import StreamInfo
+    from proxy.stream_info import StreamInfo, TraceContext
 
 ORIGIN = "AWS::AppMesh::Proxy"
 DAEMON_HEADER = b'{"format":"json","version":1}\n'
-
-
-class TraceContext:
-    """Where one request sits in its trace, decided when it was routed (read-only)."""
-
-    __slots__ = ("call_id", "parent_id", "sampled", "segment_id", "trace_id")
-
-    def __init__(
-        self, trace_id: str, parent_id: str | None, segment_id: str, call_id: str, sampled: bool
-    ) -> None:
-        self.trace_id = trace_id
-        self.parent_id = parent_id  # the caller's entity, from the incoming header
-        self.segment_id = segment_id  # this proxy's segment
-        self.call_id = call_id  # the remote subsegment; sent upstream as Parent
-        self.sampled = sampled
 
 
 class FinishedRequest:

@@ -22,25 +22,25 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Mapping
 from random import getrandbits
 from typing import TYPE_CHECKING
 
-from proxy.xray_segments import (
+from proxy.observe.xray_segments import (
     DAEMON_HEADER,
     FinishedRequest,
-    TraceContext,
     segment_document,
     segment_fields,
 )
+from proxy.stream_info import TraceContext
 
 if TYPE_CHECKING:
     import asyncio
 
-    from proxy.datagrams import DatagramSender
-    from proxy.http_types import HttpRequest
-    from proxy.observability_config import MeshIdentity, TracingConfig
-    from proxy.router import Router
-    from proxy.sampling import Sampler
+    from proxy.config.observability import MeshIdentity, TracingConfig
+    from proxy.observe.datagrams import DatagramSender
+    from proxy.observe.sampling import Sampler
+    from proxy.stream_info import StreamInfo
 
 TRACE_HEADER = "x-amzn-trace-id"
 SELF_REDIRECT = "_self_redirect_"
@@ -99,14 +99,12 @@ class Tracer:
         self._handle: asyncio.TimerHandle | None = None
 
     # -- the request path ---------------------------------------------------------------------
-    def begin(self, router: Router) -> None:
+    def begin(self, info: StreamInfo, headers: dict[str, str]) -> None:
         """The request is routed: decide its trace and rewrite the header sent upstream."""
-        cluster = router.cluster
-        if cluster is not None and SELF_REDIRECT in cluster.name:
-            router.info.trace = UNTRACED
+        if SELF_REDIRECT in info.upstream_cluster:
+            info.trace = UNTRACED
             return
-        headers = router.request.headers
-        trace = router.info.trace = self.context(router.request)
+        trace = info.trace = self.context(headers)
         if trace.sampled:
             headers[TRACE_HEADER] = f"Root={trace.trace_id};Parent={trace.call_id};Sampled=1"
         elif trace.parent_id:
@@ -114,52 +112,51 @@ class Tracer:
         else:
             headers[TRACE_HEADER] = f"Root={trace.trace_id};Sampled=0"
 
-    def context(self, request: HttpRequest) -> TraceContext:
+    def context(self, headers: Mapping[str, str]) -> TraceContext:
         """Continue the caller's trace or start one; the sampling decision included."""
-        headers = request.headers
         value = headers.get(TRACE_HEADER)
         root, parent, sampled = parse_trace_header(value) if value else (None, None, None)
         if root is None:
             root, parent, sampled = new_trace_id(), None, None
         if sampled is None:
-            path = request.path.partition("?")[0]
-            sampled = self.sampler.decide(headers.get(":authority", ""), request.method, path)
+            path = headers.get(":path", "").partition("?")[0]
+            method = headers.get(":method", "")
+            sampled = self.sampler.decide(headers.get(":authority", ""), method, path)
         if not sampled:
             return TraceContext(root, parent, "", "", False)
         return TraceContext(root, parent, new_id(), new_id(), True)
 
-    def finish(self, router: Router) -> None:
+    def finish(self, info: StreamInfo) -> None:
         """The request is over: queue a sampled one for its segment."""
-        info = router.info
+        headers = info.request_headers
         trace = info.trace
         if trace is None:  # answered before it was routed upstream
-            trace = info.trace = self.context(router.request)
+            trace = info.trace = self.context(headers)
         if not trace.sampled:
             return
-        request = router.request
-        headers = request.headers
-        url = f"{headers.get(':scheme', 'http')}://{headers.get(':authority', '')}{request.path}"
-        inbound = router.hcm.stat_prefix.startswith("ingress")
-        target = self.target(router, inbound) if info.attempt_count else None
-        done = FinishedRequest(trace, info, request.method, url, target, inbound, time.time())
+        authority, path = headers.get(":authority", ""), headers.get(":path", "")
+        url = f"{headers.get(':scheme', 'http')}://{authority}{path}"
+        inbound = info.stat_prefix.startswith("ingress")
+        target = self.target(info, inbound) if info.attempt_count else None
+        method = headers.get(":method", "")
+        done = FinishedRequest(trace, info, method, url, target, inbound, time.time())
         self._pending.append(done)
         if self._handle is None:
             self._handle = self.loop.call_later(FLUSH_DELAY, self.flush)
 
-    def target(self, router: Router, inbound: bool) -> str:
+    def target(self, info: StreamInfo, inbound: bool) -> str:
         """The remote call's name: the virtual service, else the virtual node, else this
         node (the local app behind an ingress listener), else the host called (a
         passthrough, named as the X-Ray SDKs name calls)."""
-        route, cluster = router.route, router.cluster
-        if route is not None and route.target_virtual_service:
-            return route.target_virtual_service
-        if cluster is not None and cluster.config.target_virtual_node:
-            return cluster.config.target_virtual_node
+        if info.target_virtual_service:
+            return info.target_virtual_service
+        if info.target_virtual_node:
+            return info.target_virtual_node
         if inbound and self.node_name:
             return self.node_name
-        authority = router.request.headers.get(":authority", "")
+        authority = info.request_headers.get(":authority", "")
         host, colon, port = authority.rpartition(":")
-        return (host if colon and port.isdigit() else authority) or router.info.upstream_cluster
+        return (host if colon and port.isdigit() else authority) or info.upstream_cluster
 
     # -- off the request path -----------------------------------------------------------------
     def flush(self) -> None:

@@ -22,8 +22,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from proxy.metrics_extension import MetricPoint
-    from proxy.observability_config import CloudWatchConfig
+    from proxy.config.observability import CloudWatchConfig
+    from proxy.observe.metrics_extension import MetricPoint
 
 log = logging.getLogger("appmesh_proxy.cloudwatch")
 

@@ -22,20 +22,19 @@ import logging
 import struct
 from collections import deque
 from http import HTTPStatus
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import httptools
 
 from proxy import stream_info as flags
-from proxy.http_types import CHUNKED, CONTENT_LENGTH, NO_BODY, HttpRequest
-from proxy.router import Router
-from proxy.stats import HTTP_COUNTERS
+from proxy.observe.stats import HTTP_COUNTERS
+from proxy.router.http_types import CHUNKED, CONTENT_LENGTH, NO_BODY, HttpRequest
+from proxy.router.router import Router
 from proxy.stream_info import StreamInfo
 
 if TYPE_CHECKING:
-    from proxy.config import HttpConnectionManagerConfig
+    from proxy.config.compile import HttpConnectionManagerConfig
     from proxy.context import ProxyContext
-    from proxy.listener import ListenerHandle
     from proxy.timers import Timer
 
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n" for s in HTTPStatus}
@@ -88,6 +87,17 @@ class _Stream:
         self.rejection: tuple[int, bytes, None, str] | None = None
 
 
+class ListenerView(Protocol):
+    """What a connection reads of its listener: a config generation and its chain's HCM.
+
+    The listener (above the codecs) implements it; connections compare ``generation``
+    per request to follow a config update without a reference back up the stack."""
+
+    generation: int
+
+    def http_config(self, chain_name: str) -> HttpConnectionManagerConfig | None: ...
+
+
 class Http1Connection(asyncio.Protocol):
     """One downstream connection running an HTTP connection manager filter chain."""
 
@@ -95,7 +105,7 @@ class Http1Connection(asyncio.Protocol):
         self,
         ctx: ProxyContext,
         hcm: HttpConnectionManagerConfig,
-        listener: ListenerHandle | None = None,
+        listener: ListenerView | None = None,
         chain_name: str = "",
         original_dst: tuple[str, int] | None = None,
     ) -> None:
@@ -217,6 +227,7 @@ class Http1Connection(asyncio.Protocol):
             self.connection_id, self.original_dst,
         )  # fmt: skip
         info.request_headers = headers
+        info.stat_prefix = self.hcm.stat_prefix
         counters = self.http_stats.counters
         counters["downstream_rq_total"] += 1
         counters["downstream_rq_http1_total"] += 1
@@ -306,7 +317,7 @@ class Http1Connection(asyncio.Protocol):
             self._close()
 
     # -- internals -------------------------------------------------------------------------
-    def _follow_listener_update(self, listener: ListenerHandle) -> None:
+    def _follow_listener_update(self, listener: ListenerView) -> None:
         """The listener changed: later requests use the chain's new HCM settings."""
         self._generation = listener.generation
         hcm = listener.http_config(self._chain_name)

@@ -1,0 +1,1 @@
+"""Transparent interception: App Mesh's iptables rules, and the original destination."""

@@ -1,0 +1,1 @@
+"""Upstream: live clusters, hosts and their connection pools, health checks, outlier detection."""
