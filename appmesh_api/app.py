@@ -177,6 +177,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.info("App Mesh API ready; state in %s", where)
         # Stacks of the embedded CloudFormation write through this service, on this loop.
         cloudformation_bridge.bind(service, asyncio.get_running_loop())
+        restoring = None
+        data_dir = None if settings.aws_endpoint else settings.data_dir
+        if data_dir is not None and cloudformation.has_saved_stacks(data_dir):
+            # Stacks of the last run come back now, not at the first CloudFormation call.
+            restoring = asyncio.get_running_loop().run_in_executor(None, cloudformation.install)
         sweeper = asyncio.create_task(_sweep_proxies(app.state.discovery))
         cloudmap = asyncio.create_task(app.state.discovery.cloudmap.run(feed.publish))
         ads = None
@@ -186,6 +191,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.xray_daemon_port:
             xray_daemon = await start_embedded(settings, xray)
         yield
+        if restoring is not None and not restoring.done():
+            restoring.cancel()
         sweeper.cancel()
         cloudmap.cancel()
         if ads is not None:

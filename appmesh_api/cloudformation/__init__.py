@@ -8,11 +8,12 @@
 - ``lifecycle``: create/update/delete with rollback; ``changesets``: executing them;
 - ``exports``: cross-stack exports, refused to delete while another stack imports them;
 - ``outputs``: outputs that are left out, never a 500, when nothing can compute them;
+- ``persistence``: stacks saved in the data directory and restored with their resources;
 - ``template_urls``: TemplateURLs on 127.0.0.1 and localhost, path-style or virtual-hosted.
 
 ``install`` hooks all of it into moto's CloudFormation backend. It imports moto's whole
 CloudFormation engine (about a second), so the edge calls it on the first CloudFormation
-request instead of at start-up.
+request instead of at start-up, unless the data directory holds stacks to restore.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
+from pathlib import Path
 
 _lock = threading.Lock()
 _installed = False
@@ -43,11 +45,13 @@ def install() -> None:
         from moto.cloudformation.responses import CloudFormationResponse, StackResourceDTO
 
         from appmesh_api.cloudformation import (
+            bridge,
             changesets,
             events,
             exports,
             lifecycle,
             outputs,
+            persistence,
             resources,
         )
         from appmesh_api.cloudformation.template_urls import get_stack_from_s3_url
@@ -55,21 +59,39 @@ def install() -> None:
         assert resources.MODELS  # the import registered the seven model classes
         for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
             cached.cache_clear()
-        CloudFormationBackend.create_stack = lifecycle.create_stack  # type: ignore[method-assign]
-        CloudFormationBackend.update_stack = lifecycle.update_stack  # type: ignore[method-assign]
-        CloudFormationBackend.delete_stack = lifecycle.delete_stack  # type: ignore[method-assign]
-        CloudFormationBackend.execute_change_set = changesets.execute_change_set  # type: ignore[method-assign]
-        CloudFormationBackend.describe_change_set = changesets.describe_change_set  # type: ignore[method-assign]
-        CloudFormationBackend.delete_change_set = changesets.delete_change_set  # type: ignore[method-assign]
-        parsing.ResourceMap.__getitem__ = lifecycle.guarded_getitem  # type: ignore[method-assign]
-        parsing.ResourceMap.validate_outputs = outputs.validate_outputs  # type: ignore[method-assign]
-        parsing.parse_output = outputs.parse_output
-        parsing.clean_json = exports.clean_json
-        responses.get_stack_from_s3_url = get_stack_from_s3_url
-        models.get_stack_from_s3_url = get_stack_from_s3_url
-        StackResourceDTO.__init__ = events.resource_dto_init  # type: ignore[method-assign]
-        CloudFormationResponse.list_stack_resources = events.list_stack_resources  # type: ignore[method-assign,assignment]
-        Stack.stack_resources = property(lifecycle.stack_resources)  # type: ignore[method-assign,assignment]
+        # What is replaced in moto 5.2 (owner, attribute, ours): each entry fixes one thing
+        # the module docstrings of lifecycle, changesets, outputs, exports... describe.
+        replacements: list[tuple[object, str, object]] = [
+            (CloudFormationBackend, "create_stack", lifecycle.create_stack),
+            (CloudFormationBackend, "update_stack", lifecycle.update_stack),
+            (CloudFormationBackend, "delete_stack", lifecycle.delete_stack),
+            (CloudFormationBackend, "execute_change_set", changesets.execute_change_set),
+            (CloudFormationBackend, "describe_change_set", changesets.describe_change_set),
+            (CloudFormationBackend, "delete_change_set", changesets.delete_change_set),
+            (parsing.ResourceMap, "__getitem__", lifecycle.guarded_getitem),
+            (parsing.ResourceMap, "validate_outputs", outputs.validate_outputs),
+            (parsing, "parse_output", outputs.parse_output),
+            (parsing, "clean_json", exports.clean_json),
+            (responses, "get_stack_from_s3_url", get_stack_from_s3_url),
+            (models, "get_stack_from_s3_url", get_stack_from_s3_url),
+            (StackResourceDTO, "__init__", events.resource_dto_init),
+            (CloudFormationResponse, "list_stack_resources", events.list_stack_resources),
+            (Stack, "stack_resources", property(lifecycle.stack_resources)),
+            (Stack, "_add_stack_event", events.add_stack_event),
+        ]
+        for owner, attribute, ours in replacements:
+            setattr(owner, attribute, ours)
         logging.getLogger("moto").addFilter(_DropMotoSkipNotice())
         warnings.filterwarnings("ignore", message="Tried to parse .* not supported by moto")
         _installed = True
+        data_dir = bridge.data_dir()
+        if data_dir is not None:
+            saver = persistence.Saver(data_dir)
+            events.listeners.append(saver)
+            persistence.restore_all(saver)
+
+
+def has_saved_stacks(data_dir: Path) -> bool:
+    """Whether a previous run left stacks to restore (then ``serve`` installs at start)."""
+    folder = Path(data_dir) / "cloudformation"
+    return folder.is_dir() and any(folder.glob("*.json"))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from appmesh_api import protocol
@@ -47,6 +48,12 @@ def unbind(service: AppMeshService) -> None:
     with _lock:
         if _bound is not None and _bound.service is service:
             _bound = None
+
+
+def data_dir() -> Path | None:
+    """Where the bound server keeps its state (None: in memory only, or not bound)."""
+    binding = _bound
+    return None if binding is None else binding.service.settings.data_dir
 
 
 def call(operation: str, params: dict[str, Any], caller: Caller) -> dict[str, Any]:

@@ -10,6 +10,7 @@ resource's status is its last event's.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 from moto.cloudformation.models import Event, Stack
 from moto.cloudformation.responses import CloudFormationResponse, StackResourceDTO
@@ -30,6 +31,29 @@ _HANDLER_CODES = {
     "TooManyRequestsException": "Throttling",
     "TooManyTagsException": "InvalidRequest",
 }
+
+
+#: Called with the stack after each of its events (``persistence`` saves it there).
+listeners: list[Callable[[Stack], None]] = []
+
+
+def notify(stack: Stack) -> None:
+    for listener in listeners:
+        listener(stack)
+
+
+_moto_add_stack_event = Stack._add_stack_event
+
+
+def add_stack_event(
+    stack: Stack,
+    resource_status: str,
+    resource_status_reason: str | None = None,
+    resource_properties: str | None = None,
+) -> None:
+    """``Stack._add_stack_event`` that tells the listeners."""
+    _moto_add_stack_event(stack, resource_status, resource_status_reason, resource_properties)
+    notify(stack)
 
 
 def resource_event(
@@ -53,7 +77,14 @@ def resource_event(
     )
     event.sendToSns(stack.account_id, stack.region_name, stack.notification_arns)
     stack.events.append(event)
-    stack.__dict__.setdefault("appmesh_resource_status", {})[logical_id] = event
+    remember(stack, event)
+    notify(stack)
+
+
+def remember(stack: Stack, event: Event) -> None:
+    """Keep ``event`` as its resource's latest (the stack's own events are not resources)."""
+    if event.resource_type != "AWS::CloudFormation::Stack":
+        stack.__dict__.setdefault("appmesh_resource_status", {})[event.logical_resource_id] = event
 
 
 def last_event(stack: Stack, logical_id: str | None) -> Event | None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,7 +103,7 @@ def stack_resources(stack: Stack) -> list[Any]:
     ]
 
 
-def _no_outputs(stack: Stack) -> None:
+def no_outputs(stack: Stack) -> None:
     """A rolled-back or deleted stack shows no outputs (and evaluates none)."""
     stack.output_map = OutputMap(stack.resource_map, {}, stack.stack_id)
 
@@ -160,7 +160,7 @@ def _tag_ec2(stack: Stack, logical_id: str, instance: Any) -> None:
         resource_map = stack.resource_map
         resource_map.tags["aws:cloudformation:logical-id"] = logical_id
         backend = parsing.ec2_models.ec2_backends[stack.account_id][stack.region_name]
-        backend.create_tags([instance.physical_resource_id], resource_map.tags)
+        backend.create_tags([instance.physical_resource_id], resource_map.tags)  # type: ignore[attr-defined]
 
 
 def update_one(stack: Stack, logical_id: str, journal: Journal) -> None:
@@ -212,6 +212,9 @@ def delete_one(stack: Stack, logical_id: str, instance: Any, body: dict[str, Any
     except Exception as error:
         _failed(stack, logical_id, resource_type, "DELETE_FAILED", error)
         return False
+    parsed = stack.resource_map._parsed_resources
+    if parsed.get(logical_id) is instance:  # (a replaced resource's successor stays)
+        del parsed[logical_id]
     resource_event(stack, logical_id, resource_type, "DELETE_COMPLETE", physical_id=physical_id)
     return True
 
@@ -246,7 +249,7 @@ def run_create(backend: CloudFormationBackend, stack: Stack) -> None:
             exports.register(backend, stack)
     except ResourceFailed as failure:
         _report_skipped(stack, journal)
-        _rollback_create(
+        rollback_create(
             stack,
             journal,
             f"The following resource(s) failed to create: "
@@ -255,7 +258,7 @@ def run_create(backend: CloudFormationBackend, stack: Stack) -> None:
         return
     except (ValidationError, ValueError) as error:  # export clash, dependency cycle
         _report_skipped(stack, journal)
-        _rollback_create(stack, journal, failure_reason("", error))
+        rollback_create(stack, journal, failure_reason("", error))
         return
     _report_skipped(stack, journal)
     stack.description = template.get("Description")
@@ -263,7 +266,7 @@ def run_create(backend: CloudFormationBackend, stack: Stack) -> None:
         stack.mark_creation_complete()
 
 
-def _rollback_create(stack: Stack, journal: Journal, reason: str) -> None:
+def rollback_create(stack: Stack, journal: Journal, reason: str) -> None:
     stack.stack_status_reason = reason  # type: ignore[attr-defined]
     stack.status = "ROLLBACK_IN_PROGRESS"
     stack._add_stack_event("ROLLBACK_IN_PROGRESS", resource_status_reason=reason)
@@ -274,7 +277,7 @@ def _rollback_create(stack: Stack, journal: Journal, reason: str) -> None:
         deleted &= delete_one(stack, logical_id, parsed.get(logical_id), body)
         if deleted:
             parsed.pop(logical_id, None)
-    _no_outputs(stack)
+    no_outputs(stack)
     status = "ROLLBACK_COMPLETE" if deleted else "ROLLBACK_FAILED"
     stack.status = status
     stack._add_stack_event(status)
@@ -295,7 +298,7 @@ def create_stack(
     """``CloudFormationBackend.create_stack``, with resources created by ``run_create``."""
     if name in [stack.name for stack in backend.stacks.values()]:
         raise AlreadyExistsException(f"Stack [{name}] already exists")
-    stack = Stack(
+    stack = Stack(  # type: ignore[abstract]
         stack_id=generate_stack_id(name, backend.region_name, backend.account_id),
         name=name,
         template=template,
@@ -514,7 +517,7 @@ def delete_stack(backend: CloudFormationBackend, name_or_stack_id: str) -> None:
         )
         return
     exports.unregister(backend, stack)
-    _no_outputs(stack)
+    no_outputs(stack)
     backend.stacks.pop(stack.stack_id, None)
     backend.deleted_stacks[stack.stack_id] = stack
     stack.status = "DELETE_COMPLETE"
@@ -542,7 +545,7 @@ def _delete_resources(stack: Stack, bodies: dict[str, Any]) -> list[str]:
     return failed
 
 
-def _order_or_template(bodies: dict[str, Any]) -> Iterable[str]:
+def _order_or_template(bodies: dict[str, Any]) -> list[str]:
     try:
         return creation_order(bodies)
     except ValueError:

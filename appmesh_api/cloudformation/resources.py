@@ -118,6 +118,7 @@ class AppMeshResource:
         for key in sorted(schema.required - set(properties)):
             raise PropertyError(f"#: required key [{key}] not found")
         shape = service_model().operation_model(f"Create{cls.kind.api_name}").input_shape
+        assert shape is not None
         params: Params = to_api(shape, properties, "#")
         params[cls.kind.name_param] = name
         return params
@@ -182,12 +183,22 @@ class AppMeshResource:
     # -- delete ----------------------------------------------------------------------
     def delete(self, account_id: str, region_name: str) -> None:
         """Delete the App Mesh resource; one already gone counts as deleted, as in AWS."""
-        names = [self.kind.name_param, "meshName", "meshOwner"]
-        if self.kind.parent is not None:
-            names.append(self.kind.parent.name_param)
-        params = {name: self.params[name] for name in names if self.params.get(name)}
         with contextlib.suppress(NotFoundException):
-            bridge.call(f"Delete{self.kind.api_name}", params, self.caller)
+            bridge.call(f"Delete{self.kind.api_name}", self._locator(self.params), self.caller)
+
+    @classmethod
+    def _locator(cls, params: Params) -> Params:
+        """The parameters that name the resource (for Describe and Delete)."""
+        names = [cls.kind.name_param, "meshName", "meshOwner"]
+        if cls.kind.parent is not None:
+            names.append(cls.kind.parent.name_param)
+        return {name: params[name] for name in names if params.get(name)}
+
+    @classmethod
+    def adopt(cls, caller: Caller, params: Params) -> AppMeshResource:
+        """The instance for a resource a stack made before a restart (NotFound if gone)."""
+        data = bridge.call(f"Describe{cls.kind.api_name}", cls._locator(params), caller)
+        return cls(caller, params, data[cls.kind.key])
 
     @classmethod
     def delete_from_cloudformation_json(

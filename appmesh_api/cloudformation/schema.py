@@ -48,7 +48,7 @@ def resource_schema(type_name: str) -> ResourceSchema:
     """Load ``type_name``'s registry schema (us-east-1's copy: the types are global)."""
     providers = importlib.import_module(_PROVIDERS)
     file_hash = providers.types[type_name]
-    folder = Path(providers.__file__).parent.parent / "resources"
+    folder = Path(str(providers.__file__)).parent.parent / "resources"
     document = json.loads((folder / f"{file_hash}.json").read_text())
     return ResourceSchema(
         type_name=type_name,
