@@ -21,23 +21,24 @@ from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from appmesh_api import cloudformation, protocol
 from appmesh_api.ads import start_ads_server
-from appmesh_api.asgi import header_map, read_body
 from appmesh_api.changefeed import ChangeFeed
 from appmesh_api.cloudformation import bridge as cloudformation_bridge
 from appmesh_api.console.site import install as install_console
 from appmesh_api.discovery import DiscoveryService, XdsError
 from appmesh_api.edge import build_side_services_app
 from appmesh_api.errors import AppMeshError, InternalServerErrorException
-from appmesh_api.identity import identify
+from appmesh_api.frontdoor import limits
+from appmesh_api.frontdoor.chain import Exchange, FrontDoor, Target
+from appmesh_api.frontdoor.wire import Reply
+from appmesh_api.identity import Caller, identify
 from appmesh_api.model import match_operation
 from appmesh_api.service import AppMeshService
 from appmesh_api.settings import Settings
 from appmesh_api.store import MeshKey, Store
-from appmesh_api.xray.api import XRayEndpoint, XRayService
+from appmesh_api.xray.api import XRayService, xray_target
 from appmesh_api.xray.daemon import start_embedded
 
 log = logging.getLogger("appmesh_local.api")
@@ -77,38 +78,31 @@ def _describe_target(params: dict) -> str:
     return "/".join(parts) or str(params.get("resourceArn", "-"))
 
 
-class AppMeshEndpoint:
-    """Pure-ASGI front door: ``/v20190125/...`` is answered here, the rest passes on.
+class AppMeshApi:
+    """App Mesh's REST API, answered in-process for the front door (``/v20190125/...``).
 
-    App Mesh calls skip FastAPI's per-request routing and Request/Response objects
-    (about half the server's CPU per call); appmesh-local's own endpoints and the
-    side services still go through FastAPI.
+    Calls skip FastAPI's per-request routing and Request/Response objects (about half
+    the server's CPU per call); the front door has already bounded the body and read the
+    caller.
     """
 
-    def __init__(self, inner: ASGIApp, service: AppMeshService, settings: Settings) -> None:
-        self.inner = inner
+    def __init__(self, service: AppMeshService) -> None:
         self.service = service
-        self.settings = settings
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX + "/"):
-            await self.inner(scope, receive, send)
-            return
-        body = await read_body(receive)
-        headers = header_map(scope)
-        path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").split("?", 1)[0]
-        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
-        status, extra, payload = self.handle(scope["method"], path, query, headers, body)
-        response_headers = [
+    def answer(self, exchange: Exchange) -> Reply:
+        query = dict(parse_qsl(exchange.query))
+        caller = exchange.caller or Caller("", "")
+        status, extra, payload = self.handle(
+            exchange.method, exchange.raw_path, query, exchange.body, caller
+        )
+        headers = [
             (b"content-type", b"application/json"),
-            (b"content-length", str(len(payload)).encode()),
             *((name.encode(), value.encode()) for name, value in extra.items()),
         ]
-        await send({"type": "http.response.start", "status": status, "headers": response_headers})
-        await send({"type": "http.response.body", "body": payload})
+        return status, headers, payload
 
     def handle(
-        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
+        self, method: str, path: str, query: dict[str, str], body: bytes, caller: Caller
     ) -> tuple[int, dict[str, str], bytes]:
         """Parse, run and serialize one operation, mapping every failure to an AWS error.
 
@@ -126,7 +120,6 @@ class AppMeshEndpoint:
         operation, labels = found
         try:
             params = protocol.parse_request(operation, labels, query, body)
-            caller = identify(headers.get("authorization"), self.settings)
             result = self.service.call(operation.name, params, caller)
             payload = protocol.serialize_output(operation, result)
         except AppMeshError as error:
@@ -280,7 +273,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_console(app)
     app.mount("/", side_services)
-    if xray is not None:
-        app.add_middleware(XRayEndpoint, service=xray, settings=settings)
-    app.add_middleware(AppMeshEndpoint, service=service, settings=settings)
+    app.add_middleware(FrontDoor, targets=_targets(service, xray), settings=settings)
     return app
+
+
+_LOCAL_PREFIXES = ("/_appmesh/", "/console", "/v3/discovery:")
+
+
+def _targets(service: AppMeshService, xray: XRayService | None) -> list[Target]:
+    """The services behind the front door, most specific first."""
+    appmesh = Target(
+        "appmesh",
+        limits.APPMESH_BODY_LIMIT,
+        lambda exchange: exchange.scope["path"].startswith(API_PREFIX + "/"),
+        answer=AppMeshApi(service).answer,
+    )
+    local = Target(
+        "appmesh-local",
+        limits.LOCAL_BODY_LIMIT,
+        lambda exchange: exchange.scope["path"].startswith(_LOCAL_PREFIXES),
+        signed=False,
+    )
+    side = Target("side-services", limits.SIDE_SERVICE_BODY_LIMIT, lambda _exchange: True)
+    if xray is None:
+        return [appmesh, local, side]
+    return [appmesh, xray_target(xray), local, side]

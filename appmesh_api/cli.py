@@ -28,7 +28,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from appmesh_api.app import create_app
-    from appmesh_api.httpserver import StoppingServer
+    from appmesh_api.httpserver import BoundedHeadProtocol, StoppingServer
 
     try:
         settings = Settings.from_environment(
@@ -39,9 +39,18 @@ def _serve(args: argparse.Namespace) -> int:
             self_endpoint=f"http://{_reachable(args.host)}:{args.port}",
             xray_daemon_host=args.host,
             xray_daemon_port=args.xray_daemon_port,
+            verify_signatures=args.verify_signatures,
+            moto_admin=args.moto_admin,
         )
         for item in args.account or ():
             settings.accounts.update(parse_pairs(item, "--account"))
+        for item in args.credentials or ():
+            settings.credentials.update(parse_pairs(item, "--credentials"))
+        if settings.verify_signatures and not settings.credentials:
+            raise ValueError(
+                "--verify-signatures needs --credentials KEY=SECRET (or "
+                "APPMESH_LOCAL_CREDENTIALS): no request could be signed for it"
+            )
         for item in args.quota or ():
             settings.quotas.update(parse_quotas(item))
     except ValueError as exc:
@@ -79,7 +88,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         log_level="warning" if args.log_level == "info" else args.log_level,
         loop="uvloop",
-        http="httptools",
+        http=BoundedHeadProtocol,
         access_log=False,
         timeout_graceful_shutdown=5,
     )
@@ -211,6 +220,29 @@ def _add_views(commands: argparse._SubParsersAction) -> None:
     traces.set_defaults(run=_traces)
 
 
+def _add_security_options(serve: argparse.ArgumentParser) -> None:
+    """What the front door checks beyond its always-on limits (docs/security.md)."""
+    serve.add_argument(
+        "--verify-signatures",
+        action="store_true",
+        help="check every AWS request's SigV4 signature against --credentials and refuse "
+        "bad ones as AWS does (default off, as in LocalStack)",
+    )
+    serve.add_argument(
+        "--credentials",
+        action="append",
+        metavar="KEY=SECRET",
+        help="an access key id and its secret key for --verify-signatures (repeatable; also "
+        "APPMESH_LOCAL_CREDENTIALS=KEY=SECRET,KEY=SECRET)",
+    )
+    serve.add_argument(
+        "--moto-admin",
+        action="store_true",
+        help="serve moto's /moto-api admin endpoints, which read and reset every account's "
+        "side-service state (default closed)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="appmesh-local",
@@ -275,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="UDP+TCP port of the built-in X-Ray daemon that SDKs and Envoy send segments to "
         "(default %(default)s; 0 turns it off)",
     )
+    _add_security_options(serve)
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(run=_serve)
 

@@ -74,8 +74,14 @@ def instance_address(attributes: dict[str, str], query: CloudMapQuery) -> Addres
 class CloudMapResolver:
     """Cached DiscoverInstances results per query, refreshed every ``interval`` seconds."""
 
-    def __init__(self, endpoint: Callable[[], str | None], interval: float = 5.0) -> None:
+    def __init__(
+        self,
+        endpoint: Callable[[], str | None],
+        secret: str = "appmesh-local",
+        interval: float = 5.0,
+    ) -> None:
         self._endpoint = endpoint
+        self._secret = secret  # passes --verify-signatures on our own port
         self.interval = interval
         self._results: dict[CloudMapQuery, tuple[Address, ...]] = {}
         self._wanted: dict[CloudMapQuery, float] = {}
@@ -98,7 +104,7 @@ class CloudMapResolver:
             endpoint_url=endpoint,
             region_name=query.mesh.region,
             aws_access_key_id=query.mesh.mesh_owner,
-            aws_secret_access_key="appmesh-local",
+            aws_secret_access_key=self._secret,
             config=Config(inject_host_prefix=False, retries={"max_attempts": 2}),
         )
         found = client.discover_instances(

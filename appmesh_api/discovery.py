@@ -255,7 +255,7 @@ class DiscoveryService:
         self.registry = ProxyRegistry()
         self.registry.restore(store.load_proxies())
         self.resolver = NodeResolver(store, settings)
-        self.cloudmap = CloudMapResolver(settings.side_services_endpoint)
+        self.cloudmap = CloudMapResolver(settings.side_services_endpoint, settings.internal_secret)
         self.cache = SnapshotCache(store, feed, self.registry, self.cloudmap)
         self.boot = uuid.uuid4().hex[:8]
 

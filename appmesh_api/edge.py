@@ -17,7 +17,6 @@ import io
 import logging
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -28,9 +27,10 @@ from botocore.auth import S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from appmesh_api.identity import CredentialScope, parse_credential_scope
+
 _log = logging.getLogger(__name__)
 
-_SCOPE_RE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/,\s]+)/([^/,\s]+)/aws4_request")
 _TWELVE_DIGITS = re.compile(r"\d{12}")
 _CBOR_OP = re.compile(r"^/service/[^/]+/operation/([^/?]+)")
 # RFC 9110 hop-by-hop headers, plus those aiohttp recomputes for a fully buffered body.
@@ -40,21 +40,6 @@ _HOP_BY_HOP = frozenset(
 )
 _Headers = list[tuple[str, str]]
 _RESIGN_DROP = frozenset(("authorization", "x-amz-date", "x-amz-security-token"))
-
-
-@dataclass(frozen=True)
-class CredentialScope:
-    """The parts of a SigV4 credential scope that decide where a request goes."""
-
-    access_key: str
-    region: str
-    service: str
-
-
-def parse_credential_scope(authorization: str | None) -> CredentialScope | None:
-    """Return the SigV4 scope of an ``Authorization`` header, or None if not SigV4."""
-    match = _SCOPE_RE.search(authorization or "")
-    return CredentialScope(*match.groups()) if match else None
 
 
 def _operation(method: str, path: str, query: str, target: str, form: bytes = b"") -> str:

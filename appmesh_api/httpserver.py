@@ -4,7 +4,8 @@ uvicorn waits for open requests before it runs the app's shutdown. A proxy's xDS
 long-poll would hold that wait for up to 30 s and then be cancelled, with one traceback
 per poll. ``StoppingServer`` first runs ``on_stop`` (closing the change feed, which
 answers every long-poll at once) and only then lets uvicorn drain, so a stop takes
-well under a second and prints nothing alarming.
+well under a second and prints nothing alarming. ``BoundedHeadProtocol`` bounds the
+request head, which uvicorn's httptools protocol buffers without limit.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from appmesh_api.frontdoor.limits import HEAD_LIMIT
 
 
 class StoppingServer(uvicorn.Server):
@@ -25,3 +29,45 @@ class StoppingServer(uvicorn.Server):
         # A signal handler: hand the work to the loop rather than touch asyncio state here.
         asyncio.get_event_loop().call_soon_threadsafe(self._on_stop)
         super().handle_exit(sig, frame)
+
+
+class BoundedHeadProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a bound on the request line plus headers.
+
+    httptools hands over a head in pieces and uvicorn keeps them all, so without a bound
+    one request can make the server hold a header of any size. Past ``HEAD_LIMIT`` the
+    parse is stopped and the client gets ``431 Request Header Fields Too Large``.
+    """
+
+    head_limit = HEAD_LIMIT
+
+    def on_message_begin(self) -> None:
+        self._head_bytes = 0
+        self._head_too_large = False
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def _count(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > self.head_limit:
+            self._head_too_large = True
+            raise ValueError("request head over the limit")  # httptools stops parsing
+
+    def send_400_response(self, msg: str) -> None:
+        if not getattr(self, "_head_too_large", False):
+            super().send_400_response(msg)
+            return
+        text = f"The request line and headers are over {self.head_limit} bytes.".encode()
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: text/plain; charset=utf-8\r\n"
+            b"content-length: " + str(len(text)).encode() + b"\r\nconnection: close\r\n\r\n" + text
+        )
+        self.transport.close()

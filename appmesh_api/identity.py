@@ -1,9 +1,11 @@
-"""Who is calling: the account and region, read from the SigV4 credential scope.
+"""Who is calling: the account, region and service, read from the SigV4 credential scope.
 
-Any credentials are accepted (nothing is verified, as in LocalStack). The account
-is what makes shared meshes work: a 12-digit access key id *is* the account id;
-other keys map through ``--account KEY=ACCOUNT``; everything else is the default
-account.
+This is the one reading of the ``Authorization`` header's scope
+(``Credential=AKID/DATE/REGION/SERVICE/aws4_request``) for the whole port: the front door
+routes by its service, and every service scopes its data by the account and region.
+Unless ``serve --verify-signatures`` is on, nothing is verified (as in LocalStack): a
+12-digit access key id *is* the account id; other keys map through
+``--account KEY=ACCOUNT``; everything else is the default account.
 """
 
 from __future__ import annotations
@@ -13,8 +15,17 @@ from dataclasses import dataclass
 
 from appmesh_api.settings import DEFAULT_REGION, Settings
 
-_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
+_SCOPE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/,\s]+)/([^/,\s]+)/aws4_request")
 _ACCOUNT_ID = re.compile(r"\d{12}")
+
+
+@dataclass(frozen=True)
+class CredentialScope:
+    """The parts of a SigV4 credential scope that decide where a request goes."""
+
+    access_key: str
+    region: str
+    service: str
 
 
 @dataclass(frozen=True)
@@ -23,21 +34,25 @@ class Caller:
     region: str
 
 
-def credential_scope(authorization: str | None) -> tuple[str, str, str] | None:
-    """``(access_key_id, region, service)`` from a SigV4 Authorization header."""
-    if not authorization:
-        return None
-    found = _CREDENTIAL.search(authorization)
-    return None if found is None else (found.group(1), found.group(2), found.group(3))
+def parse_credential_scope(authorization: str | None) -> CredentialScope | None:
+    """Return the SigV4 scope of an ``Authorization`` header, or None if not SigV4."""
+    match = _SCOPE.search(authorization or "")
+    return CredentialScope(*match.groups()) if match else None
+
+
+def account_of(access_key: str, settings: Settings) -> str:
+    """The account an access key id belongs to (LocalStack's 12-digit convention first)."""
+    if _ACCOUNT_ID.fullmatch(access_key):
+        return access_key
+    return settings.accounts.get(access_key, settings.default_account)
+
+
+def caller_of(scope: CredentialScope | None, settings: Settings) -> Caller:
+    """The caller a (possibly absent) credential scope stands for."""
+    if scope is None:
+        return Caller(settings.default_account, DEFAULT_REGION)
+    return Caller(account_of(scope.access_key, settings), scope.region)
 
 
 def identify(authorization: str | None, settings: Settings) -> Caller:
-    scope = credential_scope(authorization)
-    if scope is None:
-        return Caller(settings.default_account, DEFAULT_REGION)
-    access_key, region, _service = scope
-    if _ACCOUNT_ID.fullmatch(access_key):
-        account = access_key
-    else:
-        account = settings.accounts.get(access_key, settings.default_account)
-    return Caller(account, region)
+    return caller_of(parse_credential_scope(authorization), settings)

@@ -214,7 +214,8 @@ def parse_request(
         wire_name = member.serialization.get("name", name)
         if location == "uri":
             if wire_name in labels:
-                params[name] = _scalar_from_text(member, unquote(labels[wire_name]), name, errors)
+                text = _label_text(labels[wire_name], wire_name)
+                params[name] = _scalar_from_text(member, text, name, errors)
         elif location == "querystring":
             if wire_name in query:
                 params[name] = _scalar_from_text(member, query[wire_name], name, errors)
@@ -243,9 +244,27 @@ def validate_input(operation: OperationModel, params: Mapping[str, Any]) -> None
     errors.raise_if_any()
 
 
+def _label_text(raw: str, wire_name: str) -> str:
+    """A URI label, percent-decoded as strict UTF-8 (AWS refuses what does not decode)."""
+    try:
+        return unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise BadRequestException(
+            f"The path segment for {wire_name} is not percent-encoded UTF-8."
+        ) from None
+
+
 def _parse_body(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        document = json.loads(body)
+        # JSON may spell a lone UTF-16 surrogate ("\\ud800"), which no resource name can
+        # hold: refuse it here rather than fail when the name is stored or sent back.
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+        return document
+    except UnicodeEncodeError:
+        raise BadRequestException(
+            "The request body holds a lone UTF-16 surrogate, which is not valid Unicode."
+        ) from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an over-long integer
         raise BadRequestException(
             f"The request body is not valid JSON ({exc}). Send a JSON object as the body."

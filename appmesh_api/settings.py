@@ -8,6 +8,7 @@ account could ask Service Quotas for more.
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +71,11 @@ class Settings:
     self_endpoint: str | None = None  # this server's own URL (for calls to embedded services)
     xray_daemon_host: str = "127.0.0.1"
     xray_daemon_port: int = 2000  # UDP+TCP X-Ray daemon for SDKs and Envoy; 0 turns it off
+    verify_signatures: bool = False  # check SigV4 signatures against ``credentials``
+    credentials: dict[str, str] = field(default_factory=dict)  # access key id -> secret key
+    moto_admin: bool = False  # serve moto's /moto-api (reads and resets every account)
+    #: signs the control plane's own calls to its side services (Cloud Map), never shown
+    internal_secret: str = field(default_factory=lambda: secrets.token_hex(16))
 
     def side_services_endpoint(self) -> str | None:
         """Where side-service calls made by the control plane itself (Cloud Map) go."""
@@ -90,6 +96,9 @@ class Settings:
             default_account=os.environ.get("APPMESH_LOCAL_DEFAULT_ACCOUNT", DEFAULT_ACCOUNT),
             quotas=parse_quotas(os.environ.get("APPMESH_LOCAL_QUOTAS", "")),
             aws_endpoint=os.environ.get("APPMESH_LOCAL_AWS_ENDPOINT") or None,
+            credentials=parse_pairs(
+                os.environ.get("APPMESH_LOCAL_CREDENTIALS", ""), "a credential (KEY=SECRET)"
+            ),
         )
         for name, value in overrides.items():
             if value is not None:

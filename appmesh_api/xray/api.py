@@ -17,12 +17,12 @@ import json
 import logging
 import uuid
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
-from appmesh_api.asgi import header_map, read_body
-from appmesh_api.edge import parse_credential_scope
-from appmesh_api.identity import identify
-from appmesh_api.settings import Settings
+from appmesh_api.frontdoor import limits
+from appmesh_api.frontdoor.chain import Exchange, Target
+from appmesh_api.frontdoor.wire import Reply as WireReply
+from appmesh_api.identity import Caller, parse_credential_scope
 from appmesh_api.xray import wire
 from appmesh_api.xray.errors import NotImplementedOperation, XRayError
 from appmesh_api.xray.operations import HANDLERS
@@ -88,28 +88,24 @@ def is_xray_request(scope: Scope) -> bool:
     return scope["method"] == "POST" and wire.find_operation("POST", scope["path"]) is not None
 
 
-class XRayEndpoint:
-    """Pure-ASGI layer: X-Ray requests are answered by ``service``, the rest go to ``inner``."""
+def xray_target(service: XRayService) -> Target:
+    """X-Ray behind the front door: its requests are answered by ``service`` in-process."""
 
-    def __init__(self, inner: ASGIApp, service: XRayService, settings: Settings) -> None:
-        self.inner = inner
-        self.service = service
-        self.settings = settings
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not is_xray_request(scope):
-            await self.inner(scope, receive, send)
-            return
-        body = await read_body(receive)
-        headers = header_map(scope)
-        caller = identify(headers.get("authorization"), self.settings)
-        status, extra, payload = self.service.handle(
-            caller.account, caller.region, scope["method"], scope["path"], body
+    def answer(exchange: Exchange) -> WireReply:
+        caller = exchange.caller or Caller("", "")
+        status, extra, payload = service.handle(
+            caller.account, caller.region, exchange.method, exchange.scope["path"], exchange.body
         )
-        response_headers = [
+        headers = [
             (b"content-type", b"application/json"),
-            (b"content-length", str(len(payload)).encode()),
             *((name.encode(), value.encode()) for name, value in extra.items()),
         ]
-        await send({"type": "http.response.start", "status": status, "headers": response_headers})
-        await send({"type": "http.response.body", "body": payload})
+        return status, headers, payload
+
+    return Target(
+        "xray",
+        limits.XRAY_BODY_LIMIT,
+        lambda exchange: is_xray_request(exchange.scope),
+        answer=answer,
+        message_key="Message",
+    )
