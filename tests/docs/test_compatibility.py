@@ -15,6 +15,7 @@ PAGE = ROOT / "docs" / "compatibility.md"
 MARKERS = re.compile(r"UNCONFIRMED|not documented|unconfirmed")
 # Section of the page, by the package directory a module lives in (longest first).
 SECTIONS = {
+    "appmesh_api/cloudformation": "CloudFormation",
     "appmesh_api/xray": "X-Ray",
     "appmesh_api": "The App Mesh API",
     "envoy_bootstrap": "The Envoy translation",
