@@ -1,13 +1,17 @@
-// Fitting a name into a box: measure it in the page's own font, break it after a "/", "."
-// or "-" onto as many lines as the box has, and end it in "…" only when even that is too
-// short. Measuring (instead of counting characters) keeps wide names inside their box.
+// Fitting a name into a box: measure it in the page's own font, break it after a space,
+// "/", ".", "-", "_" or ":" onto as many lines as the box has, and end it in "…" only when
+// even that is too short. Measuring (not counting characters) keeps wide names inside.
 
 const BREAK_AFTER = /(?<=[ /.\-_:])/;
 let context = null;
+let family = "";
 
 function width(text, font) {
-  if (!context) context = document.createElement("canvas").getContext("2d");
-  context.font = `${font} ${getComputedStyle(document.body).fontFamily}`;
+  if (!context) {
+    context = document.createElement("canvas").getContext("2d");
+    family = getComputedStyle(document.body).fontFamily;
+  }
+  context.font = `${font} ${family}`;
   return context.measureText(text).width;
 }
 
