@@ -1,15 +1,18 @@
 """Change sets as the CDK CLI uses them, executed through ``lifecycle.py``.
 
 moto 5.2's ``execute_change_set`` applies the template with moto's engine (no events, no
-rollback) and never rebuilds the outputs; for a change set it does not know, Describe
+rollback) and never rebuilds the outputs; ``UsePreviousValue`` on an SSM-typed parameter
+fails (see ``ssm_names_back``); for a change set it does not know, Describe
 answers ``ValidationError`` (the CDK CLI waits for ``ChangeSetNotFound``), Execute fails
 with an ``UnboundLocalError`` and Delete with a ``KeyError`` (both 500s).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from moto.cloudformation.exceptions import CloudFormationError
-from moto.cloudformation.models import ChangeSet, CloudFormationBackend
+from moto.cloudformation.models import ChangeSet, CloudFormationBackend, Stack
 
 from appmesh_api.cloudformation.lifecycle import run_create, run_update
 
@@ -41,6 +44,26 @@ def delete_change_set(backend: CloudFormationBackend, change_set_name: str) -> N
     backend.change_sets.pop(found.change_set_id, None)
 
 
+def ssm_names_back(stack: Stack, parameters: dict[str, Any]) -> dict[str, Any]:
+    """Undo moto's resolution of ``UsePreviousValue`` for SSM-typed parameters.
+
+    moto's CreateChangeSet puts the parameter's *resolved* value (``"27"``) in the change
+    set, which the execution then resolves again as an SSM name and fails; the CDK CLI
+    sends ``UsePreviousValue`` for ``BootstrapVersion`` on every update. The previous value
+    is the name the stack was given (or its template's default).
+    """
+    slots = stack.template_dict.get("Parameters") or {}
+    resolved = stack.resource_map.resolved_parameters
+    fixed = dict(parameters)
+    for key, value in parameters.items():
+        slot = slots.get(key) or {}
+        if str(slot.get("Type", "")).startswith("AWS::SSM::Parameter::") and (
+            key in resolved and value == resolved[key]
+        ):
+            fixed[key] = stack.parameters.get(key, slot.get("Default"))
+    return fixed
+
+
 def execute_change_set(
     backend: CloudFormationBackend, change_set_name: str, stack_name: str | None = None
 ) -> None:
@@ -59,7 +82,7 @@ def execute_change_set(
             backend,
             stack,
             change_set.template,
-            change_set.parameters,
+            ssm_names_back(stack, change_set.parameters),
             change_set.role_arn,
             change_set.tags,
         )

@@ -256,7 +256,8 @@ def run_create(backend: CloudFormationBackend, stack: Stack) -> None:
             f"[{failure.logical_id}]. Rollback requested by user.",
         )
         return
-    except (ValidationError, ValueError) as error:  # export clash, dependency cycle
+    except Exception as error:  # an export clash, a dependency cycle, a bad parameter...
+        log.debug("stack %s: create failed", stack.name, exc_info=error)
         _report_skipped(stack, journal)
         rollback_create(stack, journal, failure_reason("", error))
         return
@@ -370,7 +371,8 @@ def run_update(
             _load_template(stack, new_template, new_parameters)
             _apply_changes(stack, diff, journal)
             exports.register(backend, stack)
-    except (ResourceFailed, ValidationError, ValueError, KeyError) as failure:
+    except Exception as failure:  # ResourceFailed, or the template or a parameter
+        log.debug("stack %s: update failed", stack.name, exc_info=failure)
         _report_skipped(stack, journal)
         _rollback_update(backend, stack, before, journal, _update_failure(failure))
         return

@@ -97,3 +97,48 @@ def test_a_rolled_back_stack_says_why(cfn):
     assert stack["StackStatusReason"] == (
         "The following resource(s) failed to create: [Blue]. Rollback requested by user."
     )
+
+
+def cdk_like(port: int | str = "8080") -> dict:
+    """The parameter and rule every CDK-synthesized template carries."""
+    template = colorapp(port=port)
+    template["Parameters"] = {
+        "BootstrapVersion": {
+            "Type": "AWS::SSM::Parameter::Value<String>",
+            "Default": "/cdk-bootstrap/hnb659fds/version",
+        }
+    }
+    template["Rules"] = {
+        "CheckBootstrapVersion": {
+            "Assertions": [
+                {
+                    "Assert": {
+                        "Fn::Not": [{"Fn::Contains": [["1", "2"], {"Ref": "BootstrapVersion"}]}]
+                    },
+                    "AssertDescription": "CDK bootstrap stack version 6 required.",
+                }
+            ]
+        }
+    }
+    template["Resources"]["Metadata"] = {"Type": "AWS::CDK::Metadata", "Properties": {}}
+    return template
+
+
+def test_use_previous_value_on_an_ssm_parameter_survives_an_update(server, account, cfn, appmesh):
+    ssm = make_client(server.endpoint, "ssm", account)
+    ssm.put_parameter(Name="/cdk-bootstrap/hnb659fds/version", Value="27", Type="String")
+    cfn.create_change_set(
+        StackName="cdk", ChangeSetName="first", TemplateBody=body(cdk_like()),
+        ChangeSetType="CREATE",
+    )  # fmt: skip
+    cfn.execute_change_set(StackName="cdk", ChangeSetName="first")
+    cfn.create_change_set(
+        StackName="cdk", ChangeSetName="second", TemplateBody=body(cdk_like(port=9090)),
+        ChangeSetType="UPDATE",
+        Parameters=[{"ParameterKey": "BootstrapVersion", "UsePreviousValue": True}],
+    )  # fmt: skip
+    cfn.execute_change_set(StackName="cdk", ChangeSetName="second")
+    stack = cfn.describe_stacks(StackName="cdk")["Stacks"][0]
+    assert stack["StackStatus"] == "UPDATE_COMPLETE"
+    node = appmesh.describe_virtual_node(meshName="color", virtualNodeName="blue")["virtualNode"]
+    assert node["spec"]["listeners"][0]["portMapping"]["port"] == 9090
