@@ -8,6 +8,7 @@
 - ``lifecycle``: create/update/delete with rollback; ``changesets``: executing them;
 - ``exports``: cross-stack exports, refused to delete while another stack imports them;
 - ``outputs``: outputs that are left out, never a 500, when nothing can compute them;
+- ``ecs``: task definitions that keep their ProxyConfiguration (App Mesh's ECS templates);
 - ``persistence``: stacks saved in the data directory and restored with their resources;
 - ``template_urls``: TemplateURLs on 127.0.0.1 and localhost, path-style or virtual-hosted.
 
@@ -47,6 +48,7 @@ def install() -> None:
         from appmesh_api.cloudformation import (
             bridge,
             changesets,
+            ecs,
             events,
             exports,
             lifecycle,
@@ -57,6 +59,7 @@ def install() -> None:
         from appmesh_api.cloudformation.template_urls import get_stack_from_s3_url
 
         assert resources.MODELS  # the import registered the seven model classes
+        assert ecs.AppMeshTaskDefinition  # and this one replaced moto's task definition
         for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
             cached.cache_clear()
         # What is replaced in moto 5.2 (owner, attribute, ours): each entry fixes one thing
