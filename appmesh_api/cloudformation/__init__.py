@@ -58,8 +58,8 @@ def install() -> None:
         )
         from appmesh_api.cloudformation.template_urls import get_stack_from_s3_url
 
-        assert resources.MODELS  # the import registered the seven model classes
-        assert ecs.AppMeshTaskDefinition  # and this one replaced moto's task definition
+        # Importing resources and ecs defined the model classes moto's engine looks for.
+        assert resources.MODELS and ecs.AppMeshTaskDefinition.cloudformation_type()
         for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
             cached.cache_clear()
         # What is replaced in moto 5.2 (owner, attribute, ours): each entry fixes one thing

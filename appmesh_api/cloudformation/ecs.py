@@ -74,7 +74,7 @@ class AppMeshTaskDefinition(TaskDefinition, CloudFormationModel):
         return "AWS::ECS::TaskDefinition"
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
+    def create_from_cloudformation_json(
         cls,
         resource_name: str,
         cloudformation_json: dict[str, Any],
@@ -89,7 +89,7 @@ class AppMeshTaskDefinition(TaskDefinition, CloudFormationModel):
         return created
 
     @classmethod
-    def update_from_cloudformation_json(  # type: ignore[override]
+    def update_from_cloudformation_json(
         cls,
         original_resource: Any,
         new_resource_name: str,
