@@ -14,7 +14,8 @@ The reader's situation is reproduced, not imitated:
   so they run side by side.
 * bash runs with ``-e -o pipefail``, so a failing line anywhere in a block fails it,
   not only the last one. The working directory is the repository root (a reader
-  works from a clone), so blocks must not write files there.
+  works from a clone), so blocks must not write files there: a file a block leaves
+  behind fails the test.
 
 Port: the snippets name the default port, 4567. The test does not take 4567: a
 developer running this test may have their own ``serve`` or ``up`` there (the
@@ -169,7 +170,23 @@ def run_document(path: Path, port: int, home: Path) -> tuple[int, str | None]:
     return ran, None
 
 
+def untracked_files() -> set[str]:
+    """Files git does not know in the clone the blocks run in (empty outside a git clone)."""
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except OSError:
+        return set()
+    return set(listed.stdout.split()) if listed.returncode == 0 else set()
+
+
 def test_every_snippet_runs_as_written(readers_machine: Server, tmp_path: Path):
+    before = untracked_files()
     # Files do not depend on each other, so they run side by side (blocks of one file
     # still run in order); most of a block's time is the aws CLI starting up.
     with ThreadPoolExecutor(max_workers=PARALLEL_DOCUMENTS) as pool:
@@ -178,6 +195,9 @@ def test_every_snippet_runs_as_written(readers_machine: Server, tmp_path: Path):
         )
     assert sum(ran for ran, _ in results) > 0
     failures = [failure for _, failure in results if failure]
+    left = untracked_files() - before
+    if left:
+        failures.append(f"blocks left files in the repository (write them elsewhere): {left}")
     assert not failures, "\n\n".join(failures) + f"\n--- server log ---\n{readers_machine.log()}"
 
 
