@@ -232,3 +232,19 @@ def test_unsupported_types_are_named_once_per_stack(server, cfn, appmesh):
     lines = [line for line in server.log().splitlines() if "stack extras: nothing creates" in line]
     assert len(lines) == 1
     assert "AWS::AppRunner::Service" in lines[0] and "CDK::Metadata" not in lines[0]
+
+
+def test_a_stack_writes_in_the_account_its_access_key_maps_to(tmp_path):
+    from tests.conftest import start_server
+
+    server = start_server(tmp_path, "--account", "AKIDLOCALTEST=444455556666")
+    try:
+        cfn = make_client(server.endpoint, "cloudformation", "AKIDLOCALTEST")
+        cfn.create_stack(StackName="mapped", TemplateBody=body(colorapp()))
+        stack = cfn.describe_stacks(StackName="mapped")["Stacks"][0]
+        assert ":444455556666:stack/mapped/" in stack["StackId"]
+        appmesh = make_client(server.endpoint, "appmesh", "444455556666")
+        mesh = appmesh.describe_mesh(meshName="color")["mesh"]
+        assert mesh["metadata"]["meshOwner"] == "444455556666"
+    finally:
+        server.stop()
