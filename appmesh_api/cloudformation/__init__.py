@@ -8,6 +8,8 @@
 - ``lifecycle``: create/update/delete with rollback; ``changesets``: executing them;
 - ``exports``: cross-stack exports, refused to delete while another stack imports them;
 - ``outputs``: outputs that are left out, never a 500, when nothing can compute them;
+- ``cloudmap``: the ``AWS::ServiceDiscovery::*`` types, in moto's Cloud Map;
+- ``ec2``: security group ingress rules without ports (App Mesh's walkthroughs);
 - ``ecs``: task definitions that keep their ProxyConfiguration (App Mesh's ECS templates);
 - ``persistence``: stacks saved in the data directory and restored with their resources;
 - ``template_urls``: TemplateURLs on 127.0.0.1 and localhost, path-style or virtual-hosted.
@@ -48,6 +50,8 @@ def install() -> None:
         from appmesh_api.cloudformation import (
             bridge,
             changesets,
+            cloudmap,
+            ec2,
             ecs,
             events,
             exports,
@@ -60,6 +64,7 @@ def install() -> None:
 
         # Importing resources and ecs defined the model classes moto's engine looks for.
         assert resources.MODELS and ecs.AppMeshTaskDefinition.cloudformation_type()
+        assert ec2.PortlessSecurityGroup.cloudformation_type() and cloudmap.MODELS
         for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
             cached.cache_clear()
         # What is replaced in moto 5.2 (owner, attribute, ours): each entry fixes one thing

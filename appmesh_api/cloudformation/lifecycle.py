@@ -224,7 +224,7 @@ def _report_skipped(stack: Stack, journal: Journal) -> None:
     if journal.skipped:
         log.warning(
             "stack %s: nothing creates resources of type %s (neither appmesh-local nor its "
-            "embedded moto supports them); the stack completes without them",
+            "embedded moto supports them): they are left out of the stack",
             stack.name,
             ", ".join(sorted(journal.skipped)),
         )
