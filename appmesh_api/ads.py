@@ -22,6 +22,8 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import any_pb2, json_format
 
 from appmesh_api.discovery import TYPE_URLS, DiscoveryService, ResolvedNode, XdsError
+from appmesh_api.identity import account_of, parse_credential_scope
+from appmesh_api.settings import Settings
 from envoy_bootstrap.validate import parse_resource
 
 log = logging.getLogger("appmesh_local.ads")
@@ -30,9 +32,15 @@ TYPE_NAMES = {url: name for name, url in TYPE_URLS.items()}
 _STATUS = {
     3: grpc.StatusCode.INVALID_ARGUMENT,
     5: grpc.StatusCode.NOT_FOUND,
+    7: grpc.StatusCode.PERMISSION_DENIED,
     8: grpc.StatusCode.RESOURCE_EXHAUSTED,
     13: grpc.StatusCode.INTERNAL,
 }
+XDS_UNSIGNED = (
+    "xDS requests must carry a SigV4 authorization of the node's own account, as App Mesh's "
+    "did (appmesh:StreamAggregatedResources on the node's ARN); appmesh-proxy and "
+    "`appmesh-local bootstrap` add one"
+)
 #: How long a stream waits between checks of its mesh version when nothing changes.
 WATCH_SECONDS = 30.0
 
@@ -56,8 +64,9 @@ def to_proto(response: dict[str, Any]) -> discovery_pb2.DiscoveryResponse:
 class _Stream:
     """One Envoy's ADS stream: its node, and per type what it asked for and was sent."""
 
-    def __init__(self, discovery: DiscoveryService) -> None:
+    def __init__(self, discovery: DiscoveryService, account: str) -> None:
         self.discovery = discovery
+        self.account = account  # from the stream's SigV4 credential scope
         self.node: ResolvedNode | None = None
         self.node_json: dict[str, Any] = {}
         self.subscribed: dict[str, list[str]] = {}  # type name -> resource names
@@ -84,7 +93,7 @@ class _Stream:
                 "code": request.error_detail.code,
                 "message": request.error_detail.message,
             }
-        self.node = self.discovery.register(as_json)
+        self.node = self.discovery.register(as_json, self.account)
         names = list(request.resource_names)
         is_reply = bool(request.response_nonce) and request.response_nonce == self.sent.get(
             type_name
@@ -126,13 +135,19 @@ class _Stream:
 class AggregatedDiscovery(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
     """The ADS servicer over a DiscoveryService."""
 
-    def __init__(self, discovery: DiscoveryService) -> None:
+    def __init__(self, discovery: DiscoveryService, settings: Settings) -> None:
         self.discovery = discovery
+        self.settings = settings
 
     async def StreamAggregatedResources(
         self, request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest], context
     ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
-        stream = _Stream(self.discovery)
+        account = self._account(dict(context.invocation_metadata() or ()))
+        if isinstance(account, XdsError):
+            log.info("refusing ADS stream: %s", account.message)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, account.message)
+            return
+        stream = _Stream(self.discovery, account)
 
         async def read() -> None:
             try:
@@ -158,12 +173,34 @@ class AggregatedDiscovery(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
+    def _account(self, metadata: dict[str, Any]) -> str | XdsError:
+        """The stream's account, from the SigV4 ``authorization`` metadata of the call.
 
-async def start_ads_server(discovery: DiscoveryService, host: str, port: int) -> grpc.aio.Server:
+        App Mesh's Envoy signed its stream (the ``aws_iam`` call credentials); a stream
+        without a credential scope is refused before any request is read. Under
+        ``--verify-signatures`` the signature itself would have to be checked, which
+        appmesh-local does not do for gRPC yet, so such streams are refused outright.
+        """
+        scope = parse_credential_scope(metadata.get("authorization"))
+        if scope is None:
+            return XdsError(403, 7, XDS_UNSIGNED)
+        if self.settings.verify_signatures:
+            return XdsError(
+                403,
+                7,
+                "appmesh-local cannot verify gRPC ADS signatures yet; with --verify-signatures "
+                "use REST xDS (/v3/discovery:<type>), which appmesh-proxy speaks",
+            )
+        return account_of(scope.access_key, self.settings)
+
+
+async def start_ads_server(
+    discovery: DiscoveryService, settings: Settings, host: str, port: int
+) -> grpc.aio.Server:
     """Start the gRPC ADS server on ``host:port`` in the running event loop."""
     server = grpc.aio.server()
     ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
-        AggregatedDiscovery(discovery), server
+        AggregatedDiscovery(discovery, settings), server
     )
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:

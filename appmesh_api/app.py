@@ -23,17 +23,17 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from appmesh_api import cloudformation, protocol
-from appmesh_api.ads import start_ads_server
+from appmesh_api.ads import XDS_UNSIGNED, start_ads_server
 from appmesh_api.changefeed import ChangeFeed
 from appmesh_api.cloudformation import bridge as cloudformation_bridge
 from appmesh_api.console.site import install as install_console
-from appmesh_api.discovery import DiscoveryService, XdsError
+from appmesh_api.discovery import PERMISSION_DENIED, DiscoveryService, XdsError
 from appmesh_api.edge import build_side_services_app
 from appmesh_api.errors import AppMeshError, InternalServerErrorException
 from appmesh_api.frontdoor import limits
 from appmesh_api.frontdoor.chain import Exchange, FrontDoor, Target
 from appmesh_api.frontdoor.wire import Reply
-from appmesh_api.identity import Caller, identify
+from appmesh_api.identity import Caller, account_of, identify, parse_credential_scope
 from appmesh_api.model import match_operation
 from appmesh_api.service import AppMeshService
 from appmesh_api.settings import Settings
@@ -179,7 +179,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         cloudmap = asyncio.create_task(app.state.discovery.cloudmap.run(feed.publish))
         ads = None
         if settings.xds_port:
-            ads = await start_ads_server(app.state.discovery, settings.xds_host, settings.xds_port)
+            ads = await start_ads_server(
+                app.state.discovery, settings, settings.xds_host, settings.xds_port
+            )
         xray_daemon = None
         if settings.xray_daemon_port:
             xray_daemon = await start_embedded(settings, xray)
@@ -252,12 +254,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.post("/v3/discovery:{type_name}")
     async def xds(request: Request, type_name: str, wait: float = 0) -> Response:
-        """Envoy xDS v3 over REST-JSON; ``?wait=S`` long-polls for the next version."""
+        """Envoy xDS v3 over REST-JSON; ``?wait=S`` long-polls for the next version.
+
+        The request must carry a SigV4 credential scope naming the node's own account
+        (verified by the front door under ``--verify-signatures``), as App Mesh's did.
+        """
+        scope = parse_credential_scope(request.headers.get("authorization"))
+        if scope is None:
+            return JSONResponse({"code": PERMISSION_DENIED, "message": XDS_UNSIGNED}, 403)
+        account = account_of(scope.access_key, settings)
         try:
             body = json.loads(await request.body() or b"{}")
             if not isinstance(body, dict):
                 raise XdsError(400, 3, "the body must be a DiscoveryRequest JSON object")
-            answer = await discovery.discover(type_name, body, min(max(wait, 0.0), 300.0))
+            answer = await discovery.discover(type_name, body, min(max(wait, 0.0), 300.0), account)
         except json.JSONDecodeError as exc:
             return JSONResponse({"code": 3, "message": f"invalid JSON: {exc}"}, status_code=400)
         except XdsError as error:
@@ -267,9 +277,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse(answer)
 
     @app.get("/_appmesh/proxies")
-    async def proxies() -> dict:
-        """Connected proxies, their ingress addresses and the config versions they accepted."""
-        return {"proxies": [state.as_json() for state in discovery.registry.all()]}
+    async def proxies(request: Request) -> dict:
+        """The caller's connected proxies: ingress addresses and accepted config versions.
+
+        Only proxies of meshes the caller's account owns: the account comes from the
+        request's credential scope (unsigned: the default account), never a parameter.
+        """
+        caller = identify(request.headers.get("authorization"), settings)
+        mine = (s for s in discovery.registry.all() if s.mesh.mesh_owner == caller.account)
+        return {"proxies": [state.as_json() for state in mine]}
 
     install_console(app)
     app.mount("/", side_services)
@@ -277,7 +293,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-_LOCAL_PREFIXES = ("/_appmesh/", "/console", "/v3/discovery:")
+_LOCAL_PREFIXES = ("/_appmesh/", "/console")
 
 
 def _targets(service: AppMeshService, xray: XRayService | None) -> list[Target]:
@@ -288,6 +304,12 @@ def _targets(service: AppMeshService, xray: XRayService | None) -> list[Target]:
         lambda exchange: exchange.scope["path"].startswith(API_PREFIX + "/"),
         answer=AppMeshApi(service).answer,
     )
+    xds = Target(
+        "xds",
+        limits.LOCAL_BODY_LIMIT,
+        lambda exchange: exchange.scope["path"].startswith("/v3/discovery:"),
+        status_body=True,
+    )
     local = Target(
         "appmesh-local",
         limits.LOCAL_BODY_LIMIT,
@@ -296,5 +318,5 @@ def _targets(service: AppMeshService, xray: XRayService | None) -> list[Target]:
     )
     side = Target("side-services", limits.SIDE_SERVICE_BODY_LIMIT, lambda _exchange: True)
     if xray is None:
-        return [appmesh, local, side]
-    return [appmesh, xray_target(xray), local, side]
+        return [appmesh, xds, local, side]
+    return [appmesh, xray_target(xray), xds, local, side]

@@ -52,7 +52,7 @@ _RESOURCE_FIELDS = {
 METADATA_PREFIX = "appmesh_local."
 
 # google.rpc.Code values used in error bodies.
-INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED, INTERNAL = 3, 5, 8, 13
+INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, RESOURCE_EXHAUSTED, INTERNAL = 3, 5, 7, 8, 13
 
 
 class XdsError(Exception):
@@ -95,9 +95,15 @@ class NodeResolver:
         self.store = store
         self.settings = settings
 
-    def resolve(self, node: Mapping[str, Any]) -> ResolvedNode:
+    def resolve(self, node: Mapping[str, Any], account: str) -> ResolvedNode:
+        """Locate ``node`` for a proxy signed by ``account``, which must own the resource.
+
+        App Mesh's Envoy needed ``appmesh:StreamAggregatedResources`` on its own node's
+        ARN, whose account is the resource owner's; so here: a request signed by any other
+        account is refused before it sees config or registers an address.
+        """
         node_id = str(node.get("id") or "")
-        mesh, kind, name = self._locate(node_id, node)
+        mesh, kind, name = self._locate(node_id, node, account)
         record = self.store.get(Key(*mesh, kind, "", name))
         if record is None:
             raise XdsError(
@@ -105,6 +111,14 @@ class NodeResolver:
                 NOT_FOUND,
                 f"{kind} {name} is not present in mesh {mesh.mesh} for account "
                 f"{mesh.mesh_owner}; create it before starting its proxy",
+            )
+        owner = record.data["metadata"]["resourceOwner"]
+        if owner != account:
+            raise XdsError(
+                403,
+                PERMISSION_DENIED,
+                f"account {account} may not stream resources for {kind} {name}: it belongs to "
+                f"another account (sign the xDS request with the owner's credentials)",
             )
         identity = NodeIdentity(
             kind=kind,  # type: ignore[arg-type]
@@ -116,7 +130,9 @@ class NodeResolver:
         )
         return ResolvedNode(mesh, identity, _address(_metadata(node, "ingress_address")))
 
-    def _locate(self, node_id: str, node: Mapping[str, Any]) -> tuple[MeshKey, str, str]:
+    def _locate(
+        self, node_id: str, node: Mapping[str, Any], account: str
+    ) -> tuple[MeshKey, str, str]:
         if node_id.startswith("arn:"):
             parsed = parse_arn(node_id)
             if parsed is None or parsed.kind.key not in ("virtualNode", "virtualGateway"):
@@ -139,12 +155,14 @@ class NodeResolver:
                 "(APPMESH_RESOURCE_ARN or APPMESH_VIRTUAL_NODE_NAME)",
             )
         region = _metadata(node, "region", DEFAULT_REGION)
-        owner = _metadata(node, "mesh_owner") or self._owner_of(region, parts[1])
+        owner = _metadata(node, "mesh_owner") or self._owner_of(region, parts[1], account)
         return MeshKey(region, owner, parts[1]), parts[2], parts[3]
 
-    def _owner_of(self, region: str, mesh: str) -> str:
-        """The default account's mesh of that name, else the only account that has one."""
+    def _owner_of(self, region: str, mesh: str, account: str) -> str:
+        """The caller's mesh of that name, the default account's, else the only one."""
         owners = self.store.mesh_owners(region, mesh)
+        if account in owners:
+            return account
         if self.settings.default_account in owners or len(owners) != 1:
             return self.settings.default_account
         return owners[0]
@@ -262,9 +280,10 @@ class DiscoveryService:
     def version_string(self, version: int) -> str:
         return f"{self.boot}-{version}"
 
-    def register(self, request: Mapping[str, Any]) -> ResolvedNode:
+    def register(self, request: Mapping[str, Any], account: str) -> ResolvedNode:
+        """Resolve and record the proxy behind ``request``, signed by ``account``."""
         node = request.get("node") or {}
-        resolved = self.resolver.resolve(node)
+        resolved = self.resolver.resolve(node, account)
         identity = resolved.identity
         state, new = self.registry.seen(
             str(node.get("id")),
@@ -306,7 +325,7 @@ class DiscoveryService:
                 log.info("proxy %s accepted %s again", state.node_id, type_url)
 
     async def discover(
-        self, type_name: str, request: Mapping[str, Any], wait: float
+        self, type_name: str, request: Mapping[str, Any], wait: float, account: str
     ) -> dict | None:
         """A DiscoveryResponse, or None when the long-poll ran out with nothing new (304)."""
         if type_name not in TYPE_URLS:
@@ -316,7 +335,7 @@ class DiscoveryService:
                 f"unknown discovery type {type_name!r}; use one of {sorted(TYPE_URLS)}",
             )
         request = {"type_url": TYPE_URLS[type_name], **request}
-        resolved = self.register(request)
+        resolved = self.register(request, account)
         # An ACK carries the version it accepted; a NACK the one it rejected as its nonce.
         # Either way the proxy has seen that version: hold until there is a newer one. A
         # request with an empty version_info (a new or changed subscription) is answered now.

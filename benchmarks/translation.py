@@ -24,12 +24,14 @@ import time
 from pathlib import Path
 
 import aiohttp
+from botocore.credentials import Credentials
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from control_plane import client, free_port, wait_for_port
 
 from envoy_bootstrap.snapshot import MeshSnapshot, NodeIdentity
 from envoy_bootstrap.translate import translate
+from proxy.xds_auth import node_account, xds_signer
 
 
 def _node(mesh: str, name: str, backends: list[str]) -> dict:
@@ -107,15 +109,19 @@ def part_one(sizes: list[int]) -> None:
 
 
 async def _watch(session, url: str, node_id: str, ready: asyncio.Event, counter: list) -> float:
-    request = {"node": {"id": node_id}}
-    async with session.post(url, json=request) as response:
+    request: dict = {"node": {"id": node_id}}
+    sign = xds_signer(Credentials(node_account(node_id, None), "local"), "us-east-1")
+    body = json.dumps(request).encode()
+    async with session.post(url, data=body, headers=sign(url, body)) as response:
         first = await response.json()
     version = first["version_info"]
     request.update(version_info=version, response_nonce=version)
     counter.append(1)
     if len(counter) == counter[0] + 1:
         ready.set()
-    async with session.post(url + "?wait=60", json=request) as response:
+    body = json.dumps(request).encode()
+    waiting = url + "?wait=60"
+    async with session.post(waiting, data=body, headers=sign(waiting, body)) as response:
         await response.read()
         return time.perf_counter()
 

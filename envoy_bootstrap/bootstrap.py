@@ -48,7 +48,7 @@ def build_bootstrap(env: Mapping[str, str], xds_endpoint: str) -> dict[str, Any]
         "node": _node(values, node_id),
         "admin": _admin(values),
         "static_resources": {"clusters": _static_clusters(values, xds_endpoint) + tracer_clusters},
-        "dynamic_resources": _dynamic_resources(values),
+        "dynamic_resources": _dynamic_resources(values, node_id),
         "cluster_manager": {
             "outlier_detection": {
                 "event_log_path": values.or_(
@@ -91,16 +91,35 @@ def _admin(env: Env) -> dict[str, Any]:
     }
 
 
-def _dynamic_resources(env: Env) -> dict[str, Any]:
+def _dynamic_resources(env: Env, node_id: str) -> dict[str, Any]:
     """LDS and CDS over ADS (routes, endpoints and secrets follow from them)."""
     timeout = env.integer("ENVOY_INITIAL_FETCH_TIMEOUT", 0)
     source = {"ads": {}, "initial_fetch_timeout": f"{timeout}s", "resource_api_version": "V3"}
-    ads = {
-        "api_type": "GRPC",
-        "transport_api_version": "V3",
-        "grpc_services": [{"envoy_grpc": {"cluster_name": names.XDS_CLUSTER}}],
+    grpc_service = {
+        "envoy_grpc": {"cluster_name": names.XDS_CLUSTER},
+        "initial_metadata": [{"key": "authorization", "value": _account_claim(env, node_id)}],
     }
+    ads = {"api_type": "GRPC", "transport_api_version": "V3", "grpc_services": [grpc_service]}
     return {"lds_config": source, "cds_config": dict(source), "ads_config": ads}
+
+
+def _account_claim(env: Env, node_id: str) -> str:
+    """A SigV4-shaped ``authorization`` naming the node's account, sent on every ADS call.
+
+    appmesh-local serves a node's config only to its own account, read from the credential
+    scope (App Mesh checked ``appmesh:StreamAggregatedResources`` on the node's ARN). A
+    plain Envoy here has no ``aws_iam`` call credentials (they need a TLS channel), so it
+    states its account in static metadata instead: a scope with no real signature, which
+    a control plane started with ``--verify-signatures`` refuses.
+    """
+    parts = node_id.split(":")
+    account = parts[4] if node_id.startswith("arn:") and len(parts) > 4 else ""
+    account = account or env.or_("APPMESH_MESH_OWNER", "123456789012")
+    region = env.first("AWS_REGION", "AWS_DEFAULT_REGION") or "us-east-1"
+    return (
+        f"AWS4-HMAC-SHA256 Credential={account}/20190125/{region}/appmesh/aws4_request, "
+        f"SignedHeaders=host, Signature={'0' * 64}"
+    )
 
 
 def _static_clusters(env: Env, xds_endpoint: str) -> list[dict[str, Any]]:

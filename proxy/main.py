@@ -25,7 +25,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.credentials import Credentials
+
 from proxy.config.observability import OFF, ObservabilityConfig
+from proxy.xds_auth import credentials_from, node_account, xds_signer
 
 log = logging.getLogger("appmesh_proxy")
 
@@ -61,6 +64,8 @@ class ProxySettings:
     drain_seconds: float
     log_level: str
     observability: ObservabilityConfig = OFF
+    #: (access key, secret, session token) that sign xDS requests (proxy.xds_auth)
+    xds_credentials: tuple[str, str, str | None] = ("", "", None)
     workers: int = 1  # ENVOY_CONCURRENCY: processes sharing each port with SO_REUSEPORT
     worker_index: int = 0  # set by the first worker for the ones it starts
 
@@ -78,6 +83,8 @@ class ProxySettings:
             )
         ingress_port = int(env.get("APPMESH_INGRESS_PORT", 15000))
         cluster = env.get("APPMESH_RESOURCE_CLUSTER") or env.get("APPMESH_VIRTUAL_NODE_CLUSTER")
+        mesh_owner = env.get("APPMESH_MESH_OWNER") or None
+        credentials = credentials_from(env, node_account(node_id, mesh_owner))
         return cls(
             node_id=node_id,
             node_cluster=cluster or node_id,
@@ -89,7 +96,8 @@ class ProxySettings:
             listen_address=env.get("APPMESH_LISTEN_ADDRESS", "0.0.0.0"),
             ingress_address=env.get("APPMESH_INGRESS_ADDRESS", f"127.0.0.1:{ingress_port}"),
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
-            mesh_owner=env.get("APPMESH_MESH_OWNER") or None,
+            mesh_owner=mesh_owner,
+            xds_credentials=(credentials.access_key, credentials.secret_key, credentials.token),
             drain_seconds=float(env.get("LISTENER_DRAIN_WAIT_TIME_S", 20)),
             log_level=env.get("ENVOY_LOG_LEVEL", "info").lower(),
             observability=ObservabilityConfig.from_environment(env, node_id),
@@ -135,8 +143,9 @@ async def run_proxy(settings: ProxySettings, stop: asyncio.Event | None = None) 
     await server.start()
     # Back-off capped at 10 s: a local control plane that restarts is back within seconds,
     # and its proxies should follow it promptly.
+    sign = xds_signer(Credentials(*settings.xds_credentials), settings.region)
     client = XdsClient(
-        settings.xds_endpoint, node, server.apply, stats=server.stats, backoff_max=10.0
+        settings.xds_endpoint, node, server.apply, stats=server.stats, backoff_max=10.0, sign=sign
     )
     await client.start()
     log.info(

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterator
@@ -45,6 +46,7 @@ from envoy_bootstrap.envoy_types import (
 from proxy.config import unsupported
 from proxy.config.protojson import ConfigError, type_url
 from proxy.observe.stats import Stats
+from proxy.xds_auth import Signer
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +99,9 @@ class XdsClient:
         backoff_max: float = 30.0,
         settle_seconds: float = 0.05,
         warm_timeout: float = 5.0,
+        sign: Signer | None = None,
     ) -> None:
+        self.sign = sign  # SigV4 headers for each request (proxy.xds_auth)
         self.endpoint = endpoint if "://" in endpoint else f"http://{endpoint}"
         self.endpoint = self.endpoint.rstrip("/")
         self.node = node
@@ -204,7 +208,9 @@ class XdsClient:
             body["error_detail"] = sub.error
         sub.force_refresh = False
         url = f"{self.endpoint}/v3/discovery:{sub.kind}?wait={self.wait_seconds}"
-        async with self._session.post(url, json=body) as resp:
+        data = json.dumps(body).encode()
+        headers = self.sign(url, data) if self.sign else {"content-type": "application/json"}
+        async with self._session.post(url, data=data, headers=headers) as resp:
             if resp.status == 304:
                 return None
             if resp.status != 200:

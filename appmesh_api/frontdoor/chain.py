@@ -11,6 +11,7 @@ own endpoints, the side services) are ASGI apps that get the body already read.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import uuid
@@ -74,6 +75,7 @@ class Target:
     answer: Callable[[Exchange], Reply] | None = None
     signed: bool = True  # its requests are AWS API calls, checked by --verify-signatures
     message_key: str = "message"  # the rest-json error body's key (X-Ray says "Message")
+    status_body: bool = False  # refusals as a google.rpc.Status JSON body (REST xDS)
 
 
 Handler = Callable[[Exchange], Awaitable[None]]
@@ -160,6 +162,8 @@ class FrontDoor:
         service = exchange.credential.service if exchange.credential else ""
         protocol = protocol_of(exchange.scope, exchange.headers, service)
         target = exchange.target
+        if target is not None and target.status_body:
+            return _rpc_status(refusal, exchange.request_id)
         if target is not None and target.answer is not None:
             protocol = Protocol.REST_JSON  # App Mesh and X-Ray are rest-json services
         code = refusal.code_for(protocol)
@@ -175,6 +179,16 @@ class FrontDoor:
         if refusal.close:  # uvicorn then closes instead of reading the rest of the body
             headers.append((b"connection", b"close"))
         return status, headers, body
+
+
+def _rpc_status(refusal: refusals.Refusal, request_id: str) -> Reply:
+    """A refusal as xDS's REST transport reports errors: a google.rpc.Status body."""
+    code = {413: 8, 400: 3}.get(refusal.status, 7)  # RESOURCE_EXHAUSTED, INVALID_ARGUMENT
+    body = json.dumps({"code": code, "message": refusal.message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"x-amzn-requestid", request_id.encode())]
+    if refusal.close:
+        headers.append((b"connection", b"close"))
+    return refusal.status, headers, body
 
 
 def _target(exchange: Exchange) -> Target:

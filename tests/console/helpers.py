@@ -15,6 +15,7 @@ import urllib.request
 from typing import Any
 
 from tests.conftest import Server
+from tests.signing import xds_request
 from tests.xray.helpers import Trace, http, remote_call, three_hop
 
 MESH = "demo"
@@ -92,12 +93,7 @@ def get_json(server: Server, path: str, **params: Any) -> tuple[int, Any]:
 
 def discover(server: Server, body: dict) -> dict:
     """One REST xDS request for listeners, as a proxy makes it."""
-    request = urllib.request.Request(
-        f"{server.endpoint}/v3/discovery:listeners",
-        data=json.dumps(body).encode(),
-        headers={"content-type": "application/json"},
-        method="POST",
-    )
+    request = xds_request(f"{server.endpoint}/v3/discovery:listeners", body)
     with urllib.request.urlopen(request, timeout=10) as reply:
         return json.loads(reply.read())
 

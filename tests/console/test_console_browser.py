@@ -12,9 +12,7 @@ downloads are never used.
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from envoy_bootstrap.envoy_types import LISTENER
+from proxy.xds_auth import node_account
 from tests.conftest import make_client, new_account
 from tests.console.helpers import (
     CART,
@@ -33,6 +32,7 @@ from tests.console.helpers import (
     send_traces,
 )
 from tests.mesh.harness import Mesh
+from tests.signing import proxies_of
 from tests.xray.helpers import NODE_A, NODE_B, three_hop, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
@@ -90,8 +90,7 @@ NO_TLS = "downstream TLS (tls) is not supported"  # the sidecar's reason for its
 
 def rejected_listener(endpoint: str, node_id: str) -> dict | None:
     """The listener config ``node_id``'s proxy last rejected, from /_appmesh/proxies."""
-    with urllib.request.urlopen(f"{endpoint}/_appmesh/proxies", timeout=5) as reply:
-        proxies = json.loads(reply.read())["proxies"]
+    proxies = proxies_of(endpoint, node_account(node_id, None))
     found = [p["rejected"].get(LISTENER) for p in proxies if p["nodeId"] == node_id]
     return found[0] if found else None
 

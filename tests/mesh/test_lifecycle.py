@@ -7,10 +7,10 @@ import signal
 import subprocess
 import threading
 import time
-import urllib.request
 
 from tests.conftest import make_client, new_account, start_server
 from tests.mesh.harness import Mesh, get
+from tests.signing import proxies_of
 
 
 def build(appmesh, mesh: Mesh, log_path) -> None:
@@ -91,8 +91,8 @@ def test_the_proxy_keeps_serving_through_a_control_plane_outage_and_reconnects(t
         assert proxy_log.count("unreachable") == 1, proxy_log
         assert proxy_log.count("reachable again") == 1, proxy_log
         assert "Traceback" not in proxy_log
-        proxies = json.loads(urllib.request.urlopen(f"{control.endpoint}/_appmesh/proxies").read())
-        assert {p["resourceName"] for p in proxies["proxies"]} == {"front", "blue"}
+        proxies = proxies_of(control.endpoint, account)
+        assert {p["resourceName"] for p in proxies} == {"front", "blue"}
     finally:
         mesh.close()
         control.stop()

@@ -8,10 +8,8 @@ GOAWAY HTTP_1_1_REQUIRED instead of a parse error.
 
 from __future__ import annotations
 
-import json
 import socket
 import time
-import urllib.request
 
 import h2.config
 import h2.connection
@@ -22,6 +20,7 @@ import pytest
 from envoy_bootstrap.envoy_types import CLUSTER, LISTENER
 from tests.conftest import make_client, new_account
 from tests.mesh.harness import Mesh, get
+from tests.signing import proxies_of
 
 MESH = "refuse"
 STRICT_TLS = {
@@ -75,8 +74,7 @@ def refused(server, tmp_path_factory):
 
 def rejections(server, node: str, account: str) -> dict:
     arn = f"arn:aws:appmesh:us-east-1:{account}:mesh/{MESH}/virtualNode/{node}"
-    with urllib.request.urlopen(f"{server.endpoint}/_appmesh/proxies", timeout=5) as reply:
-        proxies = json.loads(reply.read())["proxies"]
+    proxies = proxies_of(server.endpoint, account)
     mine = [p for p in proxies if p["nodeId"] == arn]
     assert mine, f"no proxy registered for {arn}"
     return mine[0]["rejected"]

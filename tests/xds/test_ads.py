@@ -13,9 +13,17 @@ from google.rpc import status_pb2
 
 from envoy_bootstrap.validate import message_class
 from tests.api.helpers import build_mesh, http_route_spec
+from tests.signing import signed_headers
 from tests.xds.test_discovery import CLUSTER, LISTENER
 
 ROUTES = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+
+
+def account_metadata(account: str) -> tuple[tuple[str, str], ...]:
+    """The SigV4 ``authorization`` an ADS call carries, for ``account`` (as Envoy's plugin)."""
+    url = "http://127.0.0.1/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+    headers = signed_headers("POST", url, b"", account)
+    return (("authorization", headers["Authorization"]), ("x-amz-date", headers["X-Amz-Date"]))
 
 
 def node(node_id: str, **metadata: str) -> base_pb2.Node:
@@ -43,7 +51,8 @@ def test_an_ads_stream_gets_every_type_and_a_push_on_change(server, appmesh, acc
 
     async def scenario() -> None:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.xds_port}") as channel:
-            call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).StreamAggregatedResources()
+            stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
+            call = stub.StreamAggregatedResources(metadata=account_metadata(account))
             await call.write(discovery_pb2.DiscoveryRequest(node=node(arn), type_url=CLUSTER))
             clusters = await next_response(call)
             assert "cds_ingress_ads_blue_http_8080" in names_of(clusters)
@@ -95,7 +104,8 @@ def test_an_ads_stream_gets_every_type_and_a_push_on_change(server, appmesh, acc
 def test_an_unknown_node_closes_the_stream_with_not_found(server):
     async def scenario() -> grpc.StatusCode:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.xds_port}") as channel:
-            call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).StreamAggregatedResources()
+            stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
+            call = stub.StreamAggregatedResources(metadata=account_metadata("123456789012"))
             missing = "arn:aws:appmesh:us-east-1:123456789012:mesh/none/virtualNode/none"
             await call.write(discovery_pb2.DiscoveryRequest(node=node(missing), type_url=LISTENER))
             with pytest.raises(grpc.aio.AioRpcError) as closed:

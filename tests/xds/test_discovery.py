@@ -11,6 +11,7 @@ import urllib.request
 import pytest
 
 from tests.api.helpers import build_mesh, http_node_spec, http_route_spec
+from tests.signing import proxies_of, xds_request
 
 LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
 CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
@@ -19,8 +20,7 @@ ROUTES = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 
 def discover(server, kind: str, request: dict, wait: float = 0) -> tuple[int, dict | None]:
     url = f"{server.endpoint}/v3/discovery:{kind}" + (f"?wait={wait}" if wait else "")
-    data = json.dumps(request).encode()
-    call = urllib.request.Request(url, data=data, headers={"content-type": "application/json"})
+    call = xds_request(url, request)
     try:
         with urllib.request.urlopen(call, timeout=30) as response:
             body = response.read()
@@ -126,8 +126,7 @@ def test_a_nack_is_not_answered_with_the_same_config(server, mesh):
     )
     status, _ = discover(server, "listeners", nack, wait=0.3)
     assert status == 304
-    with urllib.request.urlopen(f"{server.endpoint}/_appmesh/proxies", timeout=5) as response:
-        proxies = json.loads(response.read())["proxies"]
+    proxies = proxies_of(server.endpoint, mesh["account"])
     mine = [p for p in proxies if p["nodeId"] == mesh["front_arn"]]
     assert mine and mine[0]["rejected"][LISTENER]["message"] == "listener rejected by the proxy"
 
@@ -214,8 +213,7 @@ def test_a_later_ack_clears_the_rejection_shown_for_a_proxy(server, mesh):
     discover(server, "listeners", nack, wait=0)
     ack = node_request(mesh["front_arn"], version_info=version, response_nonce=version)
     discover(server, "listeners", ack, wait=0)
-    with urllib.request.urlopen(f"{server.endpoint}/_appmesh/proxies", timeout=5) as response:
-        proxies = json.loads(response.read())["proxies"]
+    proxies = proxies_of(server.endpoint, mesh["account"])
     mine = [p for p in proxies if p["nodeId"] == mesh["front_arn"]]
     assert mine and LISTENER not in mine[0]["rejected"]
     assert mine[0]["acceptedVersions"][LISTENER] == version
