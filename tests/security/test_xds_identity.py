@@ -101,8 +101,8 @@ def _ads(server: Server, arn: str, metadata: tuple) -> grpc.StatusCode | str:
             stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
             call = stub.StreamAggregatedResources(metadata=metadata)
             node = base_pb2.Node(id=arn, cluster=arn)
-            await call.write(discovery_pb2.DiscoveryRequest(node=node, type_url=LISTENER))
-            try:
+            try:  # a refused stream may already be closed when the request is written
+                await call.write(discovery_pb2.DiscoveryRequest(node=node, type_url=LISTENER))
                 response = await asyncio.wait_for(call.read(), 10)
             except grpc.aio.AioRpcError as error:
                 return error.code()
