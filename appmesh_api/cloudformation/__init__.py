@@ -7,6 +7,8 @@
 - ``graph``: dependency order; ``events``: per-resource events and status reasons;
 - ``lifecycle``: create/update/delete with rollback; ``changesets``: executing them;
 - ``exports``: cross-stack exports, refused to delete while another stack imports them;
+- ``intrinsics``: dotted-string ``Fn::GetAtt``, and the imports a stack makes;
+- ``summary``: GetTemplateSummary of templates without a format version;
 - ``outputs``: outputs that are left out, never a 500, when nothing can compute them;
 - ``cloudmap``: the ``AWS::ServiceDiscovery::*`` types, in moto's Cloud Map;
 - ``ec2``: security group ingress rules without ports (App Mesh's walkthroughs);
@@ -54,11 +56,12 @@ def install() -> None:
             ec2,
             ecs,
             events,
-            exports,
+            intrinsics,
             lifecycle,
             outputs,
             persistence,
             resources,
+            summary,
         )
         from appmesh_api.cloudformation.template_urls import get_stack_from_s3_url
 
@@ -79,7 +82,12 @@ def install() -> None:
             (parsing.ResourceMap, "__getitem__", lifecycle.guarded_getitem),
             (parsing.ResourceMap, "validate_outputs", outputs.validate_outputs),
             (parsing, "parse_output", outputs.parse_output),
-            (parsing, "clean_json", exports.clean_json),
+            (parsing, "clean_json", intrinsics.clean_json),
+            (
+                responses,
+                "get_template_summary_response_from_template",
+                summary.get_template_summary_response_from_template,
+            ),
             (responses, "get_stack_from_s3_url", get_stack_from_s3_url),
             (models, "get_stack_from_s3_url", get_stack_from_s3_url),
             (StackResourceDTO, "__init__", events.resource_dto_init),

@@ -4,26 +4,17 @@ moto 5.2 registers a stack's exports before its resources exist (evaluating them
 the resources they name, outside any failure handling), and lets a stack whose export
 another stack imports be deleted. CloudFormation refuses that: the delete (or an update
 that drops or changes the export) fails with "Export ... cannot be deleted as it is in
-use by ...". Imports are recorded as ``Fn::ImportValue`` is resolved.
+use by ...". Imports are recorded as ``Fn::ImportValue`` is resolved (``intrinsics``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from moto.cloudformation import parsing
 from moto.cloudformation.exceptions import ValidationError
 from moto.cloudformation.models import CloudFormationBackend, Stack
 
-_moto_clean_json = parsing.clean_json
-
-
-def clean_json(resource_json: Any, resources_map: parsing.ResourceMap) -> Any:
-    """``parsing.clean_json`` that remembers which exports a stack imports."""
-    if isinstance(resource_json, dict) and "Fn::ImportValue" in resource_json:
-        name = _moto_clean_json(resource_json["Fn::ImportValue"], resources_map)
-        resources_map.__dict__.setdefault("appmesh_imports", set()).add(name)
-    return _moto_clean_json(resource_json, resources_map)
+from appmesh_api.cloudformation.intrinsics import imports_of
 
 
 def importers(backend: CloudFormationBackend, export_name: str, besides: Stack) -> list[str]:
@@ -31,8 +22,7 @@ def importers(backend: CloudFormationBackend, export_name: str, besides: Stack) 
     return [
         stack.name
         for stack in backend.stacks.values()
-        if stack is not besides
-        and export_name in stack.resource_map.__dict__.get("appmesh_imports", ())
+        if stack is not besides and export_name in imports_of(stack.resource_map)
     ]
 
 

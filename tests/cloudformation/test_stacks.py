@@ -248,3 +248,27 @@ def test_a_stack_writes_in_the_account_its_access_key_maps_to(tmp_path):
         assert mesh["metadata"]["meshOwner"] == "444455556666"
     finally:
         server.stop()
+
+
+def test_aws_cloudformation_deploy_updates_a_template_without_a_format_version(
+    server, account, appmesh, tmp_path
+):
+    template = tmp_path / "color.json"
+    for port in (8080, 9090):  # the second deploy is an update (GetTemplateSummary first)
+        template.write_text(body(colorapp(port=port)))
+        deployed = run_aws(
+            server, account, "cloudformation", "deploy", "--stack-name", "twice",
+            "--template-file", str(template),
+        )  # fmt: skip
+        assert deployed.returncode == 0, deployed.stderr
+    node = appmesh.describe_virtual_node(meshName="color", virtualNodeName="blue")["virtualNode"]
+    assert node["spec"]["listeners"][0]["portMapping"]["port"] == 9090
+
+
+def test_a_dotted_string_getatt_reads_the_named_attribute(cfn, appmesh):
+    template = colorapp()
+    template["Outputs"]["Dotted"] = {"Value": {"Fn::GetAtt": "Blue.VirtualNodeName"}}
+    cfn.create_stack(StackName="dotted", TemplateBody=body(template))
+    stack = stack_of(cfn, "dotted")
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    assert outputs(stack)["Dotted"] == "blue"
