@@ -14,7 +14,7 @@ from typing import Any
 from moto.cloudformation.exceptions import CloudFormationError
 from moto.cloudformation.models import ChangeSet, CloudFormationBackend, Stack
 
-from appmesh_api.cloudformation.lifecycle import run_create, run_update
+from appmesh_api.cloudformation.lifecycle import run_create, run_update, serialized
 
 
 class ChangeSetNotFoundException(CloudFormationError):
@@ -64,6 +64,7 @@ def ssm_names_back(stack: Stack, parameters: dict[str, Any]) -> dict[str, Any]:
     return fixed
 
 
+@serialized
 def execute_change_set(
     backend: CloudFormationBackend, change_set_name: str, stack_name: str | None = None
 ) -> None:

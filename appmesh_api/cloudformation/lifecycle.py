@@ -23,10 +23,12 @@ a ``ValidationError`` too.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from moto.cloudformation import parsing
 from moto.cloudformation.exceptions import AlreadyExistsException, ValidationError
@@ -64,6 +66,25 @@ class Journal:
     steps: list[tuple[str, str]] = field(default_factory=list)  # ("add"|"modify", id)
     skipped: set[str] = field(default_factory=set)  # types nothing creates
     previous: dict[str, Any] = field(default_factory=dict)  # an update's old bodies
+
+
+_one_at_a_time = threading.RLock()
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def serialized(operation: F) -> F:
+    """Run stack operations one at a time: moto's state is not thread-safe, and a2wsgi
+    runs concurrent requests in concurrent threads (re-entrant: a nested stack's create
+    runs inside its parent's)."""
+
+    @functools.wraps(operation)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with _one_at_a_time:
+            return operation(*args, **kwargs)
+
+    return run  # type: ignore[return-value]
 
 
 # -- creating only when the lifecycle says so ---------------------------------------------
@@ -284,6 +305,7 @@ def rollback_create(stack: Stack, journal: Journal, reason: str) -> None:
     stack._add_stack_event(status)
 
 
+@serialized
 def create_stack(
     backend: CloudFormationBackend,
     name: str,
@@ -482,6 +504,7 @@ def _restore_one(stack: Stack, logical_id: str, old: Any, old_body: dict[str, An
     return True
 
 
+@serialized
 def update_stack(
     backend: CloudFormationBackend,
     name: str,
@@ -498,6 +521,7 @@ def update_stack(
 
 
 # -- delete ---------------------------------------------------------------------------------
+@serialized
 def delete_stack(backend: CloudFormationBackend, name_or_stack_id: str) -> None:
     """``CloudFormationBackend.delete_stack``: reverse dependency order, DELETE_FAILED kept."""
     stack = backend.stacks.get(name_or_stack_id) or next(

@@ -272,3 +272,17 @@ def test_a_dotted_string_getatt_reads_the_named_attribute(cfn, appmesh):
     stack = stack_of(cfn, "dotted")
     assert stack["StackStatus"] == "CREATE_COMPLETE"
     assert outputs(stack)["Dotted"] == "blue"
+
+
+def test_stacks_created_at_the_same_time_all_complete(server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.conftest import new_account
+
+    def deploy(index: int) -> str:
+        cfn = make_client(server.endpoint, "cloudformation", new_account())
+        cfn.create_stack(StackName=f"parallel-{index}", TemplateBody=body(colorapp()))
+        return stack_of(cfn, f"parallel-{index}")["StackStatus"]
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(deploy, range(4))) == ["CREATE_COMPLETE"] * 4
