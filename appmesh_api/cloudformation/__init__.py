@@ -11,7 +11,8 @@
 - ``summary``: GetTemplateSummary of templates without a format version;
 - ``outputs``: outputs that are left out, never a 500, when nothing can compute them;
 - ``cloudmap``: the ``AWS::ServiceDiscovery::*`` types, in moto's Cloud Map;
-- ``ec2``: security group ingress rules without ports (App Mesh's walkthroughs);
+- ``ec2``: security group ingress rules without ports, route tables a delete removes;
+- ``elbv2``: network load balancers (their TCP listeners);
 - ``ecs``: task definitions that keep their ProxyConfiguration (App Mesh's ECS templates);
 - ``persistence``: stacks saved in the data directory and restored with their resources;
 - ``template_urls``: TemplateURLs on 127.0.0.1 and localhost, path-style or virtual-hosted.
@@ -55,6 +56,7 @@ def install() -> None:
             cloudmap,
             ec2,
             ecs,
+            elbv2,
             events,
             intrinsics,
             lifecycle,
@@ -68,6 +70,8 @@ def install() -> None:
         # Importing resources and ecs defined the model classes moto's engine looks for.
         assert resources.MODELS and ecs.AppMeshTaskDefinition.cloudformation_type()
         assert ec2.PortlessSecurityGroup.cloudformation_type() and cloudmap.MODELS
+        assert ec2.DeletableRouteTable.cloudformation_type()
+        assert elbv2.TypedLoadBalancer.cloudformation_type()
         for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
             cached.cache_clear()
         # What is replaced in moto 5.2 (owner, attribute, ours): each entry fixes one thing
