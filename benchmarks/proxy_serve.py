@@ -25,10 +25,13 @@ async def serve(config: dict) -> None:
 
     extra = {}
     if config.get("env"):
-        from proxy.config.observability import ObservabilityConfig
+        from envoy_bootstrap.bootstrap import build_bootstrap
+        from proxy.config.bootstrap import compile_bootstrap
 
         node_id = config.get("node_id", "mesh/bench/virtualNode/bench")
-        extra["observability"] = ObservabilityConfig.from_environment(config["env"], node_id)
+        env = {"APPMESH_RESOURCE_ARN": node_id, **config["env"]}
+        bootstrap = compile_bootstrap(build_bootstrap(env, "127.0.0.1:4567"))
+        extra["observability"] = bootstrap.observability
     server = ProxyServer(
         admin_address=("127.0.0.1", config["admin"]), node={"id": "bench"}, **extra
     )

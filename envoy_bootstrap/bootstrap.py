@@ -12,7 +12,16 @@ because we point Envoy at appmesh-local rather than at App Mesh's regional endpo
   one is named, like the image, and leave the merge to the caller.
 - Node metadata the agent collected by probing the host (interfaces, ECS/EKS platform
   info) is left out; ``ENVOY_LOG_LEVEL`` and ``ENVOY_CONCURRENCY`` are command-line
-  flags, not bootstrap.
+  flags, not bootstrap (``command_line.py``).
+- Node metadata gains ``appmesh_local.*`` keys: where this proxy listens and where other
+  proxies reach its ingress (``APPMESH_INGRESS_PORT``, ``APPMESH_EGRESS_PORT``,
+  ``APPMESH_APP_HOST``, ``APPMESH_LISTEN_ADDRESS``, ``APPMESH_INGRESS_ADDRESS``), the
+  region, the mesh owner, and the CloudWatch endpoint the metrics extension writes to.
+  App Mesh knew these from ECS or EKS; appmesh-local's control plane learns them from
+  the node, so an Envoy started from this bootstrap registers exactly as
+  ``appmesh-proxy`` does. Envoy passes node metadata through untouched.
+- The admin address is ``APPMESH_LISTEN_ADDRESS`` when that is set (``127.0.0.1`` keeps
+  a laptop's proxies off the network), else the image's ``0.0.0.0`` / ``::``.
 """
 
 from __future__ import annotations
@@ -27,6 +36,16 @@ from envoy_bootstrap.envvars import Env, mesh_resource
 
 ADMIN_ACCESS_LOG = "/tmp/envoy_admin_access.log"
 ADMIN_PORT = 9901
+INGRESS_PORT = 15000
+EGRESS_PORT = 15001
+METADATA = "appmesh_local."
+CLOUDWATCH_NAMESPACE = "CWAgent"
+
+
+def xds_endpoint(env: Mapping[str, str], default: str) -> str:
+    """``APPMESH_XDS_ENDPOINT``, else ``default`` (the image's default is App Mesh's
+    regional endpoint, which a local mesh has no use for)."""
+    return Env(env).or_("APPMESH_XDS_ENDPOINT", default)
 
 
 def build_bootstrap(env: Mapping[str, str], xds_endpoint: str) -> dict[str, Any]:
@@ -67,19 +86,56 @@ def build_bootstrap(env: Mapping[str, str], xds_endpoint: str) -> dict[str, Any]
 
 def _node(env: Env, node_id: str) -> dict[str, Any]:
     """Node id and cluster; the cluster defaults to the id (``node.cluster`` is what
-    stats and tracing use as the service name)."""
+    stats and tracing use as the service name). The metadata says where the proxy
+    listens, for the control plane to register it."""
     cluster = env.first("APPMESH_RESOURCE_CLUSTER", "APPMESH_VIRTUAL_NODE_CLUSTER") or node_id
-    node: dict[str, Any] = {"id": node_id, "cluster": cluster}
+    metadata = _local_metadata(env)
     if observability.metric_extension_level(env) == "1":
-        node["metadata"] = {"aws.appmesh.metric_filter": {"level": "1"}}
-    return node
+        metadata["aws.appmesh.metric_filter"] = {"level": "1"}
+        cloudwatch = _cloudwatch(env)
+        if cloudwatch:
+            metadata[METADATA + "cloudwatch"] = cloudwatch
+    return {"id": node_id, "cluster": cluster, "metadata": metadata}
+
+
+def _local_metadata(env: Env) -> dict[str, Any]:
+    """Ports and addresses (appmesh-local's additions; App Mesh knew them from ECS)."""
+    ingress_port = env.integer("APPMESH_INGRESS_PORT", INGRESS_PORT)
+    metadata: dict[str, Any] = {
+        "ingress_port": ingress_port,
+        "egress_port": env.integer("APPMESH_EGRESS_PORT", EGRESS_PORT),
+        "app_host": env.or_("APPMESH_APP_HOST", "127.0.0.1"),
+        "listen_address": env.or_("APPMESH_LISTEN_ADDRESS", "0.0.0.0"),
+        "ingress_address": env.or_("APPMESH_INGRESS_ADDRESS", f"127.0.0.1:{ingress_port}"),
+        "region": env.first("AWS_REGION", "AWS_DEFAULT_REGION") or "us-east-1",
+    }
+    owner = env.get("APPMESH_MESH_OWNER")
+    if owner:
+        metadata["mesh_owner"] = owner
+    return {METADATA + key: value for key, value in metadata.items()}
+
+
+def _cloudwatch(env: Env) -> dict[str, str] | None:
+    """Where the metrics extension writes (appmesh-local's addition: App Mesh left
+    CloudWatch to an agent sidecar), when ``AWS_ENDPOINT_URL_CLOUDWATCH`` or
+    ``AWS_ENDPOINT_URL`` names an endpoint; ``APPMESH_CLOUDWATCH_NAMESPACE`` defaults to
+    the CloudWatch agent's own ``CWAgent``."""
+    endpoint = env.first("AWS_ENDPOINT_URL_CLOUDWATCH", "AWS_ENDPOINT_URL")
+    if not endpoint:
+        return None
+    return {
+        "endpoint": endpoint,
+        "region": env.first("AWS_REGION", "AWS_DEFAULT_REGION") or "us-east-1",
+        "namespace": env.or_("APPMESH_CLOUDWATCH_NAMESPACE", CLOUDWATCH_NAMESPACE),
+    }
 
 
 def _admin(env: Env) -> dict[str, Any]:
-    """Admin on 0.0.0.0 (``::`` with ``ENVOY_ADMIN_ACCESS_ENABLE_IPV6``) and port 9901."""
+    """Admin on 0.0.0.0 (``::`` with ``ENVOY_ADMIN_ACCESS_ENABLE_IPV6``, or
+    ``APPMESH_LISTEN_ADDRESS``) and port 9901."""
     ipv6 = env.truthy("ENVOY_ADMIN_ACCESS_ENABLE_IPV6")
     address: dict[str, Any] = {
-        "address": "::" if ipv6 else "0.0.0.0",
+        "address": env.get("APPMESH_LISTEN_ADDRESS") or ("::" if ipv6 else "0.0.0.0"),
         "port_value": env.integer("ENVOY_ADMIN_ACCESS_PORT", ADMIN_PORT),
     }
     if ipv6:

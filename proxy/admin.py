@@ -10,16 +10,22 @@ text or ``?format=json``), ``/config_dump`` (``?include_eds``), ``/listeners`` a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from envoy_bootstrap.envoy_types import PREFIX as TYPE_PREFIX
+from proxy.config.access_log import DEFAULT_FORMAT, compile_text_format
+from proxy.observe.access_log import AccessLogSink
+from proxy.stream_info import StreamInfo
 
 if TYPE_CHECKING:
+    from proxy.config.bootstrap import BootstrapConfig
     from proxy.config.compile import CompiledConfig
     from proxy.context import ProxyContext
     from proxy.listener import ListenerHandle
@@ -29,6 +35,7 @@ if TYPE_CHECKING:
     from proxy.upstream.host import Host
 
 PROXY_VERSION = "appmesh-local/0.1.0/1.0/Clean/RELEASE/Python"
+_ADMIN_LOG_FORMAT = compile_text_format(DEFAULT_FORMAT)
 
 
 def _json(data: Any) -> web.Response:
@@ -51,6 +58,7 @@ class ServerView(Protocol):
     node: dict[str, Any]
     observability: Observability | None
     listeners: dict[str, ListenerHandle]
+    bootstrap: BootstrapConfig | None
 
     @property
     def ctx(self) -> ProxyContext: ...
@@ -63,11 +71,13 @@ class ServerView(Protocol):
 
 
 class AdminServer:
-    def __init__(self, server: ServerView) -> None:
+    def __init__(self, server: ServerView, access_log: str | None = None) -> None:
         self.server = server
         self.bound: tuple[str, int] | None = None
         self._runner: web.AppRunner | None = None
-        app = web.Application()
+        self._access_log_path = access_log
+        self._access_log: AccessLogSink | None = None
+        app = web.Application(middlewares=[self._log_request] if access_log else [])
         app.router.add_get("/", self.index)
         app.router.add_get("/server_info", self.server_info)
         app.router.add_get("/ready", self.ready)
@@ -80,6 +90,9 @@ class AdminServer:
         self.app = app
 
     async def start(self, host: str, port: int) -> None:
+        if self._access_log_path:
+            loop = asyncio.get_running_loop()
+            self._access_log = AccessLogSink(self._access_log_path, loop)
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
@@ -92,6 +105,34 @@ class AdminServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._access_log is not None:
+            self._access_log.close()
+            self._access_log = None
+
+    @web.middleware
+    async def _log_request(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """The bootstrap's ``admin.access_log``: one line per admin request, in Envoy's
+        default format (the ECS health check's curls included, as with Envoy)."""
+        loop = asyncio.get_running_loop()
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        info = StreamInfo(
+            loop.time(), f"HTTP/{request.version.major}.{request.version.minor}",
+            f"{peer[0]}:{peer[1]}" if peer else "", "", 0,
+        )  # fmt: skip
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        info.request_headers = {**headers, ":method": request.method, ":path": request.path_qs,
+                                ":authority": request.host}  # fmt: skip
+        response = await handler(request)
+        info.end = loop.time()
+        info.response_code = response.status
+        info.bytes_sent = getattr(response, "content_length", None) or 0
+        if self._access_log is not None:
+            self._access_log.write(_ADMIN_LOG_FORMAT(info))
+        return response
+
+    def _bootstrap(self) -> dict[str, Any]:
+        bootstrap = self.server.bootstrap
+        return dict(bootstrap.raw) if bootstrap is not None else {"node": self.server.node}
 
     # -- handlers ---------------------------------------------------------------------------
     async def index(self, request: web.Request) -> web.Response:
@@ -172,7 +213,7 @@ class AdminServer:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         configs: list[dict[str, Any]] = [
             {"@type": TYPE_PREFIX + "envoy.admin.v3.BootstrapConfigDump",
-             "bootstrap": {"node": self.server.node}},
+             "bootstrap": self._bootstrap()},
             {"@type": TYPE_PREFIX + "envoy.admin.v3.ClustersConfigDump",
              "version_info": version,
              "dynamic_active_clusters": [

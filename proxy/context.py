@@ -24,7 +24,12 @@ if TYPE_CHECKING:
 
 
 class ProxyContext:
-    def __init__(self, loop: asyncio.AbstractEventLoop, reuse_port: bool = False) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        reuse_port: bool = False,
+        outlier_event_log: str | None = None,
+    ) -> None:
         self.loop = loop
         # Several worker processes share each listening port (SO_REUSEPORT), ENVOY_CONCURRENCY.
         self.reuse_port = reuse_port
@@ -32,7 +37,8 @@ class ProxyContext:
         self.timers = TimerWheel(loop)
         self.dates = DateCache()
         self.access_logs = AccessLogSinks(loop)
-        self.clusters = ClusterManager(self.stats)
+        events = self.access_logs.sink(outlier_event_log).write if outlier_event_log else None
+        self.clusters = ClusterManager(self.stats, events)
         self.config: CompiledConfig = EMPTY_CONFIG
         self.connection_ids = itertools.count(1)
         # Open downstream connections (HTTP and TCP), for draining on stop.

@@ -1,13 +1,21 @@
-"""``appmesh-proxy``: the sidecar, configured like App Mesh's Envoy image.
+"""``appmesh-proxy``: the sidecar, started from an Envoy v3 bootstrap as Envoy is.
 
-An ECS task definition or Kubernetes manifest written for App Mesh needs only the
-image swapped: the same environment variables name the resource, the admin port,
-the log level and the drain time. Three more, for running several proxies on one
-machine without iptables, say where this proxy listens and where its app is:
+``appmesh-proxy -c bootstrap.json`` reads the bootstrap like ``envoy -c``. Without
+``-c`` it builds the bootstrap App Mesh's Envoy image built from its environment
+(``envoy_bootstrap``, what ``appmesh-local bootstrap`` prints), so an ECS task
+definition or Kubernetes manifest written for App Mesh needs only the image swapped:
+the same variables name the resource, the admin port, the tracer and the sinks. Three
+more, for running several proxies on one machine without iptables, say where this
+proxy listens and where its app is; they travel in the node metadata, which is how the
+control plane learns them:
 
     APPMESH_INGRESS_PORT (15000)   APPMESH_EGRESS_PORT (15001)   APPMESH_APP_HOST (127.0.0.1)
     APPMESH_INGRESS_ADDRESS        host:port other proxies use to reach this one's ingress
                                    (default 127.0.0.1:<ingress port>)
+
+``ENVOY_LOG_LEVEL``, ``ENVOY_CONCURRENCY`` and ``LISTENER_DRAIN_WAIT_TIME_S`` were the
+image's command line, not its bootstrap: ``-l``, ``--concurrency`` and
+``--drain-time-s`` override them. The environment is read only in ``envoy_bootstrap``.
 
 ``appmesh-proxy iptables apply|remove|print`` installs App Mesh's interception rules
 from the EKS proxy-route-manager variables (APPMESH_APP_PORTS, APPMESH_IGNORE_UID, ...).
@@ -27,12 +35,14 @@ from typing import Any
 
 from botocore.credentials import Credentials
 
-from proxy.config.observability import OFF, ObservabilityConfig
+from envoy_bootstrap.bootstrap import build_bootstrap, xds_endpoint
+from envoy_bootstrap.command_line import LOG_LEVELS, command_line
+from proxy.config.bootstrap import BootstrapConfig, compile_bootstrap, load_bootstrap
 from proxy.xds_auth import credentials_from, node_account, xds_signer
 
 log = logging.getLogger("appmesh_proxy")
 
-WORKER_INDEX_VARIABLE = "APPMESH_PROXY_WORKER_INDEX"
+DEFAULT_XDS_ENDPOINT = "http://127.0.0.1:4567"  # appmesh-local's REST xDS
 
 _LOG_LEVELS = {
     "trace": logging.DEBUG,
@@ -48,78 +58,37 @@ _LOG_LEVELS = {
 
 @dataclass(frozen=True)
 class ProxySettings:
-    """Everything the environment says about this proxy."""
+    """The compiled bootstrap, and what Envoy takes on its command line."""
 
-    node_id: str
-    node_cluster: str
-    xds_endpoint: str
-    admin_port: int
-    ingress_port: int
-    egress_port: int
-    app_host: str
-    listen_address: str
-    ingress_address: str
-    region: str
-    mesh_owner: str | None
-    drain_seconds: float
-    log_level: str
-    observability: ObservabilityConfig = OFF
+    bootstrap: BootstrapConfig
     #: (access key, secret, session token) that sign xDS requests (proxy.xds_auth)
     xds_credentials: tuple[str, str, str | None] = ("", "", None)
-    workers: int = 1  # ENVOY_CONCURRENCY: processes sharing each port with SO_REUSEPORT
+    log_level: str = "info"
+    workers: int = 1  # --concurrency: processes sharing each port with SO_REUSEPORT
+    drain_seconds: float = 20.0
     worker_index: int = 0  # set by the first worker for the ones it starts
 
-    @classmethod
-    def from_environment(cls, env: Mapping[str, str]) -> ProxySettings:
-        node_id = (
-            env.get("APPMESH_RESOURCE_ARN")
-            or env.get("APPMESH_RESOURCE_NAME")
-            or env.get("APPMESH_VIRTUAL_NODE_NAME")
-        )
-        if not node_id:
-            raise ValueError(
-                "set APPMESH_RESOURCE_ARN (or APPMESH_VIRTUAL_NODE_NAME=mesh/<mesh>/virtualNode/"
-                "<node>) to the virtual node or gateway this proxy serves"
-            )
-        ingress_port = int(env.get("APPMESH_INGRESS_PORT", 15000))
-        cluster = env.get("APPMESH_RESOURCE_CLUSTER") or env.get("APPMESH_VIRTUAL_NODE_CLUSTER")
-        mesh_owner = env.get("APPMESH_MESH_OWNER") or None
-        credentials = credentials_from(env, node_account(node_id, mesh_owner))
-        return cls(
-            node_id=node_id,
-            node_cluster=cluster or node_id,
-            xds_endpoint=env.get("APPMESH_XDS_ENDPOINT", "http://127.0.0.1:4567"),
-            admin_port=int(env.get("ENVOY_ADMIN_ACCESS_PORT", 9901)),
-            ingress_port=ingress_port,
-            egress_port=int(env.get("APPMESH_EGRESS_PORT", 15001)),
-            app_host=env.get("APPMESH_APP_HOST", "127.0.0.1"),
-            listen_address=env.get("APPMESH_LISTEN_ADDRESS", "0.0.0.0"),
-            ingress_address=env.get("APPMESH_INGRESS_ADDRESS", f"127.0.0.1:{ingress_port}"),
-            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
-            mesh_owner=mesh_owner,
-            xds_credentials=(credentials.access_key, credentials.secret_key, credentials.token),
-            drain_seconds=float(env.get("LISTENER_DRAIN_WAIT_TIME_S", 20)),
-            log_level=env.get("ENVOY_LOG_LEVEL", "info").lower(),
-            observability=ObservabilityConfig.from_environment(env, node_id),
-            workers=max(1, int(env.get("ENVOY_CONCURRENCY") or 1)),
-            worker_index=int(env.get(WORKER_INDEX_VARIABLE, 0)),
-        )
 
-    def node(self) -> dict[str, Any]:
-        """The xDS node: identity plus where this proxy listens (its registration)."""
-        metadata: dict[str, Any] = {
-            "appmesh_local.ingress_port": self.ingress_port,
-            "appmesh_local.egress_port": self.egress_port,
-            "appmesh_local.app_host": self.app_host,
-            "appmesh_local.listen_address": self.listen_address,
-            "appmesh_local.ingress_address": self.ingress_address,
-            "appmesh_local.region": self.region,
-        }
-        if self.mesh_owner:
-            metadata["appmesh_local.mesh_owner"] = self.mesh_owner
-        if self.observability.metrics.extension:  # as App Mesh's image announced it
-            metadata["aws.appmesh.metric_filter"] = {"level": "1"}
-        return {"id": self.node_id, "cluster": self.node_cluster, "metadata": metadata}
+def load_settings(args: argparse.Namespace, env: Mapping[str, str]) -> ProxySettings:
+    """The bootstrap (``-c``, else built from ``env``) and the command line (flags, else
+    the image's variables). Raises ``ValueError`` (``ConfigError`` included) or
+    ``OSError`` with a one-line reason."""
+    line = command_line(env)
+    if args.config_path:
+        spec = load_bootstrap(args.config_path)
+    else:
+        spec = build_bootstrap(env, xds_endpoint(env, DEFAULT_XDS_ENDPOINT))
+    bootstrap = compile_bootstrap(spec)
+    account = node_account(bootstrap.node_id, bootstrap.metadata("mesh_owner"))
+    credentials = credentials_from(env, account)  # the task's AWS credentials, as Envoy's
+    return ProxySettings(
+        bootstrap=bootstrap,
+        xds_credentials=(credentials.access_key, credentials.secret_key, credentials.token),
+        log_level=args.log_level or line.log_level,
+        workers=max(1, args.concurrency or line.concurrency),
+        drain_seconds=line.drain_seconds if args.drain_time_s is None else args.drain_time_s,
+        worker_index=args.worker_index,
+    )
 
 
 async def run_proxy(settings: ProxySettings, stop: asyncio.Event | None = None) -> None:
@@ -131,30 +100,37 @@ async def run_proxy(settings: ProxySettings, stop: asyncio.Event | None = None) 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    node = settings.node()
+    bootstrap = settings.bootstrap
+    for note in bootstrap.notes:
+        log.warning("%s", note)
     # Only the first worker serves the admin port; each worker keeps its own stats.
-    admin = (settings.listen_address, settings.admin_port) if settings.worker_index == 0 else None
+    admin = bootstrap.admin_address if settings.worker_index == 0 else None
     server = ProxyServer(
         admin_address=admin,
-        node=node,
-        observability=settings.observability,
+        bootstrap=bootstrap,
         reuse_port=settings.workers > 1,
     )
     await server.start()
     # Back-off capped at 10 s: a local control plane that restarts is back within seconds,
     # and its proxies should follow it promptly.
-    sign = xds_signer(Credentials(*settings.xds_credentials), settings.region)
+    region = str(bootstrap.metadata("region", "us-east-1"))
+    sign = xds_signer(Credentials(*settings.xds_credentials), region)
     client = XdsClient(
-        settings.xds_endpoint, node, server.apply, stats=server.stats, backoff_max=10.0, sign=sign
+        bootstrap.xds_endpoint,
+        bootstrap.node,
+        server.apply,
+        stats=server.stats,
+        backoff_max=10.0,
+        sign=sign,
     )
     await client.start()
     log.info(
-        "appmesh-proxy for %s: control plane %s, admin :%d, ingress :%d, egress :%d",
-        settings.node_id,
-        settings.xds_endpoint,
-        settings.admin_port,
-        settings.ingress_port,
-        settings.egress_port,
+        "appmesh-proxy for %s: control plane %s, admin %s, ingress :%s, egress :%s",
+        bootstrap.node_id,
+        bootstrap.xds_endpoint,
+        f"{admin[0]}:{admin[1]}" if admin else "off",
+        bootstrap.metadata("ingress_port", "?"),
+        bootstrap.metadata("egress_port", "?"),
     )
     await stop.wait()
     log.info("draining for up to %.0f s (LISTENER_DRAIN_WAIT_TIME_S)", settings.drain_seconds)
@@ -162,10 +138,10 @@ async def run_proxy(settings: ProxySettings, stop: asyncio.Event | None = None) 
     await server.stop(drain_seconds=settings.drain_seconds)
 
 
-def _serve(env: Mapping[str, str]) -> int:
+def _serve(args: argparse.Namespace, argv: Sequence[str], env: Mapping[str, str]) -> int:
     try:
-        settings = ProxySettings.from_environment(env)
-    except ValueError as exc:
+        settings = load_settings(args, env)
+    except (ValueError, OSError) as exc:
         print(f"appmesh-proxy: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(
@@ -174,7 +150,7 @@ def _serve(env: Mapping[str, str]) -> int:
     )
     import uvloop
 
-    others = _start_other_workers(settings, env)
+    others = _start_other_workers(settings, argv, env)
     try:
         uvloop.run(run_proxy(settings))
     finally:
@@ -185,19 +161,19 @@ def _serve(env: Mapping[str, str]) -> int:
     return 0
 
 
-def _start_other_workers(settings: ProxySettings, env: Mapping[str, str]) -> list:
-    """With ENVOY_CONCURRENCY=N the first worker starts N-1 more (same ports, SO_REUSEPORT):
+def _start_other_workers(
+    settings: ProxySettings, argv: Sequence[str], env: Mapping[str, str]
+) -> list[Any]:
+    """With --concurrency N the first worker starts N-1 more (same ports, SO_REUSEPORT):
     Python runs one core per process, as Envoy's concurrency runs one per thread."""
     import subprocess
 
     if settings.worker_index != 0 or settings.workers <= 1:
         return []
-    log.info(
-        "starting %d more workers (ENVOY_CONCURRENCY=%d)", settings.workers - 1, settings.workers
-    )
-    command = [sys.executable, "-m", "proxy.main"]
+    log.info("starting %d more workers (concurrency %d)", settings.workers - 1, settings.workers)
+    command = [sys.executable, "-m", "proxy.main", *argv]
     return [
-        subprocess.Popen(command, env={**env, WORKER_INDEX_VARIABLE: str(index)})
+        subprocess.Popen([*command, "--worker-index", str(index)], env=dict(env))
         for index in range(1, settings.workers)
     ]
 
@@ -229,13 +205,36 @@ def _iptables(action: str, env: Mapping[str, str]) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="appmesh-proxy",
-        description="The appmesh-local sidecar. With no command it runs the proxy, configured "
-        "by the same environment variables as App Mesh's Envoy image (APPMESH_RESOURCE_ARN, "
-        "APPMESH_XDS_ENDPOINT, ENVOY_ADMIN_ACCESS_PORT, ENVOY_LOG_LEVEL, "
-        "LISTENER_DRAIN_WAIT_TIME_S, ENABLE_ENVOY_XRAY_TRACING, APPMESH_METRIC_EXTENSION_VERSION, "
-        "ENABLE_ENVOY_DOG_STATSD, ...) plus APPMESH_INGRESS_PORT, APPMESH_EGRESS_PORT, "
-        "APPMESH_APP_HOST and APPMESH_INGRESS_ADDRESS.",
+        description="The appmesh-local sidecar. With no command it runs the proxy from an "
+        "Envoy v3 bootstrap: the one given with -c, or the one App Mesh's Envoy image built "
+        "from its environment (APPMESH_RESOURCE_ARN, APPMESH_XDS_ENDPOINT, "
+        "ENVOY_ADMIN_ACCESS_PORT, ENABLE_ENVOY_XRAY_TRACING, APPMESH_METRIC_EXTENSION_VERSION, "
+        "ENABLE_ENVOY_DOG_STATSD, ...; see `appmesh-local bootstrap`), plus "
+        "APPMESH_INGRESS_PORT, APPMESH_EGRESS_PORT, APPMESH_APP_HOST and "
+        "APPMESH_INGRESS_ADDRESS in its node metadata.",
     )
+    parser.add_argument(
+        "-c",
+        "--config-path",
+        metavar="FILE",
+        help="start from this Envoy v3 bootstrap (JSON, or YAML with PyYAML), as envoy -c",
+    )
+    parser.add_argument(
+        "-l", "--log-level", choices=LOG_LEVELS, help="log level (default $ENVOY_LOG_LEVEL, info)"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        metavar="N",
+        help="worker processes sharing every port (default $ENVOY_CONCURRENCY, 1)",
+    )
+    parser.add_argument(
+        "--drain-time-s",
+        type=float,
+        metavar="SECONDS",
+        help="how long SIGTERM drains (default $LISTENER_DRAIN_WAIT_TIME_S, 20)",
+    )
+    parser.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     iptables = commands.add_parser(
         "iptables",
@@ -250,10 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     if args.command == "iptables":
         return _iptables(args.action, os.environ)
-    return _serve(os.environ)
+    return _serve(args, argv, os.environ)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from proxy.admin import AdminServer
+from proxy.config.bootstrap import BootstrapConfig
 from proxy.config.compile import CompiledConfig, compile_resources
 from proxy.config.observability import ObservabilityConfig
 from proxy.config.protojson import ConfigError
@@ -48,10 +49,14 @@ class ProxyServer:
         node: dict[str, Any] | None = None,
         observability: ObservabilityConfig | None = None,
         reuse_port: bool = False,
+        bootstrap: BootstrapConfig | None = None,
     ) -> None:
-        self.node = node or {}
+        self.bootstrap = bootstrap
+        self.node = node or (bootstrap.node if bootstrap else {})
         self._reuse_port = reuse_port
-        self._observability_config = observability
+        self._observability_config = observability or (
+            bootstrap.observability if bootstrap else None
+        )
         self.observability: Observability | None = None
         self.state = PRE_INITIALIZING
         self.started_at = time.time()
@@ -92,7 +97,8 @@ class ProxyServer:
     async def start(self) -> None:
         """Create the runtime and open the admin endpoint; listeners come with ``apply``."""
         loop = asyncio.get_running_loop()
-        self._ctx = ProxyContext(loop, reuse_port=self._reuse_port)
+        events = self.bootstrap.outlier_event_log if self.bootstrap else None
+        self._ctx = ProxyContext(loop, reuse_port=self._reuse_port, outlier_event_log=events)
         server_stats = self._ctx.stats.scope("server")
         server_stats.gauge_fn("state", lambda: _STATE_GAUGE[self.state])
         server_stats.gauge_fn("live", lambda: int(self.state == LIVE))
@@ -106,7 +112,8 @@ class ProxyServer:
         self.observability.start()
         self.state = INITIALIZING
         if self._admin_address is not None:
-            self._admin = AdminServer(self)
+            access_log = self.bootstrap.admin_access_log if self.bootstrap else None
+            self._admin = AdminServer(self, access_log)
             await self._admin.start(*self._admin_address)
 
     async def apply(self, resources: list[dict[str, Any]], version: str) -> None:

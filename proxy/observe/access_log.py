@@ -81,6 +81,13 @@ class AccessLogSinks:
         self._sinks: dict[str, AccessLogSink] = {}
         self._closed = False
 
+    def sink(self, path: str) -> AccessLogSink:
+        """The sink of ``path`` (flushed and closed with the others)."""
+        sink = self._sinks.get(path)
+        if sink is None:
+            sink = self._sinks[path] = AccessLogSink(path, self._loop)
+        return sink
+
     def log(self, loggers: tuple[AccessLogConfig, ...], info: StreamInfo) -> None:
         for logger in loggers:
             sink = self._sinks.get(logger.path)

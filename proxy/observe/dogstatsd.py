@@ -5,8 +5,9 @@ Every stats flush sends, as Envoy's ``envoy.stat_sinks.dog_statsd`` did to 127.0
 increase since the last flush (``envoy.cluster.upstream_rq_total:3|c|#envoy.cluster_name:
 ...``), each gauge (``|g``), and with the metrics extension its metrics
 (``envoy.appmesh.RequestCount:5|c|#Mesh:demo,VirtualNode:front``), response times as
-``|ms`` samples. Fixed tags (``appmesh.mesh``... with ``ENABLE_ENVOY_STATS_TAGS``) go on
-every line. Lines are packed into datagrams of at most ``MAX_DATAGRAM`` bytes.
+``|ms`` samples. The bootstrap's stats tags apply as on ``/stats/prometheus``: fixed
+tags (``appmesh.mesh``... with ``ENABLE_ENVOY_STATS_TAGS``) on every line, regex tags
+cut from the names they match. Lines are packed into datagrams of at most ``MAX_DATAGRAM`` bytes.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from proxy.observe.stats import tag_name
+from proxy.observe.stats import extract_tags, tag_name
 
 if TYPE_CHECKING:
+    from proxy.config.observability import StatsTags
     from proxy.observe.datagrams import DatagramSender
     from proxy.observe.metrics_extension import MetricPoint
     from proxy.observe.stats import Stats
@@ -61,12 +63,11 @@ def pack(lines: Iterator[str], limit: int = MAX_DATAGRAM) -> Iterator[bytes]:
 class DogStatsdExporter:
     """Envoy's stats and the extension's metrics, to a DogStatsD agent each flush."""
 
-    def __init__(
-        self, sender: DatagramSender, stats: Stats, fixed: tuple[tuple[str, str], ...]
-    ) -> None:
+    def __init__(self, sender: DatagramSender, stats: Stats, tags: StatsTags) -> None:
         self.sender = sender
         self.stats = stats
-        self.fixed = fixed
+        self.tags = tags
+        self.fixed = tags.fixed
         self._last: dict[tuple[str, str, str], int] = {}
 
     def export(self, points: list[MetricPoint]) -> None:
@@ -79,18 +80,20 @@ class DogStatsdExporter:
         """Counter increases (none when unchanged) and gauges of every stats scope."""
         last = self._last
         for scope in self.stats.scopes():
-            tag = tag_name(scope.kind)
-            tags = tags_text([(tag, scope.tag), *self.fixed] if tag else self.fixed)
+            tag_key = tag_name(scope.kind)
             prefix = f"envoy.{scope.kind}."
-            for name, value in list(scope.counters.items()):
-                key = (scope.kind, scope.tag, name)
+            for full, value, is_counter in scope.items():
+                tag, name, extracted = extract_tags(scope, full, self.tags)
+                scope_tag = [(tag_key, tag)] if tag_key else []
+                tags = tags_text([*scope_tag, *extracted, *self.fixed])
+                if not is_counter:
+                    yield f"{prefix}{name}:{value}|g{tags}"
+                    continue
+                key = (scope.kind, scope.tag, full)
                 delta = value - last.get(key, 0)
                 last[key] = value
                 if delta:
                     yield f"{prefix}{name}:{delta}|c{tags}"
-            for name, value, is_counter in scope.items():
-                if not is_counter:
-                    yield f"{prefix}{name[len(scope.prefix) :]}:{value}|g{tags}"
 
     def close(self) -> None:
         self.sender.close()

@@ -1,13 +1,14 @@
-"""The sidecar's tracing and metrics, assembled from its environment and run off the data path.
+"""The sidecar's tracing and metrics, assembled from its bootstrap and run off the data path.
 
 ``Observability`` builds what ``ObservabilityConfig`` asks for: the X-Ray tracer, the
 metrics extension, and the periodic sinks (CloudWatch, DogStatsD) flushed every
-``ENVOY_STATS_FLUSH_INTERVAL``. The server publishes the tracer and the extension on
-the ``ProxyContext``, where the router finds them (``None`` when off, so a proxy without
+``stats_flush_interval``. The server publishes the tracer and the extension on the
+``ProxyContext``, where the router finds them (``None`` when off, so a proxy without
 them pays one attribute test per request). The admin endpoint reads the Prometheus and
-``/stats`` renderings through it, with the fixed tags ``ENABLE_ENVOY_STATS_TAGS`` and the
-extension add to every Envoy stat (``appmesh.mesh``, ``appmesh.virtual_node``; ``Mesh``,
-``VirtualNode``), as the image's ``stats_tags`` did.
+``/stats`` renderings through it, with the bootstrap's ``stats_tags``: fixed tags on
+every Envoy stat (``appmesh.mesh``, ``appmesh.virtual_node`` with
+``ENABLE_ENVOY_STATS_TAGS``; ``Mesh``, ``VirtualNode`` with the extension) and the
+image's regex tags (``appmesh.listener_protocol``, ``appmesh.listener_port``...).
 """
 
 from __future__ import annotations
@@ -30,20 +31,6 @@ if TYPE_CHECKING:
     from proxy.observe.stats import Stats
 
 log = logging.getLogger("appmesh_proxy.observability")
-Tags = tuple[tuple[str, str], ...]
-
-
-def fixed_tags(config: ObservabilityConfig) -> Tags:
-    """Tags every Envoy stat carries: App Mesh's names, and the extension's dimensions."""
-    identity, metrics = config.identity, config.metrics
-    if identity is None:
-        return ()
-    tags: list[tuple[str, str]] = []
-    if metrics.stats_tags:
-        tags += [("appmesh.mesh", identity.mesh), (f"appmesh.{identity.snake_kind}", identity.name)]
-    if metrics.extension:
-        tags += [("Mesh", identity.mesh), (identity.dimension, identity.name)]
-    return tuple(tags)
 
 
 class Observability:
@@ -58,7 +45,7 @@ class Observability:
     ) -> None:
         self.config = config = config or OFF
         self.loop, self.stats = loop, stats
-        self.tags = fixed_tags(config)
+        self.tags = config.metrics.tags
         self.tracer: Tracer | None = None
         self.metrics: MetricsExtension | None = None
         self.cloudwatch: CloudWatchExporter | None = None
@@ -66,7 +53,7 @@ class Observability:
         self._timer: asyncio.TimerHandle | None = None
         if config.tracing is not None:
             tracing = config.tracing
-            sampler = Sampler.from_settings(tracing.sampling_rate, tracing.manifest_path)
+            sampler = Sampler.from_config(tracing)
             sender = DatagramSender(loop, tracing.daemon)
             self.tracer = Tracer(loop, tracing, config.identity, sampler, sender)
         metrics = config.metrics

@@ -20,7 +20,10 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from proxy.config.observability import TracingConfig
 
 log = logging.getLogger("appmesh_proxy.sampling")
 
@@ -82,6 +85,17 @@ class Sampler:
             if rule.matches(host, method, path):
                 return rule.sample(now)
         return self.default.sample(now)
+
+    @classmethod
+    def from_config(cls, config: TracingConfig) -> Sampler:
+        """The bootstrap's ``sampling_rule_manifest``: inline (what ``XRAY_SAMPLING_RATE``
+        becomes), a file, or X-Ray's default rule."""
+        if config.manifest is not None:
+            try:
+                return cls.from_manifest(config.manifest)
+            except ValueError as exc:
+                log.warning("sampling_rule_manifest: %s; using the default rule", exc)
+        return cls.from_settings(config.sampling_rate, config.manifest_path)
 
     @classmethod
     def from_settings(cls, rate: float, manifest_path: str | None) -> Sampler:

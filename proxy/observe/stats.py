@@ -13,7 +13,9 @@ walkthroughs (``upstream_rq_retry``, ``outlier_detection.ejections_active``...) 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
+
+from proxy.config.observability import StatsTags
 
 # Counters Envoy always shows for a cluster, so /stats lists zeros as Envoy does.
 CLUSTER_COUNTERS = (
@@ -186,17 +188,20 @@ class Stats:
         ]
         return "\n".join(lines) + ("\n" if lines else "")
 
-    def render_prometheus(self, fixed_tags: Sequence[tuple[str, str]] = ()) -> str:
-        """Envoy's ``/stats/prometheus`` format with its default tag extraction, plus
-        ``fixed_tags`` on every stat (``ENABLE_ENVOY_STATS_TAGS``' ``appmesh.mesh``...)."""
+    def render_prometheus(self, tags: StatsTags | None = None) -> str:
+        """Envoy's ``/stats/prometheus`` format with its default tag extraction, plus the
+        bootstrap's ``stats_tags``: regex extractors, and fixed tags on every stat."""
+        tags = tags or StatsTags()
         families: dict[str, tuple[str, list[str]]] = {}
-        fixed = [f'{prometheus_label(k)}="{_escape(v)}"' for k, v in fixed_tags]
+        fixed = [f'{prometheus_label(k)}="{_escape(v)}"' for k, v in tags.fixed]
         for scope in list(self._scopes.values()):
             base, tag_name = _PROM_SCOPES.get(scope.kind, (f"envoy_{scope.kind}_", ""))
             for full, value, is_counter in scope.items():
-                metric, labels = _prometheus_name(full[len(scope.prefix) :], base)
-                if tag_name and scope.tag:
-                    labels.insert(0, f'{tag_name}="{_escape(scope.tag)}"')
+                tag, short, extracted = extract_tags(scope, full, tags)
+                metric, labels = _prometheus_name(short, base)
+                labels[:0] = [f'{prometheus_label(k)}="{_escape(v)}"' for k, v in extracted]
+                if tag_name and tag:
+                    labels.insert(0, f'{tag_name}="{_escape(tag)}"')
                 labels[:0] = fixed
                 label_text = "{" + ",".join(labels) + "}" if labels else ""
                 kind = "counter" if is_counter else "gauge"
@@ -207,6 +212,32 @@ class Stats:
             out.append(f"# TYPE {metric} {kind}")
             out.extend(sorted(samples))
         return "\n".join(out) + "\n"
+
+
+def extract_tags(
+    scope: StatsScope, full: str, tags: StatsTags
+) -> tuple[str, str, list[tuple[str, str]]]:
+    """Apply the bootstrap's regex extractors to one stat, as Envoy's tag producer does:
+    each runs on the whole name, its first group is cut out and its second (or first)
+    group is the value. Returns the scope's tag and the stat's short name after the cuts,
+    and the tags found. A stat no extractor matches costs one search per extractor."""
+    prefix = scope.prefix
+    if not tags.regex:
+        return scope.tag, full[len(prefix) :], []
+    cut: set[int] = set()
+    found: list[tuple[str, str]] = []
+    for name, pattern in tags.regex:
+        match = pattern.search(full)
+        if match is None or match.start(1) < 0:
+            continue
+        found.append((name, match.group(2) if pattern.groups >= 2 else match.group(1)))
+        cut.update(range(*match.span(1)))
+    if not cut:
+        return scope.tag, full[len(prefix) :], []
+    start = len(scope.kind) + 1
+    tag = "".join(full[i] for i in range(start, len(prefix) - 1) if i not in cut).strip(".")
+    short = "".join(full[i] for i in range(len(prefix), len(full)) if i not in cut)
+    return tag, short, found
 
 
 def _prometheus_name(short: str, base: str) -> tuple[str, list[str]]:

@@ -92,8 +92,7 @@ class Tracer:
         self.sampler = sampler
         self.sender = sender
         self.node_name = identity.name if identity else ""
-        mesh, kind = (identity.mesh, identity.kind) if identity else ("", "virtualNode")
-        self.fields = segment_fields(config.segment_name, mesh, kind, self.node_name)
+        self.fields = segment_fields(config.segment_name, config.origin, config.aws)
         self.recorded = 0
         self._pending: list[FinishedRequest] = []
         self._handle: asyncio.TimerHandle | None = None

@@ -49,10 +49,11 @@ class FinishedRequest:
         self.end_time = end_time  # wall clock (the loop clock is only ms-precise)
 
 
-def segment_fields(name: str, mesh: str, kind: str, resource: str) -> dict[str, Any]:
-    """The fields every segment of this proxy shares (Envoy's ``segment_fields``)."""
-    key = "virtual_gateway_name" if kind == "virtualGateway" else "virtual_node_name"
-    return {"name": name, "origin": ORIGIN, "aws": {"app_mesh": {"mesh_name": mesh, key: resource}}}
+def segment_fields(name: str, origin: str, aws: dict[str, Any]) -> dict[str, Any]:
+    """The fields every segment of this proxy shares: Envoy's ``segment_name`` and
+    ``segment_fields`` (``aws`` verbatim; App Mesh's image names the resource
+    ``virtual_node_name`` for gateways too)."""
+    return {"name": name, "origin": origin or ORIGIN, "aws": aws}
 
 
 def segment_document(fields: dict[str, Any], done: FinishedRequest) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from proxy.config.cluster import ClusterConfig, Endpoint, LoadAssignment
 from proxy.observe.stats import CLUSTER_COUNTERS, HEALTH_CHECK_COUNTERS, Stats
 from proxy.upstream.health_check import HealthChecker
 from proxy.upstream.host import Host
-from proxy.upstream.outlier import OutlierDetector
+from proxy.upstream.outlier import EventLog, OutlierDetector
 
 if TYPE_CHECKING:
     from proxy.config.compile import CompiledConfig
@@ -36,8 +36,15 @@ if TYPE_CHECKING:
 class Cluster:
     """A live cluster: the hosts, the balancer and the circuit-breaker counters."""
 
-    def __init__(self, stats: Stats, config: ClusterConfig, assignment: LoadAssignment | None):
+    def __init__(
+        self,
+        stats: Stats,
+        config: ClusterConfig,
+        assignment: LoadAssignment | None,
+        events: EventLog | None = None,
+    ):
         self.name = config.name
+        self.events = events
         self.config = config
         self.stats = stats.scope("cluster", config.name, CLUSTER_COUNTERS)
         self.hosts: dict[str, Host] = {}
@@ -103,7 +110,9 @@ class Cluster:
         if self.outlier is None or config.outlier != previous.outlier:
             if self.outlier is not None:
                 self.outlier.stop()
-            self.outlier = OutlierDetector(self, config.outlier) if config.outlier else None
+            self.outlier = (
+                OutlierDetector(self, config.outlier, self.events) if config.outlier else None
+            )
         if self.health_checker is None or config.health_checks != previous.health_checks:
             if self.health_checker is not None:
                 self.health_checker.stop()
@@ -263,8 +272,9 @@ class ClusterManager:
 
     SWEEP_INTERVAL = 1.0
 
-    def __init__(self, stats: Stats) -> None:
+    def __init__(self, stats: Stats, events: EventLog | None = None) -> None:
         self.stats = stats
+        self.events = events  # outlier ejection events, one JSON line each
         self.clusters: dict[str, Cluster] = {}
         self._sweeper: asyncio.TimerHandle | None = None
 
@@ -279,7 +289,7 @@ class ClusterManager:
             assignment = config.endpoints_for(cluster_config)
             cluster = self.clusters.get(name)
             if cluster is None:
-                cluster = Cluster(self.stats, cluster_config, assignment)
+                cluster = Cluster(self.stats, cluster_config, assignment, self.events)
                 if (pending := cluster.warming()) is not None:
                     warming.append(pending)
             else:

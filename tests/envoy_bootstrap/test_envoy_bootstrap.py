@@ -215,11 +215,44 @@ def test_listener_tags_are_always_present_and_mesh_tags_only_on_request():
 
 def test_metric_extension_adds_dimensions_and_node_metadata():
     bootstrap = _boot(APPMESH_METRIC_EXTENSION_VERSION="1")
-    assert bootstrap["node"]["metadata"] == {"aws.appmesh.metric_filter": {"level": "1"}}
+    assert bootstrap["node"]["metadata"]["aws.appmesh.metric_filter"] == {"level": "1"}
     tags = _tags(bootstrap)
     assert tags["Mesh"] == "m" and tags["VirtualNode"] == "front"
     assert "TargetVirtualNode" in tags and "TargetVirtualService" in tags
-    assert "metadata" not in _boot()["node"]
+    assert "aws.appmesh.metric_filter" not in _boot()["node"]["metadata"]
+    cloudwatch = _boot(
+        APPMESH_METRIC_EXTENSION_VERSION="1", AWS_ENDPOINT_URL="http://127.0.0.1:4567"
+    )["node"]["metadata"]["appmesh_local.cloudwatch"]
+    assert cloudwatch == {
+        "endpoint": "http://127.0.0.1:4567", "region": "us-east-1", "namespace": "CWAgent"
+    }  # fmt: skip
+
+
+def test_node_metadata_says_where_the_proxy_listens_for_the_control_plane():
+    """What appmesh-local's control plane registers a proxy by: any Envoy started from
+    this bootstrap joins the mesh as appmesh-proxy does."""
+    metadata = _boot()["node"]["metadata"]
+    assert metadata == {
+        "appmesh_local.ingress_port": 15000,
+        "appmesh_local.egress_port": 15001,
+        "appmesh_local.app_host": "127.0.0.1",
+        "appmesh_local.listen_address": "0.0.0.0",
+        "appmesh_local.ingress_address": "127.0.0.1:15000",
+        "appmesh_local.region": "us-east-1",
+    }
+    custom = _boot(
+        APPMESH_INGRESS_PORT="16000",
+        APPMESH_INGRESS_ADDRESS="10.0.0.5:16000",
+        APPMESH_LISTEN_ADDRESS="127.0.0.1",
+        APPMESH_MESH_OWNER="111122223333",
+        AWS_REGION="eu-west-1",
+    )
+    assert custom["node"]["metadata"]["appmesh_local.ingress_address"] == "10.0.0.5:16000"
+    assert custom["node"]["metadata"]["appmesh_local.mesh_owner"] == "111122223333"
+    assert custom["node"]["metadata"]["appmesh_local.region"] == "eu-west-1"
+    assert custom["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+    with pytest.raises(ValueError, match="APPMESH_INGRESS_PORT"):
+        _boot(APPMESH_INGRESS_PORT="http")
 
 
 def test_dog_statsd_sink_over_udp_or_unix_socket():

@@ -1,4 +1,4 @@
-"""The pure parts of the sidecar's tracing and metrics: environment, sampling, formats."""
+"""The pure parts of the sidecar's tracing and metrics: bootstrap, sampling, formats."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from envoy_bootstrap.bootstrap import build_bootstrap
+from proxy.config.bootstrap import compile_bootstrap
 from proxy.config.observability import MeshIdentity, ObservabilityConfig
 from proxy.observe.cloudwatch import metric_data
 from proxy.observe.dogstatsd import extension_lines, pack
@@ -20,7 +22,9 @@ NODE = "arn:aws:appmesh:us-east-1:123456789012:mesh/demo/virtualNode/front"
 
 
 def config(**env: str) -> ObservabilityConfig:
-    return ObservabilityConfig.from_environment(env, NODE)
+    """What the proxy compiles from the bootstrap the image's environment builds."""
+    bootstrap = build_bootstrap({"APPMESH_RESOURCE_ARN": NODE, **env}, "127.0.0.1:4567")
+    return compile_bootstrap(bootstrap).observability
 
 
 def test_environment_defaults_follow_the_envoy_image():
@@ -30,7 +34,7 @@ def test_environment_defaults_follow_the_envoy_image():
     assert on.tracing is not None
     assert on.tracing.segment_name == "demo/front"
     assert on.tracing.daemon == ("127.0.0.1", 2000)
-    assert on.tracing.sampling_rate == 0.05
+    assert on.tracing.manifest is None and on.tracing.manifest_path is None  # X-Ray's 5%
     assert on.metrics.flush_interval == 5.0
     assert on.metrics.cloudwatch is None  # no endpoint named: no CloudWatch
     assert on.identity == MeshIdentity("demo", "virtualNode", "front")
@@ -41,12 +45,19 @@ def test_environment_defaults_follow_the_envoy_image():
     [
         ({"XRAY_DAEMON_PORT": "2001"}, ("127.0.0.1", 2001)),
         ({"AWS_XRAY_DAEMON_ADDRESS": "127.0.0.2:3000"}, ("127.0.0.2", 3000)),
-        ({"AWS_XRAY_DAEMON_ADDRESS": "tcp:127.0.0.1:2000 udp:127.0.0.3:2002"}, ("127.0.0.3", 2002)),
-        ({"AWS_XRAY_DAEMON_ADDRESS": "localhost:2003"}, ("127.0.0.1", 2003)),
+        ({"AWS_XRAY_DAEMON_ADDRESS": "127.0.0.3", "XRAY_DAEMON_PORT": "2002"}, ("127.0.0.3", 2002)),
     ],
 )
 def test_xray_daemon_address(env, daemon):
     assert config(ENABLE_ENVOY_XRAY_TRACING="true", **env).tracing.daemon == daemon
+
+
+@pytest.mark.parametrize("address", ["tcp:127.0.0.1:2000 udp:127.0.0.3:2002", "localhost:2003"])
+def test_xray_daemon_address_must_be_a_static_ip_as_in_the_image(address):
+    """The image refuses an X-Ray SDK address form or a host name (its X-Ray extension
+    cannot resolve one), so the sidecar refuses it too, with the image's message."""
+    with pytest.raises(ValueError, match="static IPv4 or IPv6"):
+        config(ENABLE_ENVOY_XRAY_TRACING="1", AWS_XRAY_DAEMON_ADDRESS=address)
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("5s", 5.0), ("5000ms", 5.0), ("1m30s", 90.0)])

@@ -1,0 +1,172 @@
+"""The sidecar starts from an Envoy v3 bootstrap, and refuses what it cannot honour.
+
+The bootstrap comes from ``envoy_bootstrap`` (the App Mesh image's environment), the
+same one ``appmesh-local bootstrap`` prints for a real Envoy, so these tests build it
+the way a task definition would and compile it the way ``appmesh-proxy`` starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from envoy_bootstrap.bootstrap import build_bootstrap
+from proxy.config.bootstrap import compile_bootstrap, load_bootstrap
+from proxy.config.protojson import ConfigError
+from proxy.server import ProxyServer
+
+NODE = "arn:aws:appmesh:us-east-1:123456789012:mesh/demo/virtualNode/front"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def bootstrap(**env: str) -> dict:
+    return build_bootstrap({"APPMESH_RESOURCE_ARN": NODE, **env}, "127.0.0.1:4567")
+
+
+def test_the_image_environment_compiles_into_the_proxys_settings():
+    compiled = compile_bootstrap(bootstrap(ENVOY_ADMIN_ACCESS_PORT="9911"))
+    assert compiled.node_id == NODE and compiled.node["cluster"] == NODE
+    assert compiled.xds_endpoint == "http://127.0.0.1:4567"
+    assert compiled.admin_address == ("0.0.0.0", 9911)
+    assert compiled.admin_access_log == "/tmp/envoy_admin_access.log"
+    assert compiled.outlier_event_log == "/dev/stdout"
+    assert compiled.metadata("ingress_address") == "127.0.0.1:15000"
+    observability = compiled.observability
+    assert observability.tracing is None and not observability.metrics.extension
+    names = [name for name, _ in observability.metrics.tags.regex]
+    assert names == ["appmesh.listener_protocol", "appmesh.listener_port", "envoy_rds_route_config"]
+
+
+def test_tracing_stats_sinks_and_tags_come_from_the_bootstrap():
+    compiled = compile_bootstrap(
+        bootstrap(
+            ENABLE_ENVOY_XRAY_TRACING="1",
+            XRAY_SAMPLING_RATE="0.5",
+            ENABLE_ENVOY_STATS_TAGS="1",
+            ENABLE_ENVOY_DOG_STATSD="1",
+            STATSD_PORT="9125",
+            ENVOY_STATS_FLUSH_INTERVAL="2s",
+            APPMESH_METRIC_EXTENSION_VERSION="1",
+        )
+    )
+    tracing = compiled.observability.tracing
+    assert tracing is not None and tracing.daemon == ("127.0.0.1", 2000)
+    assert tracing.segment_name == "demo/front"
+    assert tracing.aws == {"app_mesh": {"mesh_name": "demo", "virtual_node_name": "front"}}
+    assert tracing.manifest["default"] == {"fixed_target": 1, "rate": 0.5}
+    metrics = compiled.observability.metrics
+    assert metrics.extension and metrics.dogstatsd == ("127.0.0.1", 9125)
+    assert metrics.flush_interval == 2.0
+    assert metrics.tags.fixed == (
+        ("appmesh.mesh", "demo"),
+        ("appmesh.virtual_node", "front"),
+        ("Mesh", "demo"),
+        ("VirtualNode", "front"),
+    )
+
+
+def _with(section: str, value: object) -> dict:
+    spec = bootstrap()
+    spec[section] = value
+    return spec
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        (bootstrap(ENABLE_ENVOY_DATADOG_TRACING="1"), "tracer envoy.tracers.datadog"),
+        (bootstrap(ENABLE_ENVOY_JAEGER_TRACING="1"), "tracer envoy.tracers.zipkin"),
+        (bootstrap(APPMESH_SDS_SOCKET_PATH="/tmp/sds.sock"), "SDS"),
+        (bootstrap(ENVOY_INITIAL_FETCH_TIMEOUT="5"), "initial_fetch_timeout"),
+        (_with("overload_manager", {}), "overload_manager"),
+        (_with("stats_sinks", [{"name": "envoy.stat_sinks.statsd"}]), "stats sink"),
+        (_with("stats_config", {"stats_matcher": {}}), "stats_matcher"),
+        (_with("layered_runtime", {"layers": [{"name": "d", "disk_layer": {}}]}), "layer d"),
+        (
+            _with("layered_runtime", {"layers": [{"name": "s", "static_layer": {"x.y": 1}}]}),
+            "runtime key x.y",
+        ),
+        (
+            _with(
+                "dynamic_resources",
+                {
+                    "ads_config": {"api_type": "GRPC", "grpc_services": [{"google_grpc": {}}]},
+                    "lds_config": {"ads": {}},
+                    "cds_config": {"ads": {}},
+                },
+            ),
+            "google_grpc",
+        ),
+    ],
+)
+def test_what_the_proxy_cannot_honour_is_refused_in_one_line(spec, reason):
+    with pytest.raises(ConfigError) as refused:
+        compile_bootstrap(spec)
+    message = str(refused.value)
+    assert reason in message and "\n" not in message and message.startswith("bootstrap:")
+
+
+def test_a_static_listener_is_refused_rather_than_left_unbound():
+    spec = bootstrap()
+    spec["static_resources"]["listeners"] = [{"name": "static"}]
+    with pytest.raises(ConfigError, match=r"static_resources\.listeners"):
+        compile_bootstrap(spec)
+
+
+def test_appmesh_proxy_refuses_to_start_on_a_bootstrap_it_cannot_honour(tmp_path):
+    """From the command line as a task would run it: exit 2, one line naming the field."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "APPMESH_RESOURCE_ARN": NODE}
+    env["ENABLE_ENVOY_DATADOG_TRACING"] = "1"
+    done = subprocess.run(
+        [sys.executable, "-m", "proxy.main"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "appmesh-proxy: bootstrap: tracer envoy.tracers.datadog is not supported by "
+        "appmesh-proxy (X-Ray is)"
+    ]
+    path = tmp_path / "bootstrap.json"
+    path.write_text(json.dumps(_with("watchdogs", {})))
+    done = subprocess.run(
+        [sys.executable, "-m", "proxy.main", "-c", str(path)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2 and "watchdogs is not supported" in done.stderr
+
+
+def test_a_bootstrap_file_may_be_yaml(tmp_path):
+    yaml = pytest.importorskip("yaml")
+    path = tmp_path / "bootstrap.yaml"
+    path.write_text(yaml.safe_dump(bootstrap()))
+    assert compile_bootstrap(load_bootstrap(str(path))).node_id == NODE
+
+
+async def test_admin_writes_its_access_log_and_dumps_the_bootstrap(tmp_path):
+    log = tmp_path / "admin_access.log"
+    compiled = compile_bootstrap(
+        bootstrap(ENVOY_ADMIN_ACCESS_LOG_FILE=str(log), ENVOY_ADMIN_ACCESS_PORT="0")
+    )
+    server = ProxyServer(admin_address=("127.0.0.1", 0), bootstrap=compiled)
+    await server.start()
+    try:
+        assert server.admin_address is not None
+        url = f"http://127.0.0.1:{server.admin_address[1]}/config_dump"
+        async with aiohttp.ClientSession() as session, session.get(url) as reply:
+            dump = await reply.json()
+        boot = dump["configs"][0]["bootstrap"]
+        assert boot["node"]["id"] == NODE and "dynamic_resources" in boot
+    finally:
+        await server.stop()
+    await asyncio.sleep(0)
+    line = log.read_text()
+    assert '"GET /config_dump HTTP/1.1" 200' in line
