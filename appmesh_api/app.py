@@ -35,6 +35,8 @@ from appmesh_api.frontdoor.chain import Exchange, FrontDoor, Target
 from appmesh_api.frontdoor.wire import Reply
 from appmesh_api.identity import Caller, account_of, identify, parse_credential_scope
 from appmesh_api.model import match_operation
+from appmesh_api.ram.api import ram_target
+from appmesh_api.ram.shares import Shares
 from appmesh_api.service import AppMeshService
 from appmesh_api.settings import Settings
 from appmesh_api.store import MeshKey, Store
@@ -45,6 +47,7 @@ log = logging.getLogger("appmesh_local.api")
 
 API_PREFIX = "/v20190125"
 DATABASE_FILE = "appmesh.sqlite3"
+RAM_FILE = "ram.json"
 
 
 def open_store(settings: Settings) -> Store:
@@ -159,7 +162,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     store = open_store(settings)
     feed = ChangeFeed(store.sequence)
-    service = AppMeshService(store, feed, settings)
+    shares = Shares(Path(settings.data_dir) / RAM_FILE if settings.data_dir else None)
+    service = AppMeshService(store, feed, settings, shares)
     side_services = build_side_services_app(settings.aws_endpoint, cloudformation.install)
     # X-Ray is answered by appmesh-local itself, unless side services go to --aws-endpoint.
     xray = None if settings.aws_endpoint else XRayService()
@@ -289,14 +293,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_console(app)
     app.mount("/", side_services)
-    app.add_middleware(FrontDoor, targets=_targets(service, xray), settings=settings)
+    app.add_middleware(FrontDoor, targets=_targets(service, xray, shares), settings=settings)
     return app
 
 
 _LOCAL_PREFIXES = ("/_appmesh/", "/console")
 
 
-def _targets(service: AppMeshService, xray: XRayService | None) -> list[Target]:
+def _targets(service: AppMeshService, xray: XRayService | None, shares: Shares) -> list[Target]:
     """The services behind the front door, most specific first."""
     appmesh = Target(
         "appmesh",
@@ -318,5 +322,5 @@ def _targets(service: AppMeshService, xray: XRayService | None) -> list[Target]:
     )
     side = Target("side-services", limits.SIDE_SERVICE_BODY_LIMIT, lambda _exchange: True)
     if xray is None:
-        return [appmesh, xds, local, side]
-    return [appmesh, xray_target(xray), xds, local, side]
+        return [appmesh, ram_target(shares), xds, local, side]
+    return [appmesh, ram_target(shares), xray_target(xray), xds, local, side]

@@ -41,6 +41,7 @@ def _serve(args: argparse.Namespace) -> int:
             xray_daemon_port=args.xray_daemon_port,
             verify_signatures=args.verify_signatures,
             moto_admin=args.moto_admin,
+            share_all_meshes=args.share_all_meshes,
         )
         for item in args.account or ():
             settings.accounts.update(parse_pairs(item, "--account"))
@@ -234,6 +235,12 @@ def _add_security_options(serve: argparse.ArgumentParser) -> None:
         metavar="KEY=SECRET",
         help="an access key id and its secret key for --verify-signatures (repeatable; also "
         "APPMESH_LOCAL_CREDENTIALS=KEY=SECRET,KEY=SECRET)",
+    )
+    serve.add_argument(
+        "--share-all-meshes",
+        action="store_true",
+        help="let every account use every mesh with meshOwner, without the RAM share and "
+        "accepted invitation App Mesh required (default off)",
     )
     serve.add_argument(
         "--moto-admin",

@@ -37,6 +37,7 @@ from appmesh_api.identity import Caller
 from appmesh_api.kinds import Kind
 from appmesh_api.model import service_model
 from appmesh_api.pagination import paginate
+from appmesh_api.ram.shares import Shares
 from appmesh_api.settings import Settings
 from appmesh_api.store import Key, MeshKey, Record, Store
 from appmesh_api.tagging import Tagging
@@ -50,10 +51,13 @@ _CLIENT_TOKEN = re.compile(r"[A-Za-z0-9_-]{0,36}")
 class AppMeshService:
     """Executes App Mesh operations against a Store and announces changes on a ChangeFeed."""
 
-    def __init__(self, store: Store, feed: ChangeFeed, settings: Settings) -> None:
+    def __init__(
+        self, store: Store, feed: ChangeFeed, settings: Settings, shares: Shares | None = None
+    ) -> None:
         self.store = store
         self.feed = feed
         self.settings = settings
+        self.shares = shares or Shares()
         self.tagging = Tagging(store, self._commit)
 
     # -- entry point ---------------------------------------------------------------
@@ -66,6 +70,8 @@ class AppMeshService:
         if split is None:
             raise NotFoundException(f"Unknown operation {operation}")
         verb, kind = split
+        if not (verb == "Create" and kind is kinds.MESH):
+            self._check_shared(params, caller)
         handler: Callable[..., Result] = getattr(self, f"_{verb.lower()}")
         token = params.get("clientToken")
         if token is not None and not _CLIENT_TOKEN.fullmatch(token):
@@ -96,6 +102,20 @@ class AppMeshService:
                 )
             return json.loads(seen[1])
         return run((token_key, fingerprint))
+
+    def _check_shared(self, params: dict, caller: Caller) -> None:
+        """Another account's mesh is reachable only through an accepted RAM share.
+
+        App Mesh answered a mesh it had not been shared as missing (NotFoundException,
+        reference §1.9); ``--share-all-meshes`` keeps the old every-mesh-is-open rule.
+        """
+        owner = params.get("meshOwner")
+        if not owner or owner == caller.account or self.settings.share_all_meshes:
+            return
+        mesh = params["meshName"]
+        arn = build_arn(caller.region, owner, mesh, kinds.MESH, mesh)
+        if not self.shares.allows(arn, caller.account, caller.region):
+            raise NotFoundException(f"Mesh with name {mesh} is not present for account {owner}")
 
     # -- locating ------------------------------------------------------------------
     @staticmethod

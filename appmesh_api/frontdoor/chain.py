@@ -1,7 +1,7 @@
 """The front door: every request on the control-plane port passes one chain of handlers.
 
-``FrontDoor`` runs, in order: pick the service (``route``), read the caller from the
-credential scope (``identify``), refuse an unknown region, read and bound the body,
+``FrontDoor`` runs, in order: read the caller from the credential scope
+(``identify``), pick the service (``route``), refuse an unknown region, read and bound the body,
 verify the signature when ``--verify-signatures`` is on, then hand the request to its
 service. A handler refuses by raising :class:`~appmesh_api.frontdoor.refusals.Refusal`;
 the chain renders it in the protocol the client spoke. Services answered in-process
@@ -93,8 +93,8 @@ class FrontDoor:
         self.targets = tuple(targets)
         self.settings = settings
         self.handlers: tuple[Handler, ...] = (
-            self.route,
             self.identify,
+            self.route,
             self.check_region,
             self.read_body,
             self.authenticate,

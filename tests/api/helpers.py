@@ -167,3 +167,20 @@ def mesh_state(appmesh, mesh: str = "demo") -> dict[str, Any]:
                 )["gatewayRoute"]
             )
     return state
+
+
+def share_mesh(client_for, owner_account: str, mesh: str, consumer_account: str) -> str:
+    """Share ``mesh`` with ``consumer_account`` through RAM and accept it; the share's ARN."""
+    ram = client_for("ram", account=owner_account)
+    arn = f"arn:aws:appmesh:us-east-1:{owner_account}:mesh/{mesh}"
+    share = ram.create_resource_share(
+        name=f"{mesh}-share", resourceArns=[arn], principals=[consumer_account]
+    )["resourceShare"]
+    received = client_for("ram", account=consumer_account)
+    invitations = received.get_resource_share_invitations()["resourceShareInvitations"]
+    (invitation,) = [i for i in invitations if i["resourceShareArn"] == share["resourceShareArn"]]
+    assert invitation["status"] == "PENDING"
+    received.accept_resource_share_invitation(
+        resourceShareInvitationArn=invitation["resourceShareInvitationArn"]
+    )
+    return str(share["resourceShareArn"])

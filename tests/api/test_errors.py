@@ -16,7 +16,9 @@ from tests.api.helpers import (
     http_route_spec,
     raw_request,
     router_spec,
+    share_mesh,
 )
+from tests.conftest import new_account
 
 # (operation, parameters, message with {account}) for resources that are not there.
 NOT_FOUND = [
@@ -280,7 +282,9 @@ def test_too_many_tags_is_400_and_applies_none(appmesh):
 def test_forbidden_is_403_in_a_shared_mesh(appmesh, account, client_for):
     appmesh.create_mesh(meshName="shared")
     appmesh.create_virtual_node(meshName="shared", virtualNodeName="a", spec=http_node_spec())
-    consumer = client_for("appmesh")
+    consumer_account = new_account()
+    share_mesh(client_for, account, "shared", consumer_account)
+    consumer = client_for("appmesh", account=consumer_account)
     message = expect_error(
         "ForbiddenException",
         403,

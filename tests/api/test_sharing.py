@@ -1,4 +1,8 @@
-"""Shared meshes: one account owns the mesh, another works in it with ``meshOwner``."""
+"""Shared meshes: one account owns the mesh, another works in it with ``meshOwner``.
+
+As on App Mesh, the other account gets in only after the owner shares the mesh through a
+RAM resource share and the other account accepts the invitation (``share`` below).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from tests.api.helpers import (
     http_node_spec,
     http_route_spec,
     router_spec,
+    share_mesh,
 )
 from tests.conftest import make_client, new_account
 
@@ -36,8 +41,9 @@ def consumer_account() -> str:
 
 
 @pytest.fixture
-def consumer(client_for, consumer_account):
-    """Account B's client."""
+def consumer(client_for, owner, account, consumer_account):
+    """Account B's client; A has shared mesh ``shared`` with B and B accepted."""
+    share_mesh(client_for, account, "shared", consumer_account)
     return client_for("appmesh", account=consumer_account)
 
 
