@@ -80,6 +80,7 @@ def install() -> None:
             (CloudFormationBackend, "create_stack", lifecycle.create_stack),
             (CloudFormationBackend, "update_stack", lifecycle.update_stack),
             (CloudFormationBackend, "delete_stack", lifecycle.delete_stack),
+            (CloudFormationBackend, "create_change_set", changesets.create_change_set),
             (CloudFormationBackend, "execute_change_set", changesets.execute_change_set),
             (CloudFormationBackend, "describe_change_set", changesets.describe_change_set),
             (CloudFormationBackend, "delete_change_set", changesets.delete_change_set),

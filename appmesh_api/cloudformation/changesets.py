@@ -11,7 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from moto.cloudformation.exceptions import CloudFormationError
+from moto.cloudformation.exceptions import (
+    AlreadyExistsException,
+    CloudFormationError,
+    ValidationError,
+)
 from moto.cloudformation.models import ChangeSet, CloudFormationBackend, Stack
 
 from appmesh_api.cloudformation.lifecycle import run_create, run_update, serialized
@@ -28,6 +32,29 @@ def find_change_set(backend: CloudFormationBackend, name_or_arn: str) -> ChangeS
     if found is None:
         raise ChangeSetNotFoundException(f"ChangeSet [{name_or_arn}] does not exist")
     return found
+
+
+_moto_create_change_set = CloudFormationBackend.create_change_set
+
+#: Stacks CloudFormation refuses to update (a rolled-back create must be deleted first,
+#: which is what the CDK CLI does when it finds one).
+_NOT_UPDATABLE = ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "ROLLBACK_IN_PROGRESS")
+
+
+def create_change_set(
+    backend: CloudFormationBackend, stack_name: str, *args: Any, **kwargs: Any
+) -> tuple[str, str]:
+    """``create_change_set`` that refuses an UPDATE of a stack that cannot be updated, and a
+    CREATE of a stack that exists (moto would make a second stack of the same name)."""
+    stack = next((s for s in backend.stacks.values() if s.name == stack_name), None)
+    kind = kwargs.get("change_set_type")
+    if kind == "UPDATE" and stack is not None and stack.status in _NOT_UPDATABLE:
+        raise ValidationError(
+            message=f"Stack:{stack.stack_id} is in {stack.status} state and can not be updated."
+        )
+    if kind == "CREATE" and stack is not None and stack.status != "REVIEW_IN_PROGRESS":
+        raise AlreadyExistsException(f"Stack [{stack_name}] already exists")
+    return _moto_create_change_set(backend, stack_name, *args, **kwargs)
 
 
 def describe_change_set(backend: CloudFormationBackend, change_set_name: str) -> ChangeSet:

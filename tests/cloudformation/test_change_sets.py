@@ -142,3 +142,13 @@ def test_use_previous_value_on_an_ssm_parameter_survives_an_update(server, accou
     assert stack["StackStatus"] == "UPDATE_COMPLETE"
     node = appmesh.describe_virtual_node(meshName="color", virtualNodeName="blue")["virtualNode"]
     assert node["spec"]["listeners"][0]["portMapping"]["port"] == 9090
+
+
+def test_a_create_change_set_for_an_existing_stack_is_already_exists(cfn):
+    cfn.create_stack(StackName="taken", TemplateBody=body(colorapp()))
+    with pytest.raises(ClientError) as taken:
+        cfn.create_change_set(
+            StackName="taken", ChangeSetName="again", TemplateBody=body(colorapp()),
+            ChangeSetType="CREATE",
+        )  # fmt: skip
+    assert taken.value.response["Error"]["Code"] == "AlreadyExistsException"

@@ -286,3 +286,23 @@ def test_stacks_created_at_the_same_time_all_complete(server):
 
     with ThreadPoolExecutor(4) as pool:
         assert list(pool.map(deploy, range(4))) == ["CREATE_COMPLETE"] * 4
+
+
+def test_a_rolled_back_stack_must_be_deleted_before_it_is_deployed_again(
+    server, account, cfn, tmp_path
+):
+    broken = changed(colorapp(), "Blue", "Spec", "Listeners", value="oops")
+    cfn.create_stack(StackName="again", TemplateBody=body(broken))
+    with pytest.raises(ClientError, match="is in ROLLBACK_COMPLETE state and can not be updated"):
+        cfn.create_change_set(
+            StackName="again", ChangeSetName="fix", TemplateBody=body(colorapp()),
+            ChangeSetType="UPDATE",
+        )  # fmt: skip
+    cfn.delete_stack(StackName="again")
+    template = tmp_path / "color.json"
+    template.write_text(body(colorapp()))
+    deployed = run_aws(
+        server, account, "cloudformation", "deploy", "--stack-name", "again",
+        "--template-file", str(template),
+    )  # fmt: skip
+    assert deployed.returncode == 0, deployed.stderr
