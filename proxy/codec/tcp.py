@@ -181,7 +181,7 @@ class TcpProxyConnection(asyncio.Protocol):
             if host is None:
                 cluster.stats.counters["upstream_cx_none_healthy"] += 1
                 return self._reject(flags.NO_HEALTHY_UPSTREAM)
-            if cluster.cx_active >= cluster.config.thresholds.max_connections:
+            if not cluster.resources.connections.can_create():
                 cluster.stats.counters["upstream_cx_overflow"] += 1
                 return self._reject(flags.UPSTREAM_OVERFLOW)
             info.upstream_host = host.key
@@ -200,7 +200,7 @@ class TcpProxyConnection(asyncio.Protocol):
     async def _open(self, cluster: Cluster, host: Host) -> bool:
         counters = cluster.stats.counters
         counters["upstream_cx_total"] += 1
-        cluster.cx_active += 1
+        cluster.resources.connections.inc()
         host.cx_active += 1
         host.cx_total += 1
         self._counted = True
@@ -241,7 +241,7 @@ class TcpProxyConnection(asyncio.Protocol):
     def _release_upstream(self) -> None:
         if self._counted and self.cluster is not None and self.host is not None:
             self._counted = False
-            self.cluster.cx_active -= 1
+            self.cluster.resources.connections.dec()
             self.host.cx_active -= 1
             self.cluster.stats.counters["upstream_cx_destroy"] += 1
 

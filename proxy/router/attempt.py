@@ -46,7 +46,7 @@ class Attempt:
         self.ended = False
         self.per_try: Timer | None = None
         self.start = 0.0
-        cluster.rq_active += 1
+        cluster.resources.requests.inc()
         host.rq_active += 1
         host.rq_total += 1
         cluster.stats.counters["upstream_rq_total"] += 1
@@ -73,7 +73,7 @@ class Attempt:
         if self.ended:
             return
         self.ended = True
-        self.cluster.rq_active -= 1
+        self.cluster.resources.requests.dec()
         self.host.rq_active -= 1
         if self.per_try is not None:
             self.per_try.cancel()

@@ -205,7 +205,7 @@ class Router:
             return self.local_reply(
                 503, b"no healthy upstream", flags.NO_HEALTHY_UPSTREAM, "no_healthy_upstream"
             )
-        if cluster.rq_active >= cluster.config.thresholds.max_requests:
+        if not cluster.resources.requests.can_create():
             cluster.stats.counters["upstream_rq_pending_overflow"] += 1
             return self._overflow()
         attempt = self.attempt = Attempt(self, cluster, host)
@@ -254,7 +254,7 @@ class Router:
         """The retry this request held against ``max_retries`` is over."""
         if self._holding_retry and self.cluster is not None:
             self._holding_retry = False
-            self.cluster.retries_active -= 1
+            self.cluster.resources.retries.dec()
 
     def _maybe_retry(self, attempt: Attempt, retriable: bool, drain: bool) -> bool:
         """Schedule another attempt if policy, budget, body and breaker allow it."""
@@ -268,12 +268,12 @@ class Router:
             return False
         if not self._body.replayable:
             return False
-        active = cluster.retries_active - self._holding_retry  # our own retry is ending
-        if active >= cluster.config.thresholds.max_retries:
+        retries = cluster.resources.retries
+        if retries.count - self._holding_retry >= retries.max:  # our own retry is ending
             counters["upstream_rq_retry_overflow"] += 1
             return False
         self._abandon(attempt, drain)
-        cluster.retries_active += 1
+        retries.inc()
         self._holding_retry = True
         counters["upstream_rq_retry"] += 1
         self._backoff = self.ctx.timers.call_later(retry.next_backoff(), self._start_attempt)

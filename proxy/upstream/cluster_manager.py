@@ -1,4 +1,4 @@
-"""Live clusters: hosts, load balancing, panic routing and circuit-breaker counters.
+"""Live clusters: hosts, load balancing, panic routing, and their circuit breakers.
 
 A ``Cluster`` outlives config versions: when a new version changes its settings or its
 endpoints, the same object is updated in place and hosts are matched by address, so
@@ -28,13 +28,14 @@ from proxy.observe.stats import CLUSTER_COUNTERS, HEALTH_CHECK_COUNTERS, Stats
 from proxy.upstream.health_check import HealthChecker
 from proxy.upstream.host import Host
 from proxy.upstream.outlier import EventLog, OutlierDetector
+from proxy.upstream.resource_manager import ResourceManager
 
 if TYPE_CHECKING:
     from proxy.config.compile import CompiledConfig
 
 
 class Cluster:
-    """A live cluster: the hosts, the balancer and the circuit-breaker counters."""
+    """A live cluster: the hosts, the balancer and the circuit breakers (``resources``)."""
 
     def __init__(
         self,
@@ -49,10 +50,7 @@ class Cluster:
         self.stats = stats.scope("cluster", config.name, CLUSTER_COUNTERS)
         self.hosts: dict[str, Host] = {}
         self.assignment: LoadAssignment | None = None
-        self.cx_active = 0
-        self.rq_active = 0
-        self.rq_pending = 0
-        self.retries_active = 0
+        self.resources = ResourceManager(config.thresholds)
         self.removed = False
         self.original_dst = False  # hosts come from connections (see original_dst_host)
         self._cleaned_at = 0.0
@@ -67,10 +65,10 @@ class Cluster:
         self.set_endpoints(assignment)
 
     def _register_gauges(self) -> None:
-        scope, th = self.stats, lambda: self.config.thresholds
-        scope.gauge_fn("upstream_cx_active", lambda: self.cx_active)
-        scope.gauge_fn("upstream_rq_active", lambda: self.rq_active)
-        scope.gauge_fn("upstream_rq_pending_active", lambda: self.rq_pending)
+        scope, resources = self.stats, self.resources
+        scope.gauge_fn("upstream_cx_active", lambda: resources.connections.count)
+        scope.gauge_fn("upstream_rq_active", lambda: resources.requests.count)
+        scope.gauge_fn("upstream_rq_pending_active", lambda: resources.pending_requests.count)
         scope.gauge_fn("membership_total", lambda: len(self.hosts))
         scope.gauge_fn("membership_healthy", lambda: sum(h.healthy for h in self.hosts.values()))
         scope.gauge_fn("membership_degraded", lambda: 0)
@@ -78,20 +76,11 @@ class Cluster:
             "outlier_detection.ejections_active",
             lambda: sum(h.ejected for h in self.hosts.values()),
         )
-        scope.gauge_fn(
-            "circuit_breakers.default.cx_open", lambda: int(self.cx_active >= th().max_connections)
-        )
-        scope.gauge_fn(
-            "circuit_breakers.default.rq_pending_open",
-            lambda: int(self.rq_pending >= th().max_pending_requests),
-        )
-        scope.gauge_fn(
-            "circuit_breakers.default.rq_open", lambda: int(self.rq_active >= th().max_requests)
-        )
-        scope.gauge_fn(
-            "circuit_breakers.default.rq_retry_open",
-            lambda: int(self.retries_active >= th().max_retries),
-        )
+        breakers = "circuit_breakers.default."
+        scope.gauge_fn(breakers + "cx_open", lambda: int(resources.connections.open))
+        scope.gauge_fn(breakers + "rq_pending_open", lambda: int(resources.pending_requests.open))
+        scope.gauge_fn(breakers + "rq_open", lambda: int(resources.requests.open))
+        scope.gauge_fn(breakers + "rq_retry_open", lambda: int(resources.retries.open))
 
     # -- configuration ---------------------------------------------------------------------
     def update(self, config: ClusterConfig, assignment: LoadAssignment | None) -> None:
@@ -103,6 +92,7 @@ class Cluster:
     def _configure(self, config: ClusterConfig) -> None:
         previous = self.config
         self.config = config
+        self.resources.update(config.thresholds)
         if self.original_dst != (config.discovery == "ORIGINAL_DST"):
             self.original_dst = not self.original_dst
             self.assignment = None  # endpoint hosts and destination hosts do not mix

@@ -1,7 +1,12 @@
 """An upstream host and its connection pool, as the cluster's balancer hands them out.
 
 A ``Host`` carries its health flags, outlier state and per-host counters; its
-``HostPool`` keeps idle keep-alive connections and the requests waiting for one. Both
+``HostPool`` keeps idle keep-alive connections (reused newest-first, so the ones the
+upstream most likely closed age out through the idle sweep) and the requests waiting
+for one. The pool applies the cluster's breakers the way Envoy's HTTP/1 pool does: a
+request that finds no idle connection is *pending* (``pending_requests``, overflow →
+``upstream_rq_pending_overflow``), and a connection is opened for it unless
+``connections`` is full (→ ``upstream_cx_overflow``; it waits for one to free up). Both
 reach their cluster through ``ClusterView``, the few things health checks, outlier
 detection and pools need from it, so the cluster manager above can own them all without
 an import circle.
@@ -20,6 +25,7 @@ from proxy.upstream.http1 import UpstreamConnection, UpstreamStream
 if TYPE_CHECKING:
     from proxy.config.cluster import ClusterConfig, Endpoint
     from proxy.observe.stats import StatsScope
+    from proxy.upstream.resource_manager import ResourceManager
 
 
 class ClusterView(Protocol):
@@ -29,8 +35,7 @@ class ClusterView(Protocol):
     config: ClusterConfig
     stats: StatsScope
     hosts: dict[str, Host]
-    cx_active: int
-    rq_pending: int
+    resources: ResourceManager
 
     def refresh(self) -> None:
         """Recompute host candidates after a health or membership change."""
@@ -135,11 +140,11 @@ class HostPool:
                 stream.on_pool_ready(conn)
                 return True
         cluster = self.cluster
-        thresholds = cluster.config.thresholds
-        if cluster.rq_pending >= thresholds.max_pending_requests:
+        pending = cluster.resources.pending_requests
+        if not pending.can_create():
             cluster.stats.counters["upstream_rq_pending_overflow"] += 1
             return False
-        cluster.rq_pending += 1
+        pending.inc()
         cluster.stats.counters["upstream_rq_pending_total"] += 1
         self.waiters.append(stream)
         self.maybe_connect()
@@ -151,17 +156,18 @@ class HostPool:
             self.waiters.remove(stream)
         except ValueError:
             return
-        self.cluster.rq_pending -= 1
+        self.cluster.resources.pending_requests.dec()
 
     def maybe_connect(self) -> bool:
         """Open a connection if waiters outnumber connects in progress and the breaker allows."""
         if self.connecting >= len(self.waiters) or self.closing:
             return False
         cluster = self.cluster
-        if cluster.cx_active >= cluster.config.thresholds.max_connections:
+        connections = cluster.resources.connections
+        if not connections.can_create():
             cluster.stats.counters["upstream_cx_overflow"] += 1
             return False
-        cluster.cx_active += 1
+        connections.inc()
         self.host.cx_active += 1
         self.connecting += 1
         cluster.stats.counters["upstream_cx_total"] += 1
@@ -187,7 +193,7 @@ class HostPool:
 
     def _connect_failed(self, exc: BaseException) -> None:
         self.connecting -= 1
-        self.cluster.cx_active -= 1
+        self.cluster.resources.connections.dec()
         self.host.cx_active -= 1
         counters = self.cluster.stats.counters
         counters["upstream_cx_connect_fail"] += 1
@@ -202,7 +208,7 @@ class HostPool:
     def _pop_waiter(self) -> UpstreamStream | None:
         if not self.waiters:
             return None
-        self.cluster.rq_pending -= 1
+        self.cluster.resources.pending_requests.dec()
         return self.waiters.popleft()
 
     def _assign(self, conn: UpstreamConnection) -> None:
@@ -229,7 +235,7 @@ class HostPool:
     def on_closed(self, conn: UpstreamConnection) -> None:
         if conn in self.idle:
             self.idle.remove(conn)
-        self.cluster.cx_active -= 1
+        self.cluster.resources.connections.dec()
         self.host.cx_active -= 1
         self.cluster.stats.counters["upstream_cx_destroy"] += 1
         if not self.maybe_connect():

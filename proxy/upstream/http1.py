@@ -1,17 +1,11 @@
-"""Upstream HTTP/1.1: the client codec on one connection, and the pool per host.
+"""Upstream HTTP/1.1: the client codec on one connection.
 
 ``UpstreamConnection`` is a raw ``asyncio.Protocol`` with an httptools response parser.
 It carries one request at a time and reports to an ``UpstreamStream`` (the router's
 attempt): headers, body chunks, end, reset, and write backpressure. When the response
 ends and the request was fully sent on a keep-alive connection, it goes back to its
-``HostPool``; idle connections are reused newest-first, so the ones the upstream is most
-likely to have closed age out through the idle sweep.
-
-``HostPool`` enforces the cluster's circuit breakers the way Envoy's HTTP/1 pool does:
-a request that finds no idle connection is *pending* (bounded by
-``max_pending_requests``, overflow → ``upstream_rq_pending_overflow``), and a new
-connection is opened for it unless ``max_connections`` is reached
-(→ ``upstream_cx_overflow``; the request waits for a connection to free up).
+pool (``ConnectionPool``: ``upstream.host.HostPool``, which also applies the cluster's
+circuit breakers to new connections and pending requests).
 """
 
 from __future__ import annotations

@@ -82,3 +82,23 @@ def test_xds_client_follows_references_to_routes_endpoints_and_secrets() -> None
     assert list(_route_names([listener])) == ["rds-a"]
     assert list(_eds_names(clusters)) == ["e1", "svc-2"]
     assert list(_secret_names(clusters)) == ["cert"]
+
+
+def test_a_clusters_breakers_count_in_one_place_and_follow_new_limits():
+    """Envoy's ResourceManager: can_create / inc / dec, and a config version that lowers
+    a limit opens the breaker over what is already in flight (nothing is forgotten)."""
+    from proxy.config.cluster import Thresholds
+    from proxy.upstream.resource_manager import ResourceManager
+
+    resources = ResourceManager(Thresholds(max_connections=2))
+    connections = resources.connections
+    assert connections.can_create()
+    connections.inc()
+    connections.inc()
+    assert not connections.can_create() and connections.open
+    resources.update(Thresholds(max_connections=1))
+    connections.dec()
+    assert connections.count == 1 and connections.open
+    resources.update(Thresholds(max_connections=3))
+    assert connections.can_create() and not connections.open
+    assert resources.retries.max == 3  # Envoy's default max_retries
