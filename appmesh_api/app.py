@@ -34,6 +34,8 @@ from appmesh_api.frontdoor import limits
 from appmesh_api.frontdoor.chain import Exchange, FrontDoor, Target
 from appmesh_api.frontdoor.wire import Reply
 from appmesh_api.identity import Caller, account_of, identify, parse_credential_scope
+from appmesh_api.kube.api import kube_router
+from appmesh_api.kube.controller import KubeController
 from appmesh_api.model import match_operation
 from appmesh_api.ram.api import ram_target
 from appmesh_api.ram.shares import Shares
@@ -291,6 +293,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         mine = (s for s in discovery.registry.all() if s.mesh.mesh_owner == caller.account)
         return {"proxies": [state.as_json() for state in mine]}
 
+    app.state.kube = KubeController(store, AppMeshApi(service).handle)
+    app.include_router(kube_router(app.state.kube, settings))
     install_console(app)
     app.mount("/", side_services)
     app.add_middleware(FrontDoor, targets=_targets(service, xray, shares), settings=settings)

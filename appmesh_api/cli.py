@@ -165,6 +165,44 @@ def _traces(args: argparse.Namespace) -> int:
     return trace_list(args.endpoint, args.minutes, args.filter, args.json)
 
 
+def _kube(args: argparse.Namespace) -> int:
+    from appmesh_api.kube import commands
+
+    if args.kube_command == "get":
+        return commands.get(args.kind, args.output, args.endpoint)
+    return commands.apply_or_delete(args.kube_command, args.filename, args.endpoint)
+
+
+def _add_kube(commands: argparse._SubParsersAction) -> None:
+    kube = commands.add_parser(
+        "kube",
+        help="apply App Mesh controller manifests (appmesh.k8s.aws/v1beta2)",
+        description="Apply, delete and list the App Mesh controller's Kubernetes objects "
+        "(Mesh, VirtualNode, VirtualService, VirtualRouter, VirtualGateway, GatewayRoute, "
+        "BackendGroup, and Namespace for its labels) on a running appmesh-local, which "
+        "reconciles them into App Mesh resources as the controller did. Only those kinds: "
+        "appmesh-local is not a Kubernetes cluster.",
+    )
+    verbs = kube.add_subparsers(dest="kube_command", metavar="COMMAND", required=True)
+    for verb, text in (("apply", "create or update"), ("delete", "delete")):
+        command = verbs.add_parser(verb, help=f"{text} the objects in files or directories")
+        command.add_argument(
+            "-f",
+            "--filename",
+            action="append",
+            required=True,
+            metavar="PATH",
+            help="a manifest file or a directory of them (repeatable)",
+        )
+        _endpoint_option(command)
+        command.set_defaults(run=_kube)
+    get = verbs.add_parser("get", help="list the stored objects and their App Mesh ARNs")
+    get.add_argument("kind", nargs="?", help="only this kind (e.g. virtualnodes)")
+    get.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    _endpoint_option(get)
+    get.set_defaults(run=_kube)
+
+
 def _endpoint_option(parser: argparse.ArgumentParser) -> None:
     from appmesh_api.views.endpoint import default_endpoint
 
@@ -392,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.set_defaults(run=_up)
     _add_views(commands)
+    _add_kube(commands)
     return parser
 
 

@@ -37,6 +37,11 @@ CREATE TABLE IF NOT EXISTS proxies (
     node_id TEXT NOT NULL, address TEXT NOT NULL, state TEXT NOT NULL,
     PRIMARY KEY (node_id, address)
 );
+CREATE TABLE IF NOT EXISTS kube_objects (
+    account TEXT NOT NULL, region TEXT NOT NULL, kind TEXT NOT NULL,
+    namespace TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (account, region, kind, namespace, name)
+);
 """
 
 
@@ -225,6 +230,31 @@ class Store:
 
     def load_proxies(self) -> list[tuple[str, str, str]]:
         return list(self._db.execute("SELECT node_id, address, state FROM proxies"))
+
+    # -- App Mesh controller objects (``appmesh-local kube``), one set per account+region ------
+    def kube_objects(self, account: str, region: str) -> list[str]:
+        """The stored manifests (JSON) of one account and region."""
+        rows = self._db.execute(
+            "SELECT body FROM kube_objects WHERE account=? AND region=? "
+            "ORDER BY kind, namespace, name",
+            (account, region),
+        )
+        return [body for (body,) in rows]
+
+    def put_kube_object(self, account: str, region: str, key: tuple[str, str, str], body: str):
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO kube_objects VALUES (?,?,?,?,?,?)",
+                (account, region, *key, body),
+            )
+
+    def delete_kube_object(self, account: str, region: str, key: tuple[str, str, str]) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "DELETE FROM kube_objects WHERE account=? AND region=? AND kind=? "
+                "AND namespace=? AND name=?",
+                (account, region, *key),
+            )
 
     def close(self) -> None:
         self._db.close()

@@ -1,0 +1,289 @@
+"""Store controller objects and reconcile them into App Mesh, as the controller did.
+
+``apply`` takes a batch (one ``kubectl apply -f`` worth), checks every object, sees
+the batch together with what is already stored (so a file may reference objects in
+any order), then reconciles each object in dependency order through the App Mesh API:
+create it, or update it in place; a router's routes are reconciled by name and a
+route that left the manifest is deleted. An object is stored, with the controller's
+``status`` (ARN, ``observedGeneration``, the ``...Active`` condition), only once App
+Mesh accepted it, so a failure leaves nothing half-recorded and names the object.
+
+``delete`` removes objects in reverse dependency order, App Mesh resource first.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from appmesh_api.kube.client import AppMeshCallError, Handle, InProcessAppMesh
+from appmesh_api.kube.convert import Cluster, Desired, ObjectKey, app_mesh_kind, desired
+from appmesh_api.kube.objects import (
+    APPLY_ORDER,
+    KubeObject,
+    ManifestError,
+    in_apply_order,
+    parse_object,
+)
+from appmesh_api.store import Store
+
+_OPERATION_NAMES = {
+    "mesh": "Mesh",
+    "virtualNode": "VirtualNode",
+    "virtualRouter": "VirtualRouter",
+    "route": "Route",
+    "virtualService": "VirtualService",
+    "virtualGateway": "VirtualGateway",
+    "gatewayRoute": "GatewayRoute",
+}
+_NAME_PARAMS = {
+    "mesh": "meshName",
+    "virtualNode": "virtualNodeName",
+    "virtualRouter": "virtualRouterName",
+    "route": "routeName",
+    "virtualService": "virtualServiceName",
+    "virtualGateway": "virtualGatewayName",
+    "gatewayRoute": "gatewayRouteName",
+}
+_PARENT_PARAMS = {"route": "virtualRouterName", "gatewayRoute": "virtualGatewayName"}
+
+
+@dataclass
+class Outcome:
+    """What happened to one object: ``created``, ``configured``, ``unchanged``, ``deleted``,
+    or an error message naming it."""
+
+    obj: KubeObject
+    action: str
+    error: str | None = None
+
+    def line(self) -> str:
+        """kubectl's way of saying it: ``virtualnode.appmesh.k8s.aws/blue created``."""
+        if self.error:
+            return f"error: {self.error}"
+        group = "" if self.obj.kind == "Namespace" else ".appmesh.k8s.aws"
+        return f"{self.obj.kind.lower()}{group}/{self.obj.name} {self.action}"
+
+
+class KubeController:
+    def __init__(self, store: Store, handle: Handle) -> None:
+        self.store = store
+        self.handle = handle
+
+    # -- reading -----------------------------------------------------------------------------
+    def stored(self, account: str, region: str) -> dict[ObjectKey, tuple[KubeObject, dict]]:
+        """Stored objects with their status, by (kind, namespace, name)."""
+        found = {}
+        for body in self.store.kube_objects(account, region):
+            document = json.loads(body)
+            obj = parse_object(document)
+            found[obj.key] = (obj, document.get("status") or {})
+        return found
+
+    def get(self, account: str, region: str) -> list[dict[str, Any]]:
+        """Every stored object as Kubernetes shows it, status included."""
+        return [json.loads(body) for body in self.store.kube_objects(account, region)]
+
+    # -- apply -------------------------------------------------------------------------------
+    def apply(self, account: str, region: str, batch: list[KubeObject]) -> list[Outcome]:
+        _check_unique(batch)
+        stored = self.stored(account, region)
+        view = {key: obj for key, (obj, _) in stored.items()}
+        view.update({obj.key: obj for obj in batch})
+        cluster = Cluster(view)
+        api = InProcessAppMesh(self.handle, account, region)
+        outcomes = []
+        for obj in in_apply_order(batch):
+            previous = stored.get(obj.key)
+            try:
+                status = self._reconcile(api, obj, cluster, previous)
+            except (ManifestError, AppMeshCallError) as exc:
+                outcomes.append(Outcome(obj, "failed", _message(obj, exc)))
+                continue
+            action = "configured" if previous else "created"
+            if previous and previous[0].manifest() == obj.manifest():
+                action = "unchanged"
+            self._save(account, region, obj, status, previous)
+            outcomes.append(Outcome(obj, action))
+        self._refresh_backend_groups(api, account, region, batch)
+        return outcomes
+
+    def _reconcile(
+        self,
+        api: InProcessAppMesh,
+        obj: KubeObject,
+        cluster: Cluster,
+        previous: tuple[KubeObject, dict] | None,
+    ) -> dict[str, Any]:
+        want = desired(obj, cluster)
+        if want is None:
+            return {}
+        old_arn = previous[1].get(_arn_field(obj.kind)) if previous else None
+        arn = _put(api, want)
+        if old_arn and old_arn != arn:
+            raise ManifestError(
+                f"{obj.label}: its App Mesh name or mesh cannot change (it is {old_arn}); "
+                "delete the object and apply it again"
+            )
+        status: dict[str, Any] = {_arn_field(obj.kind): arn}
+        if want.kind == "virtualRouter":
+            status["routeARNs"] = self._reconcile_routes(api, want)
+        return status
+
+    def _reconcile_routes(self, api: InProcessAppMesh, router: Desired) -> dict[str, str]:
+        arns = {route.name: _put(api, route) for route in router.routes}
+        where = _where(router) | {"virtualRouterName": router.name}
+        existing = api.call("ListRoutes", **where).get("routes", [])
+        for route in existing:
+            if route["routeName"] not in arns:
+                api.call("DeleteRoute", **where, routeName=route["routeName"])
+        return arns
+
+    def _refresh_backend_groups(
+        self, api: InProcessAppMesh, account: str, region: str, batch: list[KubeObject]
+    ) -> None:
+        """Nodes that take backends from a BackendGroup (or ``*``) follow changes to the
+        groups and services they stand for, as the controller re-reconciled them."""
+        if not any(obj.kind in ("BackendGroup", "VirtualService") for obj in batch):
+            return
+        stored = self.stored(account, region)
+        cluster = Cluster({key: obj for key, (obj, _) in stored.items()})
+        applied = {obj.key for obj in batch}
+        for key, (obj, _status) in stored.items():
+            if obj.kind == "VirtualNode" and obj.spec.get("backendGroups") and key not in applied:
+                want = desired(obj, cluster)
+                if want is not None:
+                    _put(api, want)
+
+    def _save(
+        self,
+        account: str,
+        region: str,
+        obj: KubeObject,
+        status: dict[str, Any],
+        previous: tuple[KubeObject, dict] | None,
+    ) -> None:
+        generation = 1
+        if previous:
+            generation = int(previous[1].get("observedGeneration") or 1)
+            if previous[0].spec != obj.spec:
+                generation += 1
+        document = obj.manifest()
+        document["metadata"]["generation"] = generation
+        if obj.kind not in ("Namespace", "BackendGroup"):
+            status["observedGeneration"] = generation
+            status["conditions"] = [
+                {
+                    "type": f"{obj.kind}Active",
+                    "status": "True",
+                    "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                }
+            ]
+            document["status"] = status
+        self.store.put_kube_object(account, region, obj.key, json.dumps(document))
+
+    # -- delete ------------------------------------------------------------------------------
+    def delete(self, account: str, region: str, batch: list[KubeObject]) -> list[Outcome]:
+        stored = self.stored(account, region)
+        api = InProcessAppMesh(self.handle, account, region)
+        outcomes = []
+        order = sorted(batch, key=lambda o: -APPLY_ORDER.index(o.kind))
+        for obj in order:
+            found = stored.get(obj.key)
+            if found is None:
+                plural = obj.info.plural + ("" if obj.kind == "Namespace" else ".appmesh.k8s.aws")
+                error = f'{plural} "{obj.name}" not found'
+                outcomes.append(Outcome(obj, "failed", error))
+                continue
+            try:
+                _remove(api, found[1])
+            except AppMeshCallError as exc:
+                outcomes.append(Outcome(obj, "failed", _message(obj, exc)))
+                continue
+            self.store.delete_kube_object(account, region, obj.key)
+            outcomes.append(Outcome(obj, "deleted"))
+        return outcomes
+
+
+# -- App Mesh calls ---------------------------------------------------------------------------
+def _where(want: Desired) -> dict[str, Any]:
+    where: dict[str, Any] = {"meshName": want.mesh}
+    if want.mesh_owner:
+        where["meshOwner"] = want.mesh_owner
+    return where
+
+
+def _put(api: InProcessAppMesh, want: Desired) -> str:
+    """Create ``want`` or update it in place; returns its ARN."""
+    noun = _OPERATION_NAMES[want.kind]
+    params = _where(want)
+    if want.kind != "mesh":
+        params[_NAME_PARAMS[want.kind]] = want.name
+    if want.kind in _PARENT_PARAMS:
+        params[_PARENT_PARAMS[want.kind]] = want.parent
+    try:
+        api.call(f"Describe{noun}", **params)
+    except AppMeshCallError as exc:
+        if exc.code != "NotFoundException":
+            raise
+        if want.kind == "mesh" and want.mesh_owner:
+            raise  # a shared mesh is the owner's to create
+        answer = api.call(f"Create{noun}", **params, spec=want.spec)
+    else:
+        answer = api.call(f"Update{noun}", **params, spec=want.spec)
+    return next(iter(answer.values()))["metadata"]["arn"]
+
+
+def _remove(api: InProcessAppMesh, status: dict[str, Any]) -> None:
+    """Delete the App Mesh resource (a router's routes first) a stored object made."""
+    arn = next((v for k, v in status.items() if k.endswith("ARN") and isinstance(v, str)), None)
+    if arn is None:
+        return  # Namespace, BackendGroup: nothing in App Mesh
+    for route_arn in (status.get("routeARNs") or {}).values():
+        _delete_arn(api, route_arn)
+    _delete_arn(api, arn)
+
+
+def _delete_arn(api: InProcessAppMesh, arn: str) -> None:
+    owner = arn.split(":")[4]
+    parts = arn.split(":", 5)[5].split("/")  # mesh/M[/kind/N[/route/R]]
+    params: dict[str, Any] = {"meshName": parts[1]}
+    if len(parts) == 2:
+        operation = "DeleteMesh"  # only the owner deletes a mesh: no meshOwner parameter
+    else:
+        params["meshOwner"] = owner
+        kind, name = parts[-2], parts[-1]
+        if len(parts) == 6:
+            params[_PARENT_PARAMS[_kind_of(kind)]] = parts[3]
+        params[_NAME_PARAMS[_kind_of(kind)]] = name
+        operation = f"Delete{_OPERATION_NAMES[_kind_of(kind)]}"
+    try:
+        api.call(operation, **params)
+    except AppMeshCallError as exc:
+        if exc.code != "NotFoundException":  # already gone is what we wanted
+            raise
+
+
+def _kind_of(arn_kind: str) -> str:
+    return {"route": "route", "gatewayRoute": "gatewayRoute"}.get(arn_kind, arn_kind)
+
+
+def _arn_field(kind: str) -> str:
+    """The status field the controller kept the ARN in: ``virtualNodeARN`` ..."""
+    name = app_mesh_kind(kind) or kind[0].lower() + kind[1:]
+    return f"{name}ARN"
+
+
+def _message(obj: KubeObject, exc: Exception) -> str:
+    text = str(exc)
+    return text if text.startswith(obj.label) else f"{obj.label}: {text}"
+
+
+def _check_unique(batch: list[KubeObject]) -> None:
+    seen: set[ObjectKey] = set()
+    for obj in batch:
+        if obj.key in seen:
+            raise ManifestError(f"{obj.label}: appears twice in the manifests")
+        seen.add(obj.key)
