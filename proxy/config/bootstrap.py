@@ -137,7 +137,7 @@ def load_bootstrap(path: str) -> dict[str, Any]:
         if not path.endswith((".yaml", ".yml")):
             raise ConfigError(f"bootstrap {path}: not JSON: {exc}") from None
     try:
-        import yaml  # type: ignore[import-untyped]
+        import yaml
     except ImportError:
         raise ConfigError(f"bootstrap {path}: YAML needs PyYAML; give JSON instead") from None
     loaded = yaml.safe_load(text)
