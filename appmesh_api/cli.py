@@ -393,8 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print, as JSON, the Envoy v3 bootstrap that App Mesh's Envoy image built "
         "from its environment (APPMESH_RESOURCE_ARN, ENVOY_ADMIN_ACCESS_PORT, "
         "ENABLE_ENVOY_XRAY_TRACING, ENABLE_ENVOY_STATS_TAGS, ENABLE_ENVOY_DOG_STATSD, ...), "
-        "with its dynamic resources pointed at this control plane. The output is checked "
-        "against Envoy's own Bootstrap schema before it is printed.",
+        "with its dynamic resources pointed at this control plane and its node metadata saying "
+        "where the proxy listens (APPMESH_INGRESS_PORT, APPMESH_INGRESS_ADDRESS, ...). "
+        "appmesh-proxy -c FILE starts from the same file. The output is checked against "
+        "Envoy's own Bootstrap schema before it is printed.",
     )
     bootstrap.add_argument(
         "--resource-arn",

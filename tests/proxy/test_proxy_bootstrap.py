@@ -16,10 +16,14 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
+from proxy_envoy import simple_proxy
+from proxy_harness import backends, client, fetch_many, wait_until
 
 from envoy_bootstrap.bootstrap import build_bootstrap
 from proxy.config.bootstrap import compile_bootstrap, load_bootstrap
 from proxy.config.protojson import ConfigError
+from proxy.observe.stats import Stats
 from proxy.server import ProxyServer
 
 NODE = "arn:aws:appmesh:us-east-1:123456789012:mesh/demo/virtualNode/front"
@@ -170,3 +174,62 @@ async def test_admin_writes_its_access_log_and_dumps_the_bootstrap(tmp_path):
     await asyncio.sleep(0)
     line = log.read_text()
     assert '"GET /config_dump HTTP/1.1" 200' in line
+
+
+async def test_outlier_ejections_go_to_the_bootstraps_event_log(tmp_path):
+    """``cluster_manager.outlier_detection.event_log_path``, always in the image's
+    bootstrap: one Envoy ``OutlierDetectionEvent`` JSON line per ejection and return."""
+    events = tmp_path / "outlier.log"
+    compiled = compile_bootstrap(bootstrap(ENVOY_OUTLIER_DETECTION_EVENT_LOG_PATH=str(events)))
+    state = {"failing": True}
+
+    async def flaky(request: web.Request) -> web.Response:
+        return web.Response(status=500 if state["failing"] else 200, text="flaky")
+
+    async with backends("steady", ("flaky", flaky)) as started:
+        outlier = {"consecutive_5xx": 3, "interval": "0.05s", "base_ejection_time": "0.1s"}
+        resources = simple_proxy("two", [b.port for b in started], outlier_detection=outlier)
+        server = ProxyServer(admin_address=None, bootstrap=compiled)
+        await server.start()
+        try:
+            await server.apply(resources, "1")
+            url = f"http://127.0.0.1:{server.listener_address('ingress')[1]}/"
+            async with client() as session:
+                await fetch_many(session, url, 12, concurrency=1)
+                state["failing"] = False
+                cluster = server.ctx.clusters.get("two")
+                assert cluster is not None
+                await wait_until(lambda: not any(h.ejected for h in cluster.hosts.values()))
+        finally:
+            await server.stop()
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    flaky_port = started[1].port
+    assert [(e["action"], e["type"]) for e in lines] == [
+        ("EJECT", "CONSECUTIVE_5XX"),
+        ("UNEJECT", "CONSECUTIVE_5XX"),
+    ]
+    assert lines[0]["cluster_name"] == "two"
+    assert lines[0]["upstream_url"] == f"127.0.0.1:{flaky_port}"
+    assert lines[0]["num_ejections"] == 1 and lines[0]["enforced"] is True
+    assert lines[0]["timestamp"].endswith("Z")
+
+
+def test_the_images_listener_tags_are_cut_from_stat_names_as_envoy_does():
+    """A node with several listeners has stat prefixes ``ingress.<protocol>.<port>``; the
+    image's regex tags turn them into labels, as Envoy's tag producer does."""
+    tags = compile_bootstrap(bootstrap(ENABLE_ENVOY_STATS_TAGS="1")).observability.metrics.tags
+    stats = Stats()
+    stats.scope("http", "ingress.http.8080", ("downstream_rq_total",)).counters[
+        "downstream_rq_total"
+    ] = 7
+    stats.scope("http", "egress", ("downstream_rq_total",)).counters["downstream_rq_total"] = 2
+    text = stats.render_prometheus(tags)
+    assert (
+        'envoy_http_downstream_rq_total{appmesh_mesh="demo",appmesh_virtual_node="front",'
+        'envoy_http_conn_manager_prefix="ingress",appmesh_listener_protocol="http",'
+        'appmesh_listener_port="8080"} 7'
+    ) in text
+    assert (
+        'envoy_http_downstream_rq_total{appmesh_mesh="demo",appmesh_virtual_node="front",'
+        'envoy_http_conn_manager_prefix="egress"} 2'
+    ) in text
