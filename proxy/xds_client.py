@@ -182,11 +182,14 @@ class XdsClient:
             log.debug("xds %s: %s", sub.kind, exc)
             return
         self._unreachable = True
+        reason: object = exc or type(exc).__name__
+        if _answered_without_http1(exc):
+            reason = _NOT_HTTP1
         log.warning(
             "xds: control plane %s unreachable (%s: %s); serving the last good config and retrying",
             self.endpoint,
             sub.kind,
-            exc or type(exc).__name__,
+            reason,
         )
 
     def _backoff(self, attempt: int) -> float:
@@ -436,3 +439,15 @@ def _secret_names(resources: list[Any]) -> Iterator[str]:
     for node in _walk(resources):
         if "sds_config" in node and isinstance(node.get("name"), str):
             yield node["name"]
+
+
+_NOT_HTTP1 = (
+    "it does not answer HTTP/1.1: is it gRPC ADS (appmesh-local's --xds-port, 15010)? "
+    "appmesh-proxy speaks REST xDS, which appmesh-local serves on its main port (4567)"
+)
+
+
+def _answered_without_http1(exc: Exception) -> bool:
+    """The server answered, but not with an HTTP/1.1 status line: an HTTP/2-only server
+    such as a gRPC ADS port opens with its SETTINGS frame instead."""
+    return isinstance(exc, aiohttp.ClientResponseError) and "Bad status line" in str(exc.message)

@@ -25,6 +25,7 @@ from proxy.config.bootstrap import compile_bootstrap, load_bootstrap
 from proxy.config.protojson import ConfigError
 from proxy.observe.stats import Stats
 from proxy.server import ProxyServer
+from proxy.xds_client import XdsClient
 
 NODE = "arn:aws:appmesh:us-east-1:123456789012:mesh/demo/virtualNode/front"
 ROOT = Path(__file__).resolve().parents[2]
@@ -233,3 +234,21 @@ def test_the_images_listener_tags_are_cut_from_stat_names_as_envoy_does():
         'envoy_http_downstream_rq_total{appmesh_mesh="demo",appmesh_virtual_node="front",'
         'envoy_http_conn_manager_prefix="egress"} 2'
     ) in text
+
+
+async def test_a_bootstrap_pointed_at_the_grpc_ads_port_says_so(caplog):
+    """appmesh-local bootstrap's default xDS address is the gRPC ADS port a real Envoy
+    needs; appmesh-proxy speaks REST xDS, and says which port to use instead."""
+    grpc = pytest.importorskip("grpc")
+    server = grpc.aio.server()
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    xds = XdsClient(f"127.0.0.1:{port}", {"id": NODE}, lambda *_: asyncio.sleep(0))
+    try:
+        with caplog.at_level("WARNING", logger="proxy.xds_client"):
+            await xds.start()
+            await wait_until(lambda: "does not answer HTTP/1.1" in caplog.text)
+    finally:
+        await xds.stop()
+        await server.stop(0)
+    assert "main port (4567)" in caplog.text
