@@ -52,11 +52,11 @@ def test_node_cluster_defaults_to_id_and_follows_resource_cluster():
 def test_ads_over_grpc_to_the_xds_cluster():
     bootstrap = _boot()
     dynamic = bootstrap["dynamic_resources"]
-    assert dynamic["ads_config"] == {
-        "api_type": "GRPC",
-        "transport_api_version": "V3",
-        "grpc_services": [{"envoy_grpc": {"cluster_name": "xds_cluster"}}],
-    }
+    (service,) = dynamic["ads_config"].pop("grpc_services")
+    assert dynamic["ads_config"] == {"api_type": "GRPC", "transport_api_version": "V3"}
+    assert service["envoy_grpc"] == {"cluster_name": "xds_cluster"}
+    # The node's account, stated for the control plane (envoy_bootstrap._account_claim).
+    assert [m["key"] for m in service["initial_metadata"]] == ["authorization"]
     assert dynamic["lds_config"] == {
         "ads": {},
         "initial_fetch_timeout": "0s",
