@@ -39,6 +39,7 @@ class InProcessAppMesh:
     def __init__(self, handle: Handle, account: str, region: str) -> None:
         self._handle = handle
         self._caller = Caller(account, region)
+        self.account, self.region = account, region
         self._model = service_model()
         self._serializer = create_serializer(self._model.metadata["protocol"])
         self._parser = create_parser(self._model.metadata["protocol"])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ from appmesh_api.kube.objects import (
     APPLY_ORDER,
     KubeObject,
     ManifestError,
+    Unresolved,
     in_apply_order,
     parse_object,
 )
@@ -58,13 +60,15 @@ class Outcome:
     obj: KubeObject
     action: str
     error: str | None = None
+    waiting: str | None = None  # stored, but not Active yet: what it waits for
 
     def line(self) -> str:
         """kubectl's way of saying it: ``virtualnode.appmesh.k8s.aws/blue created``."""
         if self.error:
             return f"error: {self.error}"
         group = "" if self.obj.kind == "Namespace" else ".appmesh.k8s.aws"
-        return f"{self.obj.kind.lower()}{group}/{self.obj.name} {self.action}"
+        line = f"{self.obj.kind.lower()}{group}/{self.obj.name} {self.action}"
+        return f"{line} (not active yet: {self.waiting})" if self.waiting else line
 
 
 class KubeController:
@@ -74,41 +78,80 @@ class KubeController:
 
     # -- reading -----------------------------------------------------------------------------
     def stored(self, account: str, region: str) -> dict[ObjectKey, tuple[KubeObject, dict]]:
-        """Stored objects with their status, by (kind, namespace, name)."""
+        """Stored objects with their whole stored document, by (kind, namespace, name)."""
         found = {}
         for body in self.store.kube_objects(account, region):
             document = json.loads(body)
             obj = parse_object(document)
-            found[obj.key] = (obj, document.get("status") or {})
+            found[obj.key] = (obj, document)
         return found
 
     def get(self, account: str, region: str) -> list[dict[str, Any]]:
         """Every stored object as Kubernetes shows it, status included."""
         return [json.loads(body) for body in self.store.kube_objects(account, region)]
 
+    def document(self, account: str, region: str, key: ObjectKey) -> dict[str, Any] | None:
+        found = self.stored(account, region).get(key)
+        return None if found is None else found[1]
+
     # -- apply -------------------------------------------------------------------------------
     def apply(self, account: str, region: str, batch: list[KubeObject]) -> list[Outcome]:
+        """Apply a batch; objects waiting on others are stored (not Active) and retried
+        whenever something else is applied, as the controller's requeue did."""
         _check_unique(batch)
         stored = self.stored(account, region)
         view = {key: obj for key, (obj, _) in stored.items()}
         view.update({obj.key: obj for obj in batch})
-        cluster = Cluster(view)
         api = InProcessAppMesh(self.handle, account, region)
         outcomes = []
         for obj in in_apply_order(batch):
-            previous = stored.get(obj.key)
-            try:
-                status = self._reconcile(api, obj, cluster, previous)
-            except (ManifestError, AppMeshCallError) as exc:
-                outcomes.append(Outcome(obj, "failed", _message(obj, exc)))
-                continue
-            action = "configured" if previous else "created"
-            if previous and previous[0].manifest() == obj.manifest():
-                action = "unchanged"
-            self._save(account, region, obj, status, previous)
-            outcomes.append(Outcome(obj, action))
+            outcomes.append(self._apply_one(api, account, region, obj, Cluster(view), stored))
+        self._retry_pending(api, account, region)
         self._refresh_backend_groups(api, account, region, batch)
         return outcomes
+
+    def _apply_one(
+        self,
+        api: InProcessAppMesh,
+        account: str,
+        region: str,
+        obj: KubeObject,
+        cluster: Cluster,
+        stored: dict[ObjectKey, tuple[KubeObject, dict]],
+    ) -> Outcome:
+        previous = stored.get(obj.key)
+        action = "configured" if previous else "created"
+        if previous and previous[0].manifest() == obj.manifest() and _active(previous[1]):
+            action = "unchanged"
+        try:
+            status = self._reconcile(api, obj, cluster, previous)
+        except (Unresolved, AppMeshCallError) as exc:
+            if isinstance(exc, AppMeshCallError) and exc.code != "NotFoundException":
+                return Outcome(obj, "failed", _message(obj, exc))
+            waiting = _message(obj, exc)
+            self._save(account, region, obj, {}, previous, waiting=waiting)
+            return Outcome(obj, action, waiting=waiting)
+        except ManifestError as exc:
+            return Outcome(obj, "failed", _message(obj, exc))
+        self._save(account, region, obj, status, previous)
+        return Outcome(obj, action)
+
+    def _retry_pending(self, api: InProcessAppMesh, account: str, region: str) -> None:
+        """Reconcile waiting objects until a round makes no progress."""
+        for _ in range(len(APPLY_ORDER) + 1):
+            stored = self.stored(account, region)
+            waiting = [obj for obj, doc in stored.values() if not _active(doc)]
+            cluster = Cluster({key: obj for key, (obj, _) in stored.items()})
+            progress = False
+            for obj in in_apply_order(waiting):
+                try:
+                    status = self._reconcile(api, obj, cluster, stored.get(obj.key))
+                except (ManifestError, AppMeshCallError):
+                    continue
+                self._save(account, region, obj, status, stored.get(obj.key))
+                progress = True
+            if not progress:
+                return
 
     def _reconcile(
         self,
@@ -120,13 +163,13 @@ class KubeController:
         want = desired(obj, cluster)
         if want is None:
             return {}
-        old_arn = previous[1].get(_arn_field(obj.kind)) if previous else None
-        arn = _put(api, want)
-        if old_arn and old_arn != arn:
+        old_arn = (previous[1].get("status") or {}).get(_arn_field(obj.kind)) if previous else None
+        if old_arn and old_arn != _arn_of(api, want):
             raise ManifestError(
                 f"{obj.label}: its App Mesh name or mesh cannot change (it is {old_arn}); "
                 "delete the object and apply it again"
             )
+        arn = _put(api, want)
         status: dict[str, Any] = {_arn_field(obj.kind): arn}
         if want.kind == "virtualRouter":
             status["routeARNs"] = self._reconcile_routes(api, want)
@@ -151,11 +194,14 @@ class KubeController:
         stored = self.stored(account, region)
         cluster = Cluster({key: obj for key, (obj, _) in stored.items()})
         applied = {obj.key for obj in batch}
-        for key, (obj, _status) in stored.items():
-            if obj.kind == "VirtualNode" and obj.spec.get("backendGroups") and key not in applied:
-                want = desired(obj, cluster)
-                if want is not None:
-                    _put(api, want)
+        for key, (obj, doc) in stored.items():
+            if obj.kind != "VirtualNode" or not obj.spec.get("backendGroups"):
+                continue
+            if key in applied or not _active(doc):
+                continue
+            want = desired(obj, cluster)
+            if want is not None:
+                _put(api, want)
 
     def _save(
         self,
@@ -164,23 +210,29 @@ class KubeController:
         obj: KubeObject,
         status: dict[str, Any],
         previous: tuple[KubeObject, dict] | None,
+        waiting: str | None = None,
     ) -> None:
-        generation = 1
-        if previous:
-            generation = int(previous[1].get("observedGeneration") or 1)
-            if previous[0].spec != obj.spec:
-                generation += 1
+        """Store the object with Kubernetes' server-side metadata and the controller's
+        status: the ARN, observedGeneration and the ``...Active`` condition."""
+        old = previous[1] if previous else {}
+        old_meta = old.get("metadata") or {}
+        generation = int(old_meta.get("generation") or 0)
+        if not previous or previous[0].spec != obj.spec:
+            generation += 1
         document = obj.manifest()
-        document["metadata"]["generation"] = generation
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        document["metadata"].update(
+            uid=old_meta.get("uid") or str(uuid.uuid4()),
+            creationTimestamp=old_meta.get("creationTimestamp") or now,
+            generation=generation,
+            resourceVersion=str(time.time_ns()),
+        )
         if obj.kind not in ("Namespace", "BackendGroup"):
+            condition = {"type": f"{obj.kind}Active", "status": "True", "lastTransitionTime": now}
+            if waiting:
+                condition.update(status="False", reason="Pending", message=waiting)
             status["observedGeneration"] = generation
-            status["conditions"] = [
-                {
-                    "type": f"{obj.kind}Active",
-                    "status": "True",
-                    "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                }
-            ]
+            status["conditions"] = [condition]
             document["status"] = status
         self.store.put_kube_object(account, region, obj.key, json.dumps(document))
 
@@ -193,18 +245,27 @@ class KubeController:
         for obj in order:
             found = stored.get(obj.key)
             if found is None:
-                plural = obj.info.plural + ("" if obj.kind == "Namespace" else ".appmesh.k8s.aws")
-                error = f'{plural} "{obj.name}" not found'
-                outcomes.append(Outcome(obj, "failed", error))
+                outcomes.append(Outcome(obj, "failed", not_found(obj)))
                 continue
             try:
-                _remove(api, found[1])
+                _remove(api, found[1].get("status") or {})
             except AppMeshCallError as exc:
                 outcomes.append(Outcome(obj, "failed", _message(obj, exc)))
                 continue
             self.store.delete_kube_object(account, region, obj.key)
             outcomes.append(Outcome(obj, "deleted"))
         return outcomes
+
+
+def not_found(obj: KubeObject) -> str:
+    """Kubernetes' words: ``virtualnodes.appmesh.k8s.aws "blue" not found``."""
+    plural = obj.info.plural + ("" if obj.kind == "Namespace" else ".appmesh.k8s.aws")
+    return f'{plural} "{obj.name}" not found'
+
+
+def _active(document: dict) -> bool:
+    conditions = (document.get("status") or {}).get("conditions") or [{"status": "True"}]
+    return conditions[0].get("status") == "True"
 
 
 # -- App Mesh calls ---------------------------------------------------------------------------
@@ -234,6 +295,19 @@ def _put(api: InProcessAppMesh, want: Desired) -> str:
     else:
         answer = api.call(f"Update{noun}", **params, spec=want.spec)
     return next(iter(answer.values()))["metadata"]["arn"]
+
+
+def _arn_of(api: InProcessAppMesh, want: Desired) -> str:
+    """The ARN ``want`` has (or will have), to notice a rename before making it."""
+    owner = want.mesh_owner or api.account
+    base = f"arn:aws:appmesh:{api.region}:{owner}:mesh/{want.mesh}"
+    if want.kind == "mesh":
+        return base
+    if want.kind == "route":
+        return f"{base}/virtualRouter/{want.parent}/route/{want.name}"
+    if want.kind == "gatewayRoute":
+        return f"{base}/virtualGateway/{want.parent}/gatewayRoute/{want.name}"
+    return f"{base}/{want.kind}/{want.name}"
 
 
 def _remove(api: InProcessAppMesh, status: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 from botocore.model import ListShape, MapShape, Shape, StructureShape
 
 from appmesh_api.kube.names import aws_name, selects
-from appmesh_api.kube.objects import KubeObject, ManifestError
+from appmesh_api.kube.objects import KubeObject, ManifestError, Unresolved
 from appmesh_api.model import service_model
 
 ObjectKey = tuple[str, str, str]  # (kind, namespace, name)
@@ -96,14 +96,14 @@ class Cluster:
         if isinstance(ref, dict) and ref.get("name"):
             mesh = self.get("Mesh", "", str(ref["name"]))
             if mesh is None:
-                raise ManifestError(f"{obj.label}: meshRef names Mesh {ref['name']}, not found")
+                raise Unresolved(f"{obj.label}: meshRef names Mesh {ref['name']}, not found")
             return mesh
         labels = self.namespace_labels(obj.namespace)
         matches = [
             m for m in self.of_kind("Mesh") if selects(m.spec.get("namespaceSelector"), labels)
         ]
         if not matches:
-            raise ManifestError(
+            raise Unresolved(
                 f"{obj.label}: failed to find matching mesh for namespace: {obj.namespace}, "
                 "expecting 1 but found 0 (label the Namespace to match a Mesh's "
                 "namespaceSelector)"
@@ -124,7 +124,7 @@ class Cluster:
             namespace = str(ref.get("namespace") or route.namespace)
             gateway = self.get("VirtualGateway", namespace, str(ref["name"]))
             if gateway is None:
-                raise ManifestError(
+                raise Unresolved(
                     f"{route.label}: virtualGatewayRef names VirtualGateway "
                     f"{namespace}/{ref['name']}, not found"
                 )
@@ -137,7 +137,7 @@ class Cluster:
             and _route_selector_matches(g.spec.get("gatewayRouteSelector"), route.labels)
         ]
         if len(matches) != 1:
-            raise ManifestError(
+            raise Unresolved(
                 f"{route.label}: failed to find matching virtualGateway for gatewayRoute: "
                 f"{route.name}, expecting 1 but found {len(matches)}"
             )
@@ -155,7 +155,7 @@ class Cluster:
         namespace = str(value.get("namespace") or obj.namespace)
         target = self.get(kind, namespace, str(value["name"]))
         if target is None:
-            raise ManifestError(
+            raise Unresolved(
                 f"{obj.label}: failed to resolve {field_name} {namespace}/{value['name']}: "
                 f"{kind} not found"
             )
@@ -218,7 +218,7 @@ def _backend_group_services(obj: KubeObject, cluster: Cluster) -> list[str]:
             continue
         group = cluster.get("BackendGroup", namespace, str(ref["name"]))
         if group is None:
-            raise ManifestError(
+            raise Unresolved(
                 f"{obj.label}: failed to resolve backendGroup {namespace}/{ref['name']}"
             )
         for service in group.spec.get("virtualservices") or []:

@@ -61,6 +61,12 @@ class ManifestError(ValueError):
     """A manifest that cannot be applied; the message names the file and object."""
 
 
+class Unresolved(ManifestError):
+    """An object that names something not there yet (its mesh, gateway, a referenced
+    object). Kubernetes accepts such an object and the controller retries it; so does
+    appmesh-local: it is stored as not Active and reconciled when its target arrives."""
+
+
 @dataclass
 class KubeObject:
     kind: str
@@ -69,6 +75,7 @@ class KubeObject:
     spec: dict[str, Any]
     labels: dict[str, str] = field(default_factory=dict)
     source: str = ""  # where it came from, for error messages
+    annotations: dict[str, str] = field(default_factory=dict)
 
     @property
     def info(self) -> KindInfo:
@@ -91,6 +98,8 @@ class KubeObject:
             metadata["namespace"] = self.namespace
         if self.labels:
             metadata["labels"] = dict(self.labels)
+        if self.annotations:
+            metadata["annotations"] = dict(self.annotations)
         body: dict[str, Any] = {
             "apiVersion": self.info.api_version,
             "kind": self.kind,
@@ -177,10 +186,15 @@ def parse_object(doc: dict[str, Any], source: str = "") -> KubeObject:
         isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
     ):
         raise ManifestError(f"{where}{kind} {name}: metadata.labels must map strings to strings")
+    annotations = metadata.get("annotations") or {}
+    if not isinstance(annotations, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()
+    ):
+        raise ManifestError(f"{where}{kind} {name}: metadata.annotations must map strings")
     spec = doc.get("spec") or {}
     if not isinstance(spec, dict):
         raise ManifestError(f"{where}{kind} {name}: spec must be an object")
-    return KubeObject(kind, name, namespace, spec, dict(labels), source)
+    return KubeObject(kind, name, namespace, spec, dict(labels), source, dict(annotations))
 
 
 def in_apply_order(objects: Iterable[KubeObject]) -> list[KubeObject]:

@@ -124,16 +124,19 @@ def test_delete_removes_everything_in_reverse_order(server, applied):
     assert kube(server, account, "get", "-o", "json").stdout.count('"kind": "VirtualNode"') == 0
 
 
-def test_a_namespace_no_mesh_selects_is_the_controllers_error(server, tmp_path):
+def test_a_namespace_no_mesh_selects_waits_with_the_controllers_error(server, tmp_path):
     account = new_account()
     documents = [d for d in manifests() if d["kind"] in ("Namespace", "VirtualNode")]
     documents[0]["metadata"]["labels"] = {"mesh": "another"}
     result = kube(server, account, "apply", "-f", write(tmp_path, "orphan.yaml", documents))
-    assert result.returncode == 1
+    assert result.returncode == 0, result.stderr
     assert (
-        f"VirtualNode {NS}/front: failed to find matching mesh for namespace: {NS}, "
-        "expecting 1 but found 0"
-    ) in result.stderr
+        f"virtualnode.appmesh.k8s.aws/front created (not active yet: VirtualNode {NS}/front: "
+        f"failed to find matching mesh for namespace: {NS}, expecting 1 but found 0"
+    ) in result.stdout
+    items = yaml.safe_load(kube(server, account, "get", "virtualnodes", "-o", "yaml").stdout)
+    condition = items["items"][0]["status"]["conditions"][0]
+    assert (condition["status"], condition["reason"]) == ("False", "Pending")
 
 
 def test_two_meshes_selecting_a_namespace_is_the_controllers_error(server, tmp_path):
@@ -142,22 +145,28 @@ def test_two_meshes_selecting_a_namespace_is_the_controllers_error(server, tmp_p
     twin = yaml.safe_load(yaml.safe_dump(documents[1]))
     twin["metadata"]["name"] = "twin"
     result = kube(server, account, "apply", "-f", write(tmp_path, "twin.yaml", [*documents, twin]))
-    assert result.returncode == 1
     assert "found multiple matching meshes for namespace" in result.stderr
     assert "expecting 1 but found 2: howto-k8s-http-headers, twin" in result.stderr
 
 
-def test_a_reference_to_a_missing_object_names_both(server, tmp_path):
+def test_an_object_waits_for_what_it_references_then_goes_active(server, tmp_path):
+    """As with the controller's requeue: kubectl applies one object at a time, in file
+    order, so a VirtualService may come before the router it names."""
     account = new_account()
-    documents = [d for d in manifests() if d["kind"] != "VirtualRouter"]
-    result = kube(server, account, "apply", "-f", write(tmp_path, "missing.yaml", documents))
-    assert result.returncode == 1
-    assert (
-        f"VirtualService {NS}/color: failed to resolve virtualRouterRef {NS}/color"
-    ) in result.stderr
     appmesh = make_client(server.endpoint, "appmesh", account)
+    documents = manifests()
+    without_router = [d for d in documents if d["kind"] != "VirtualRouter"]
+    result = kube(server, account, "apply", "-f", write(tmp_path, "first.yaml", without_router))
+    assert result.returncode == 0, result.stderr
+    assert f"failed to resolve virtualRouterRef {NS}/color" in result.stdout
+    assert appmesh.list_virtual_services(meshName=MESH)["virtualServices"] == []
+    router = [d for d in documents if d["kind"] == "VirtualRouter"]
+    result = kube(server, account, "apply", "-f", write(tmp_path, "second.yaml", router))
+    assert result.returncode == 0, result.stderr
     services = appmesh.list_virtual_services(meshName=MESH)["virtualServices"]
-    assert services == []  # the failed object made nothing
+    assert [s["virtualServiceName"] for s in services] == [f"color.{NS}.svc.cluster.local"]
+    items = yaml.safe_load(kube(server, account, "get", "virtualservices", "-o", "yaml").stdout)
+    assert items["items"][0]["status"]["conditions"][0]["status"] == "True"
 
 
 def test_an_unknown_field_is_refused_with_its_path(server, tmp_path):
