@@ -8,12 +8,13 @@ import grpc
 import pytest
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
-from google.protobuf import struct_pb2
+from google.protobuf import json_format, struct_pb2
 from google.rpc import status_pb2
 
+from envoy_bootstrap.bootstrap import build_bootstrap
 from envoy_bootstrap.validate import message_class
 from tests.api.helpers import build_mesh, http_route_spec
-from tests.signing import signed_headers
+from tests.signing import proxies_of, signed_headers
 from tests.xds.test_discovery import CLUSTER, LISTENER
 
 ROUTES = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
@@ -113,3 +114,30 @@ def test_an_unknown_node_closes_the_stream_with_not_found(server):
             return closed.value.code()
 
     assert asyncio.run(scenario()) == grpc.StatusCode.NOT_FOUND
+
+
+def test_an_envoy_started_from_appmesh_local_bootstrap_registers_its_ingress(
+    server, appmesh, account
+):
+    """The node and call metadata exactly as the printed bootstrap gives them to Envoy:
+    the control plane registers the ingress address from the node metadata, as it does
+    for appmesh-proxy, so other nodes' traffic reaches this Envoy."""
+    build_mesh(appmesh, "adsboot")
+    arn = f"arn:aws:appmesh:us-east-1:{account}:mesh/adsboot/virtualNode/blue"
+    env = {"APPMESH_RESOURCE_ARN": arn, "APPMESH_INGRESS_ADDRESS": "127.0.0.9:15000"}
+    bootstrap = build_bootstrap(env, f"127.0.0.1:{server.xds_port}")
+    envoy_node = json_format.ParseDict(bootstrap["node"], base_pb2.Node())
+    (service,) = bootstrap["dynamic_resources"]["ads_config"]["grpc_services"]
+    metadata = tuple((m["key"], m["value"]) for m in service["initial_metadata"])
+
+    async def scenario() -> None:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.xds_port}") as channel:
+            stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
+            call = stub.StreamAggregatedResources(metadata=metadata)
+            await call.write(discovery_pb2.DiscoveryRequest(node=envoy_node, type_url=LISTENER))
+            assert "lds_ingress_0.0.0.0_15000" in names_of(await next_response(call))
+            call.cancel()
+
+    asyncio.run(scenario())
+    (proxy,) = [p for p in proxies_of(server.endpoint, account) if p["nodeId"] == arn]
+    assert proxy["ingressAddress"] == "127.0.0.9:15000"
