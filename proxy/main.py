@@ -142,7 +142,9 @@ def _serve(args: argparse.Namespace, argv: Sequence[str], env: Mapping[str, str]
     try:
         settings = load_settings(args, env)
     except (ValueError, OSError) as exc:
-        print(f"appmesh-proxy: {exc}", file=sys.stderr)
+        missing_node = not args.config_path and "APPMESH_RESOURCE_ARN" in str(exc)
+        hint = " (or start from a bootstrap: appmesh-proxy -c FILE)" if missing_node else ""
+        print(f"appmesh-proxy: {exc}{hint}", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=_LOG_LEVELS.get(settings.log_level, logging.INFO),
