@@ -36,6 +36,7 @@ from appmesh_api.frontdoor.wire import Reply
 from appmesh_api.identity import Caller, account_of, identify, parse_credential_scope
 from appmesh_api.kube.api import kube_router
 from appmesh_api.kube.controller import KubeController
+from appmesh_api.kube.k8s import k8s_router
 from appmesh_api.model import match_operation
 from appmesh_api.ram.api import ram_target
 from appmesh_api.ram.shares import Shares
@@ -295,6 +296,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.state.kube = KubeController(store, AppMeshApi(service).handle)
     app.include_router(kube_router(app.state.kube, settings))
+    app.include_router(k8s_router(app.state.kube))
     install_console(app)
     app.mount("/", side_services)
     app.add_middleware(FrontDoor, targets=_targets(service, xray, shares), settings=settings)

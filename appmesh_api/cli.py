@@ -170,6 +170,8 @@ def _kube(args: argparse.Namespace) -> int:
 
     if args.kube_command == "get":
         return commands.get(args.kind, args.output, args.endpoint)
+    if args.kube_command == "kubeconfig":
+        return commands.kubeconfig(args.endpoint)
     return commands.apply_or_delete(args.kube_command, args.filename, args.endpoint)
 
 
@@ -201,6 +203,15 @@ def _add_kube(commands: argparse._SubParsersAction) -> None:
     get.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
     _endpoint_option(get)
     get.set_defaults(run=_kube)
+    config = verbs.add_parser(
+        "kubeconfig",
+        help="print a kubeconfig so an unmodified kubectl works against appmesh-local",
+        description="Print a kubeconfig whose cluster is this account and region's App Mesh "
+        "controller objects (from AWS_ACCESS_KEY_ID / AWS_DEFAULT_REGION). Save it and run "
+        "kubectl with KUBECONFIG=FILE.",
+    )
+    _endpoint_option(config)
+    config.set_defaults(run=_kube)
 
 
 def _endpoint_option(parser: argparse.ArgumentParser) -> None:

@@ -60,6 +60,7 @@ def kube_router(controller: KubeController, settings: Settings) -> APIRouter:
     @router.get("/objects")
     async def objects(request: Request) -> dict:
         caller = identify(request.headers.get("authorization"), settings)
+        controller.settle(caller.account, caller.region)
         return {"items": controller.get(caller.account, caller.region)}
 
     return router

@@ -117,3 +117,26 @@ def _table(items: list[dict]) -> None:
         print(
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         )
+
+
+def kubeconfig(endpoint: str) -> int:
+    """A kubeconfig for kubectl: the cluster is this account and region's object set."""
+    session = boto3.Session()
+    credentials = session.get_credentials()
+    key = credentials.access_key if credentials else DEFAULT_ACCOUNT
+    account = key if key.isdigit() and len(key) == 12 else DEFAULT_ACCOUNT
+    region = session.region_name or DEFAULT_REGION
+    server = f"{endpoint.rstrip('/')}/_appmesh/kube/clusters/{account}/{region}"
+    name = f"appmesh-local-{account}-{region}"
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": name, "cluster": {"server": server}}],
+        "users": [{"name": name, "user": {"token": "appmesh-local"}}],
+        "contexts": [
+            {"name": name, "context": {"cluster": name, "user": name, "namespace": "default"}}
+        ],
+        "current-context": name,
+    }
+    print(yaml.safe_dump(config, sort_keys=False), end="")
+    return 0

@@ -50,6 +50,10 @@ _NAME_PARAMS = {
     "gatewayRoute": "gatewayRouteName",
 }
 _PARENT_PARAMS = {"route": "virtualRouterName", "gatewayRoute": "virtualGatewayName"}
+_CASCADE = "appmesh-local/namespace-deleted-until"
+# Seconds between deleting a namespace and its objects going (UNCONFIRMED: Kubernetes'
+# namespace controller is asynchronous; kubectl expects the objects still there).
+CASCADE_GRACE = 1.0
 
 
 @dataclass
@@ -108,6 +112,7 @@ class KubeController:
             outcomes.append(self._apply_one(api, account, region, obj, Cluster(view), stored))
         self._retry_pending(api, account, region)
         self._refresh_backend_groups(api, account, region, batch)
+        self._retry_deletions(api, account, region)
         return outcomes
 
     def _apply_one(
@@ -120,6 +125,10 @@ class KubeController:
         stored: dict[ObjectKey, tuple[KubeObject, dict]],
     ) -> Outcome:
         previous = stored.get(obj.key)
+        if previous and (previous[1].get("metadata") or {}).get("deletionTimestamp"):
+            return Outcome(
+                obj, "failed", f"{obj.label}: is being deleted; apply it once it is gone"
+            )
         action = "configured" if previous else "created"
         if previous and previous[0].manifest() == obj.manifest() and _active(previous[1]):
             action = "unchanged"
@@ -140,7 +149,11 @@ class KubeController:
         """Reconcile waiting objects until a round makes no progress."""
         for _ in range(len(APPLY_ORDER) + 1):
             stored = self.stored(account, region)
-            waiting = [obj for obj, doc in stored.values() if not _active(doc)]
+            waiting = [
+                obj
+                for obj, doc in stored.values()
+                if not _active(doc) and not (doc.get("metadata") or {}).get("deletionTimestamp")
+            ]
             cluster = Cluster({key: obj for key, (obj, _) in stored.items()})
             progress = False
             for obj in in_apply_order(waiting):
@@ -238,23 +251,81 @@ class KubeController:
 
     # -- delete ------------------------------------------------------------------------------
     def delete(self, account: str, region: str, batch: list[KubeObject]) -> list[Outcome]:
+        """Delete objects, App Mesh resource first. One App Mesh cannot delete yet (a mesh
+        that still has nodes, a node a route targets) is kept terminating, as the
+        controller's finalizer kept it, and deleted once what holds it is gone; deleting
+        a Namespace deletes the objects in it, as Kubernetes does."""
         stored = self.stored(account, region)
         api = InProcessAppMesh(self.handle, account, region)
         outcomes = []
-        order = sorted(batch, key=lambda o: -APPLY_ORDER.index(o.kind))
-        for obj in order:
+        for obj in sorted(batch, key=lambda o: -APPLY_ORDER.index(o.kind)):
             found = stored.get(obj.key)
             if found is None:
                 outcomes.append(Outcome(obj, "failed", not_found(obj)))
                 continue
+            if obj.kind == "Namespace":  # what is still there now, not at the start
+                for key, (inner, document) in self.stored(account, region).items():
+                    if inner.namespace == obj.name and key != obj.key:
+                        self._terminate(account, region, inner, document, cascade=True)
             try:
                 _remove(api, found[1].get("status") or {})
             except AppMeshCallError as exc:
-                outcomes.append(Outcome(obj, "failed", _message(obj, exc)))
+                if exc.code != "ResourceInUseException":
+                    outcomes.append(Outcome(obj, "failed", _message(obj, exc)))
+                    continue
+                self._terminate(account, region, obj, found[1], _message(obj, exc))
+                outcomes.append(Outcome(obj, "deleted", waiting=_message(obj, exc)))
                 continue
             self.store.delete_kube_object(account, region, obj.key)
             outcomes.append(Outcome(obj, "deleted"))
+        self._retry_deletions(api, account, region)
         return outcomes
+
+    def _terminate(
+        self,
+        account: str,
+        region: str,
+        obj: KubeObject,
+        document: dict,
+        reason: str = "",
+        cascade: bool = False,
+    ) -> None:
+        metadata = document.setdefault("metadata", {})
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        metadata.setdefault("deletionTimestamp", now)
+        if cascade:  # Kubernetes empties a namespace a moment later, not within the call
+            metadata.setdefault("annotations", {})[_CASCADE] = str(time.time() + CASCADE_GRACE)
+        metadata["finalizers"] = ["finalizers.appmesh.k8s.aws/aws-resources"]
+        if reason:
+            metadata.setdefault("annotations", {})["appmesh-local/deletion-blocked"] = reason
+        self.store.put_kube_object(account, region, obj.key, json.dumps(document))
+
+    def settle(self, account: str, region: str) -> None:
+        """Finish deletions that are due (a namespace's objects); reads call it first."""
+        self._retry_deletions(InProcessAppMesh(self.handle, account, region), account, region)
+
+    def _retry_deletions(self, api: InProcessAppMesh, account: str, region: str) -> None:
+        """Delete terminating objects whose App Mesh resource is free now, until a round
+        makes no progress (children before parents, so one round rarely suffices)."""
+        for _ in range(len(APPLY_ORDER) + 1):
+            stored = self.stored(account, region)
+            now = time.time()
+            terminating = [
+                (obj, doc)
+                for obj, doc in stored.values()
+                if (doc.get("metadata") or {}).get("deletionTimestamp")
+                and float((doc["metadata"].get("annotations") or {}).get(_CASCADE, 0)) <= now
+            ]
+            progress = False
+            for obj, doc in sorted(terminating, key=lambda p: -APPLY_ORDER.index(p[0].kind)):
+                try:
+                    _remove(api, doc.get("status") or {})
+                except AppMeshCallError:
+                    continue
+                self.store.delete_kube_object(account, region, obj.key)
+                progress = True
+            if not progress:
+                return
 
 
 def not_found(obj: KubeObject) -> str:
