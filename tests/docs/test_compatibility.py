@@ -17,6 +17,7 @@ MARKERS = re.compile(r"UNCONFIRMED|not documented|unconfirmed")
 SECTIONS = {
     "appmesh_api/cloudformation": "CloudFormation",
     "appmesh_api/xray": "X-Ray",
+    "appmesh_api/kube": "Kubernetes manifests",
     "appmesh_api": "The App Mesh API",
     "envoy_bootstrap": "The Envoy translation",
     "proxy": "The sidecar",
