@@ -131,14 +131,20 @@ def _cloudwatch(env: Env) -> dict[str, str] | None:
 
 
 def _admin(env: Env) -> dict[str, Any]:
-    """Admin on 0.0.0.0 (``::`` with ``ENVOY_ADMIN_ACCESS_ENABLE_IPV6``, or
-    ``APPMESH_LISTEN_ADDRESS``) and port 9901."""
+    """Admin on loopback, port 9901, unless ``ENVOY_ADMIN_ACCESS_ADDRESS`` opens it.
+
+    App Mesh's image bound the admin to 0.0.0.0 (``::`` with
+    ``ENVOY_ADMIN_ACCESS_ENABLE_IPV6``). The admin port reads every stat and config and
+    can ``/quitquitquit`` the proxy, and on a laptop nothing outside the host needs it,
+    so appmesh-local keeps it on 127.0.0.1 (``::1``) unless told otherwise.
+    """
     ipv6 = env.truthy("ENVOY_ADMIN_ACCESS_ENABLE_IPV6")
+    host = env.get("ENVOY_ADMIN_ACCESS_ADDRESS") or ("::1" if ipv6 else "127.0.0.1")
     address: dict[str, Any] = {
-        "address": env.get("APPMESH_LISTEN_ADDRESS") or ("::" if ipv6 else "0.0.0.0"),
+        "address": host,
         "port_value": env.integer("ENVOY_ADMIN_ACCESS_PORT", ADMIN_PORT),
     }
-    if ipv6:
+    if host == "::":
         address["ipv4_compat"] = True
     log = {"path": env.or_("ENVOY_ADMIN_ACCESS_LOG_FILE", ADMIN_ACCESS_LOG)}
     return {

@@ -46,6 +46,7 @@ _H2_REFUSAL = b"appmesh-proxy does not speak HTTP/2 yet"
 
 log = logging.getLogger(__name__)
 _h2_refusals_logged: set[str] = set()
+DELAYED_CLOSE_SECONDS = 1.0  # Envoy's delayed_close_timeout default
 
 
 def h2_refusal() -> bytes:
@@ -135,6 +136,12 @@ class Http1Connection(asyncio.Protocol):
         self._idle_since = 0.0
         self._out: list[bytes] = []  # response bytes waiting for one write()
         self._closed = False
+        self._in_head = False  # between a request's first byte and its last header
+        self._head_raw = 0  # bytes received while the head was incomplete
+        self._header_bytes = 0
+        self._header_count = 0
+        self._head_timer: Timer | None = None
+        self._discarding = False
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -151,6 +158,8 @@ class Http1Connection(asyncio.Protocol):
         self._arm_idle()
 
     def data_received(self, data: bytes) -> None:
+        if self._discarding:  # a refused head: drop the rest until the delayed close
+            return
         if data.startswith(_H2_PREFACE) and self._parsing is None and self._active is None:
             return self._refuse_http2()
         try:
@@ -159,9 +168,16 @@ class Http1Connection(asyncio.Protocol):
             self._close()
         except httptools.HttpParserError:
             self._protocol_error()
+            return
+        if self._in_head:  # httptools keeps a partial head whole: bound what it holds
+            self._head_raw += len(data)
+            if self._head_raw > self.hcm.max_request_headers_kb * 1024:
+                self._refuse_head(431, "downstream_rq_too_large_headers")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        if self._head_timer is not None:
+            self._head_timer.cancel()
         self.ctx.connections.discard(self)
         self.http_stats.counters["downstream_cx_destroy"] += 1
         if self._idle is not None:
@@ -183,6 +199,11 @@ class Http1Connection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = {}
+        self._in_head = True
+        self._head_raw = self._header_bytes = self._header_count = 0
+        timeout = self.hcm.request_headers_timeout
+        if timeout and self._head_timer is None:
+            self._head_timer = self.ctx.timers.call_later(timeout, self._on_head_timeout)
         listener = self._listener
         if listener is not None and listener.generation != self._generation:
             self._follow_listener_update(listener)
@@ -191,6 +212,8 @@ class Http1Connection(asyncio.Protocol):
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value)
+        self._header_count += 1
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         headers = self._headers
@@ -199,6 +222,10 @@ class Http1Connection(asyncio.Protocol):
         headers[key] = text
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         parser, headers = self.parser, self._headers
         method = parser.get_method().decode("ascii")
         version = parser.get_http_version()
@@ -326,7 +353,15 @@ class Http1Connection(asyncio.Protocol):
             self.http_stats = self.ctx.stats.scope("http", hcm.stat_prefix, HTTP_COUNTERS)
 
     def _rejection(self, version: str, host: str | None) -> tuple[int, bytes, None, str] | None:
-        """Requests Envoy's HCM refuses before routing: upgrades, HTTP/1.0, no Host."""
+        """Requests Envoy's HCM refuses before routing: too many or too large headers,
+        upgrades, HTTP/1.0, no Host."""
+        hcm = self.hcm
+        if (
+            self._header_count > hcm.max_headers_count
+            or self._header_bytes > hcm.max_request_headers_kb * 1024
+        ):
+            self.http_stats.counters["downstream_rq_too_large_headers"] += 1
+            return 431, b"", None, "http1.headers_too_large"
         if self.parser.should_upgrade():
             return 403, b"", None, "upgrade_failed"  # no upgrade_configs support yet
         if version == "1.0" and not self.hcm.accept_http_10:
@@ -442,6 +477,39 @@ class Http1Connection(asyncio.Protocol):
         if self.transport is not None and not self._closed:
             self.transport.write(h2_refusal())
         self._close()
+
+    def _on_head_timeout(self) -> None:
+        """``request_headers_timeout``: the head did not arrive in time (Envoy: 408)."""
+        self._head_timer = None
+        if self._in_head and not self._closed:
+            self._refuse_head(408, "downstream_rq_header_timeout")
+
+    def _refuse_head(self, status: int, counter: str) -> None:
+        """Answer a request whose head never completed, and close, as Envoy's codec does."""
+        self.http_stats.counters[counter] += 1
+        self._in_head = False
+        if self._active is None and self.transport is not None and not self._closed:
+            body = HTTPStatus(status).phrase.encode()
+            head = (
+                f"{status_line(status)}content-length: {len(body)}\r\ncontent-type: text/plain\r\n"
+                f"date: {self.ctx.dates.get()}\r\nserver: {self.hcm.server_name}\r\n"
+                "connection: close\r\n\r\n"
+            )
+            self.transport.write(head.encode("latin-1") + body)
+            self._delayed_close()
+            return
+        self._close()
+
+    def _delayed_close(self) -> None:
+        """Envoy's ``delayed_close_timeout`` (1 s): half-close and stop reading, so the
+        client can read the answer before the close resets the connection, and whatever
+        it still sends costs neither memory nor CPU."""
+        assert self.transport is not None
+        self._discarding = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.transport.pause_reading()
+        self.ctx.timers.call_later(DELAYED_CLOSE_SECONDS, self._close)
 
     def _protocol_error(self) -> None:
         self.http_stats.counters["downstream_cx_protocol_error"] += 1

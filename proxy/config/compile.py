@@ -81,6 +81,9 @@ class HttpConnectionManagerConfig:
     via: str = ""
     codec_type: str = "AUTO"
     health_check_paths: frozenset[str] = frozenset()  # answered by the health_check filter
+    max_request_headers_kb: int = 60  # Envoy's default; over it (or the count): 431
+    max_headers_count: int = 100
+    request_headers_timeout: float | None = None  # off unless configured, as in Envoy
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +351,9 @@ def compile_http_connection_manager(spec: dict[str, Any]) -> HttpConnectionManag
         via=str(spec.get("via", "")),
         codec_type=str(spec.get("codec_type", "AUTO")),
         health_check_paths=_health_check_paths(spec.get("http_filters")),
+        max_request_headers_kb=int(spec.get("max_request_headers_kb") or 60),
+        max_headers_count=int(common.get("max_headers_count") or 100),
+        request_headers_timeout=duration(spec.get("request_headers_timeout"), 0.0) or None,
     )
 
 

@@ -1,32 +1,31 @@
 """Envoy's string, header and query-parameter matchers, compiled once.
 
 Semantics follow ``envoy.type.matcher.v3`` and ``envoy.config.route.v3.HeaderMatcher``:
-regexes must match the whole value (RE2 ``FullMatch``; Python's ``re`` stands in for RE2,
-which accepts a subset of its syntax), header ranges are half-open ``[start, end)``,
-``invert_match`` negates the result, and a missing header fails every matcher except
-``present_match: false`` (or its inversion).
+regexes must match the whole value (RE2 ``FullMatch``, on RE2 itself: ``regex.py``),
+header ranges are half-open ``[start, end)``, ``invert_match`` negates the result, and a
+missing header fails every matcher except ``present_match: false`` (or its inversion).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from proxy.config.protojson import ConfigError
+from proxy.config.regex import Regex, RegexError, compile_re2
 
 Predicate = Callable[[str], bool]
 
 
-def compile_regex(spec: Any, *, ignore_case: bool = False) -> re.Pattern[str]:
-    """A ``RegexMatcher`` (``{"regex": ...}``) as a compiled pattern; bad regexes NACK."""
+def compile_regex(spec: Any, *, ignore_case: bool = False) -> Regex:
+    """A ``RegexMatcher`` (``{"regex": ...}``) as a compiled RE2 pattern; bad regexes NACK."""
     pattern = spec.get("regex") if isinstance(spec, dict) else spec
     if not isinstance(pattern, str):
         raise ConfigError(f"regex matcher without regex: {spec!r}")
     try:
-        return re.compile(pattern, re.IGNORECASE if ignore_case else 0)
-    except re.error as exc:
+        return compile_re2(pattern, ignore_case=ignore_case)
+    except RegexError as exc:
         raise ConfigError(f"invalid regex {pattern!r}: {exc}") from exc
 
 

@@ -26,6 +26,7 @@ from proxy.config.matchers import (
     compile_regex,
 )
 from proxy.config.protojson import ConfigError, aggregate_stats_tag, duration, flag, fraction, uint
+from proxy.config.regex import Regex
 from proxy.config.retry import RetryPolicy, compile_retry_policy
 
 DEFAULT_ROUTE_TIMEOUT = 15.0  # Envoy's route timeout when none is given
@@ -108,7 +109,7 @@ class RouteAction:
     idle_timeout: float | None = None
     retry_policy: RetryPolicy | None = None
     prefix_rewrite: str | None = None
-    regex_rewrite: tuple[re.Pattern[str], str] | None = None
+    regex_rewrite: tuple[Regex, str] | None = None
     host_rewrite: str | None = None
     not_found_status: int = 503
 

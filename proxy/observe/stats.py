@@ -63,6 +63,8 @@ HTTP_COUNTERS = (
     "downstream_cx_destroy",
     "downstream_cx_protocol_error",
     "downstream_cx_idle_timeout",
+    "downstream_rq_header_timeout",
+    "downstream_rq_too_large_headers",
     "downstream_rq_total",
     "downstream_rq_http1_total",
     "downstream_rq_completed",

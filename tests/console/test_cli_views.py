@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from appmesh_api.cli import main
+from tests.api.helpers import share_mesh
 from tests.conftest import free_port, make_client, new_account
 from tests.console.helpers import MESH, build_demo_mesh, send_traces
 from tests.xray.helpers import GATEWAY, NODE_A, NODE_B
@@ -72,8 +73,14 @@ def test_mesh_describe_json_is_the_same_tree(cli):
     assert shares == [("node-b", 75), ("node-b-v2", 25)]
 
 
-def test_mesh_describe_reads_a_shared_mesh_with_its_owner(cli, demo, monkeypatch):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", new_account())
+def test_mesh_describe_reads_a_shared_mesh_with_its_owner(cli, demo, server, monkeypatch):
+    consumer = new_account()
+
+    def client_for(service: str, account: str):
+        return make_client(server.endpoint, service, account)
+
+    share_mesh(client_for, demo["account"], MESH, consumer)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", consumer)
     code, out, _ = cli("mesh", "describe", MESH, "--mesh-owner", demo["account"])
     assert code == 0 and out == TREE.format(account=demo["account"])
 

@@ -105,19 +105,17 @@ def test_initial_fetch_timeout():
 
 
 def test_admin_port_address_and_access_log():
-    admin = _boot()["admin"]
-    assert admin["address"] == {"socket_address": {"address": "0.0.0.0", "port_value": 9901}}
+    admin = _boot()["admin"]  # loopback, where App Mesh's image bound 0.0.0.0
+    assert admin["address"] == {"socket_address": {"address": "127.0.0.1", "port_value": 9901}}
+    opened = _boot(ENVOY_ADMIN_ACCESS_ADDRESS="0.0.0.0")["admin"]["address"]["socket_address"]
+    assert opened["address"] == "0.0.0.0"
     assert admin["access_log"][0]["typed_config"]["path"] == "/tmp/envoy_admin_access.log"
     custom = _boot(
         ENVOY_ADMIN_ACCESS_PORT="9902",
         ENVOY_ADMIN_ACCESS_LOG_FILE="/dev/null",
         ENVOY_ADMIN_ACCESS_ENABLE_IPV6="true",
     )["admin"]
-    assert custom["address"]["socket_address"] == {
-        "address": "::",
-        "port_value": 9902,
-        "ipv4_compat": True,
-    }
+    assert custom["address"]["socket_address"] == {"address": "::1", "port_value": 9902}
     assert custom["access_log"][0]["typed_config"]["path"] == "/dev/null"
 
 

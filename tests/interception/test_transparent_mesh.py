@@ -221,6 +221,7 @@ class Deployment:
             "APPMESH_RESOURCE_ARN": arn,
             "APPMESH_XDS_ENDPOINT": self.endpoint,
             "APPMESH_INGRESS_ADDRESS": f"{address}:15000",
+            "ENVOY_ADMIN_ACCESS_ADDRESS": address,  # the test polls it from outside the task
             "LISTENER_DRAIN_WAIT_TIME_S": "0",
         }
 

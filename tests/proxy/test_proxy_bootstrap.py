@@ -39,7 +39,7 @@ def test_the_image_environment_compiles_into_the_proxys_settings():
     compiled = compile_bootstrap(bootstrap(ENVOY_ADMIN_ACCESS_PORT="9911"))
     assert compiled.node_id == NODE and compiled.node["cluster"] == NODE
     assert compiled.xds_endpoint == "http://127.0.0.1:4567"
-    assert compiled.admin_address == ("0.0.0.0", 9911)
+    assert compiled.admin_address == ("127.0.0.1", 9911)
     assert compiled.admin_access_log == "/tmp/envoy_admin_access.log"
     assert compiled.outlier_event_log == "/dev/stdout"
     assert compiled.metadata("ingress_address") == "127.0.0.1:15000"
