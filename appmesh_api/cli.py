@@ -214,6 +214,40 @@ def _add_kube(commands: argparse._SubParsersAction) -> None:
     config.set_defaults(run=_kube)
 
 
+def _ecs(args: argparse.Namespace) -> int:
+    from appmesh_api.ecs.commands import run_task
+
+    return run_task(args.task_definition, args.container or [], args.endpoint, args.logs)
+
+
+def _add_ecs(commands: argparse._SubParsersAction) -> None:
+    ecs = commands.add_parser(
+        "ecs",
+        help="run an ECS task definition with an App Mesh proxyConfiguration here",
+        description="Run a task definition's containers as local processes: the proxy "
+        "container becomes appmesh-proxy with its environment, the others run the commands "
+        "you give (images cannot run here), in dependsOn order with health checks. Ctrl-C "
+        "stops them in ECS's order, the proxy last.",
+    )
+    verbs = ecs.add_subparsers(dest="ecs_command", metavar="COMMAND", required=True)
+    run = verbs.add_parser("run-task", help="run one task until Ctrl-C or an essential exit")
+    run.add_argument(
+        "--task-definition",
+        required=True,
+        metavar="FILE|FAMILY[:REV]",
+        help="a JSON file (RegisterTaskDefinition's input) or a registered family",
+    )
+    run.add_argument(
+        "--container",
+        action="append",
+        metavar="NAME='COMMAND'",
+        help="the command a container runs instead of its image (repeatable)",
+    )
+    run.add_argument("--logs", metavar="DIR", help="where container logs go (default: a temp dir)")
+    _endpoint_option(run)
+    run.set_defaults(run=_ecs)
+
+
 def _endpoint_option(parser: argparse.ArgumentParser) -> None:
     from appmesh_api.views.endpoint import default_endpoint
 
@@ -444,6 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(run=_up)
     _add_views(commands)
     _add_kube(commands)
+    _add_ecs(commands)
     return parser
 
 

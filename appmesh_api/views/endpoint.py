@@ -27,7 +27,7 @@ def default_endpoint() -> str:
     return os.environ.get("AWS_ENDPOINT_URL") or DEFAULT_ENDPOINT
 
 
-def client(service: Literal["appmesh", "xray"], endpoint: str) -> Any:
+def client(service: Literal["appmesh", "xray", "ecs"], endpoint: str) -> Any:
     """A client that fails fast: one attempt, a short connect timeout."""
     session = boto3.Session()
     key: str | None = None  # None: the session's own credentials

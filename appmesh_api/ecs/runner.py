@@ -1,0 +1,244 @@
+"""Run a task definition's containers as local processes, in ECS's order.
+
+ECS started a container once every ``dependsOn`` condition held (START: the
+dependency runs; HEALTHY: its health check passed; COMPLETE: it exited; SUCCESS: it
+exited 0), ran container health checks (``CMD-SHELL`` / ``CMD``, with interval,
+timeout, retries and start period), stopped the task when an essential container
+exited, and stopped containers in reverse dependency order. ``TaskRunner`` does the
+same with processes. The proxy container becomes ``appmesh-proxy`` with the
+container's environment; images cannot run here, so every other container runs a
+command given on the command line (or its own ``entryPoint`` + ``command`` when that
+names a program found on this machine).
+
+Explicit mode (no iptables): each app gets ``http_proxy``/``HTTP_PROXY`` pointing at
+the task's egress port, and its peers reach it through the ingress port the proxy
+registers with the control plane.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from appmesh_api.ecs.taskdef import Container, TaskDefinition, TaskDefinitionError
+
+POLL = 0.1
+STOP_TIMEOUT = 10.0
+
+
+@dataclass
+class _Running:
+    container: Container
+    process: subprocess.Popen
+    started: float
+    healthy: bool | None = None  # None: no verdict yet (or no health check)
+    failures: int = 0
+    next_check: float = 0.0
+    log: Path | None = None
+    exit_code: int | None = field(default=None)
+
+
+class TaskRunner:
+    def __init__(
+        self,
+        task: TaskDefinition,
+        commands: dict[str, str],
+        endpoint: str,
+        say: Callable[[str], None],
+        log_dir: Path,
+    ) -> None:
+        self.task, self.commands, self.endpoint, self.say = task, commands, endpoint, say
+        self.log_dir = log_dir
+        self.running: dict[str, _Running] = {}
+        self.exited: dict[str, int] = {}
+        self._stopping = False
+        for name in commands:
+            task.container(name)  # unknown names fail now, not half-way through
+        self._programs = {c.name: self._program(c) for c in task.containers}
+
+    # -- what each container runs -------------------------------------------------------------
+    def _program(self, container: Container) -> list[str]:
+        if container.name == self.task.proxy_container:
+            return [sys.executable, "-m", "proxy.main"]
+        if container.name in self.commands:
+            return ["/bin/sh", "-c", self.commands[container.name]]
+        own = [*container.entry_point, *container.command]
+        if own and own[0] not in ("sh", "/bin/sh") and shutil.which(own[0]):
+            return own
+        if own[:2] in (["sh", "-c"], ["/bin/sh", "-c"]):
+            return own
+        raise TaskDefinitionError(
+            f"container {container.name}: its image cannot run here (no container engine); "
+            f"give the command to run instead: --container {container.name}='COMMAND'"
+        )
+
+    def _environment(self, container: Container) -> dict[str, str]:
+        env = {**os.environ, **container.environment}
+        props = self.task.proxy_properties
+        ingress = props.get("ProxyIngressPort", "15000")
+        egress = props.get("ProxyEgressPort", "15001")
+        if container.name == self.task.proxy_container:
+            env.setdefault("APPMESH_XDS_ENDPOINT", self.endpoint)
+            env.setdefault("APPMESH_INGRESS_PORT", ingress)
+            env.setdefault("APPMESH_EGRESS_PORT", egress)
+            env.setdefault("APPMESH_LISTEN_ADDRESS", "127.0.0.1")
+        elif self.task.proxy_container:
+            proxy = f"http://127.0.0.1:{egress}"
+            env.update(http_proxy=proxy, HTTP_PROXY=proxy)
+            env.setdefault("no_proxy", "localhost,127.0.0.1")
+            env.setdefault("NO_PROXY", "localhost,127.0.0.1")
+        return env
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self, stop_after: float | None = None) -> int:
+        """Run until an essential container exits, Ctrl-C, SIGTERM or ``stop_after``."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        deadline = None if stop_after is None else time.monotonic() + stop_after
+        previous = signal.signal(signal.SIGTERM, lambda *_: self._request_stop())
+        code = 0
+        try:
+            while not self._stopping and (deadline is None or time.monotonic() < deadline):
+                self._start_ready()
+                self._check_health()
+                done = self._reap()
+                if done is not None:
+                    code = done
+                    break
+                time.sleep(POLL)
+        except KeyboardInterrupt:
+            pass
+        except TaskDefinitionError as exc:
+            self.say(f"appmesh-local ecs: {exc}")
+            code = 1
+        finally:
+            self.stop()
+            signal.signal(signal.SIGTERM, previous)
+        return code
+
+    def _request_stop(self) -> None:
+        self._stopping = True
+
+    def _start_ready(self) -> None:
+        for container in self.task.containers:
+            name = container.name
+            if name in self.running or name in self.exited:
+                continue
+            if all(self._holds(dep, condition, name) for dep, condition in container.depends_on):
+                self._start(container)
+
+    def _holds(self, dependency: str, condition: str, waiting: str) -> bool:
+        if condition == "START":
+            return dependency in self.running or dependency in self.exited
+        if condition == "HEALTHY":
+            state = self.running.get(dependency)
+            if dependency in self.exited or (state and state.healthy is False):
+                raise TaskDefinitionError(
+                    f"container {waiting} waits for {dependency} to be HEALTHY, but it "
+                    f"{'exited' if dependency in self.exited else 'is UNHEALTHY'}"
+                )
+            return state is not None and state.healthy is True
+        if condition in ("COMPLETE", "SUCCESS"):
+            if dependency not in self.exited:
+                return False
+            if condition == "SUCCESS" and self.exited[dependency] != 0:
+                raise TaskDefinitionError(
+                    f"container {waiting} needs {dependency} to exit 0 (SUCCESS); it exited "
+                    f"{self.exited[dependency]}"
+                )
+            return True
+        return False
+
+    def _start(self, container: Container) -> None:
+        log = self.log_dir / f"{container.name}.log"
+        process = subprocess.Popen(
+            self._programs[container.name],
+            env=self._environment(container),
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        now = time.monotonic()
+        state = _Running(container, process, now, log=log)
+        if container.health_check is not None:
+            state.next_check = now + max(container.health_check.start_period, 1.0)
+        self.running[container.name] = state
+        kind = "appmesh-proxy" if container.name == self.task.proxy_container else "command"
+        self.say(f"  started {container.name} ({kind}, pid {process.pid}, log {log})")
+
+    def _check_health(self) -> None:
+        now = time.monotonic()
+        for name, state in self.running.items():
+            check = state.container.health_check
+            if check is None or now < state.next_check:
+                continue
+            state.next_check = now + (check.interval if state.healthy else 1.0)
+            passed = _probe(check.command, check.timeout, self._environment(state.container))
+            if passed:
+                if state.healthy is not True:
+                    self.say(f"  {name} is HEALTHY")
+                state.healthy, state.failures = True, 0
+                continue
+            state.failures += 1
+            if state.failures >= check.retries and now - state.started > check.start_period:
+                if state.healthy is not False:
+                    self.say(f"  {name} is UNHEALTHY ({check.command[-1]})")
+                state.healthy = False
+
+    def _reap(self) -> int | None:
+        """Record exits; the exit code of the task once an essential container exits."""
+        for name, state in list(self.running.items()):
+            code = state.process.poll()
+            if code is None:
+                continue
+            del self.running[name]
+            self.exited[name] = code
+            self.say(f"  {name} exited with {code}")
+            if state.container.essential:
+                self.say(f"essential container {name} exited: stopping the task")
+                return code
+        return None
+
+    def stop(self) -> None:
+        """ECS's order: containers that depend on others first, the proxy last."""
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+        for name in self._stop_order():
+            state = self.running.pop(name, None)
+            if state is None:
+                continue
+            state.process.send_signal(signal.SIGTERM)
+            try:
+                state.process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.say(f"  {name} did not stop in {STOP_TIMEOUT:.0f} s; killing it")
+                state.process.kill()
+                state.process.wait()
+            self.say(f"  stopped {name}")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def _stop_order(self) -> list[str]:
+        """Reverse start order with the proxy container forced last."""
+        order = sorted(self.running, key=lambda n: self.running[n].started, reverse=True)
+        proxy = self.task.proxy_container
+        return [n for n in order if n != proxy] + ([proxy] if proxy in order else [])
+
+
+def _probe(command: list[str], timeout: float, env: dict[str, str]) -> bool:
+    if command[0] == "CMD-SHELL":
+        argv = ["/bin/sh", "-c", " ".join(command[1:])]
+    elif command[0] == "CMD":
+        argv = command[1:]
+    else:
+        argv = ["/bin/sh", "-c", shlex.join(command)]
+    try:
+        return subprocess.run(argv, env=env, timeout=timeout, capture_output=True).returncode == 0
+    except (subprocess.TimeoutExpired, OSError):
+        return False

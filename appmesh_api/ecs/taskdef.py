@@ -1,0 +1,125 @@
+"""A task definition, as RegisterTaskDefinition takes it or DescribeTaskDefinition returns it.
+
+Only what running it locally needs is read: containers (name, command, entryPoint,
+environment, essential, dependsOn, healthCheck) and the ``APPMESH`` proxy
+configuration (the proxy container's name and its properties: AppPorts,
+ProxyIngressPort, ProxyEgressPort, IgnoredUID, EgressIgnoredIPs...).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONDITIONS = ("START", "COMPLETE", "SUCCESS", "HEALTHY")
+
+
+class TaskDefinitionError(ValueError):
+    """A task definition that cannot be run; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    command: list[str]  # ["CMD-SHELL", "..."] or ["CMD", "exe", "arg"...]
+    interval: float = 30.0
+    timeout: float = 5.0
+    retries: int = 3
+    start_period: float = 0.0
+
+
+@dataclass
+class Container:
+    name: str
+    command: list[str]
+    entry_point: list[str]
+    environment: dict[str, str]
+    essential: bool = True
+    depends_on: list[tuple[str, str]] = field(default_factory=list)  # (container, condition)
+    health_check: HealthCheck | None = None
+
+
+@dataclass
+class TaskDefinition:
+    family: str
+    containers: list[Container]
+    proxy_container: str | None
+    proxy_properties: dict[str, str]
+
+    def container(self, name: str) -> Container:
+        for container in self.containers:
+            if container.name == name:
+                return container
+        raise TaskDefinitionError(f"no container named {name!r} in task definition {self.family}")
+
+
+def load_file(path: str) -> TaskDefinition:
+    try:
+        document = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise TaskDefinitionError(f"{path}: cannot read a JSON task definition: {exc}") from exc
+    return parse(document, path)
+
+
+def parse(document: Any, source: str = "task definition") -> TaskDefinition:
+    """``document`` in RegisterTaskDefinition's shape, or wrapped in ``taskDefinition``."""
+    if isinstance(document, dict) and isinstance(document.get("taskDefinition"), dict):
+        document = document["taskDefinition"]
+    if not isinstance(document, dict):
+        raise TaskDefinitionError(f"{source}: a task definition is a JSON object")
+    family = str(document.get("family") or Path(source).stem)
+    specs = document.get("containerDefinitions")
+    if not isinstance(specs, list) or not specs:
+        raise TaskDefinitionError(f"{source}: containerDefinitions is missing or empty")
+    containers = [_container(spec, source) for spec in specs]
+    names = [c.name for c in containers]
+    for container in containers:
+        for dependency, condition in container.depends_on:
+            if dependency not in names:
+                raise TaskDefinitionError(
+                    f"{source}: container {container.name} depends on unknown container "
+                    f"{dependency}"
+                )
+            if condition not in CONDITIONS:
+                raise TaskDefinitionError(
+                    f"{source}: container {container.name}: condition {condition} is not one "
+                    f"of {', '.join(CONDITIONS)}"
+                )
+    proxy = document.get("proxyConfiguration") or {}
+    proxy_name = proxy.get("containerName")
+    if proxy and proxy.get("type", "APPMESH") != "APPMESH":
+        raise TaskDefinitionError(f"{source}: proxyConfiguration type must be APPMESH")
+    if proxy_name and proxy_name not in names:
+        raise TaskDefinitionError(
+            f"{source}: proxyConfiguration names container {proxy_name}, which is not defined"
+        )
+    properties = {str(p["name"]): str(p["value"]) for p in proxy.get("properties") or []}
+    return TaskDefinition(family, containers, proxy_name, properties)
+
+
+def _container(spec: Any, source: str) -> Container:
+    if not isinstance(spec, dict) or not spec.get("name"):
+        raise TaskDefinitionError(f"{source}: every container definition needs a name")
+    check = spec.get("healthCheck")
+    health = None
+    if isinstance(check, dict) and check.get("command"):
+        health = HealthCheck(
+            command=[str(c) for c in check["command"]],
+            interval=float(check.get("interval", 30)),
+            timeout=float(check.get("timeout", 5)),
+            retries=int(check.get("retries", 3)),
+            start_period=float(check.get("startPeriod", 0)),
+        )
+    return Container(
+        name=str(spec["name"]),
+        command=[str(c) for c in spec.get("command") or []],
+        entry_point=[str(c) for c in spec.get("entryPoint") or []],
+        environment={str(e["name"]): str(e["value"]) for e in spec.get("environment") or []},
+        essential=bool(spec.get("essential", True)),
+        depends_on=[
+            (str(d["containerName"]), str(d.get("condition", "START")))
+            for d in spec.get("dependsOn") or []
+        ],
+        health_check=health,
+    )
