@@ -325,6 +325,7 @@ def _targets(service: AppMeshService, xray: XRayService | None, shares: Shares) 
         limits.LOCAL_BODY_LIMIT,
         lambda exchange: exchange.scope["path"].startswith(_LOCAL_PREFIXES),
         signed=False,
+        signed_if_present=True,  # the console and /_appmesh/proxies scope by the signer
     )
     side = Target("side-services", limits.SIDE_SERVICE_BODY_LIMIT, lambda _exchange: True)
     if xray is None:

@@ -2,8 +2,12 @@
 
 Each endpoint reads ``app.state`` directly (the store, the X-Ray service, the proxy registry)
 instead of calling the public APIs over HTTP: no credentials to forge, and the console sees
-exactly what the control plane holds. Every view is scoped to the account and region chosen
-in the page (``?account=&region=``), as an AWS console is.
+exactly what the control plane holds. Every view is scoped to the caller's account, read
+from the request's SigV4 credential scope as the API reads it (unsigned: the default
+account); ``?account=`` may only name that same account, so no request reads another
+account's meshes, traces or proxies by naming it. The page's account picker sends a
+credential scope for the account picked, which under ``--verify-signatures`` no browser can
+sign: then the console shows the default account only.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from fastapi import APIRouter, HTTPException, Request
 
 from appmesh_api.console.accounts import known_accounts
 from appmesh_api.console.servicemap import service_map
+from appmesh_api.identity import identify
 from appmesh_api.settings import DEFAULT_REGION
 from appmesh_api.store import MeshKey
 from appmesh_api.views import traces as trace_views
@@ -35,8 +40,24 @@ router = APIRouter(prefix=PREFIX, tags=["console"])
 
 
 def _scope(request: Request, account: str | None, region: str | None) -> tuple[str, str]:
-    settings = request.app.state.settings
-    return account or settings.default_account, region or DEFAULT_REGION
+    """The caller's account and the region asked for; naming another account is refused."""
+    caller = identify(request.headers.get("authorization"), request.app.state.settings)
+    if account and account != caller.account:
+        raise HTTPException(
+            403,
+            f"account {account} is not the caller's ({caller.account}): the console shows an "
+            "account's data only to requests signed as that account",
+        )
+    return caller.account, region or caller.region or DEFAULT_REGION
+
+
+def _shared_with(request: Request, region: str, owner: str, mesh: str, account: str) -> bool:
+    """Another account's mesh, as the API allows it: through an accepted RAM share."""
+    state = request.app.state
+    arn = f"arn:aws:appmesh:{region}:{owner}:mesh/{mesh}"
+    return bool(
+        state.settings.share_all_meshes or state.service.shares.allows(arn, account, region)
+    )
 
 
 def _minutes(minutes: float) -> float:
@@ -56,9 +77,11 @@ def accounts(request: Request) -> dict[str, Any]:
     """Accounts and regions that own meshes, sent traces or run proxies; and the default."""
     state = request.app.state
     xray = None if state.xray is None else state.xray.state
+    caller = identify(request.headers.get("authorization"), state.settings)
+    mine = known_accounts(state.store, xray, state.discovery.registry)
     return {
         "default": {"account": state.settings.default_account, "region": DEFAULT_REGION},
-        "accounts": known_accounts(state.store, xray, state.discovery.registry),
+        "accounts": [entry for entry in mine if entry["account"] == caller.account],
         "xray": state.xray is not None,
     }
 
@@ -87,6 +110,8 @@ def mesh(
 ) -> dict:
     """One mesh as a tree (with its text drawing) and as a laid-out graph."""
     account, region = _scope(request, account, region)
+    if owner and owner != account and not _shared_with(request, region, owner, mesh, account):
+        raise HTTPException(404, f"mesh {mesh} is not present for account {owner}")
     found = from_store(request.app.state.store, MeshKey(region, owner or account, mesh))
     if found is None:
         raise HTTPException(404, f"mesh {mesh} is not present for account {owner or account}")

@@ -74,6 +74,7 @@ class Target:
     matches: Callable[[Exchange], bool]
     answer: Callable[[Exchange], Reply] | None = None
     signed: bool = True  # its requests are AWS API calls, checked by --verify-signatures
+    signed_if_present: bool = False  # checked only when they carry an Authorization
     message_key: str = "message"  # the rest-json error body's key (X-Ray says "Message")
     status_body: bool = False  # refusals as a google.rpc.Status JSON body (REST xDS)
 
@@ -135,7 +136,9 @@ class FrontDoor:
         exchange.body = await limits.read_bounded(exchange.receive, limit)
 
     async def authenticate(self, exchange: Exchange) -> None:
-        if not (self.settings.verify_signatures and _target(exchange).signed):
+        target = _target(exchange)
+        present = target.signed_if_present and "authorization" in exchange.headers
+        if not (self.settings.verify_signatures and (target.signed or present)):
             return
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in exchange.scope["headers"]]
         signed = SignedRequest(

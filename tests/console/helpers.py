@@ -15,7 +15,7 @@ import urllib.request
 from typing import Any
 
 from tests.conftest import Server
-from tests.signing import xds_request
+from tests.signing import signed_headers, xds_request
 from tests.xray.helpers import Trace, http, remote_call, three_hop
 
 MESH = "demo"
@@ -84,8 +84,12 @@ def get_json(server: Server, path: str, **params: Any) -> tuple[int, Any]:
     """GET a console endpoint; returns (status, decoded body)."""
     query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
     url = f"{server.endpoint}/_appmesh/console/api{path}" + (f"?{query}" if query else "")
+    # Signed as the account asked for, as the console page does (it shows no other's data).
+    headers = signed_headers("GET", url, b"", params["account"]) if params.get("account") else {}
     try:
-        with urllib.request.urlopen(url, timeout=10) as reply:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=10
+        ) as reply:
             return reply.status, json.loads(reply.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read() or b"{}")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.error
 import urllib.request
 
 import pytest
 
+from tests.api.helpers import share_mesh
 from tests.conftest import make_client, new_account
 from tests.console.helpers import (
     FRONTEND,
@@ -45,9 +48,10 @@ def test_the_page_and_its_static_files_are_served(server):
 
 
 def test_accounts_lists_who_owns_meshes_traces_and_proxies(server, demo):
-    status, body = get_json(server, "/accounts")
+    status, body = get_json(server, "/accounts", account=demo["account"])
     assert status == 200
     assert body["default"] == {"account": "123456789012", "region": "us-east-1"}
+    assert {a["account"] for a in body["accounts"]} == {demo["account"]}  # nobody else's
     mine = next(a for a in body["accounts"] if a["account"] == demo["account"])
     assert mine == {
         "account": demo["account"],
@@ -111,8 +115,28 @@ def test_an_unknown_mesh_is_404(server, demo):
 
 
 def test_a_shared_mesh_is_read_with_its_owner(server, demo):
-    status, body = get_json(server, f"/meshes/{MESH}", account=new_account(), owner=demo["account"])
+    consumer = new_account()
+    status, _ = get_json(server, f"/meshes/{MESH}", account=consumer, owner=demo["account"])
+    assert status == 404  # not shared yet
+
+    def client_for(service: str, account: str):
+        return make_client(server.endpoint, service, account)
+
+    share_mesh(client_for, demo["account"], MESH, consumer)
+    status, body = get_json(server, f"/meshes/{MESH}", account=consumer, owner=demo["account"])
     assert status == 200 and body["tree"]["facts"]["owner"] == demo["account"]
+
+
+def test_another_accounts_data_is_not_served_by_naming_it(server, demo):
+    url = f"{server.endpoint}/_appmesh/console/api/meshes?account={demo['account']}"
+    try:
+        urllib.request.urlopen(url, timeout=10)
+        raise AssertionError("served another account's meshes to an unsigned request")
+    except urllib.error.HTTPError as error:
+        assert error.code == 403
+    for path in ("/meshes", "/proxies", "/traces"):
+        status, body = get_json(server, path, account=new_account())
+        assert status == 200 and demo["account"] not in json.dumps(body)
 
 
 def test_the_service_map_has_rates_errors_and_latency_on_each_edge(server, demo):

@@ -178,3 +178,17 @@ def test_with_verify_signatures_a_proxy_with_real_credentials_gets_its_config(
             assert json.loads(reply.read())["resources"]
     finally:
         running.stop()
+
+
+def test_with_verify_signatures_a_claimed_account_reads_no_proxies(guarded: Server) -> None:
+    url = f"{guarded.endpoint}/_appmesh/proxies"
+    claim = (
+        f"AWS4-HMAC-SHA256 Credential={new_account()}/20260101/us-east-1/appmesh/aws4_request, "
+        f"SignedHeaders=host, Signature={'0' * 64}"
+    )
+    request = urllib.request.Request(url, headers={"Authorization": claim})
+    try:
+        urllib.request.urlopen(request, timeout=5)
+        raise AssertionError("a forged credential scope was served")
+    except urllib.error.HTTPError as error:
+        assert error.code == 403

@@ -11,7 +11,11 @@ export async function api(path, params = {}) {
   for (const [key, value] of Object.entries(params)) {
     if (value !== undefined && value !== null && value !== "") query.set(key, value);
   }
-  const reply = await fetch(`/_appmesh/console/api${path}?${query}`);
+  // The account picked, stated as a SigV4 credential scope: the server shows an account's
+  // data only to requests that carry it (not a signature: see docs/security.md).
+  const claim = `AWS4-HMAC-SHA256 Credential=${scope.account}/20190125/${scope.region}/appmesh/aws4_request, SignedHeaders=host, Signature=${"0".repeat(64)}`;
+  const headers = scope.account ? { Authorization: claim } : {};
+  const reply = await fetch(`/_appmesh/console/api${path}?${query}`, { headers });
   const body = await reply.json().catch(() => ({}));
   if (!reply.ok) throw new ApiError(body.detail || `${reply.status} ${reply.statusText}`);
   return body;
