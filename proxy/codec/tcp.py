@@ -20,6 +20,7 @@ from proxy import stream_info as flags
 from proxy.codec.http1 import format_address
 from proxy.observe.stats import TCP_COUNTERS
 from proxy.stream_info import StreamInfo
+from proxy.upstream import tls
 
 if TYPE_CHECKING:
     from proxy.config.compile import TcpProxyConfig
@@ -206,10 +207,16 @@ class TcpProxyConnection(asyncio.Protocol):
         self._counted = True
         self.host = host
         try:
-            transport, _ = await asyncio.wait_for(
-                self.ctx.loop.create_connection(lambda: _UpstreamSide(self), host.host, host.port),
-                cluster.config.connect_timeout,
-            )
+            secure = cluster.config.tls
+            if secure is None:
+                connecting = self.ctx.loop.create_connection(
+                    lambda: _UpstreamSide(self), host.host, host.port
+                )
+            else:
+                connecting = tls.connect(
+                    lambda: _UpstreamSide(self), host.host, host.port, secure, cluster.stats
+                )
+            transport, _ = await asyncio.wait_for(connecting, cluster.config.connect_timeout)
         except (OSError, TimeoutError) as exc:
             counters["upstream_cx_connect_fail"] += 1
             if isinstance(exc, TimeoutError):

@@ -9,6 +9,7 @@ healthy-panic threshold, a 5 s connect timeout and a 1 h upstream idle timeout.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Any
 
 from envoy_bootstrap.envoy_types import HTTP_PROTOCOL_OPTIONS
@@ -21,8 +22,11 @@ from proxy.config.protojson import (
     type_url,
     uint,
 )
+from proxy.config.tls import ClientTls, Secrets, compile_client
+from proxy.config.unsupported import socket_kind
 
 UNHEALTHY_EDS_STATES = frozenset({"UNHEALTHY", "DRAINING", "TIMEOUT"})
+_NO_SECRETS: Secrets = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +111,7 @@ class ClusterConfig:
     raw: dict[str, Any]
     cleanup_interval: float = 5.0  # ORIGINAL_DST: how long an unused destination is kept
     target_virtual_node: str = ""  # App Mesh's aggregate_stats metadata, for metrics
+    tls: ClientTls | None = None  # TLS origination (UpstreamTlsContext)
 
 
 def compile_load_assignment(spec: dict[str, Any]) -> LoadAssignment:
@@ -236,7 +241,7 @@ def _check_lb_policy(name: str, discovery: str, lb_policy: str) -> None:
         )
 
 
-def compile_cluster(spec: dict[str, Any]) -> ClusterConfig:
+def compile_cluster(spec: dict[str, Any], secrets: Secrets = _NO_SECRETS) -> ClusterConfig:
     """A ``Cluster`` dict; STATIC/STRICT_DNS/LOGICAL_DNS carry endpoints, EDS waits for them."""
     name = spec.get("name")
     if not isinstance(name, str) or not name:
@@ -276,4 +281,15 @@ def compile_cluster(spec: dict[str, Any]) -> ClusterConfig:
         raw=spec,
         cleanup_interval=duration(spec.get("cleanup_interval"), 5.0) or 5.0,
         target_virtual_node=aggregate_stats_tag(spec, "TargetVirtualNode"),
+        tls=_client_tls(name, spec.get("transport_socket"), secrets),
     )
+
+
+def _client_tls(name: str, socket: Any, secrets: Secrets) -> ClientTls | None:
+    """The cluster's TLS origination context, when its transport socket is TLS."""
+    if not isinstance(socket, dict) or socket_kind(socket) != "tls":
+        return None
+    try:
+        return compile_client(socket, secrets)
+    except ConfigError as exc:
+        raise ConfigError(f"cluster {name}: {exc}") from exc

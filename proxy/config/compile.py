@@ -8,7 +8,7 @@ only ever looks things up in it; a new version is a new object swapped in atomic
 
 Fields this proxy does not act on are ignored (Envoy's config is large); resources
 Envoy itself would reject (missing names, invalid regexes, duplicate domains) and
-features this proxy cannot honour yet (``proxy.unsupported``: TLS, HTTP/2) raise
+features this proxy cannot honour yet (``proxy.config.unsupported``: HTTP/2...) raise
 ``ConfigError``, which the xDS client turns into a NACK.
 """
 
@@ -31,6 +31,8 @@ from envoy_bootstrap.envoy_types import (
     ROUTE_CONFIGURATION,
     SECRET,
     TCP_PROXY,
+    TLS_INSPECTOR,
+    TLS_INSPECTOR_NAME,
 )
 from proxy.config import unsupported
 from proxy.config.access_log import AccessLogConfig, compile_access_logs
@@ -50,10 +52,13 @@ from proxy.config.protojson import (
     uint,
 )
 from proxy.config.routing import RouteTable, compile_route_configuration
+from proxy.config.tls import Secrets, ServerTls, compile_server
 
 _HCM_NAMES = (HTTP_CONNECTION_MANAGER, "envoy.filters.network.http_connection_manager")
 _TCP_NAMES = (TCP_PROXY, "envoy.filters.network.tcp_proxy")
 _ORIGINAL_DST_NAMES = (ORIGINAL_DST, "envoy.filters.listener.original_dst")
+_TLS_INSPECTOR_NAMES = (TLS_INSPECTOR, TLS_INSPECTOR_NAME)
+_NO_SECRETS: Secrets = MappingProxyType({})
 _HEALTH_CHECK_NAMES = (HEALTH_CHECK_FILTER, HEALTH_CHECK_NAME)
 
 
@@ -103,10 +108,15 @@ class FilterChainMatch:
     destination_port: int | None = None
     prefix_ranges: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     source_prefix_ranges: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
-    needs_tls: bool = False  # server_names / transport_protocol "tls" / ALPN: TLS only
+    transport_protocol: str | None = None  # "tls" or "raw_buffer", from the TLS inspector
+    needs_sni: bool = False  # server_names / ALPN: not inspected yet, so never matched
 
-    def matches(self, local: tuple[str, int], remote: tuple[str, int]) -> bool:
-        if self.needs_tls:
+    def matches(
+        self, local: tuple[str, int], remote: tuple[str, int], transport: str = "raw_buffer"
+    ) -> bool:
+        if self.needs_sni:
+            return False
+        if self.transport_protocol is not None and self.transport_protocol != transport:
             return False
         if self.destination_port is not None and local[1] != self.destination_port:
             return False
@@ -115,9 +125,9 @@ class FilterChainMatch:
         return not self.source_prefix_ranges or _in_ranges(remote[0], self.source_prefix_ranges)
 
     @property
-    def specificity(self) -> tuple[int, int]:
+    def specificity(self) -> tuple[int, int, int]:
         longest = max((net.prefixlen for net in self.prefix_ranges), default=-1)
-        return (self.destination_port is not None, longest)
+        return (self.destination_port is not None, longest, self.transport_protocol is not None)
 
 
 def _in_ranges(address: str, ranges: tuple[Any, ...]) -> bool:
@@ -130,20 +140,23 @@ def _in_ranges(address: str, ranges: tuple[Any, ...]) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class FilterChain:
-    """A filter chain's terminal network filter: an HCM (``http``) or ``tcp_proxy``."""
+    """A filter chain's terminal network filter: an HCM (``http``) or ``tcp_proxy``, and
+    its TLS context when the chain terminates TLS."""
 
     name: str
     match: FilterChainMatch
     http: HttpConnectionManagerConfig | None
     tcp: TcpProxyConfig | None
     transport_socket: Mapping[str, Any] | None
+    tls: ServerTls | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ListenerConfig:
     """A compiled ``Listener``. ``original_dst``: it runs the original_dst listener filter,
     so connections are matched (and ORIGINAL_DST clusters connect) by where they were
-    going before iptables redirected them, not by the proxy port they landed on."""
+    going before iptables redirected them, not by the proxy port they landed on.
+    ``tls_inspector``: the first bytes of a connection tell TLS from plaintext."""
 
     name: str
     address: tuple[str, int]
@@ -152,16 +165,28 @@ class ListenerConfig:
     bind_to_port: bool
     raw: Mapping[str, Any]
     original_dst: bool = False
+    tls_inspector: bool = False
 
-    def select_chain(self, local: tuple[str, int], remote: tuple[str, int]) -> FilterChain | None:
+    def select_chain(
+        self, local: tuple[str, int], remote: tuple[str, int], transport: str = "raw_buffer"
+    ) -> FilterChain | None:
         """Envoy picks the most specific matching chain, else the default chain."""
         best: FilterChain | None = None
         for chain in self.filter_chains:
-            if chain.match.matches(local, remote) and (
+            if chain.match.matches(local, remote, transport) and (
                 best is None or chain.match.specificity > best.match.specificity
             ):
                 best = chain
         return best or self.default_chain
+
+    @property
+    def inspects(self) -> bool:
+        """A connection's first bytes decide its chain or must go through TLS."""
+        chains = (*self.filter_chains, self.default_chain)
+        return any(
+            c is not None and (c.tls is not None or c.match.transport_protocol is not None)
+            for c in chains
+        )
 
     @property
     def single_chain(self) -> FilterChain | None:
@@ -219,42 +244,48 @@ def compile_resources(resources: list[dict[str, Any]], version: str) -> Compiled
     for resource in resources:
         if not isinstance(resource, dict):
             raise ConfigError(f"resource is not an object: {resource!r}")
-        kind = type_url(resource)
-        if kind not in buckets:
-            continue  # unknown resource types are not ours to judge
-        key = "cluster_name" if kind == CLUSTER_LOAD_ASSIGNMENT else "name"
-        name = resource.get(key)
-        if not isinstance(name, str) or not name:
-            raise ConfigError(f"{kind} without {key}")
-        if name in buckets[kind]:
-            raise ConfigError(f"duplicate {kind} {name!r}")
-        problem = unsupported.problem(kind, resource)
-        if problem:
-            raise ConfigError(problem)
-        buckets[kind][name] = resource
+        _add_resource(buckets, resource)
+    secrets = _frozen(dict(buckets[SECRET]))
     return CompiledConfig(
         version=version,
-        listeners=_frozen({n: compile_listener(r) for n, r in buckets[LISTENER].items()}),
+        listeners=_frozen({n: compile_listener(r, secrets) for n, r in buckets[LISTENER].items()}),
         route_tables=_frozen(
             {n: compile_route_configuration(r) for n, r in buckets[ROUTE_CONFIGURATION].items()}
         ),
-        clusters=_frozen({n: compile_cluster(r) for n, r in buckets[CLUSTER].items()}),
+        clusters=_frozen({n: compile_cluster(r, secrets) for n, r in buckets[CLUSTER].items()}),
         load_assignments=_frozen(
             {n: compile_load_assignment(r) for n, r in buckets[CLUSTER_LOAD_ASSIGNMENT].items()}
         ),
-        secrets=_frozen(dict(buckets[SECRET])),
+        secrets=secrets,
         resources=tuple(r for r in resources if type_url(r) in buckets),
     )
+
+
+def _add_resource(buckets: dict[str, dict[str, Any]], resource: dict[str, Any]) -> None:
+    """File one resource under its type, refusing duplicates and what cannot be served."""
+    kind = type_url(resource)
+    if kind not in buckets:
+        return  # unknown resource types are not ours to judge
+    key = "cluster_name" if kind == CLUSTER_LOAD_ASSIGNMENT else "name"
+    name = resource.get(key)
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{kind} without {key}")
+    if name in buckets[kind]:
+        raise ConfigError(f"duplicate {kind} {name!r}")
+    problem = unsupported.problem(kind, resource)
+    if problem:
+        raise ConfigError(problem)
+    buckets[kind][name] = resource
 
 
 def _frozen(mapping: dict[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(mapping)
 
 
-def compile_listener(spec: dict[str, Any]) -> ListenerConfig:
+def compile_listener(spec: dict[str, Any], secrets: Secrets = _NO_SECRETS) -> ListenerConfig:
     name = str(spec.get("name", ""))
     chains = tuple(
-        _compile_chain(chain, f"{name}#{i}")
+        _compile_chain(chain, f"{name}#{i}", secrets)
         for i, chain in enumerate(spec.get("filter_chains") or ())
     )
     default = spec.get("default_filter_chain")
@@ -262,16 +293,21 @@ def compile_listener(spec: dict[str, Any]) -> ListenerConfig:
         name=name,
         address=socket_address(spec.get("address")),
         filter_chains=chains,
-        default_chain=_compile_chain(default, f"{name}#default")
+        default_chain=_compile_chain(default, f"{name}#default", secrets)
         if isinstance(default, dict)
         else None,
         bind_to_port=flag(spec.get("bind_to_port"), True),
         raw=spec,
-        original_dst=any(
-            typed_config(f)[0] in _ORIGINAL_DST_NAMES or f.get("name") in _ORIGINAL_DST_NAMES
-            for f in spec.get("listener_filters") or ()
-            if isinstance(f, dict)
-        ),
+        original_dst=_has_listener_filter(spec, _ORIGINAL_DST_NAMES),
+        tls_inspector=_has_listener_filter(spec, _TLS_INSPECTOR_NAMES),
+    )
+
+
+def _has_listener_filter(spec: dict[str, Any], names: tuple[str, ...]) -> bool:
+    return any(
+        typed_config(f)[0] in names or f.get("name") in names
+        for f in spec.get("listener_filters") or ()
+        if isinstance(f, dict)
     )
 
 
@@ -294,15 +330,14 @@ def _compile_match(spec: Any) -> FilterChainMatch:
         destination_port=None if port is None else uint(port, 0),
         prefix_ranges=_networks(spec.get("prefix_ranges")),
         source_prefix_ranges=_networks(spec.get("source_prefix_ranges")),
-        needs_tls=bool(
-            spec.get("server_names")
-            or spec.get("transport_protocol") == "tls"
-            or spec.get("application_protocols")
-        ),
+        transport_protocol=str(spec["transport_protocol"])
+        if spec.get("transport_protocol")
+        else None,
+        needs_sni=bool(spec.get("server_names") or spec.get("application_protocols")),
     )
 
 
-def _compile_chain(spec: dict[str, Any], fallback_name: str) -> FilterChain:
+def _compile_chain(spec: dict[str, Any], fallback_name: str, secrets: Secrets) -> FilterChain:
     http = tcp = None
     for network_filter in spec.get("filters") or ():
         kind, config = typed_config(network_filter)
@@ -316,7 +351,14 @@ def _compile_chain(spec: dict[str, Any], fallback_name: str) -> FilterChain:
         http=http,
         tcp=tcp,
         transport_socket=spec.get("transport_socket"),
+        tls=_server_tls(spec.get("transport_socket"), secrets),
     )
+
+
+def _server_tls(socket: Any, secrets: Secrets) -> ServerTls | None:
+    if not isinstance(socket, dict) or unsupported.socket_kind(socket) != "tls":
+        return None
+    return compile_server(socket, secrets)
 
 
 def compile_http_connection_manager(spec: dict[str, Any]) -> HttpConnectionManagerConfig:

@@ -2,9 +2,10 @@
 
 Envoy rejects a listener or cluster that names an extension it was not built with;
 this proxy does the same for the features it has not implemented, so a mesh that asks
-for TLS or HTTP/2 gets a NACK with a reason (in the proxy's log, ``/_appmesh/proxies``
-and the console) instead of plaintext or HTTP/1.1 in their place. Keeping the list in
-one module makes it the one place to shrink as the features land.
+for HTTP/2, or for a TLS setting this proxy does not act on (a local SDS agent, cipher
+lists, certificate pins, TLS health checks), gets a NACK with a reason (in the proxy's
+log, ``/_appmesh/proxies`` and the console) instead of something weaker in its place.
+Keeping the list in one module makes it the one place to shrink as the features land.
 
 Each check returns the reason a resource cannot be served, or ``None``.
 """
@@ -15,6 +16,7 @@ from typing import Any
 
 from envoy_bootstrap.envoy_types import (
     CLUSTER,
+    DOWNSTREAM_TLS,
     HEALTH_CHECK_FILTER,
     HEALTH_CHECK_NAME,
     HTTP_CONNECTION_MANAGER,
@@ -23,6 +25,7 @@ from envoy_bootstrap.envoy_types import (
     ROUTER,
     ROUTER_NAME,
     TCP_PROXY,
+    UPSTREAM_TLS,
 )
 from proxy.config.protojson import type_url, typed_config
 
@@ -64,9 +67,10 @@ def listener_problem(spec: dict[str, Any]) -> str | None:
 
 def _chain_problem(chain: dict[str, Any]) -> str | None:
     socket = chain.get("transport_socket")
-    if isinstance(socket, dict) and _socket_kind(socket) != "raw_buffer":
-        kind = _socket_kind(socket)
-        return f"downstream TLS ({kind}) {NOT_YET}; refusing rather than serving plaintext"
+    if isinstance(socket, dict):
+        problem = transport_socket_problem(socket, DOWNSTREAM_TLS)
+        if problem:
+            return f"downstream {problem}"
     for network_filter in chain.get("filters") or ():
         if not isinstance(network_filter, dict):
             continue
@@ -119,11 +123,12 @@ def cluster_problem(spec: dict[str, Any]) -> str | None:
     """Why a ``Cluster`` cannot be served as written, if it cannot."""
     name = spec.get("name", "")
     socket = spec.get("transport_socket")
-    if isinstance(socket, dict) and _socket_kind(socket) != "raw_buffer":
-        return (
-            f"cluster {name}: upstream TLS ({_socket_kind(socket)}) {NOT_YET}; "
-            "refusing rather than connecting in plaintext"
-        )
+    if isinstance(socket, dict):
+        problem = transport_socket_problem(socket, UPSTREAM_TLS)
+        if problem:
+            return f"cluster {name}: upstream {problem}"
+        if socket_kind(socket) == "tls" and spec.get("health_checks"):
+            return f"cluster {name}: TLS health checks {NOT_YET}"
     if spec.get("transport_socket_matches"):
         return f"cluster {name}: transport_socket_matches {NOT_YET}"
     if _speaks_http2(spec):
@@ -161,7 +166,79 @@ def _health_check_problem(check: dict[str, Any]) -> str | None:
     return None
 
 
-def _socket_kind(socket: dict[str, Any]) -> str:
+_CONTEXT_FIELDS = {
+    DOWNSTREAM_TLS: {"common_tls_context", "require_client_certificate"},
+    UPSTREAM_TLS: {"common_tls_context", "sni"},
+}
+_COMMON_FIELDS = {
+    "tls_certificates",
+    "tls_certificate_sds_secret_configs",
+    "validation_context",
+    "validation_context_sds_secret_config",
+    "combined_validation_context",
+    "alpn_protocols",
+    "tls_params",
+}
+_VALIDATION_FIELDS = {"trusted_ca", "match_typed_subject_alt_names", "match_subject_alt_names"}
+_TLS_PARAMS = {"tls_minimum_protocol_version", "tls_maximum_protocol_version"}
+
+
+def transport_socket_problem(socket: dict[str, Any], context_type: str) -> str | None:
+    """Why a ``transport_socket`` cannot be honoured: an unknown socket, or a TLS context
+    asking for something ``proxy.config.tls`` does not do."""
+    kind = socket_kind(socket)
+    if kind == "raw_buffer":
+        return None
+    if kind != "tls":
+        return f"transport socket {kind} {NOT_YET}"
+    config = socket.get("typed_config") or {}
+    if type_url(config) != context_type:
+        return f"TLS transport socket with {type_url(config) or 'no'} context"
+    extra = set(config) - {"@type"} - _CONTEXT_FIELDS[context_type]
+    if extra:
+        return f"TLS context fields {sorted(extra)} {NOT_YET}"
+    return _common_context_problem(config.get("common_tls_context") or {})
+
+
+def _common_context_problem(common: dict[str, Any]) -> str | None:
+    extra = set(common) - _COMMON_FIELDS
+    if extra:
+        return f"TLS common_tls_context fields {sorted(extra)} {NOT_YET}"
+    params = set(common.get("tls_params") or {}) - _TLS_PARAMS
+    if params:
+        return f"TLS tls_params {sorted(params)} {NOT_YET}"
+    validations = [common.get("validation_context")]
+    combined = common.get("combined_validation_context") or {}
+    validations.append(combined.get("default_validation_context"))
+    for validation in validations:
+        extra = set(validation or {}) - _VALIDATION_FIELDS - {"trust_chain_verification"}
+        if extra:
+            return f"TLS validation context fields {sorted(extra)} {NOT_YET}"
+        if (validation or {}).get("trust_chain_verification", "VERIFY_TRUST_CHAIN") != (
+            "VERIFY_TRUST_CHAIN"
+        ):
+            return f"TLS trust_chain_verification ACCEPT_UNTRUSTED {NOT_YET}"
+    for ref in _sds_references(common):
+        if "ads" not in (ref.get("sds_config") or {}):
+            return (
+                f"TLS secret {ref.get('name')!r} from a local SDS agent {NOT_YET} (only "
+                "secrets the control plane sends on the xDS stream are); "
+                "refusing rather than serving without it"
+            )
+    return None
+
+
+def _sds_references(common: dict[str, Any]) -> list[dict[str, Any]]:
+    refs = list(common.get("tls_certificate_sds_secret_configs") or ())
+    if isinstance(common.get("validation_context_sds_secret_config"), dict):
+        refs.append(common["validation_context_sds_secret_config"])
+    combined = common.get("combined_validation_context") or {}
+    if isinstance(combined.get("validation_context_sds_secret_config"), dict):
+        refs.append(combined["validation_context_sds_secret_config"])
+    return [ref for ref in refs if isinstance(ref, dict)]
+
+
+def socket_kind(socket: dict[str, Any]) -> str:
     """``tls`` for a TLS context, ``raw_buffer`` for plaintext, else the extension named."""
     kind = type_url(socket.get("typed_config") or {}) or str(socket.get("name", ""))
     if kind.endswith("TlsContext") or kind == "envoy.transport_sockets.tls":

@@ -89,6 +89,15 @@ TCP_COUNTERS = (
     "idle_timeout",
     "upstream_flush_total",
 )
+# Envoy's TLS counters, shown for listeners and clusters that carry a TLS context.
+SSL_COUNTERS = (
+    "ssl.handshake",
+    "ssl.connection_error",
+    "ssl.no_certificate",
+    "ssl.fail_verify_no_cert",
+    "ssl.fail_verify_error",
+    "ssl.fail_verify_san",
+)
 LISTENER_COUNTERS = (
     "downstream_cx_total",
     "downstream_cx_destroy",

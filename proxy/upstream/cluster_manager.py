@@ -24,7 +24,7 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from proxy.config.cluster import ClusterConfig, Endpoint, LoadAssignment
-from proxy.observe.stats import CLUSTER_COUNTERS, HEALTH_CHECK_COUNTERS, Stats
+from proxy.observe.stats import CLUSTER_COUNTERS, HEALTH_CHECK_COUNTERS, SSL_COUNTERS, Stats
 from proxy.upstream.health_check import HealthChecker
 from proxy.upstream.host import Host
 from proxy.upstream.outlier import EventLog, OutlierDetector
@@ -87,11 +87,23 @@ class Cluster:
         """Apply a new version of this cluster, keeping hosts that stay."""
         if config.raw != self.config.raw:
             self._configure(config)
+        elif config.tls is not None:
+            # Same cluster, but its certificate files were re-read or an SDS secret it
+            # names changed: new connections use the new context, open ones keep theirs.
+            self.config = config
         self.set_endpoints(assignment)
 
     def _configure(self, config: ClusterConfig) -> None:
         previous = self.config
         self.config = config
+        if config.tls is not None:  # Envoy lists a TLS cluster's ssl.* counters, zeros too
+            for name in SSL_COUNTERS:
+                self.stats.counters.setdefault(name, 0)
+        if previous.raw.get("transport_socket") != config.raw.get("transport_socket"):
+            # Idle connections were made under the old TLS terms (trust, SANs, SNI, or
+            # plaintext): like Envoy's drained pools, they carry no new request.
+            for host in self.hosts.values():
+                host.pool.close_idle()
         self.resources.update(config.thresholds)
         if self.original_dst != (config.discovery == "ORIGINAL_DST"):
             self.original_dst = not self.original_dst

@@ -15,11 +15,13 @@ an import circle.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Protocol
 
 from proxy.config.retry import CONNECT_FAILURE
+from proxy.upstream import tls
 from proxy.upstream.http1 import UpstreamConnection, UpstreamStream
 
 if TYPE_CHECKING:
@@ -113,6 +115,8 @@ def _connect_detail(exc: BaseException) -> str:
     """Envoy's transport failure reason wording, as far as a socket error tells it."""
     if isinstance(exc, TimeoutError):
         return "connect timeout"
+    if isinstance(exc, ssl.SSLError):
+        return tls.failure_detail(exc)
     code = getattr(exc, "errno", None)
     return f"delayed connect error: {code}" if code else (str(exc) or type(exc).__name__)
 
@@ -180,11 +184,17 @@ class HostPool:
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
         host, cluster = self.host, self.cluster
+        secure = cluster.config.tls
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: UpstreamConnection(self), host.host, host.port),
-                cluster.config.connect_timeout,
-            )
+            if secure is None:
+                connecting = loop.create_connection(
+                    lambda: UpstreamConnection(self), host.host, host.port
+                )
+            else:
+                connecting = tls.connect(
+                    lambda: UpstreamConnection(self), host.host, host.port, secure, cluster.stats
+                )
+            _, conn = await asyncio.wait_for(connecting, cluster.config.connect_timeout)
         except (OSError, TimeoutError, asyncio.CancelledError) as exc:
             self._connect_failed(exc)
             return

@@ -81,11 +81,9 @@ def browser() -> Iterator[object]:
 
 
 LEDGER_DNS = "payments-ledger.backoffice.svc.local"
-STRICT_TLS = {
-    "mode": "STRICT",
-    "certificate": {"file": {"certificateChain": "/certs/c.pem", "privateKey": "/certs/k.pem"}},
-}
-NO_TLS = "downstream TLS (tls) is not supported"  # the sidecar's reason for its NACK
+# A certificate from a local SDS agent (SPIRE): the sidecar serves TLS, but not from one.
+STRICT_TLS = {"mode": "STRICT", "certificate": {"sds": {"secretName": "ledger-cert"}}}
+NO_TLS = "from a local SDS agent is not supported"  # the sidecar's reason for its NACK
 
 
 def rejected_listener(endpoint: str, node_id: str) -> dict | None:
@@ -98,7 +96,7 @@ def rejected_listener(endpoint: str, node_id: str) -> dict | None:
 @pytest.fixture(scope="module")
 def crowded(server, tmp_path_factory) -> Iterator[str]:
     """An account with a busier service map, and a node with a long DNS name whose STRICT
-    TLS listener its real sidecar rejects."""
+    TLS listener (certificate from a local SDS agent) its real sidecar rejects."""
     account = new_account()
     appmesh = make_client(server.endpoint, "appmesh", account)
     appmesh.create_mesh(meshName="shop")

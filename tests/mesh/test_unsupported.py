@@ -1,9 +1,9 @@
 """What the sidecar cannot honour yet is refused loudly, never served downgraded.
 
-A mesh asks for TLS on a listener, TLS and HTTP/2 towards backends: the sidecar NACKs
-those listeners and clusters with a reason (visible in ``/_appmesh/proxies`` and its
-log), keeps the rest of the node's config live, and answers an HTTP/2 client with
-GOAWAY HTTP_1_1_REQUIRED instead of a parse error.
+A mesh asks for a TLS certificate from a local SDS agent (SPIRE) on a listener, and
+HTTP/2 towards backends: the sidecar NACKs those listeners and clusters with a reason
+(visible in ``/_appmesh/proxies`` and its log), keeps the rest of the node's config
+live, and answers an HTTP/2 client with GOAWAY HTTP_1_1_REQUIRED instead of a parse error.
 """
 
 from __future__ import annotations
@@ -23,12 +23,8 @@ from tests.mesh.harness import Mesh, get
 from tests.signing import proxies_of
 
 MESH = "refuse"
-STRICT_TLS = {
-    "mode": "STRICT",
-    "certificate": {
-        "file": {"certificateChain": "/certs/cert.pem", "privateKey": "/certs/key.pem"}
-    },
-}
+# TLS itself is served (tests/mesh/test_tls.py); a local SDS agent is not, yet.
+STRICT_TLS = {"mode": "STRICT", "certificate": {"sds": {"secretName": "spiffe://refuse/secure"}}}
 
 
 def node_spec(port: int, name: str, protocol: str = "http", tls: dict | None = None) -> dict:
@@ -110,10 +106,10 @@ def test_the_rest_of_the_node_stays_live(refused):
     assert f"_{MESH}_blue_http_" in clusters and f"_{MESH}_rpc_" not in clusters
 
 
-def test_a_strict_tls_listener_is_refused_not_served_in_plaintext(server, refused):
+def test_a_tls_listener_it_cannot_serve_is_refused_not_served_in_plaintext(server, refused):
     account = refused["mesh"].account
     found = wait_for(lambda: rejections(server, "secure", account).get(LISTENER))
-    assert found and "downstream TLS (tls) is not supported" in found["message"]
+    assert found and "from a local SDS agent is not supported" in found["message"]
     secure = refused["proxies"]["secure"]
     with pytest.raises(OSError):
         get(secure.ingress, "/", f"secure.{MESH}.local", timeout=3)

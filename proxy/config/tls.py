@@ -1,0 +1,260 @@
+"""TLS transport sockets compiled into Python ``ssl`` contexts, once per config version.
+
+A filter chain's ``DownstreamTlsContext`` becomes a ``ServerTls`` and a cluster's
+``UpstreamTlsContext`` a ``ClientTls``: an ``ssl.SSLContext`` with the certificate and
+trust loaded, plus what Envoy checks that OpenSSL's own verification does not (the
+subject alternative name matchers, whether a client certificate is required, the SNI).
+
+Certificates come inline in the context (``tls_certificates`` with ``filename`` or
+``inline_string``) or by name from SDS secrets delivered on the xDS stream
+(``tls_certificate_sds_secret_configs``, ``validation_context_sds_secret_config``,
+``combined_validation_context``). Files are read when a version is compiled, as Envoy
+reads them when it loads a listener or cluster, so a rotated file applies to
+connections made after the next config update; a changed SDS secret is a new version
+by itself. Connections already open keep the context they were made with.
+
+What OpenSSL is not told, this module checks after the handshake, as Envoy's
+``DefaultCertValidator`` does after chain verification: ``match_typed_subject_alt_names``
+(and the older ``match_subject_alt_names``), DNS SANs matched with a certificate's
+``*.`` wildcard covering one label. Anything in a context this proxy does not act on
+(cipher lists, SPKI pins, CRLs, local SDS agents) is refused by ``proxy.config.unsupported``
+before it gets here.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import ssl
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from proxy.config.matchers import compile_string_matcher
+from proxy.config.protojson import ConfigError
+
+Secrets = Mapping[str, Mapping[str, Any]]
+
+# Envoy's SAN types and the names Python's ``getpeercert()`` gives them.
+_SAN_TYPES = {"DNS": "DNS", "URI": "URI", "EMAIL": "email", "IP_ADDRESS": "IP Address"}
+_TLS_VERSIONS = {
+    "TLSv1_0": ssl.TLSVersion.TLSv1,
+    "TLSv1_1": ssl.TLSVersion.TLSv1_1,
+    "TLSv1_2": ssl.TLSVersion.TLSv1_2,
+    "TLSv1_3": ssl.TLSVersion.TLSv1_3,
+}
+# HTTP/2 is not spoken yet: ALPN offers only what the codecs speak, so a client that
+# prefers h2 negotiates http/1.1 honestly instead of sending frames nobody parses.
+_SPOKEN_ALPN = ("http/1.1",)
+
+
+@dataclass(frozen=True, slots=True)
+class SanMatcher:
+    """One SAN matcher: the SAN type it looks at (``None``: every type) and a predicate."""
+
+    san_type: str | None
+    matches: Callable[[str], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTls:
+    """A compiled ``DownstreamTlsContext``."""
+
+    context: ssl.SSLContext
+    require_client_certificate: bool
+    validates: bool  # a validation context: ask for (and verify) a client certificate
+    sans: tuple[SanMatcher, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTls:
+    """A compiled ``UpstreamTlsContext``."""
+
+    context: ssl.SSLContext
+    sni: str
+    validates: bool
+    sans: tuple[SanMatcher, ...]
+
+
+def compile_server(socket: Mapping[str, Any], secrets: Secrets) -> ServerTls:
+    """A filter chain's TLS transport socket as a server-side context."""
+    spec = dict(socket.get("typed_config") or {})
+    common = spec.get("common_tls_context") or {}
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    _configure(context, common)
+    pairs = _certificates(common, secrets)
+    if not pairs:
+        raise ConfigError("DownstreamTlsContext without a certificate")
+    for chain, key in pairs:
+        _load_pair(context, chain, key)
+    validation, sans = _validation(common, secrets)
+    required = bool(spec.get("require_client_certificate", False))
+    if validation is not None:
+        _load_trust(context, validation)
+        context.verify_mode = ssl.CERT_REQUIRED if required else ssl.CERT_OPTIONAL
+    elif required:
+        raise ConfigError("require_client_certificate needs a validation context")
+    return ServerTls(context, required, validation is not None, sans)
+
+
+def compile_client(socket: Mapping[str, Any], secrets: Secrets) -> ClientTls:
+    """A cluster's TLS transport socket as a client-side context."""
+    spec = dict(socket.get("typed_config") or {})
+    common = spec.get("common_tls_context") or {}
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False  # Envoy checks SANs against its matchers, not the SNI
+    _configure(context, common)
+    for chain, key in _certificates(common, secrets):
+        _load_pair(context, chain, key)
+    validation, sans = _validation(common, secrets)
+    if validation is not None:
+        _load_trust(context, validation)
+        context.verify_mode = ssl.CERT_REQUIRED
+    else:
+        context.verify_mode = ssl.CERT_NONE  # Envoy without a validation context: no checks
+    return ClientTls(context, str(spec.get("sni") or ""), validation is not None, sans)
+
+
+def san_mismatch(matchers: tuple[SanMatcher, ...], peercert: Mapping[str, Any]) -> bool:
+    """True when matchers are configured and no SAN of the certificate satisfies one."""
+    if not matchers:
+        return False
+    names = tuple(peercert.get("subjectAltName") or ())
+    for matcher in matchers:
+        for kind, value in names:
+            if matcher.san_type is not None and kind != matcher.san_type:
+                continue
+            if matcher.matches(value):
+                return False
+    return True
+
+
+def _configure(context: ssl.SSLContext, common: Mapping[str, Any]) -> None:
+    params = common.get("tls_params") or {}
+    context.minimum_version = _TLS_VERSIONS.get(
+        str(params.get("tls_minimum_protocol_version", "TLSv1_2")), ssl.TLSVersion.TLSv1_2
+    )
+    context.maximum_version = _TLS_VERSIONS.get(
+        str(params.get("tls_maximum_protocol_version", "TLSv1_3")), ssl.TLSVersion.TLSv1_3
+    )
+    alpn = [p for p in common.get("alpn_protocols") or () if p in _SPOKEN_ALPN]
+    if alpn:
+        context.set_alpn_protocols(alpn)
+
+
+def _certificates(common: Mapping[str, Any], secrets: Secrets) -> list[tuple[bytes, bytes]]:
+    """(certificate chain, private key) PEM pairs, inline or from named secrets."""
+    specs = list(common.get("tls_certificates") or ())
+    for ref in common.get("tls_certificate_sds_secret_configs") or ():
+        specs.append(_secret(secrets, ref, "tls_certificate"))
+    pairs = []
+    for spec in specs:
+        chain = _data(spec.get("certificate_chain"), "certificate_chain")
+        pairs.append((chain, _data(spec.get("private_key"), "private_key")))
+    return pairs
+
+
+def _validation(
+    common: Mapping[str, Any], secrets: Secrets
+) -> tuple[Mapping[str, Any] | None, tuple[SanMatcher, ...]]:
+    """The effective ``CertificateValidationContext`` (trust and SANs), if any."""
+    if isinstance(common.get("validation_context"), dict):
+        validation = common["validation_context"]
+    elif isinstance(common.get("validation_context_sds_secret_config"), dict):
+        ref = common["validation_context_sds_secret_config"]
+        validation = _secret(secrets, ref, "validation_context")
+    elif isinstance(common.get("combined_validation_context"), dict):
+        combined = common["combined_validation_context"]
+        fetched = _secret(
+            secrets, combined["validation_context_sds_secret_config"], "validation_context"
+        )
+        validation = {**(combined.get("default_validation_context") or {}), **fetched}
+    else:
+        return None, ()
+    if "trusted_ca" not in validation:
+        return None, ()  # Envoy: without a trust anchor the certificate is not verified
+    return validation, _san_matchers(validation)
+
+
+def _san_matchers(validation: Mapping[str, Any]) -> tuple[SanMatcher, ...]:
+    matchers = []
+    for typed in validation.get("match_typed_subject_alt_names") or ():
+        san_type = _SAN_TYPES.get(str(typed.get("san_type")))
+        if san_type is None:
+            raise ConfigError(f"SAN type {typed.get('san_type')!r} is not supported")
+        matcher = typed.get("matcher") or {}
+        matches = _dns_exact(matcher) if san_type == "DNS" else None
+        matchers.append(SanMatcher(san_type, matches or compile_string_matcher(matcher)))
+    for matcher in validation.get("match_subject_alt_names") or ():
+        matchers.append(SanMatcher(None, compile_string_matcher(matcher)))
+    return tuple(matchers)
+
+
+def _dns_exact(matcher: Mapping[str, Any]) -> Callable[[str], bool] | None:
+    """Envoy's DNS SAN exact match: case-insensitive, and a certificate's ``*.example.com``
+    covers exactly one label (``a.example.com``, not ``a.b.example.com``)."""
+    if set(matcher) - {"exact", "ignore_case"} or "exact" not in matcher:
+        return None
+    wanted = str(matcher["exact"]).lower()
+
+    def matches(san: str) -> bool:
+        san = san.lower()
+        if san == wanted:
+            return True
+        if not san.startswith("*."):
+            return False
+        first, _, rest = wanted.partition(".")
+        return bool(first) and rest == san[2:]
+
+    return matches
+
+
+def _secret(secrets: Secrets, ref: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
+    name = str(ref.get("name", ""))
+    secret = secrets.get(name)
+    if secret is None:
+        raise ConfigError(f"SDS secret {name!r} has not been delivered")
+    body = secret.get(kind)
+    if not isinstance(body, dict):
+        raise ConfigError(f"SDS secret {name!r} holds no {kind}")
+    return body
+
+
+def _data(source: Any, what: str) -> bytes:
+    """An Envoy ``DataSource``: ``filename``, ``inline_string`` or ``inline_bytes``."""
+    if not isinstance(source, dict):
+        raise ConfigError(f"TLS {what} missing")
+    try:
+        if "filename" in source:
+            with open(source["filename"], "rb") as file:
+                return file.read()
+    except OSError as exc:
+        raise ConfigError(f"TLS {what}: cannot read {source['filename']}: {exc}") from exc
+    if "inline_string" in source:
+        return str(source["inline_string"]).encode()
+    if "inline_bytes" in source:
+        return base64.b64decode(source["inline_bytes"])
+    raise ConfigError(f"TLS {what}: unsupported data source {sorted(source)}")
+
+
+def _load_pair(context: ssl.SSLContext, chain: bytes, key: bytes) -> None:
+    """``ssl`` loads certificates only from files: the PEMs go through a private
+    temporary file that is removed at once."""
+    fd, path = tempfile.mkstemp(prefix="appmesh-proxy-", suffix=".pem")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(chain.rstrip(b"\n") + b"\n" + key)
+        context.load_cert_chain(path)
+    except (ssl.SSLError, ValueError) as exc:
+        raise ConfigError(f"TLS certificate or private key rejected: {exc}") from exc
+    finally:
+        os.unlink(path)
+
+
+def _load_trust(context: ssl.SSLContext, validation: Mapping[str, Any]) -> None:
+    pem = _data(validation.get("trusted_ca"), "trusted_ca").decode(errors="replace")
+    try:
+        context.load_verify_locations(cadata=pem)
+    except (ssl.SSLError, ValueError) as exc:
+        raise ConfigError(f"TLS trusted_ca rejected: {exc}") from exc
