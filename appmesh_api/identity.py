@@ -5,11 +5,15 @@ This is the one reading of the ``Authorization`` header's scope
 routes by its service, and every service scopes its data by the account and region.
 Unless ``serve --verify-signatures`` is on, nothing is verified (as in LocalStack): a
 12-digit access key id *is* the account id; other keys map through
-``--account KEY=ACCOUNT``; everything else is the default account.
+``--account KEY=ACCOUNT``; temporary keys from the embedded STS (``ASIA...``, what the CDK
+CLI uses after assuming its bootstrap roles) belong to the account they encode, as in AWS;
+everything else is the default account.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from dataclasses import dataclass
 
@@ -17,6 +21,9 @@ from appmesh_api.settings import DEFAULT_REGION, Settings
 
 _SCOPE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/,\s]+)/([^/,\s]+)/aws4_request")
 _ACCOUNT_ID = re.compile(r"\d{12}")
+_TEMPORARY_KEY = re.compile(r"ASIA[A-Z2-7]{16}")
+_B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_KEY_ACCOUNT_OFFSET = 549755813888  # base32 "QAAAAAAA": where AWS's encoding starts
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,22 @@ def account_of(access_key: str, settings: Settings) -> str:
     """The account an access key id belongs to (LocalStack's 12-digit convention first)."""
     if _ACCOUNT_ID.fullmatch(access_key):
         return access_key
-    return settings.accounts.get(access_key, settings.default_account)
+    if access_key in settings.accounts:
+        return settings.accounts[access_key]
+    return encoded_account(access_key) or settings.default_account
+
+
+def encoded_account(access_key: str) -> str | None:
+    """The account an STS temporary key id encodes (AWS's scheme, which moto's STS follows):
+    characters 5-12 are base32 of account // 2 plus an offset, the 13th its parity."""
+    if not _TEMPORARY_KEY.fullmatch(access_key):
+        return None
+    try:
+        half = int.from_bytes(base64.b32decode(access_key[4:12]), "big") - _KEY_ACCOUNT_OFFSET
+    except (binascii.Error, ValueError):
+        return None
+    account = half * 2 + (1 if _B32.index(access_key[12]) >= 16 else 0)
+    return f"{account:012d}" if 0 <= account < 10**12 else None
 
 
 def caller_of(scope: CredentialScope | None, settings: Settings) -> Caller:

@@ -9,6 +9,7 @@ resource's status is its last event's.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 
@@ -18,6 +19,8 @@ from moto.core.responses import ActionResult
 
 from appmesh_api.cloudformation.properties import PropertyError
 from appmesh_api.errors import AppMeshError
+
+log = logging.getLogger("appmesh_local.cloudformation")
 
 #: App Mesh error type -> the registry handler's error code (UNCONFIRMED: App Mesh's
 #: handlers are not public; these are the codes the CloudFormation CLI's contract defines).
@@ -78,6 +81,8 @@ def resource_event(
     event.sendToSns(stack.account_id, stack.region_name, stack.notification_arns)
     stack.events.append(event)
     remember(stack, event)
+    if status.endswith(("_COMPLETE", "_SKIPPED")):
+        log.info("stack %s: %s %s %s", stack.name, logical_id, status, physical_id)
     notify(stack)
 
 
