@@ -142,6 +142,7 @@ class Http1Connection(asyncio.Protocol):
         self._header_count = 0
         self._head_timer: Timer | None = None
         self._discarding = False
+        self._duplicate_host = False
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -200,6 +201,7 @@ class Http1Connection(asyncio.Protocol):
         self._url = b""
         self._headers = {}
         self._in_head = True
+        self._duplicate_host = False
         self._head_raw = self._header_bytes = self._header_count = 0
         timeout = self.hcm.request_headers_timeout
         if timeout and self._head_timer is None:
@@ -215,6 +217,8 @@ class Http1Connection(asyncio.Protocol):
         self._header_bytes += len(name) + len(value)
         self._header_count += 1
         key = name.decode("latin-1").lower()
+        if key == "host" and "host" in self._headers:
+            self._duplicate_host = True
         text = value.decode("latin-1")
         headers = self._headers
         if key in headers:
@@ -362,6 +366,9 @@ class Http1Connection(asyncio.Protocol):
         ):
             self.http_stats.counters["downstream_rq_too_large_headers"] += 1
             return 431, b"", None, "http1.headers_too_large"
+        framing = _framing_problem(self._headers, self._duplicate_host)
+        if framing is not None:
+            return 400, b"", None, framing
         if self.parser.should_upgrade():
             return 403, b"", None, "upgrade_failed"  # no upgrade_configs support yet
         if version == "1.0" and not self.hcm.accept_http_10:
@@ -522,6 +529,13 @@ class Http1Connection(asyncio.Protocol):
                 "connection: close\r\n\r\n"
             )
             self.transport.write(head.encode("latin-1") + body)
+        elif stream is not None and not stream.router.response_started:
+            # A malformed body (bad chunk framing) before any response: Envoy answers 400.
+            stream.keep_alive = False
+            stream.router.local_reply(
+                400, b"", flags.DOWNSTREAM_PROTOCOL_ERROR, "http1.codec_error"
+            )
+            return
         elif stream is not None:
             stream.router.info.add_flag(flags.DOWNSTREAM_PROTOCOL_ERROR)
         self._close()
@@ -530,6 +544,17 @@ class Http1Connection(asyncio.Protocol):
         if self.transport is not None and not self._closed:
             self._closed = True
             self.transport.close()
+
+
+def _framing_problem(headers: dict[str, str], duplicate_host: bool) -> str | None:
+    """Heads Envoy's HTTP/1 codec refuses with 400: two Hosts, a transfer coding other
+    than plain ``chunked`` (``identity, chunked`` smuggles a body past some parsers)."""
+    if duplicate_host:
+        return "http1.invalid_host"
+    coding = headers.get("transfer-encoding")
+    if coding is not None and coding.strip().lower() != "chunked":
+        return "http1.invalid_transfer_encoding"
+    return None
 
 
 def _framing(headers: dict[str, str]) -> tuple[int, int]:

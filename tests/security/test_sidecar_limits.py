@@ -114,3 +114,25 @@ def test_request_headers_timeout_answers_408_to_a_slow_head() -> None:
                 assert proxy.stat("http.ingress.downstream_rq_header_timeout") == 1
 
     run(scenario)
+
+
+SMUGGLING = {
+    "two Host headers": b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    "Transfer-Encoding: identity, chunked": (
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity, chunked\r\n\r\n0\r\n\r\n"
+    ),
+    "an unknown transfer coding": b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+    "malformed chunk framing": (
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n"
+    ),
+}
+
+
+def test_ambiguous_framing_gets_400_and_never_reaches_the_app() -> None:
+    async def scenario() -> None:
+        async with backends("app") as (app,), running_proxy(one_route_proxy(app.port)) as proxy:
+            for name, raw in SMUGGLING.items():
+                assert await _send(proxy.port(), raw) == 400, name
+            assert app.requests == []
+
+    run(scenario)
