@@ -10,9 +10,11 @@ From App Mesh's gateway config dump and User Guide:
 - HTTP connection managers normalize paths, merge slashes, keep escaped slashes, allow
   websockets and trace; a gateway listener is ``lds_ingress_0.0.0.0_<port>``.
 Beyond App Mesh, for proxies that are not behind iptables (our explicit mode): the
-ingress listener's default chain serves the node's first listener, and the egress
-listener answers connections made to the egress port itself (an application using the
-proxy directly), as a gateway's own self-redirect does.
+ingress listener's default chain serves the node's first listener in its TLS mode
+(STRICT: TLS only; PERMISSIVE: a ``transport_protocol: tls`` twin beside a plaintext
+default; DISABLED: plaintext), and the egress listener answers connections made to the
+egress port itself (an application using the proxy directly), as a gateway's own
+self-redirect does.
 """
 
 from __future__ import annotations
@@ -45,14 +47,19 @@ def ingress_listener(snapshot: MeshSnapshot, identity: NodeIdentity) -> dict[str
         return None
     logs = access_logs(own_logging(snapshot, identity))
     chains: list[dict[str, Any]] = []
+    first: list[dict[str, Any]] = []
     for mapping in mappings:
         spec = listener_at(specs, mapping.port)
         filters = [_ingress_filter(snapshot, identity, mapping, spec, len(mappings) > 1, logs)]
-        chains.extend(
-            _tls_chains(f"ingress_{mapping.protocol}_{mapping.port}", mapping, spec, filters)
+        port_chains = _tls_chains(
+            f"ingress_{mapping.protocol}_{mapping.port}", mapping, spec, filters
         )
+        first = first or port_chains
+        chains.extend(port_chains)
     name = names.listener(names.INGRESS, identity.listen_address, identity.ingress_port)
-    default = _unmatched_copy(chains[0])
+    if len(first) == 2:  # PERMISSIVE: unredirected TLS and plaintext both reach the first port
+        chains.append(_unmatched_copy(first[0], {"transport_protocol": "tls"}))
+    default = _unmatched_copy(first[-1])
     return _listener(name, identity, identity.ingress_port, chains, "INBOUND", default=default)
 
 
@@ -199,12 +206,17 @@ def _egress_tcp_chains(mesh: str, plan: EgressPlan, logs: list) -> list[dict[str
     return chains
 
 
-def _unmatched_copy(chain: dict[str, Any]) -> dict[str, Any]:
-    """A chain's twin without a match, for connections that were not redirected."""
+def _unmatched_copy(chain: dict[str, Any], match: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A chain's twin without its port match (only ``match``, if given), for connections
+    that were not redirected: the default chain, and for PERMISSIVE its TLS twin, since
+    one default chain cannot be both TLS and plaintext."""
     rest = {
         k: copy.deepcopy(v) for k, v in chain.items() if k not in ("name", "filter_chain_match")
     }
-    return {"name": f"{chain['name']}_default", **rest}
+    twin = {"name": f"{chain['name']}_default", **rest}
+    if match:
+        twin["filter_chain_match"] = match
+    return twin
 
 
 def _egress_hcm(port: int, logs: list) -> dict[str, Any]:

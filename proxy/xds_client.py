@@ -368,10 +368,9 @@ class XdsClient:
             elif sub.task is not None:
                 sub.task.cancel()
                 sub.task = None
-            if kind != "secrets":
-                sub.awaiting |= added - set(merged[kind])
-                sub.awaiting &= names
-        return wait or any(self.subs[k].awaiting for k in ("routes", "endpoints"))
+            sub.awaiting |= added - set(merged[kind])
+            sub.awaiting &= names
+        return wait or any(self.subs[k].awaiting for k in ("routes", "endpoints", "secrets"))
 
     def _restart(self, sub: _Subscription) -> None:
         """Re-poll with the new names now.

@@ -89,8 +89,18 @@ def test_permissive_tls_accepts_tls_and_plaintext():
     assert matches == [
         {"destination_port": 8080, "transport_protocol": "tls"},
         {"destination_port": 8080, "transport_protocol": "raw_buffer"},
+        {"transport_protocol": "tls"},  # unredirected TLS (explicit mode)
     ]
     assert "transport_socket" not in ingress["filter_chains"][1]
+    assert "transport_socket" in ingress["filter_chains"][2]
+    # Unredirected plaintext falls to the default chain, which stays plaintext.
+    assert "transport_socket" not in ingress["default_filter_chain"]
+
+
+def test_strict_tls_default_chain_is_tls_too():
+    ingress = _ingress(listener(8080, tls={"mode": "STRICT", "certificate": TLS_FILE}))
+    assert len(ingress["filter_chains"]) == 1
+    assert "transport_socket" in ingress["default_filter_chain"]
 
 
 def test_disabled_tls_is_plaintext_only():
