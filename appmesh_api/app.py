@@ -45,6 +45,7 @@ from appmesh_api.settings import Settings
 from appmesh_api.store import MeshKey, Store
 from appmesh_api.xray.api import XRayService, xray_target
 from appmesh_api.xray.daemon import start_embedded
+from appmesh_api.xray.store import XRayState
 
 log = logging.getLogger("appmesh_local.api")
 
@@ -169,7 +170,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     service = AppMeshService(store, feed, settings, shares)
     side_services = build_side_services_app(settings.aws_endpoint, cloudformation.install)
     # X-Ray is answered by appmesh-local itself, unless side services go to --aws-endpoint.
-    xray = None if settings.aws_endpoint else XRayService()
+    xray = (
+        None if settings.aws_endpoint else XRayService(XRayState(max_bytes=settings.xray_max_bytes))
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

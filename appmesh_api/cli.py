@@ -42,6 +42,7 @@ def _serve(args: argparse.Namespace) -> int:
             verify_signatures=args.verify_signatures,
             moto_admin=args.moto_admin,
             share_all_meshes=args.share_all_meshes,
+            xray_max_bytes=args.xray_max_mib * 1024 * 1024,
         )
         for item in args.account or ():
             settings.accounts.update(parse_pairs(item, "--account"))
@@ -398,6 +399,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(default %(default)s; 0 turns it off)",
     )
     _add_security_options(serve)
+    serve.add_argument(
+        "--xray-max-mib",
+        type=int,
+        default=256,
+        metavar="MIB",
+        help="MiB of X-Ray segment documents kept over all accounts; the least recently "
+        "written traces go first (default %(default)s)",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(run=_serve)
 

@@ -74,6 +74,7 @@ class Settings:
     verify_signatures: bool = False  # check SigV4 signatures against ``credentials``
     credentials: dict[str, str] = field(default_factory=dict)  # access key id -> secret key
     moto_admin: bool = False  # serve moto's /moto-api (reads and resets every account)
+    xray_max_bytes: int = 256 * 1024 * 1024  # X-Ray documents held over all accounts
     share_all_meshes: bool = False  # every mesh open to every account (no RAM share needed)
     #: signs the control plane's own calls to its side services (Cloud Map), never shown
     internal_secret: str = field(default_factory=lambda: secrets.token_hex(16))

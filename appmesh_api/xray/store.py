@@ -1,9 +1,11 @@
-"""Segment documents in memory, per account and region, bounded in count and age.
+"""Segment documents in memory, per account and region, bounded in count, bytes and age.
 
 X-Ray keeps traces for 30 days; a local emulator keeps what a developer looks at: by
-default the last 100,000 documents of an account and region, and nothing older than 24 hours
-(counted from when a trace last received a document, so hand-made documents with old
-timestamps stay visible). The oldest traces go first.
+default the last 100,000 documents of an account and region, at most 256 MiB of documents
+over all accounts together (any 12-digit key is an account, so a per-account bound alone
+would not bound memory), and nothing older than 24 hours (counted from when a trace last
+received a document, so hand-made documents with old timestamps stay visible). The oldest
+traces go first.
 
 Each trace keeps its latest document per entity id: a complete segment replaces the
 in-progress placeholder sent with the same id (never the other way round). The assembled
@@ -12,6 +14,7 @@ trace and its analysis are cached until the trace changes.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -24,6 +27,29 @@ from appmesh_api.xray.sampling import SamplingRules
 
 DEFAULT_MAX_DOCUMENTS = 100_000
 DEFAULT_MAX_AGE = 24 * 3600.0
+#: Documents' JSON size over every account and region (``serve --xray-max-bytes``).
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+
+
+def document_size(document: Document) -> int:
+    return len(json.dumps(document, separators=(",", ":")))
+
+
+class Budget:
+    """The bytes every TraceStore of one server may hold together."""
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.used = 0
+        self.stores: list[TraceStore] = []
+
+    def reclaim(self) -> None:
+        """Drop the least recently written trace of any store until within the budget."""
+        while self.used > self.max_bytes:
+            live = [store for store in self.stores if store.oldest_update() is not None]
+            if not live:
+                return
+            min(live, key=lambda store: store.oldest_update() or 0.0).drop_oldest()
 
 
 @dataclass
@@ -35,17 +61,20 @@ class TraceRecord:
     updated: float
     documents: dict[str, Document] = field(default_factory=dict)
     revision: int = 0
+    size: int = 0  # the documents' JSON bytes
     _analysis: Analysis | None = None
 
-    def put(self, document: Document, now: float) -> int:
-        """Store a document; returns how many documents the trace gained (0 or 1)."""
+    def put(self, document: Document, now: float) -> tuple[int, int]:
+        """Store a document; returns (documents gained (0 or 1), bytes gained)."""
         entity_id = document["id"]
         old = self.documents.get(entity_id)
         if old is not None and old.get("end_time") is not None and document.get("in_progress"):
-            return 0  # a late in-progress placeholder never hides the finished segment
+            return 0, 0  # a late in-progress placeholder never hides the finished segment
         self.documents[entity_id] = document
         self.updated, self.revision, self._analysis = now, self.revision + 1, None
-        return 0 if old is not None else 1
+        grown = document_size(document) - (0 if old is None else document_size(old))
+        self.size += grown
+        return (0 if old is not None else 1), grown
 
     @property
     def analysis(self) -> Analysis:
@@ -58,10 +87,15 @@ class TraceStore:
     """The traces of one account and region, least recently written first."""
 
     def __init__(
-        self, max_documents: int = DEFAULT_MAX_DOCUMENTS, max_age: float = DEFAULT_MAX_AGE
+        self,
+        max_documents: int = DEFAULT_MAX_DOCUMENTS,
+        max_age: float = DEFAULT_MAX_AGE,
+        budget: Budget | None = None,
     ) -> None:
         self.max_documents = max_documents
         self.max_age = max_age
+        self.budget = budget or Budget()
+        self.budget.stores.append(self)
         self._traces: OrderedDict[str, TraceRecord] = OrderedDict()
         self._count = 0
 
@@ -73,9 +107,20 @@ class TraceStore:
             record = self._traces.get(trace_id)
             if record is None:
                 record = self._traces[trace_id] = TraceRecord(trace_id, now, now)
-            self._count += record.put(document, now)
+            gained, grown = record.put(document, now)
+            self._count += gained
+            self.budget.used += grown
             self._traces.move_to_end(trace_id)
         self._expire(now)
+        self.budget.reclaim()
+
+    def oldest_update(self) -> float | None:
+        return next(iter(self._traces.values())).updated if self._traces else None
+
+    def drop_oldest(self) -> None:
+        _, oldest = self._traces.popitem(last=False)
+        self._count -= len(oldest.documents)
+        self.budget.used -= oldest.size
 
     def get(self, trace_id: str) -> TraceRecord | None:
         self._expire(time.time())
@@ -94,8 +139,7 @@ class TraceStore:
             oldest = next(iter(self._traces.values()))
             if self._count <= self.max_documents and now - oldest.updated <= self.max_age:
                 return
-            self._traces.popitem(last=False)
-            self._count -= len(oldest.documents)
+            self.drop_oldest()
 
 
 @dataclass
@@ -114,10 +158,14 @@ class XRayState:
     """All partitions, created on first use (any account and region is accepted)."""
 
     def __init__(
-        self, max_documents: int = DEFAULT_MAX_DOCUMENTS, max_age: float = DEFAULT_MAX_AGE
+        self,
+        max_documents: int = DEFAULT_MAX_DOCUMENTS,
+        max_age: float = DEFAULT_MAX_AGE,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.max_documents = max_documents
         self.max_age = max_age
+        self.budget = Budget(max_bytes)
         self._partitions: dict[tuple[str, str], Partition] = {}
 
     def partitions(self) -> list[Partition]:
@@ -130,7 +178,7 @@ class XRayState:
             self._partitions[key] = Partition(
                 account,
                 region,
-                TraceStore(self.max_documents, self.max_age),
+                TraceStore(self.max_documents, self.max_age, self.budget),
                 SamplingRules(account, region),
                 Groups(account, region),
             )
