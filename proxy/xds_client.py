@@ -15,9 +15,9 @@ subscriptions; routes, endpoints and secrets subscribe to the names the current
 listeners and clusters reference, and a change of names re-polls at once (empty
 ``version_info``) so new references resolve without waiting for the next push.
 Responses that arrive together are applied together after a short settle delay, and an
-update that references routes or endpoints not yet received waits (bounded) for them,
-the way Envoy warms clusters and listeners. The verdict goes back in the next request:
-ACK (new version + nonce) or NACK (previous version + nonce + ``error_detail``); a
+update that references routes, endpoints or secrets not yet received waits (bounded) for
+them, the way Envoy warms clusters and listeners. The verdict goes back in the next
+request: ACK (new version + nonce) or NACK (previous version + nonce + ``error_detail``); a
 rejected version sent again is NACKed again, not re-applied, with back-off. When the
 control plane is unreachable the proxy keeps serving its last good config and the loops
 retry with jittered exponential back-off.

@@ -351,14 +351,19 @@ def _compile_chain(spec: dict[str, Any], fallback_name: str, secrets: Secrets) -
         http=http,
         tcp=tcp,
         transport_socket=spec.get("transport_socket"),
-        tls=_server_tls(spec.get("transport_socket"), secrets),
+        tls=_server_tls(
+            spec.get("transport_socket"), secrets, str(spec.get("name") or fallback_name)
+        ),
     )
 
 
-def _server_tls(socket: Any, secrets: Secrets) -> ServerTls | None:
+def _server_tls(socket: Any, secrets: Secrets, chain: str) -> ServerTls | None:
     if not isinstance(socket, dict) or unsupported.socket_kind(socket) != "tls":
         return None
-    return compile_server(socket, secrets)
+    try:
+        return compile_server(socket, secrets)
+    except ConfigError as exc:
+        raise ConfigError(f"filter chain {chain}: {exc}") from exc
 
 
 def compile_http_connection_manager(spec: dict[str, Any]) -> HttpConnectionManagerConfig:

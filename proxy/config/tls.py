@@ -214,7 +214,9 @@ def _secret(secrets: Secrets, ref: Mapping[str, Any], kind: str) -> Mapping[str,
     name = str(ref.get("name", ""))
     secret = secrets.get(name)
     if secret is None:
-        raise ConfigError(f"SDS secret {name!r} has not been delivered")
+        raise ConfigError(
+            f"SDS secret {name!r} has not been delivered (the xDS server sent no such secret)"
+        )
     body = secret.get(kind)
     if not isinstance(body, dict):
         raise ConfigError(f"SDS secret {name!r} holds no {kind}")
