@@ -35,7 +35,9 @@ from appmesh_api.frontdoor.chain import Exchange, FrontDoor, Target
 from appmesh_api.frontdoor.wire import Reply
 from appmesh_api.identity import Caller, account_of, identify, parse_credential_scope
 from appmesh_api.kube.api import kube_router
+from appmesh_api.kube.cloudmap import CloudMapRegistrar, ServiceInstances, desired_instances
 from appmesh_api.kube.controller import KubeController
+from appmesh_api.kube.convert import Cluster
 from appmesh_api.kube.k8s import k8s_router
 from appmesh_api.model import match_operation
 from appmesh_api.ram.api import ram_target
@@ -297,7 +299,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         mine = (s for s in discovery.registry.all() if s.mesh.mesh_owner == caller.account)
         return {"proxies": [state.as_json() for state in mine]}
 
-    app.state.kube = KubeController(store, AppMeshApi(service).handle)
+    registrar = CloudMapRegistrar(settings.side_services_endpoint, settings.internal_secret)
+
+    registered: dict[tuple[str, str], set[tuple[str, str]]] = {}
+
+    def register_pods(account: str, region: str, cluster: Cluster) -> None:
+        """Pods of awsCloudMap nodes into Cloud Map, off the event loop that serves it.
+        A service registered before and no longer wanted (its node was deleted) is
+        emptied of the pods' instances."""
+        wanted = desired_instances(cluster)
+        keys = {(entry.namespace, entry.service) for entry in wanted}
+        before = registered.get((account, region), set())
+        wanted += [ServiceInstances(ns, svc, {}) for ns, svc in sorted(before - keys)]
+        registered[(account, region)] = keys
+        if wanted:
+            asyncio.get_running_loop().run_in_executor(
+                None, registrar.sync, account, region, wanted
+            )
+
+    app.state.kube = KubeController(store, AppMeshApi(service).handle, register_pods)
     app.include_router(kube_router(app.state.kube, settings))
     app.include_router(k8s_router(app.state.kube))
     install_console(app)

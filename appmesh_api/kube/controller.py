@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ from appmesh_api.kube.client import AppMeshCallError, Handle, InProcessAppMesh
 from appmesh_api.kube.convert import Cluster, Desired, ObjectKey, app_mesh_kind, desired
 from appmesh_api.kube.objects import (
     APPLY_ORDER,
+    CORE_KINDS,
     KubeObject,
     ManifestError,
     Unresolved,
@@ -70,15 +72,28 @@ class Outcome:
         """kubectl's way of saying it: ``virtualnode.appmesh.k8s.aws/blue created``."""
         if self.error:
             return f"error: {self.error}"
-        group = "" if self.obj.kind == "Namespace" else ".appmesh.k8s.aws"
+        group = "" if self.obj.kind in CORE_KINDS else ".appmesh.k8s.aws"
         line = f"{self.obj.kind.lower()}{group}/{self.obj.name} {self.action}"
         return f"{line} (not active yet: {self.waiting})" if self.waiting else line
 
 
+OnChange = Callable[[str, str, Cluster], object]
+
+
 class KubeController:
-    def __init__(self, store: Store, handle: Handle) -> None:
+    def __init__(self, store: Store, handle: Handle, on_change: OnChange | None = None) -> None:
         self.store = store
         self.handle = handle
+        self.on_change = on_change  # after every write: e.g. Pods to Cloud Map
+
+    def _changed(self, account: str, region: str) -> None:
+        if self.on_change is not None:
+            live = {
+                key: obj
+                for key, (obj, document) in self.stored(account, region).items()
+                if not (document.get("metadata") or {}).get("deletionTimestamp")
+            }
+            self.on_change(account, region, Cluster(live))
 
     # -- reading -----------------------------------------------------------------------------
     def stored(self, account: str, region: str) -> dict[ObjectKey, tuple[KubeObject, dict]]:
@@ -113,6 +128,7 @@ class KubeController:
         self._retry_pending(api, account, region)
         self._refresh_backend_groups(api, account, region, batch)
         self._retry_deletions(api, account, region)
+        self._changed(account, region)
         return outcomes
 
     def _apply_one(
@@ -240,7 +256,7 @@ class KubeController:
             generation=generation,
             resourceVersion=str(time.time_ns()),
         )
-        if obj.kind not in ("Namespace", "BackendGroup"):
+        if obj.kind not in ("Namespace", "BackendGroup", "Pod"):
             condition = {"type": f"{obj.kind}Active", "status": "True", "lastTransitionTime": now}
             if waiting:
                 condition.update(status="False", reason="Pending", message=waiting)
@@ -279,6 +295,7 @@ class KubeController:
             self.store.delete_kube_object(account, region, obj.key)
             outcomes.append(Outcome(obj, "deleted"))
         self._retry_deletions(api, account, region)
+        self._changed(account, region)
         return outcomes
 
     def _terminate(
@@ -302,11 +319,15 @@ class KubeController:
 
     def settle(self, account: str, region: str) -> None:
         """Finish deletions that are due (a namespace's objects); reads call it first."""
-        self._retry_deletions(InProcessAppMesh(self.handle, account, region), account, region)
+        api = InProcessAppMesh(self.handle, account, region)
+        if self._retry_deletions(api, account, region):
+            self._changed(account, region)
 
-    def _retry_deletions(self, api: InProcessAppMesh, account: str, region: str) -> None:
+    def _retry_deletions(self, api: InProcessAppMesh, account: str, region: str) -> bool:
         """Delete terminating objects whose App Mesh resource is free now, until a round
-        makes no progress (children before parents, so one round rarely suffices)."""
+        makes no progress (children before parents, so one round rarely suffices).
+        True when something was deleted."""
+        deleted = False
         for _ in range(len(APPLY_ORDER) + 1):
             stored = self.stored(account, region)
             now = time.time()
@@ -323,14 +344,15 @@ class KubeController:
                 except AppMeshCallError:
                     continue
                 self.store.delete_kube_object(account, region, obj.key)
-                progress = True
+                progress = deleted = True
             if not progress:
-                return
+                break
+        return deleted
 
 
 def not_found(obj: KubeObject) -> str:
     """Kubernetes' words: ``virtualnodes.appmesh.k8s.aws "blue" not found``."""
-    plural = obj.info.plural + ("" if obj.kind == "Namespace" else ".appmesh.k8s.aws")
+    plural = obj.info.plural + ("" if obj.kind in CORE_KINDS else ".appmesh.k8s.aws")
     return f'{plural} "{obj.name}" not found'
 
 

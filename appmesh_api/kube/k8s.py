@@ -34,6 +34,7 @@ from fastapi.responses import StreamingResponse
 
 from appmesh_api.kube.controller import KubeController, not_found
 from appmesh_api.kube.objects import (
+    CORE_KINDS,
     GROUP,
     KINDS,
     MAX_MANIFEST_BYTES,
@@ -133,7 +134,7 @@ class KubeApi:
             case ["apis"]:
                 return _group_list()
             case ["api", "v1"]:
-                return _resource_list("v1", [KINDS["Namespace"]])
+                return _resource_list("v1", [KINDS[kind] for kind in CORE_KINDS])
             case ["apis", group] if group == GROUP:
                 return _group_list()["groups"][0]
             case ["apis", group, version] if group == GROUP and version == VERSION:
@@ -165,7 +166,7 @@ class KubeApi:
         if rest[0] == "events":
             return None, namespace, None
         info = _BY_PLURAL.get(rest[0])
-        if info is None or (info.kind == "Namespace") != core or len(rest) > 2:
+        if info is None or (info.kind in CORE_KINDS) != core or len(rest) > 2:
             raise KubeStatus(
                 404,
                 "NotFound",
@@ -327,7 +328,7 @@ class KubeApi:
         outcome = self.controller.delete(self.account, self.region, [obj])[0]
         if outcome.error:
             raise KubeStatus(409, "Conflict", outcome.error)
-        details = {"name": name, "group": "" if info.kind == "Namespace" else GROUP}
+        details = {"name": name, "group": "" if info.kind in CORE_KINDS else GROUP}
         details["kind"] = info.plural
         return _json(
             {
@@ -393,7 +394,7 @@ def _has_directives(value: Any) -> bool:
 
 
 def _plural(info: KindInfo) -> str:
-    return info.plural if info.kind == "Namespace" else f"{info.plural}.{GROUP}"
+    return info.plural if info.kind in CORE_KINDS else f"{info.plural}.{GROUP}"
 
 
 def _not_found(info: KindInfo, name: str) -> str:
@@ -404,7 +405,7 @@ def _not_found(info: KindInfo, name: str) -> str:
 def _table(info: KindInfo, items: list[dict]) -> dict:
     """The ``meta.k8s.io/v1`` Table kubectl prints, with the CRD's printer columns."""
     columns = [{"name": "Name", "type": "string", "format": "name", "description": "Name"}]
-    if info.kind != "Namespace" and info.kind != "BackendGroup":
+    if info.kind not in (*CORE_KINDS, "BackendGroup"):
         columns.append({"name": "ARN", "type": "string", "format": "", "description": "ARN"})
     columns.append({"name": "Age", "type": "date", "format": "", "description": "Age"})
     rows = []
@@ -438,7 +439,7 @@ def _age(stamp: str | None) -> str:
 
 # -- discovery and OpenAPI ------------------------------------------------------------------------
 def _appmesh_kinds() -> list[KindInfo]:
-    return [info for info in KINDS.values() if info.kind != "Namespace"]
+    return [info for info in KINDS.values() if info.kind not in CORE_KINDS]
 
 
 def _group_list() -> dict:
@@ -456,7 +457,7 @@ def _resource_list(group_version: str, kinds: list[KindInfo]) -> dict:
             "namespaced": info.namespaced,
             "kind": info.kind,
             "verbs": verbs,
-            **({"categories": ["all", "appmesh"]} if info.kind != "Namespace" else {}),
+            **({"categories": ["all", "appmesh"]} if info.kind not in CORE_KINDS else {}),
         }
         for info in kinds
     ]
@@ -506,7 +507,7 @@ def _openapi_group() -> dict:
 
 
 def _object_path(info: KindInfo) -> str:
-    base = "/api/v1" if info.kind == "Namespace" else f"/apis/{GROUP}/{VERSION}"
+    base = "/api/v1" if info.kind in CORE_KINDS else f"/apis/{GROUP}/{VERSION}"
     where = "/namespaces/{namespace}" if info.namespaced else ""
     return f"{base}{where}/{info.plural}/{{name}}"
 
@@ -540,6 +541,20 @@ def _openapi_core() -> dict:
     return {
         "openapi": "3.0.0",
         "info": {"title": "appmesh-local", "version": "v1"},
-        "paths": {_object_path(KINDS["Namespace"]): _patch_operation("", "v1", "Namespace")},
-        "components": {"schemas": {"io.k8s.api.core.v1.Namespace": namespace}},
+        "paths": {
+            _object_path(KINDS[kind]): _patch_operation("", "v1", kind) for kind in CORE_KINDS
+        },
+        "components": {
+            "schemas": {
+                "io.k8s.api.core.v1.Namespace": namespace,
+                "io.k8s.api.core.v1.Pod": {
+                    **namespace,
+                    "description": "A pod; appmesh-local keeps its labels and annotations "
+                    "(Cloud Map registration for awsCloudMap nodes).",
+                    "x-kubernetes-group-version-kind": [
+                        {"group": "", "version": "v1", "kind": "Pod"}
+                    ],
+                },
+            }
+        },
     }

@@ -33,6 +33,7 @@ KINDS: dict[str, KindInfo] = {
     info.kind: info
     for info in (
         KindInfo("Namespace", "namespaces", False, "v1"),
+        KindInfo("Pod", "pods", True, "v1"),
         KindInfo("Mesh", "meshes", False, f"{GROUP}/v1beta2"),
         KindInfo("VirtualGateway", "virtualgateways", True, f"{GROUP}/v1beta2"),
         KindInfo("VirtualNode", "virtualnodes", True, f"{GROUP}/v1beta2"),
@@ -52,7 +53,9 @@ APPLY_ORDER = (
     "VirtualService",
     "BackendGroup",
     "GatewayRoute",
+    "Pod",
 )
+CORE_KINDS = ("Namespace", "Pod")  # served under /api/v1, not appmesh.k8s.aws
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 

@@ -119,5 +119,5 @@ def test_other_kinds_are_not_served(cluster):
     (tmp_path / "deploy.yaml").write_text(yaml.safe_dump(deployment))
     result = kubectl("apply", "-f", str(tmp_path / "deploy.yaml"))
     assert result.returncode == 1  # kubectl finds no schema or resource for it
-    missing = kubectl("get", "pods")
-    assert missing.returncode == 1 and "pods" in missing.stderr
+    missing = kubectl("get", "deployments")
+    assert missing.returncode == 1 and "deployments" in missing.stderr
