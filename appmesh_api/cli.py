@@ -216,9 +216,20 @@ def _add_kube(commands: argparse._SubParsersAction) -> None:
 
 
 def _ecs(args: argparse.Namespace) -> int:
-    from appmesh_api.ecs.commands import run_task
+    from appmesh_api.ecs.commands import list_tasks, run_task, stop_task
 
-    return run_task(args.task_definition, args.container or [], args.endpoint, args.logs)
+    if args.ecs_command == "stop-task":
+        return stop_task(args.task)
+    if args.ecs_command == "list-tasks":
+        return list_tasks()
+    return run_task(
+        args.task_definition,
+        args.container or [],
+        args.endpoint,
+        args.logs,
+        args.network_mode,
+        args.subnet,
+    )
 
 
 def _add_ecs(commands: argparse._SubParsersAction) -> None:
@@ -245,8 +256,31 @@ def _add_ecs(commands: argparse._SubParsersAction) -> None:
         help="the command a container runs instead of its image (repeatable)",
     )
     run.add_argument("--logs", metavar="DIR", help="where container logs go (default: a temp dir)")
+    run.add_argument(
+        "--network-mode",
+        choices=("auto", "awsvpc", "explicit"),
+        default="auto",
+        help="awsvpc: the task gets a network namespace and address of its own with the "
+        "proxyConfiguration's iptables rules (needs root, ip, iptables, setpriv); explicit: "
+        "apps use http_proxy to the egress port; auto (default): awsvpc when possible",
+    )
+    run.add_argument(
+        "--subnet",
+        default="10.77.0",
+        metavar="A.B.C",
+        help="the /24 awsvpc tasks get addresses in, when the first task creates it "
+        "(default 10.77.0; this host is A.B.C.1)",
+    )
     _endpoint_option(run)
     run.set_defaults(run=_ecs)
+    stop = verbs.add_parser(
+        "stop-task",
+        help="stop a running task as Ctrl-C would, the proxy last",
+    )
+    stop.add_argument("--task", required=True, metavar="ID|FAMILY", help="its id or family")
+    stop.set_defaults(run=_ecs)
+    listing = verbs.add_parser("list-tasks", help="the tasks run-task is running here")
+    listing.set_defaults(run=_ecs)
 
 
 def _endpoint_option(parser: argparse.ArgumentParser) -> None:

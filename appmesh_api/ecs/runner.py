@@ -10,9 +10,8 @@ container's environment; images cannot run here, so every other container runs a
 command given on the command line (or its own ``entryPoint`` + ``command`` when that
 names a program found on this machine).
 
-Explicit mode (no iptables): each app gets ``http_proxy``/``HTTP_PROXY`` pointing at
-the task's egress port, and its peers reach it through the ingress port the proxy
-registers with the control plane.
+Where the processes run, and what their environment says about the network, is the
+placement's business (``placement.Explicit`` or ``placement.Awsvpc``).
 """
 
 from __future__ import annotations
@@ -28,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from appmesh_api.ecs.network import NetworkError
+from appmesh_api.ecs.placement import Placement
 from appmesh_api.ecs.taskdef import Container, TaskDefinition, TaskDefinitionError
 
 POLL = 0.1
@@ -51,12 +52,13 @@ class TaskRunner:
         self,
         task: TaskDefinition,
         commands: dict[str, str],
-        endpoint: str,
+        placement: Placement,
         say: Callable[[str], None],
         log_dir: Path,
     ) -> None:
-        self.task, self.commands, self.endpoint, self.say = task, commands, endpoint, say
+        self.task, self.commands, self.placement, self.say = task, commands, placement, say
         self.log_dir = log_dir
+        self.on_network: Callable[[str], object] | None = None  # told the placement, once made
         self.running: dict[str, _Running] = {}
         self.exited: dict[str, int] = {}
         self._stopping = False
@@ -81,21 +83,7 @@ class TaskRunner:
         )
 
     def _environment(self, container: Container) -> dict[str, str]:
-        env = {**os.environ, **container.environment}
-        props = self.task.proxy_properties
-        ingress = props.get("ProxyIngressPort", "15000")
-        egress = props.get("ProxyEgressPort", "15001")
-        if container.name == self.task.proxy_container:
-            env.setdefault("APPMESH_XDS_ENDPOINT", self.endpoint)
-            env.setdefault("APPMESH_INGRESS_PORT", ingress)
-            env.setdefault("APPMESH_EGRESS_PORT", egress)
-            env.setdefault("APPMESH_LISTEN_ADDRESS", "127.0.0.1")
-        elif self.task.proxy_container:
-            proxy = f"http://127.0.0.1:{egress}"
-            env.update(http_proxy=proxy, HTTP_PROXY=proxy)
-            env.setdefault("no_proxy", "localhost,127.0.0.1")
-            env.setdefault("NO_PROXY", "localhost,127.0.0.1")
-        return env
+        return self.placement.environment(container, {**os.environ, **container.environment})
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self, stop_after: float | None = None) -> int:
@@ -105,6 +93,10 @@ class TaskRunner:
         previous = signal.signal(signal.SIGTERM, lambda *_: self._request_stop())
         code = 0
         try:
+            self.placement.start()
+            self.say(f"  network: {self.placement.description}")
+            if self.on_network is not None:
+                self.on_network(self.placement.description)
             while not self._stopping and (deadline is None or time.monotonic() < deadline):
                 self._start_ready()
                 self._check_health()
@@ -115,11 +107,12 @@ class TaskRunner:
                 time.sleep(POLL)
         except KeyboardInterrupt:
             pass
-        except TaskDefinitionError as exc:
+        except (TaskDefinitionError, NetworkError) as exc:
             self.say(f"appmesh-local ecs: {exc}")
             code = 1
         finally:
             self.stop()
+            self.placement.close()
             signal.signal(signal.SIGTERM, previous)
         return code
 
@@ -159,7 +152,7 @@ class TaskRunner:
     def _start(self, container: Container) -> None:
         log = self.log_dir / f"{container.name}.log"
         process = subprocess.Popen(
-            self._programs[container.name],
+            self.placement.argv(container, self._programs[container.name]),
             env=self._environment(container),
             stdout=log.open("ab"),
             stderr=subprocess.STDOUT,
@@ -180,7 +173,12 @@ class TaskRunner:
             if check is None or now < state.next_check:
                 continue
             state.next_check = now + (check.interval if state.healthy else 1.0)
-            passed = _probe(check.command, check.timeout, self._environment(state.container))
+            passed = _probe(
+                check.command,
+                check.timeout,
+                self._environment(state.container),
+                self.placement.inside,
+            )
             if passed:
                 if state.healthy is not True:
                     self.say(f"  {name} is HEALTHY")
@@ -231,7 +229,13 @@ class TaskRunner:
         return [n for n in order if n != proxy] + ([proxy] if proxy in order else [])
 
 
-def _probe(command: list[str], timeout: float, env: dict[str, str]) -> bool:
+def _probe(
+    command: list[str],
+    timeout: float,
+    env: dict[str, str],
+    inside: Callable[[list[str]], list[str]],
+) -> bool:
+    """A container health check, run where the container runs (``inside``)."""
     if command[0] == "CMD-SHELL":
         argv = ["/bin/sh", "-c", " ".join(command[1:])]
     elif command[0] == "CMD":
@@ -239,6 +243,7 @@ def _probe(command: list[str], timeout: float, env: dict[str, str]) -> bool:
     else:
         argv = ["/bin/sh", "-c", shlex.join(command)]
     try:
-        return subprocess.run(argv, env=env, timeout=timeout, capture_output=True).returncode == 0
+        finished = subprocess.run(inside(argv), env=env, timeout=timeout, capture_output=True)
+        return finished.returncode == 0
     except (subprocess.TimeoutExpired, OSError):
         return False

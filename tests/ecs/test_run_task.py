@@ -73,7 +73,9 @@ def task_definition(family: str, account: str, node: str, app_port: int, ports: 
     }
 
 
-def run_task(server, account: str, path: Path, command: str, logs: Path) -> subprocess.Popen:
+def run_task(
+    server, account: str, path: Path, command: str, logs: Path, extra: tuple[str, ...] = ()
+) -> subprocess.Popen:
     env = {
         **os.environ,
         "AWS_ENDPOINT_URL": server.endpoint,
@@ -85,7 +87,7 @@ def run_task(server, account: str, path: Path, command: str, logs: Path) -> subp
         [
             sys.executable, "-m", "appmesh_api.cli", "ecs", "run-task",
             "--task-definition", str(path), "--container", f"app={command}",
-            "--logs", str(logs),
+            "--logs", str(logs), *extra,
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -139,7 +141,8 @@ def test_two_tasks_carry_traffic_through_both_proxies_in_ecs_order(server, tmp_p
             path = tmp_path / f"{name}.json"
             definition = task_definition(name, account, node, port, ports[name])
             path.write_text(json.dumps(definition))
-            tasks.append(run_task(server, account, path, command, tmp_path / name))
+            explicit = ("--network-mode", "explicit")
+            tasks.append(run_task(server, account, path, command, tmp_path / name, explicit))
         wait_for_port(gateway_port, tasks[1], timeout=60)
         url = f"http://127.0.0.1:{ports['gateway']['ingress']}/color"
         deadline, answer = time.monotonic() + 30, None

@@ -1,0 +1,266 @@
+"""Where a task's containers run: on the host (explicit mode) or in a namespace (awsvpc).
+
+The two differ only in how a container's program is started, what its environment
+says about the network, and what is set up before the first container and taken down
+after the last; ``TaskRunner`` asks its placement and knows nothing else of networks.
+
+- ``Explicit``: every container on the host; apps reach the mesh through
+  ``http_proxy`` pointing at the task's egress port, peers reach the app through the
+  ingress port the proxy registers on 127.0.0.1. Works without root.
+- ``Awsvpc``: ECS's awsvpc mode with App Mesh's ``proxyConfiguration`` honoured as the
+  ECS agent did: a namespace and address of the task's own (``network.TaskNetwork``),
+  the iptables rules built from the properties (``AppPorts``, ``IgnoredUID`` /
+  ``IgnoredGID``, ``ProxyIngressPort``, ``ProxyEgressPort``, ``EgressIgnoredIPs``,
+  ``EgressIgnoredPorts``), the proxy running as the ignored user or group, and the
+  control plane relayed into the namespace (``relay``). Apps need no proxy settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable
+from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from appmesh_api.ecs.network import SERVICE_ADDRESS, TaskNetwork, missing_tools
+from appmesh_api.ecs.relay import Relay, socket_in
+from appmesh_api.ecs.taskdef import Container, TaskDefinition, TaskDefinitionError
+
+Say = Callable[[str], None]
+_RULE_VARIABLES = {  # proxyConfiguration property -> the EKS proxy-route-manager variable
+    "AppPorts": "APPMESH_APP_PORTS",
+    "IgnoredUID": "APPMESH_IGNORE_UID",
+    "IgnoredGID": "APPMESH_IGNORE_GID",
+    "ProxyIngressPort": "APPMESH_ENVOY_INGRESS_PORT",
+    "ProxyEgressPort": "APPMESH_ENVOY_EGRESS_PORT",
+    "EgressIgnoredIPs": "APPMESH_EGRESS_IGNORED_IP",
+    "EgressIgnoredPorts": "APPMESH_EGRESS_IGNORED_PORTS",
+}
+
+
+class Placement(Protocol):
+    description: str
+
+    def start(self) -> None: ...
+
+    def argv(self, container: Container, program: list[str]) -> list[str]: ...
+
+    def inside(self, command: list[str]) -> list[str]: ...
+
+    def environment(self, container: Container, env: dict[str, str]) -> dict[str, str]: ...
+
+    def close(self) -> None: ...
+
+
+def _ports(task: TaskDefinition) -> tuple[str, str]:
+    props = task.proxy_properties
+    return props.get("ProxyIngressPort", "15000"), props.get("ProxyEgressPort", "15001")
+
+
+class Explicit:
+    description = "explicit mode (http_proxy to the egress port; no iptables)"
+
+    def __init__(self, task: TaskDefinition, endpoint: str) -> None:
+        self.task, self.endpoint = task, endpoint
+
+    def start(self) -> None:
+        pass
+
+    def argv(self, container: Container, program: list[str]) -> list[str]:
+        return program
+
+    def inside(self, command: list[str]) -> list[str]:
+        return command
+
+    def environment(self, container: Container, env: dict[str, str]) -> dict[str, str]:
+        ingress, egress = _ports(self.task)
+        if container.name == self.task.proxy_container:
+            env.setdefault("APPMESH_XDS_ENDPOINT", self.endpoint)
+            env.setdefault("APPMESH_INGRESS_PORT", ingress)
+            env.setdefault("APPMESH_EGRESS_PORT", egress)
+            env.setdefault("APPMESH_LISTEN_ADDRESS", "127.0.0.1")
+        elif self.task.proxy_container:
+            proxy = f"http://127.0.0.1:{egress}"
+            env.update(http_proxy=proxy, HTTP_PROXY=proxy)
+            env.setdefault("no_proxy", "localhost,127.0.0.1")
+            env.setdefault("NO_PROXY", "localhost,127.0.0.1")
+        return env
+
+    def close(self) -> None:
+        pass
+
+
+class Awsvpc:
+    def __init__(self, task: TaskDefinition, endpoint: str, subnet: str, say: Say) -> None:
+        self.task, self.endpoint, self.subnet, self.say = task, endpoint, subnet, say
+        self.network: TaskNetwork | None = None
+        self.relay: Relay | None = None
+        self._proxy_user = _proxy_user(task) if task.proxy_container else []
+        self.description = "awsvpc mode"
+
+    # -- set-up and tear-down -------------------------------------------------------------------
+    def start(self) -> None:
+        network = self.network = TaskNetwork.open(self.task.family, self.subnet)
+        self.description = f"awsvpc mode (namespace {network.namespace}, {network.address})"
+        network.write_hosts({name: SERVICE_ADDRESS for name in self._service_names()})
+        if self.task.proxy_container:
+            self._install_rules(network)
+        self._start_relay(network)
+
+    def _install_rules(self, network: TaskNetwork) -> None:
+        """``appmesh-proxy iptables apply`` in the namespace, as the ECS agent applied the
+        rules before the first container (the EKS variables carry the same properties)."""
+        env = {k: v for k, v in os.environ.items() if k not in _RULE_VARIABLES.values()}
+        for prop, variable in _RULE_VARIABLES.items():
+            if prop in self.task.proxy_properties:
+                env[variable] = self.task.proxy_properties[prop]
+        command = network.wrap([sys.executable, "-m", "proxy.main", "iptables", "apply"])
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        if result.returncode != 0:
+            raise TaskDefinitionError(
+                f"the proxyConfiguration's iptables rules failed: {result.stderr.strip()}"
+            )
+
+    def _start_relay(self, network: TaskNetwork) -> None:
+        relay = self.relay = Relay()
+        parts = urlsplit(self.endpoint)
+        host, port = parts.hostname or "127.0.0.1", parts.port or 80
+        relay.tcp(socket_in(network.path, socket.SOCK_STREAM, port), host, port)
+        daemon = _xray_daemon(self.endpoint)
+        if daemon is not None:
+            daemon_host, daemon_port = daemon
+            bound = socket_in(network.path, socket.SOCK_DGRAM, daemon_port)
+            relay.udp(bound, daemon_host, daemon_port)
+
+    def close(self) -> None:
+        if self.relay is not None:
+            self.relay.close()
+        if self.network is not None:
+            self.network.close()
+
+    # -- per container -------------------------------------------------------------------------
+    def argv(self, container: Container, program: list[str]) -> list[str]:
+        assert self.network is not None, "start() first"
+        if container.name == self.task.proxy_container:
+            program = [*self._proxy_user, *program]
+        return self.inside(program)
+
+    def inside(self, command: list[str]) -> list[str]:
+        """A command as run inside the task (a container, or its health check)."""
+        assert self.network is not None, "start() first"
+        return self.network.wrap(command)
+
+    def environment(self, container: Container, env: dict[str, str]) -> dict[str, str]:
+        assert self.network is not None, "start() first"
+        if container.name == self.task.proxy_container:
+            ingress, egress = _ports(self.task)
+            env.setdefault("APPMESH_XDS_ENDPOINT", _inside(self.endpoint))
+            env.setdefault("APPMESH_INGRESS_PORT", ingress)
+            env.setdefault("APPMESH_EGRESS_PORT", egress)
+            env.setdefault("APPMESH_INGRESS_ADDRESS", f"{self.network.address}:{ingress}")
+        return env
+
+    def _service_names(self) -> list[str]:
+        """The virtual services of the proxy's mesh: the names the apps will call."""
+        from appmesh_api.views.endpoint import client
+
+        mesh = _mesh_of(self.task)
+        if mesh is None:
+            return []
+        try:
+            pages = client("appmesh", self.endpoint).get_paginator("list_virtual_services")
+            return [
+                service["virtualServiceName"]
+                for page in pages.paginate(meshName=mesh)
+                for service in page["virtualServices"]
+            ]
+        except Exception as exc:  # the task still runs; the apps' names may not resolve
+            self.say(f"  could not list the virtual services of mesh {mesh}: {exc}")
+            return []
+
+
+def placement(
+    mode: str, task: TaskDefinition, endpoint: str, subnet: str, say: Say
+) -> Explicit | Awsvpc:
+    """``auto`` is awsvpc when this machine can run it (root, ip, iptables, setpriv, and a
+    proxy user the rules can exempt), and says why when it falls back to explicit."""
+    if mode == "explicit":
+        return Explicit(task, endpoint)
+    missing = missing_tools()
+    try:
+        if missing:
+            raise TaskDefinitionError(
+                f"awsvpc mode needs {', '.join(missing)}; run as root with iproute2, "
+                "iptables and setpriv installed, or use --network-mode explicit"
+            )
+        return Awsvpc(task, endpoint, subnet, say)
+    except TaskDefinitionError as exc:
+        if mode == "awsvpc":
+            raise
+        if not missing:  # a root user would expect awsvpc: say why not
+            say(f"  not using awsvpc mode: {exc}")
+        return Explicit(task, endpoint)
+
+
+def _inside(endpoint: str) -> str:
+    """The endpoint as a task sees it: the relay on its own 127.0.0.1, same port and path."""
+    parts = urlsplit(endpoint)
+    port = parts.port or 80
+    return urlunsplit((parts.scheme, f"127.0.0.1:{port}", parts.path, "", ""))
+
+
+def _mesh_of(task: TaskDefinition) -> str | None:
+    if not task.proxy_container:
+        return None
+    env = task.container(task.proxy_container).environment
+    name = env.get("APPMESH_RESOURCE_ARN") or env.get("APPMESH_VIRTUAL_NODE_NAME") or ""
+    parts = name.split(":")[-1].split("/")
+    return parts[1] if len(parts) >= 2 and parts[0] == "mesh" else None
+
+
+def _xray_daemon(endpoint: str) -> tuple[str, int] | None:
+    """Where the control plane's X-Ray daemon listens, if it runs one."""
+    try:
+        with urllib.request.urlopen(f"{endpoint.rstrip('/')}/_appmesh/health", timeout=5) as r:
+            daemon = json.loads(r.read()).get("xray_daemon")
+    except (OSError, ValueError):
+        return None
+    if not daemon:
+        return None
+    host, _, port = str(daemon).rpartition(":")
+    return ("127.0.0.1" if host in ("", "0.0.0.0") else host), int(port)
+
+
+def _proxy_user(task: TaskDefinition) -> list[str]:
+    """setpriv for the proxy: the ignored uid (App Mesh's 1337) if that user can run this
+    Python, else the ignored group; refused when neither can work, since a proxy whose
+    own traffic is intercepted loops forever."""
+    props = task.proxy_properties
+    uid, gid = props.get("IgnoredUID"), props.get("IgnoredGID")
+    if not uid and not gid:
+        uid = "1337"
+    if uid and can_run(as_uid := ["setpriv", f"--reuid={uid}", f"--regid={gid or uid}"]):
+        return [*as_uid, "--clear-groups"]
+    if gid:
+        return ["setpriv", f"--regid={gid}", "--clear-groups"]
+    raise TaskDefinitionError(
+        f"the proxy must run as IgnoredUID {uid}, and that user cannot run {sys.executable} "
+        "here (is it under a private home?); set IgnoredGID in proxyConfiguration too, "
+        "or use --network-mode explicit"
+    )
+
+
+def can_run(prefix: list[str]) -> bool:
+    """Whether ``prefix`` can start this interpreter with our packages (a user that cannot
+    read the interpreter's prefix falls back to a bare standard library)."""
+    code = f"import sys, proxy.server; sys.exit(sys.prefix != {sys.prefix!r})"
+    command = [*prefix, "--clear-groups", sys.executable, "-c", code]
+    try:
+        return subprocess.run(command, capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
