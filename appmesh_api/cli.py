@@ -173,7 +173,9 @@ def _kube(args: argparse.Namespace) -> int:
         return commands.get(args.kind, args.output, args.endpoint)
     if args.kube_command == "kubeconfig":
         return commands.kubeconfig(args.endpoint)
-    return commands.apply_or_delete(args.kube_command, args.filename, args.endpoint)
+    return commands.apply_or_delete(
+        args.kube_command, args.filename, args.endpoint, args.skip_other_kinds
+    )
 
 
 def _add_kube(commands: argparse._SubParsersAction) -> None:
@@ -196,6 +198,12 @@ def _add_kube(commands: argparse._SubParsersAction) -> None:
             required=True,
             metavar="PATH",
             help="a manifest file or a directory of them (repeatable)",
+        )
+        command.add_argument(
+            "--skip-other-kinds",
+            action="store_true",
+            help="skip objects of other kinds (Deployment, Service, ...) instead of refusing "
+            "the files, naming each one skipped: appmesh-local runs no workloads",
         )
         _endpoint_option(command)
         command.set_defaults(run=_kube)

@@ -19,7 +19,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from appmesh_api.kube.objects import KINDS, ManifestError, load_paths
+from appmesh_api.kube.objects import KINDS, ManifestError, OtherKind, load_paths
 from appmesh_api.settings import DEFAULT_ACCOUNT, DEFAULT_REGION
 from appmesh_api.views.endpoint import unreachable
 
@@ -49,12 +49,26 @@ def _send(endpoint: str, method: str, path: str, payload: Any = None) -> dict:
         raise ManifestError(unreachable(endpoint)) from error
 
 
-def apply_or_delete(verb: str, files: list[str], endpoint: str) -> int:
+SKIP_HINT = (
+    "; pass --skip-other-kinds to apply the App Mesh objects and skip the others "
+    "(appmesh-local runs no workloads)"
+)
+
+
+def apply_or_delete(verb: str, files: list[str], endpoint: str, skip_other: bool = False) -> int:
+    """Send the files' objects to the server; with ``skip_other``, objects of other kinds
+    (the walkthroughs' Deployments and Services) are left out, each named on stdout."""
+    skipped: list[OtherKind] | None = [] if skip_other else None
     try:
-        objects = load_paths(files)
+        objects = load_paths(files, skipped)
+        for other in skipped or []:
+            print(other.line)
         if not objects:
             raise ManifestError("no objects passed to " + verb)
         answer = _send(endpoint, "POST", verb, {"objects": [o.manifest() for o in objects]})
+    except OtherKind as exc:
+        print(f"error: {exc}{SKIP_HINT}", file=sys.stderr)
+        return 1
     except ManifestError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

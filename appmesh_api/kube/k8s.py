@@ -7,7 +7,11 @@ OpenAPI v3 from the controller's own CRD schemas (``crds/``), and get, list, cre
 replace, patch (merge, strategic-merge for Namespace labels, server-side apply) and
 delete of ``Namespace`` and the seven ``appmesh.k8s.aws/v1beta2`` kinds, answered
 with Kubernetes' ``Status`` errors and ``Table`` listings. Everything else is a 404
-that says appmesh-local is not a Kubernetes cluster.
+that says appmesh-local is not a Kubernetes cluster. ``/openapi/v2`` is an empty
+OpenAPI v2 document (no definitions): kubectl validates a kind that OpenAPI v3 does
+not know (a Deployment) against it, and with no schema it leaves the kind to the
+server, so a walkthrough's Deployments fail alone with kubectl's own "no matches for
+kind" while its App Mesh objects are applied.
 
 Writes go through ``KubeController``: an object App Mesh rejects is refused (422
 Invalid, nothing stored; UNCONFIRMED: the controller accepted some such objects and
@@ -103,6 +107,8 @@ class KubeApi:
     # -- routing -----------------------------------------------------------------------------
     def dispatch(self, method: str, path: str, request: Request, body: bytes) -> Response:
         parts = path.split("/") if path else []
+        if parts == ["openapi", "v2"] and method == "GET":
+            return Response(_OPENAPI_V2, media_type=OPENAPI_V2_TYPE)
         discovery = self._discovery(parts)
         if discovery is not None:
             if method != "GET":
@@ -467,6 +473,28 @@ def _resource_list(group_version: str, kinds: list[KindInfo]) -> dict:
         "groupVersion": group_version,
         "resources": resources,
     }
+
+
+# kubectl asks for ``...spec.v2@v1.0+protobuf``; the API server answers with the dotted
+# form, since Go's media type parser refuses the "@".
+OPENAPI_V2_TYPE = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+
+
+def _proto_field(number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field (every field of the document below is one,
+    and all are shorter than 128 bytes, so the length is a single varint byte)."""
+    assert len(payload) < 128
+    return bytes([number << 3 | 2, len(payload)]) + payload
+
+
+# UNCONFIRMED: a cluster's /openapi/v2 has every built-in kind; this one has none.
+# gnostic's openapi_v2.Document, the form kubectl downloads: swagger (1) "2.0", info (2)
+# with title (1) and version (2), and an empty paths (8) - valid, and without definitions.
+_OPENAPI_V2 = (
+    _proto_field(1, b"2.0")
+    + _proto_field(2, _proto_field(1, b"appmesh-local") + _proto_field(2, b"v1.32.0"))
+    + _proto_field(8, b"")
+)
 
 
 @cache

@@ -4,7 +4,9 @@ A manifest file holds one or more YAML (or JSON) documents; a document may be a
 ``List`` of objects, as ``kubectl get -o yaml`` writes. Only the kinds the App Mesh
 controller reconciled, plus ``Namespace`` (whose labels decide mesh membership), are
 accepted: anything else is refused with the kind named, because silently skipping
-a Deployment would look like it had been applied.
+a Deployment would look like it had been applied. A caller that asks to skip them
+(``kube apply --skip-other-kinds``) passes a ``skipped`` list and gets one
+kubectl-style line per object left out, so the skip is said, not silent.
 """
 
 from __future__ import annotations
@@ -64,6 +66,22 @@ class ManifestError(ValueError):
     """A manifest that cannot be applied; the message names the file and object."""
 
 
+class OtherKind(ManifestError):
+    """An object of a kind appmesh-local does not serve (a Deployment, a Service...).
+
+    ``line`` names it as kubectl does (``deployment.apps/colorteller``) and says why
+    it was skipped, for callers that skip such objects instead of refusing the file."""
+
+    def __init__(self, message: str, kind: str, api_version: Any, name: Any) -> None:
+        super().__init__(message)
+        group = str(api_version).rpartition("/")[0] if isinstance(api_version, str) else ""
+        resource = f"{kind.lower()}.{group}" if group else kind.lower()
+        self.line = (
+            f"{resource}/{name or ''} skipped (not an App Mesh kind: "
+            "appmesh-local runs no workloads)"
+        )
+
+
 class Unresolved(ManifestError):
     """An object that names something not there yet (its mesh, gateway, a referenced
     object). Kubernetes accepts such an object and the controller retries it; so does
@@ -113,20 +131,33 @@ class KubeObject:
         return body
 
 
-def load_text(text: str, source: str = "<stdin>") -> list[KubeObject]:
-    """Every object in one manifest text, in document order."""
+def load_text(
+    text: str, source: str = "<stdin>", skipped: list[OtherKind] | None = None
+) -> list[KubeObject]:
+    """Every object in one manifest text, in document order. Objects of other kinds are
+    refused, or, when ``skipped`` is given, left out and recorded there."""
     if len(text.encode()) > MAX_MANIFEST_BYTES:
         raise ManifestError(f"{source}: larger than {MAX_MANIFEST_BYTES // 1024 // 1024} MiB")
     try:
         documents = list(yaml.safe_load_all(text))
     except yaml.YAMLError as exc:
         raise ManifestError(f"{source}: not valid YAML: {exc}") from exc
-    return [obj for doc in documents if doc is not None for obj in _objects(doc, source)]
+    found: list[KubeObject] = []
+    for doc in (d for d in documents if d is not None):  # an empty document: `---` twice
+        for item in _flattened(doc, source):
+            try:
+                found.append(parse_object(item, source))
+            except OtherKind as other:
+                if skipped is None:
+                    raise
+                skipped.append(other)
+    return found
 
 
-def load_paths(paths: Iterable[str]) -> list[KubeObject]:
+def load_paths(paths: Iterable[str], skipped: list[OtherKind] | None = None) -> list[KubeObject]:
     """Objects from files and directories (``*.yaml``, ``*.yml``, ``*.json``, sorted), as
-    ``kubectl apply -f`` reads them; ``-`` is standard input."""
+    ``kubectl apply -f`` reads them; ``-`` is standard input. ``skipped`` as in
+    ``load_text``."""
     found: list[KubeObject] = []
     for path in paths:
         for file in _files(Path(path)):
@@ -134,7 +165,7 @@ def load_paths(paths: Iterable[str]) -> list[KubeObject]:
                 text = file.read_text()
             except (OSError, UnicodeDecodeError) as exc:
                 raise ManifestError(f"{file}: cannot read: {exc}") from exc
-            found.extend(load_text(text, str(file)))
+            found.extend(load_text(text, str(file), skipped))
     return found
 
 
@@ -149,14 +180,15 @@ def _files(path: Path) -> Iterator[Path]:
         raise ManifestError(f"{path}: no such file or directory")
 
 
-def _objects(doc: Any, source: str) -> Iterator[KubeObject]:
+def _flattened(doc: Any, source: str) -> Iterator[dict[str, Any]]:
+    """The objects of one document: itself, or the items of a ``List`` (nested too)."""
     if not isinstance(doc, dict):
         raise ManifestError(f"{source}: a manifest document must be an object")
     if doc.get("kind") == "List" or str(doc.get("kind", "")).endswith("List"):
         for item in doc.get("items") or []:
-            yield from _objects(item, source)
+            yield from _flattened(item, source)
         return
-    yield parse_object(doc, source)
+    yield doc
 
 
 def parse_object(doc: dict[str, Any], source: str = "") -> KubeObject:
@@ -170,9 +202,12 @@ def parse_object(doc: dict[str, Any], source: str = "") -> KubeObject:
         raise ManifestError(f"{where}object has no kind")
     info = KINDS.get(kind)
     if info is None:
-        raise ManifestError(
+        raise OtherKind(
             f"{where}{kind} {name or ''}: appmesh-local is not a Kubernetes cluster; it "
-            f"applies only the App Mesh controller's kinds ({', '.join(KINDS)})".replace("  ", " ")
+            f"applies only the App Mesh controller's kinds ({', '.join(KINDS)})".replace("  ", " "),
+            kind,
+            api_version,
+            name,
         )
     if api_version != info.api_version:
         raise ManifestError(

@@ -195,6 +195,7 @@ def test_other_kinds_are_refused_not_skipped(server, tmp_path):
     result = kube(server, account, "apply", "-f", write(tmp_path, "deploy.yaml", [deployment]))
     assert result.returncode == 1
     assert "Deployment web: appmesh-local is not a Kubernetes cluster" in result.stderr
+    assert "pass --skip-other-kinds" in result.stderr
 
 
 def test_backend_groups_expand_into_backends(server, tmp_path):
