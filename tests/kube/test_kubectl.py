@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from tests.conftest import make_client, new_account
+from tests.kube.test_walkthroughs import render
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
 
@@ -121,3 +122,22 @@ def test_other_kinds_are_not_served(cluster):
     assert result.returncode == 1  # kubectl finds no schema or resource for it
     missing = kubectl("get", "deployments")
     assert missing.returncode == 1 and "deployments" in missing.stderr
+
+
+def test_a_walkthrough_manifest_applies_its_app_mesh_objects_and_kubectl_refuses_the_rest(
+    cluster,
+):
+    """kubectl validates a Deployment against /openapi/v2 (no schema there: left to the
+    server), then finds no resource for it: kubectl's own error, per object, while the
+    App Mesh objects of the same file are applied."""
+    kubectl, appmesh, tmp_path = cluster
+    (tmp_path / "retry-policy.yaml").write_text(render("retry-policy"))
+    result = kubectl("apply", "-f", str(tmp_path / "retry-policy.yaml"))
+    assert result.returncode == 1
+    assert "virtualrouter.appmesh.k8s.aws/color created" in result.stdout
+    assert 'no matches for kind "Deployment" in version "apps/v1"' in result.stderr
+    assert 'no matches for kind "Service" in version "v1"' in result.stderr
+    assert "failed to download openapi" not in result.stderr
+    mesh = "howto-k8s-retry-policy"
+    nodes = appmesh.list_virtual_nodes(meshName=mesh)["virtualNodes"]
+    assert sorted(n["virtualNodeName"] for n in nodes) == [f"blue_{mesh}", f"front_{mesh}"]
