@@ -147,9 +147,20 @@ def _xray_daemon(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    if args.mesh:
+        from appmesh_api.sidecars import run_mesh_sidecars
+        from appmesh_api.views.endpoint import default_endpoint
+
+        endpoint = args.endpoint or (
+            f"http://127.0.0.1:{args.port}" if args.port != DEFAULT_PORT else default_endpoint()
+        )
+        return run_mesh_sidecars(args.mesh, endpoint, args.mesh_owner, say)
     from appmesh_api.up import run_colorapp
 
-    return run_colorapp(args.port, args.endpoint, lambda line: print(line, flush=True))
+    return run_colorapp(args.port, args.endpoint, say)
 
 
 def _mesh_describe(args: argparse.Namespace) -> int:
@@ -514,7 +525,16 @@ def build_parser() -> argparse.ArgumentParser:
         "run its apps with an appmesh-proxy sidecar each, and print the curl to try. Ctrl-C "
         "stops everything. No root and no Docker needed.",
     )
-    up.add_argument("--example", choices=["colorapp"], default="colorapp", help="which mesh")
+    which = up.add_mutually_exclusive_group()
+    which.add_argument("--example", choices=["colorapp"], default="colorapp", help="which mesh")
+    which.add_argument(
+        "--mesh",
+        metavar="NAME",
+        help="instead of an example, run an appmesh-proxy for every virtual node and gateway "
+        "of this mesh, already deployed on the running appmesh-local (cdk deploy, aws "
+        "cloudformation deploy, the API); your apps are yours to start",
+    )
+    up.add_argument("--mesh-owner", metavar="ACCT", help="with --mesh: the owner of a shared mesh")
     up.add_argument(
         "--port",
         type=int,

@@ -264,7 +264,7 @@ def run_colorapp(
         say("\nThe gateway's stats cover its last 50 answers (reset: curl .../color/clear).")
         say("Shift all traffic to blue with aws appmesh update-route (see the README), then curl")
         say("again. Press Ctrl-C to stop everything.")
-        _wait(stop_after)
+        wait_forever(stop_after)
     except KeyboardInterrupt:
         pass
     except RuntimeError as exc:
@@ -288,7 +288,7 @@ def _leave_as_found(endpoint: str, say: Callable[[str], None]) -> None:
         say(f"could not remove the {MESH} mesh from {endpoint}: {exc}")
 
 
-def _wait(stop_after: float | None) -> None:
+def wait_forever(stop_after: float | None) -> None:
     """Block until Ctrl-C or SIGTERM (or ``stop_after`` seconds, for tests)."""
 
     def interrupt(_signum, _frame) -> None:
