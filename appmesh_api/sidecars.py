@@ -133,12 +133,15 @@ def describe(sidecar: Sidecar) -> list[str]:
 
 
 def _caller_credentials(owner: str) -> tuple[Credentials, str]:
+    """The shell's AWS credentials, else the mesh owner's account as the key (as the proxy
+    signs without credentials)."""
     session = boto3.Session()
+    region = session.region_name or "us-east-1"
     found = session.get_credentials()
-    credentials = found.get_frozen_credentials() if found else None
-    if credentials is None:
-        return Credentials(owner, "local"), session.region_name or "us-east-1"
-    return Credentials(*credentials), session.region_name or "us-east-1"
+    frozen = found.get_frozen_credentials() if found else None
+    if frozen is None or not frozen.access_key or not frozen.secret_key:
+        return Credentials(owner, "local"), region
+    return Credentials(frozen.access_key, frozen.secret_key, frozen.token), region
 
 
 def connected(endpoint: str, owner: str) -> list[dict[str, Any]]:
