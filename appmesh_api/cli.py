@@ -523,7 +523,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a whole example mesh on this machine (start here)",
         description="Start the control plane, create an example mesh through the App Mesh API, "
         "run its apps with an appmesh-proxy sidecar each, and print the curl to try. Ctrl-C "
-        "stops everything. No root and no Docker needed.",
+        "stops everything. No root and no Docker needed. With --mesh NAME, run only the "
+        "sidecars of a mesh already deployed (e.g. by cdk deploy).",
     )
     which = up.add_mutually_exclusive_group()
     which.add_argument("--example", choices=["colorapp"], default="colorapp", help="which mesh")

@@ -199,7 +199,10 @@ def run_mesh_sidecars(
         appmesh = client("appmesh", endpoint)
         resources = mesh_resources(appmesh, mesh, owner)
         mesh_owner = owner or resources[0].arn.split(":")[4]
-        say(f"running {len(resources)} appmesh-proxy sidecars for mesh {mesh} on {endpoint}:")
+        say(
+            f"mesh {mesh} on {endpoint}: an appmesh-proxy for each of its {len(resources)} "
+            "virtual nodes and gateways"
+        )
         sidecars = [sidecar_for(r, endpoint, health.get("xray_daemon")) for r in resources]
         for sidecar in sidecars:
             for line in describe(sidecar):
@@ -209,8 +212,8 @@ def run_mesh_sidecars(
             wait_for_port(sidecar.admin, process, f"the proxy of {sidecar.resource.label}")
         wait_connected(endpoint, mesh_owner, sidecars, processes)
         say(
-            f"\nall {len(sidecars)} sidecars hold mesh {mesh}'s config. Start your apps on "
-            "the listener ports above; Ctrl-C stops the sidecars."
+            f"\nthe sidecars hold mesh {mesh}'s config. Start your apps on the listener ports "
+            "above; Ctrl-C stops the sidecars."
         )
         wait_forever(stop_after)
     except KeyboardInterrupt:

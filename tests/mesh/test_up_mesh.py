@@ -137,7 +137,7 @@ def test_up_mesh_runs_a_sidecar_for_every_node_and_gateway_and_ctrl_c_stops_them
         up, lines = start_up_mesh(environment(control.endpoint, account), "--mesh", "shop")
         try:
             said = "".join(lines)
-            assert "running 3 appmesh-proxy sidecars for mesh shop" in said, said
+            assert "an appmesh-proxy for each of its 3 virtual nodes and gateways" in said, said
             assert f"virtual node blue: your app listens on 127.0.0.1:{blue_port}" in said, said
             assert (
                 f"virtual gateway ingress: clients reach the gateway on 127.0.0.1:{gateway_port}"
