@@ -44,7 +44,7 @@ from appmesh_api.ram.api import ram_target
 from appmesh_api.ram.shares import Shares
 from appmesh_api.service import AppMeshService
 from appmesh_api.settings import Settings
-from appmesh_api.store import MeshKey, Store
+from appmesh_api.store import MeshKey, SqliteStore, Store
 from appmesh_api.xray.api import XRayService, xray_target
 from appmesh_api.xray.daemon import start_embedded
 from appmesh_api.xray.store import XRayState
@@ -58,9 +58,9 @@ RAM_FILE = "ram.json"
 
 def open_store(settings: Settings) -> Store:
     if settings.data_dir is None:
-        return Store(None)
+        return SqliteStore(None)
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    return Store(Path(settings.data_dir) / DATABASE_FILE)
+    return SqliteStore(Path(settings.data_dir) / DATABASE_FILE)
 
 
 def error_body(error: AppMeshError) -> bytes:

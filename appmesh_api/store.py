@@ -1,9 +1,13 @@
-"""Where resources live: an in-memory index backed by SQLite.
+"""Where resources live: the ``Store`` interface and its SQLite implementation.
 
-Reads come from memory (a Describe is a dict lookup); every write is one SQLite
-transaction committed *before* memory changes, so what a client was told exists
-survives a restart or a ``kill -9``. WAL mode with ``synchronous=NORMAL`` is
-durable against process death (only an OS crash could lose the last commits).
+``Store`` is what the service, the change feed, discovery, the console and the kube
+controller use; ``SqliteStore`` (the default) implements it.
+
+SQLite: an in-memory index backed by one file. Reads come from memory (a Describe
+is a dict lookup); every write is one SQLite transaction committed *before* memory
+changes, so what a client was told exists survives a restart or a ``kill -9``. WAL
+mode with ``synchronous=NORMAL`` is durable against process death (only an OS crash
+could lose the last commits).
 
 The store knows nothing of App Mesh's rules: ``service.py`` decides, the store keeps.
 Writes are made from one thread (the event loop), which is what makes a
@@ -18,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS resources (
@@ -79,7 +83,39 @@ class Record:
         return self.data["metadata"]["arn"]
 
 
-class Store:
+class Store(Protocol):
+    """What every store offers. Reads are synchronous and cheap (an in-memory index);
+    ``write`` returns only once the change is durable, and returns the new change sequence."""
+
+    sequence: int
+
+    def get(self, key: Key) -> Record | None: ...
+    def get_by_arn(self, arn: str) -> Record | None: ...
+    def children(self, mesh: MeshKey, kind: str, parent: str = "") -> dict[str, Record]: ...
+    def meshes_owned_by(self, region: str, account: str) -> dict[str, Record]: ...
+    def all_meshes(self) -> list[Record]: ...
+    def mesh_owners(self, region: str, mesh: str) -> list[str]: ...
+    def count_meshes(self, region: str, account: str) -> int: ...
+    def client_token(
+        self, account: str, region: str, operation: str, token: str
+    ) -> tuple[str, str] | None: ...
+    def write(
+        self,
+        put: Record | None = None,
+        delete: Key | None = None,
+        token: tuple[tuple[str, str, str, str], str, str] | None = None,
+    ) -> int: ...
+    def save_proxies(self, rows: list[tuple[str, str, str]]) -> None: ...
+    def load_proxies(self) -> list[tuple[str, str, str]]: ...
+    def kube_objects(self, account: str, region: str) -> list[str]: ...
+    def put_kube_object(
+        self, account: str, region: str, key: tuple[str, str, str], body: str
+    ) -> None: ...
+    def delete_kube_object(self, account: str, region: str, key: tuple[str, str, str]) -> None: ...
+    def close(self) -> None: ...
+
+
+class SqliteStore:
     """Resources of every kind, indexed for lookups by key, by ARN and by container."""
 
     def __init__(self, path: Path | None) -> None:
@@ -165,7 +201,9 @@ class Store:
     def count_meshes(self, region: str, account: str) -> int:
         return len(self.meshes_owned_by(region, account))
 
-    def client_token(self, account: str, region: str, operation: str, token: str):
+    def client_token(
+        self, account: str, region: str, operation: str, token: str
+    ) -> tuple[str, str] | None:
         """The (fingerprint, response) recorded for a clientToken, or None."""
         return self._tokens.get((account, region, operation, token))
 
@@ -241,7 +279,9 @@ class Store:
         )
         return [body for (body,) in rows]
 
-    def put_kube_object(self, account: str, region: str, key: tuple[str, str, str], body: str):
+    def put_kube_object(
+        self, account: str, region: str, key: tuple[str, str, str], body: str
+    ) -> None:
         with self._transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO kube_objects VALUES (?,?,?,?,?,?)",
