@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from proxy.codec import tls
 from proxy.codec.http1 import Http1Connection
+from proxy.codec.http2 import Http2Connection
 from proxy.codec.tcp import TcpProxyConnection
 from proxy.interception.original_dst import original_destination
 from proxy.observe.stats import LISTENER_COUNTERS, SSL_COUNTERS
@@ -165,6 +166,10 @@ class ListenerHandle:
                 return chain.http
         return None
 
+    def adopt(self, protocol: asyncio.Protocol) -> None:
+        """A connection switched codec (HTTP/1.1 → HTTP/2): drain it with the others."""
+        self.connections.add(protocol)
+
     def close(self) -> None:
         """Stop accepting; accepted connections drain."""
         if self.server is not None:
@@ -214,7 +219,9 @@ class ListenerHandle:
         if chain is None:
             self.stats.counters["no_filter_chain_match"] += 1
             return _Reject()
-        if chain.http is not None:
+        if chain.http is not None and chain.http.codec_type == "HTTP2":
+            protocol = Http2Connection(self.ctx, chain.http, original_dst)
+        elif chain.http is not None:
             protocol = Http1Connection(self.ctx, chain.http, self, chain.name, original_dst)
         elif chain.tcp is not None:
             protocol = TcpProxyConnection(self.ctx, chain.tcp, original_dst)

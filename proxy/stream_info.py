@@ -62,6 +62,7 @@ class StreamInfo:
         "end",
         "first_upstream_rx",
         "first_upstream_tx",
+        "grpc_status",
         "last_downstream_rx",
         "original_destination",
         "protocol",
@@ -105,6 +106,7 @@ class StreamInfo:
         self.request_headers: Mapping[str, str] = _EMPTY
         self.response_headers: list[tuple[str, str]] = []
         self.response_code: int | None = None
+        self.grpc_status: str | None = None  # from trailers, or a trailers-only response
         self.response_code_details = ""
         self.response_flags: list[str] = []
         self.bytes_received = 0

@@ -12,7 +12,9 @@ refused with 426 unless ``http_protocol_options.accept_http_10``, as in Envoy). 
 requests queue behind the active one with their bodies buffered and reading paused, so
 responses go out in order. HEAD, 1xx, 204 and 304 responses carry no body. Upgrades
 (WebSocket) are refused with 403 until upgrade support lands, like an Envoy HCM without
-``upgrade_configs``.
+``upgrade_configs``. With ``codec_type`` AUTO (App Mesh's listeners) a connection that
+opens with the HTTP/2 preface, or negotiated ``h2`` by ALPN, is handed to
+``proxy.codec.http2``; with ``codec_type`` HTTP1 it is refused with GOAWAY.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING, Protocol
 import httptools
 
 from proxy import stream_info as flags
+from proxy.codec.http2 import Http2Connection
 from proxy.observe.stats import HTTP_COUNTERS
 from proxy.router.http_types import CHUNKED, CONTENT_LENGTH, NO_BODY, HttpRequest
 from proxy.router.router import Router
@@ -98,6 +101,9 @@ class ListenerView(Protocol):
 
     def http_config(self, chain_name: str) -> HttpConnectionManagerConfig | None: ...
 
+    def adopt(self, protocol: asyncio.Protocol) -> None:
+        """Count a connection that changed codec among the listener's connections."""
+
 
 class Http1Connection(asyncio.Protocol):
     """One downstream connection running an HTTP connection manager filter chain."""
@@ -157,12 +163,17 @@ class Http1Connection(asyncio.Protocol):
         counters["downstream_cx_http1_total"] += 1
         self._idle_since = self.ctx.loop.time()
         self._arm_idle()
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+            self._switch_to_http2(b"")
 
     def data_received(self, data: bytes) -> None:
         if self._discarding:  # a refused head: drop the rest until the delayed close
             return
         if data.startswith(_H2_PREFACE) and self._parsing is None and self._active is None:
-            return self._refuse_http2()
+            if self.hcm.codec_type == "HTTP1":
+                return self._refuse_http2()
+            return self._switch_to_http2(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -304,6 +315,9 @@ class Http1Connection(asyncio.Protocol):
     def send_data(self, data: bytes) -> None:
         if self._out_body:
             self._out.append(b"%x\r\n%b\r\n" % (len(data), data) if self._out_chunked else data)
+
+    def send_trailers(self, trailers: list[tuple[str, str]]) -> None:
+        """Dropped: Envoy's HTTP/1 codec forwards trailers only with ``enable_trailers``."""
 
     def end_response(self) -> None:
         if self._out_chunked:
@@ -468,6 +482,28 @@ class Http1Connection(asyncio.Protocol):
             return self._arm_idle(timeout - idle_for)
         self.http_stats.counters["downstream_cx_idle_timeout"] += 1
         self._close()
+
+    def _switch_to_http2(self, first: bytes) -> None:
+        """Envoy's ``codec_type: AUTO``: the HTTP/2 preface (or ALPN ``h2``) hands the
+        connection to the HTTP/2 codec before any HTTP/1.1 request was parsed."""
+        transport = self.transport
+        assert transport is not None
+        counters = self.http_stats.counters
+        counters["downstream_cx_total"] -= 1  # counted again, as HTTP/2, by the new codec
+        counters["downstream_cx_http1_total"] -= 1
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        self._closed = True  # this object is done; the HTTP/2 codec owns the transport
+        self.ctx.connections.discard(self)
+        scheme = "https" if transport.get_extra_info("ssl_object") is not None else "http"
+        protocol = Http2Connection(self.ctx, self.hcm, self.original_dst, scheme)
+        if self._listener is not None:
+            self._listener.adopt(protocol)
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        if first:
+            protocol.data_received(first)
 
     def _refuse_http2(self) -> None:
         """An HTTP/2 (prior knowledge) client: refuse it in HTTP/2's own words, loudly."""

@@ -81,6 +81,7 @@ _SIMPLE: dict[str, Getter] = {
     "PROTOCOL": lambda i: i.protocol,
     "RESPONSE_CODE": lambda i: i.response_code or 0,
     "RESPONSE_CODE_DETAILS": lambda i: i.response_code_details or None,
+    "GRPC_STATUS": lambda i: _grpc_status_name(i.grpc_status or i.response_header("grpc-status")),
     "RESPONSE_FLAGS": lambda i: i.flags_text,
     "BYTES_RECEIVED": lambda i: i.bytes_received,
     "BYTES_SENT": lambda i: i.bytes_sent,
@@ -219,3 +220,17 @@ def _compile_format(config: dict[str, Any]) -> Callable[[StreamInfo], str]:
     if isinstance(config.get("format"), str):
         return compile_text_format(config["format"])
     return compile_text_format(DEFAULT_FORMAT)
+
+
+_GRPC_NAMES = (
+    "OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
+    "AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted",
+    "OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated",
+)  # fmt: skip
+
+
+def _grpc_status_name(code: str | None) -> str | None:
+    """``%GRPC_STATUS%``: Envoy prints the status's name (``Unavailable``), or the number."""
+    if code is None:
+        return None
+    return _GRPC_NAMES[int(code)] if code.isdigit() and int(code) < len(_GRPC_NAMES) else code

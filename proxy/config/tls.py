@@ -44,9 +44,8 @@ _TLS_VERSIONS = {
     "TLSv1_2": ssl.TLSVersion.TLSv1_2,
     "TLSv1_3": ssl.TLSVersion.TLSv1_3,
 }
-# HTTP/2 is not spoken yet: ALPN offers only what the codecs speak, so a client that
-# prefers h2 negotiates http/1.1 honestly instead of sending frames nobody parses.
-_SPOKEN_ALPN = ("http/1.1",)
+# ALPN offers only what the codecs speak (proxy.codec.http1 hands ``h2`` to http2).
+_SPOKEN_ALPN = ("h2", "http/1.1")
 
 
 @dataclass(frozen=True, slots=True)

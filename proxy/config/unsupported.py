@@ -86,8 +86,8 @@ def _chain_problem(chain: dict[str, Any]) -> str | None:
 
 def _hcm_problem(config: dict[str, Any]) -> str | None:
     codec = str(config.get("codec_type", "AUTO"))
-    if codec in ("HTTP2", "HTTP3"):
-        return f"codec_type {codec} {NOT_YET}; this proxy speaks HTTP/1.1 only"
+    if codec == "HTTP3":
+        return f"codec_type {codec} {NOT_YET}; this proxy speaks HTTP/1.1 and HTTP/2"
     for http_filter in config.get("http_filters") or ():
         if not isinstance(http_filter, dict) or http_filter.get("is_optional"):
             continue
@@ -131,8 +131,8 @@ def cluster_problem(spec: dict[str, Any]) -> str | None:
             return f"cluster {name}: TLS health checks {NOT_YET}"
     if spec.get("transport_socket_matches"):
         return f"cluster {name}: transport_socket_matches {NOT_YET}"
-    if _speaks_http2(spec):
-        return f"cluster {name}: HTTP/2 upstream (http2_protocol_options) {NOT_YET}"
+    if _follows_downstream(spec):
+        return f"cluster {name}: use_downstream_protocol_config and auto_config {NOT_YET}"
     for check in spec.get("health_checks") or ():
         problem = _health_check_problem(check) if isinstance(check, dict) else None
         if problem:
@@ -140,17 +140,15 @@ def cluster_problem(spec: dict[str, Any]) -> str | None:
     return None
 
 
-def _speaks_http2(spec: dict[str, Any]) -> bool:
-    if "http2_protocol_options" in spec:
-        return True
+def _follows_downstream(spec: dict[str, Any]) -> bool:
+    """Upstream protocol chosen per request or by ALPN: only explicit HTTP/1 or HTTP/2
+    (what App Mesh's clusters use) is implemented."""
     options = (spec.get("typed_extension_protocol_options") or {}).get(
         HTTP_PROTOCOL_OPTIONS.rsplit("/", 1)[-1]
     )
     if not isinstance(options, dict):
         return False
-    if options.get("use_downstream_protocol_config") or options.get("auto_config"):
-        return True
-    return "http2_protocol_options" in (options.get("explicit_http_config") or {})
+    return bool(options.get("use_downstream_protocol_config") or options.get("auto_config"))
 
 
 def _health_check_problem(check: dict[str, Any]) -> str | None:

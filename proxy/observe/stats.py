@@ -60,6 +60,7 @@ HEALTH_CHECK_COUNTERS = (
 HTTP_COUNTERS = (
     "downstream_cx_total",
     "downstream_cx_http1_total",
+    "downstream_cx_http2_total",
     "downstream_cx_destroy",
     "downstream_cx_protocol_error",
     "downstream_cx_idle_timeout",
@@ -67,6 +68,7 @@ HTTP_COUNTERS = (
     "downstream_rq_too_large_headers",
     "downstream_rq_total",
     "downstream_rq_http1_total",
+    "downstream_rq_http2_total",
     "downstream_rq_completed",
     "downstream_rq_1xx",
     "downstream_rq_2xx",

@@ -13,22 +13,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
+from proxy.upstream.http2 import Http2UpstreamStream
+
 if TYPE_CHECKING:
     from proxy.timers import Timer, TimerWheel
     from proxy.upstream.cluster_manager import Cluster
     from proxy.upstream.host import Host
     from proxy.upstream.http1 import UpstreamConnection
 
+    Exchange = UpstreamConnection | Http2UpstreamStream
+
 
 class AttemptOwner(Protocol):
     """What an attempt reports to (the router)."""
 
-    def _on_ready(self, attempt: Attempt, conn: UpstreamConnection) -> None: ...
+    def _on_ready(self, attempt: Attempt, conn: Exchange) -> None: ...
     def _on_failure(self, attempt: Attempt, reason: str, detail: str) -> None: ...
     def _on_headers(
         self, attempt: Attempt, status: int, headers: list[tuple[str, str]]
     ) -> None: ...
     def _on_data(self, data: bytes) -> None: ...
+    def _on_trailers(self, trailers: list[tuple[str, str]]) -> None: ...
     def _on_end(self, attempt: Attempt) -> None: ...
     def _on_flush(self) -> None: ...
     def _set_upstream_blocked(self, blocked: bool) -> None: ...
@@ -41,7 +46,7 @@ class Attempt:
         self.owner = owner
         self.cluster = cluster
         self.host = host
-        self.conn: UpstreamConnection | None = None
+        self.conn: Exchange | None = None
         self.discarded = False
         self.ended = False
         self.per_try: Timer | None = None
@@ -56,11 +61,23 @@ class Attempt:
         return self.host.pool.acquire(self)
 
     def begin(
-        self, conn: UpstreamConnection, payload: bytes, is_head: bool, complete: bool, now: float
+        self,
+        conn: Exchange,
+        head: bytes | list[tuple[str, str]],
+        body: bytes,
+        is_head: bool,
+        complete: bool,
+        now: float,
     ) -> None:
+        """Send the request on ``conn``: an HTTP/1.1 head is bytes, an HTTP/2 one a list."""
         self.conn = conn
         self.start = now
-        conn.begin(self, payload, is_head, complete)
+        if isinstance(head, bytes):
+            assert not isinstance(conn, Http2UpstreamStream)
+            conn.begin(self, head, body, is_head, complete)
+        else:
+            assert isinstance(conn, Http2UpstreamStream)
+            conn.begin(self, head, body, is_head, complete)
 
     def arm_per_try(
         self, timers: TimerWheel, timeout: float, callback: Callable[[Attempt], None]
@@ -89,9 +106,9 @@ class Attempt:
         self.end()
 
     # -- pool and connection callbacks (UpstreamStream) ----------------------------------
-    def on_pool_ready(self, conn: UpstreamConnection) -> None:
+    def on_pool_ready(self, conn: Exchange) -> None:
         if self.discarded:
-            conn.pool.release(conn)
+            conn.release_unused()
         else:
             self.owner._on_ready(self, conn)
 
@@ -105,6 +122,9 @@ class Attempt:
 
     def on_upstream_data(self, data: bytes) -> None:
         self.owner._on_data(data)
+
+    def on_upstream_trailers(self, trailers: list[tuple[str, str]]) -> None:
+        self.owner._on_trailers(trailers)
 
     def on_upstream_end(self) -> None:
         self.owner._on_end(self)

@@ -87,6 +87,50 @@ def mutate_request_headers(
 
 def build_request_head(request: HttpRequest, route: Route, expected_timeout: float | None) -> bytes:
     """The upstream HTTP/1.1 request head, after rewrites and route mutations."""
+    path, authority = _prepare_upstream(request, route, expected_timeout)
+    headers = request.headers
+    dropped = connection_tokens(headers.get("connection"))
+    lines = [f"{request.method} {path} HTTP/1.1\r\nhost: {authority}\r\n"]
+    for name, value in headers.items():
+        if name[0] != ":" and name not in REQUEST_SKIP and name not in dropped:
+            lines.append(f"{name}: {value}\r\n")
+    if request.framing == CONTENT_LENGTH:
+        lines.append(f"content-length: {request.content_length}\r\n")
+    elif request.framing == CHUNKED:
+        lines.append("transfer-encoding: chunked\r\n")
+    lines.append("\r\n")
+    return "".join(lines).encode("latin-1", "replace")
+
+
+def build_h2_request_headers(
+    request: HttpRequest, route: Route, expected_timeout: float | None, scheme: str
+) -> list[tuple[str, str]]:
+    """The upstream HTTP/2 header list: pseudo-headers first, ``te: trailers`` kept
+    (gRPC requires it), connection-specific headers dropped as RFC 9113 demands."""
+    path, authority = _prepare_upstream(request, route, expected_timeout)
+    headers = request.headers
+    dropped = connection_tokens(headers.get("connection"))
+    out = [
+        (":method", request.method),
+        (":scheme", scheme),
+        (":authority", authority),
+        (":path", path),
+    ]
+    for name, value in headers.items():
+        if name[0] != ":" and name not in REQUEST_SKIP and name not in dropped:
+            out.append((name, value))
+    if headers.get("te", "").strip().lower() == "trailers":
+        out.append(("te", "trailers"))
+    if request.framing == CONTENT_LENGTH:
+        out.append(("content-length", str(request.content_length)))
+    return out
+
+
+def _prepare_upstream(
+    request: HttpRequest, route: Route, expected_timeout: float | None
+) -> tuple[str, str]:
+    """Path and host rewrites, route header mutations and Envoy's expected-timeout header,
+    applied to the request's headers; returns the upstream path and authority."""
     action = route.action
     assert action is not None
     headers = request.headers
@@ -99,17 +143,7 @@ def build_request_head(request: HttpRequest, route: Route, expected_timeout: flo
         apply_mutation(headers, route.request_headers)
     if expected_timeout:
         headers["x-envoy-expected-rq-timeout-ms"] = str(int(expected_timeout * 1000))
-    dropped = connection_tokens(headers.get("connection"))
-    lines = [f"{request.method} {path} HTTP/1.1\r\nhost: {authority}\r\n"]
-    for name, value in headers.items():
-        if name[0] != ":" and name not in REQUEST_SKIP and name not in dropped:
-            lines.append(f"{name}: {value}\r\n")
-    if request.framing == CONTENT_LENGTH:
-        lines.append(f"content-length: {request.content_length}\r\n")
-    elif request.framing == CHUNKED:
-        lines.append("transfer-encoding: chunked\r\n")
-    lines.append("\r\n")
-    return "".join(lines).encode("latin-1", "replace")
+    return path, authority
 
 
 def response_headers(

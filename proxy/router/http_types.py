@@ -1,8 +1,7 @@
 """The codec-neutral request and the interface a downstream codec offers the router.
 
-HTTP/1.1 is the only codec today; HTTP/2 and gRPC will produce the same ``HttpRequest``
-(pseudo-headers included) and implement the same ``Downstream`` interface, so the router,
-retries and policies do not change when they arrive.
+The HTTP/1.1 and HTTP/2 codecs both produce an ``HttpRequest`` (pseudo-headers included)
+and implement ``Downstream``, so the router, retries and policies are codec-neutral.
 """
 
 from __future__ import annotations
@@ -49,6 +48,10 @@ class Downstream(Protocol):
         """Start the response; framing and ``connection`` headers are the codec's job."""
 
     def send_data(self, data: bytes) -> None: ...
+
+    def send_trailers(self, trailers: list[tuple[str, str]]) -> None:
+        """Response trailers, sent with the end of the response (HTTP/2; HTTP/1.1 drops
+        them, as Envoy does without ``enable_trailers``)."""
 
     def flush(self) -> None:
         """Write out what was queued (the codec may coalesce writes until then)."""

@@ -14,6 +14,7 @@ Responses to failed requests are Envoy's local replies, with its response flags:
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 from proxy import stream_info as flags
@@ -22,6 +23,7 @@ from proxy.config.routing import HeaderMutation, RequestView, Route, redirect_lo
 from proxy.router.attempt import Attempt
 from proxy.router.headers import (
     apply_response_mutation,
+    build_h2_request_headers,
     build_request_head,
     mutate_request_headers,
     normalize_path,
@@ -41,9 +43,17 @@ if TYPE_CHECKING:
     from proxy.upstream.cluster_manager import Cluster
     from proxy.upstream.host import Host
     from proxy.upstream.http1 import UpstreamConnection
+    from proxy.upstream.http2 import Http2UpstreamStream
 
+# Envoy's Grpc::Utility::httpToGrpcStatus, for local replies to gRPC requests.
+_HTTP_TO_GRPC = {400: "13", 401: "16", 403: "7", 404: "12", 429: "14", 502: "14", 503: "14",
+                 504: "14"}  # fmt: skip
 _CODE_CLASS = tuple(f"upstream_rq_{n}xx" for n in range(6))
 _RESET_BODY = b"upstream connect error or disconnect/reset before headers. reset reason: "
+
+
+def _is_grpc(request: HttpRequest) -> bool:
+    return request.headers.get("content-type", "").startswith("application/grpc")
 
 
 class Router:
@@ -73,7 +83,7 @@ class Router:
         self.retry: RetryState | None = None
         self.attempt: Attempt | None = None
         self.done = self.response_started = self.request_complete = False
-        self._head = b""
+        self._head: bytes | list[tuple[str, str]] = b""
         self._body = RequestBody(request.framing == CHUNKED)
         self._silent_retries = 0
         self._global: Timer | None = None
@@ -129,7 +139,12 @@ class Router:
         expected = (policy.per_try_timeout if policy else None) or action.timeout
         if self.ctx.tracer is not None:
             self.ctx.tracer.begin(self.info, headers)  # continues X-Amzn-Trace-Id upstream
-        self._head = build_request_head(request, route, expected)
+        if cluster.config.http2:
+            scheme = "https" if cluster.config.tls is not None else "http"
+            self._head = build_h2_request_headers(request, route, expected, scheme)
+            self._body.chunked = False  # HTTP/2 frames the body itself
+        else:
+            self._head = build_request_head(request, route, expected)
         idle = action.idle_timeout or hcm.stream_idle_timeout
         if idle and (request.framing != NO_BODY or not action.timeout or action.timeout > idle):
             # Without a body the route timeout starts now and would always fire first.
@@ -219,18 +234,19 @@ class Router:
     def _overflow(self) -> None:
         self.local_reply(503, _RESET_BODY + b"overflow", flags.UPSTREAM_OVERFLOW, "overflow")
 
-    def _on_ready(self, attempt: Attempt, conn: UpstreamConnection) -> None:
+    def _on_ready(self, attempt: Attempt, conn: UpstreamConnection | Http2UpstreamStream) -> None:
         if attempt is not self.attempt or self.done:
-            conn.pool.release(conn)
+            conn.release_unused()
             return
         now = self.ctx.loop.time()
         if self.info.first_upstream_tx is None:
             self.info.first_upstream_tx = now
         self._body.rewind()
-        payload = self._head + self._body.take()
+        body = self._body.take()
         if self.request_complete:
-            payload += self._body.end_marker()
-        attempt.begin(conn, payload, self.request.method == "HEAD", self.request_complete, now)
+            body += self._body.end_marker()
+        is_head = self.request.method == "HEAD"
+        attempt.begin(conn, self._head, body, is_head, self.request_complete, now)
         if self.request_complete:
             self._arm_per_try(attempt)
         self._update_reading()
@@ -317,6 +333,15 @@ class Router:
         self._active_at = self.ctx.loop.time()
         self.info.bytes_sent += len(data)
         self.downstream.send_data(data)
+
+    def _on_trailers(self, trailers: list[tuple[str, str]]) -> None:
+        """Response trailers (gRPC's ``grpc-status``): passed on before the end."""
+        if self.done:
+            return
+        for name, value in trailers:
+            if name == "grpc-status":
+                self.info.grpc_status = value
+        self.downstream.send_trailers(trailers)
 
     def _on_end(self, attempt: Attempt) -> None:
         if attempt is not self.attempt or self.done:
@@ -475,6 +500,8 @@ class Router:
         if attempt is not None and not attempt.ended:
             self._abandon(attempt, drain=False)
         headers: list[tuple[str, str]] = []
+        if _is_grpc(self.request) and status >= 300:
+            return self._grpc_local_reply(status, body)
         if body:
             headers.append(("content-type", "text/plain"))
         headers.append(("date", self.ctx.dates.get()))
@@ -486,6 +513,25 @@ class Router:
         if self.request.method != "HEAD":
             self.info.bytes_sent += len(body)
         self.downstream.send_local(status, headers, body)
+        self._finish()
+
+    def _grpc_local_reply(self, status: int, body: bytes) -> None:
+        """Envoy answers a gRPC request it cannot route or proxy with a trailers-only gRPC
+        response (HTTP 200, ``grpc-status`` mapped from the HTTP status), so gRPC
+        clients see UNAVAILABLE or UNIMPLEMENTED rather than a protocol error."""
+        grpc_status = _HTTP_TO_GRPC.get(status, "2")
+        headers = [
+            ("content-type", "application/grpc"),
+            ("grpc-status", grpc_status),
+            ("grpc-message", body.decode("latin-1") if body else HTTPStatus(status).phrase),
+            ("date", self.ctx.dates.get()),
+            ("server", self.hcm.server_name),
+        ]
+        self.response_started = True
+        self.info.response_code = 200
+        self.info.grpc_status = grpc_status
+        self.info.response_headers = headers
+        self.downstream.send_local(200, headers, b"")
         self._finish()
 
     def _redirect(self, route: Route) -> None:

@@ -10,6 +10,11 @@ request that finds no idle connection is *pending* (``pending_requests``, overfl
 reach their cluster through ``ClusterView``, the few things health checks, outlier
 detection and pools need from it, so the cluster manager above can own them all without
 an import circle.
+
+For an HTTP/2 cluster the pool is Envoy's HTTP/2 pool instead: one multiplexed
+connection per host (a second only when the first is out of streams or going away),
+each request a stream on it; ``pending_requests`` still bounds the requests waiting
+for the connection to come up.
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ import asyncio
 import ssl
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from proxy.config.retry import CONNECT_FAILURE
 from proxy.upstream import tls
 from proxy.upstream.http1 import UpstreamConnection, UpstreamStream
+from proxy.upstream.http2 import Http2UpstreamConnection
 
 if TYPE_CHECKING:
     from proxy.config.cluster import ClusterConfig, Endpoint
@@ -124,12 +131,14 @@ def _connect_detail(exc: BaseException) -> str:
 class HostPool:
     """Idle keep-alive connections and pending requests for one upstream host."""
 
-    __slots__ = ("_tasks", "closing", "cluster", "connecting", "host", "idle", "waiters")
+    __slots__ = ("_tasks", "closing", "cluster", "connecting", "host", "idle", "multiplexed",
+                 "waiters")  # fmt: skip
 
     def __init__(self, host: Host, cluster: ClusterView) -> None:
         self.host = host
         self.cluster = cluster
         self.idle: list[UpstreamConnection] = []
+        self.multiplexed: list[Http2UpstreamConnection] = []  # HTTP/2 clusters only
         self.waiters: deque[UpstreamStream] = deque()
         self.connecting = 0
         self.closing = False
@@ -137,6 +146,10 @@ class HostPool:
 
     def acquire(self, stream: UpstreamStream) -> bool:
         """Hand ``stream`` a connection now or later; ``False`` means pending overflow."""
+        for shared in self.multiplexed:
+            if shared.has_capacity():
+                stream.on_pool_ready(shared.open_stream())
+                return True
         idle = self.idle
         while idle:
             conn = idle.pop()
@@ -166,6 +179,8 @@ class HostPool:
         """Open a connection if waiters outnumber connects in progress and the breaker allows."""
         if self.connecting >= len(self.waiters) or self.closing:
             return False
+        if self.cluster.config.http2 and self.connecting:
+            return False  # one HTTP/2 connection carries them all
         cluster = self.cluster
         connections = cluster.resources.connections
         if not connections.can_create():
@@ -185,21 +200,25 @@ class HostPool:
         loop = asyncio.get_running_loop()
         host, cluster = self.host, self.cluster
         secure = cluster.config.tls
+        factory = self._protocol_factory()
         try:
             if secure is None:
-                connecting = loop.create_connection(
-                    lambda: UpstreamConnection(self), host.host, host.port
-                )
+                connecting = loop.create_connection(factory, host.host, host.port)
             else:
-                connecting = tls.connect(
-                    lambda: UpstreamConnection(self), host.host, host.port, secure, cluster.stats
-                )
+                connecting = tls.connect(factory, host.host, host.port, secure, cluster.stats)
             _, conn = await asyncio.wait_for(connecting, cluster.config.connect_timeout)
         except (OSError, TimeoutError, asyncio.CancelledError) as exc:
             self._connect_failed(exc)
             return
         self.connecting -= 1
         self._assign(conn)
+
+    def _protocol_factory(self) -> Callable[[], UpstreamConnection | Http2UpstreamConnection]:
+        config = self.cluster.config
+        if config.http2:
+            limit = config.max_requests_per_connection
+            return lambda: Http2UpstreamConnection(self, limit)
+        return lambda: UpstreamConnection(self)
 
     def _connect_failed(self, exc: BaseException) -> None:
         self.connecting -= 1
@@ -221,10 +240,12 @@ class HostPool:
         self.cluster.resources.pending_requests.dec()
         return self.waiters.popleft()
 
-    def _assign(self, conn: UpstreamConnection) -> None:
+    def _assign(self, conn: UpstreamConnection | Http2UpstreamConnection) -> None:
         """A connection became free: the oldest waiter gets it, else it idles."""
         if conn.closed:
             return
+        if isinstance(conn, Http2UpstreamConnection):
+            return self._assign_streams(conn)
         stream = self._pop_waiter()
         if stream is not None:
             stream.on_pool_ready(conn)
@@ -234,16 +255,34 @@ class HostPool:
             conn.idle_since = time.monotonic()  # the loop's clock; no getpid() per request
             self.idle.append(conn)
 
-    def release(self, conn: UpstreamConnection) -> None:
+    def _assign_streams(self, conn: Http2UpstreamConnection) -> None:
+        """An HTTP/2 connection is up or has streams free: waiters get streams on it."""
+        if conn not in self.multiplexed:
+            self.multiplexed.append(conn)
+        while self.waiters and conn.has_capacity():
+            stream = self._pop_waiter()
+            assert stream is not None
+            stream.on_pool_ready(conn.open_stream())
+        if self.closing and not conn.active:
+            conn.close()
+        elif self.waiters:
+            self.maybe_connect()  # out of streams: another connection for the rest
+
+    def release(self, conn: UpstreamConnection | Http2UpstreamConnection) -> None:
         """The connection finished a request and may carry another."""
+        if isinstance(conn, Http2UpstreamConnection):
+            return self._assign_streams(conn)
         limit = self.cluster.config.max_requests_per_connection
         if limit and conn.requests >= limit:
             conn.close()
             return
         self._assign(conn)
 
-    def on_closed(self, conn: UpstreamConnection) -> None:
-        if conn in self.idle:
+    def on_closed(self, conn: UpstreamConnection | Http2UpstreamConnection) -> None:
+        if isinstance(conn, Http2UpstreamConnection):
+            if conn in self.multiplexed:
+                self.multiplexed.remove(conn)
+        elif conn in self.idle:
             self.idle.remove(conn)
         self.cluster.resources.connections.dec()
         self.host.cx_active -= 1
@@ -260,7 +299,13 @@ class HostPool:
         self.idle = keep
         for conn in drop:
             conn.close()
-        return len(drop)
+        idle_shared = [
+            c for c in self.multiplexed
+            if not c.active and (older_than is None or c.idle_since < older_than)
+        ]  # fmt: skip
+        for shared in idle_shared:
+            shared.close()
+        return len(drop) + len(idle_shared)
 
     def close(self) -> None:
         """Stop pooling: idle connections close now, busy ones when their request ends."""

@@ -11,11 +11,14 @@ circuit breakers to new connections and pending requests).
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import httptools
 
 from proxy.config.retry import CONNECTION_TERMINATION
+
+if TYPE_CHECKING:
+    from proxy.upstream.http2 import Http2UpstreamStream
 
 
 class UpstreamStream(Protocol):
@@ -23,12 +26,13 @@ class UpstreamStream(Protocol):
 
     discarded: bool
 
-    def on_pool_ready(self, conn: UpstreamConnection) -> None: ...
+    def on_pool_ready(self, conn: UpstreamConnection | Http2UpstreamStream) -> None: ...
     def on_pool_failure(self, reason: str, detail: str) -> None: ...
     def on_upstream_headers(
         self, status: int, headers: list[tuple[str, str]], keep_alive: bool
     ) -> None: ...
     def on_upstream_data(self, data: bytes) -> None: ...
+    def on_upstream_trailers(self, trailers: list[tuple[str, str]]) -> None: ...
     def on_upstream_end(self) -> None: ...
     def on_upstream_reset(self, reason: str) -> None: ...
     def on_upstream_writable(self, writable: bool) -> None: ...
@@ -124,8 +128,10 @@ class UpstreamConnection(asyncio.Protocol):
             self.stream.on_upstream_writable(True)
 
     # -- driven by the router -----------------------------------------------------------
-    def begin(self, stream: UpstreamStream, payload: bytes, is_head: bool, complete: bool) -> None:
-        """Start a request: ``payload`` is the head plus any body already available."""
+    def begin(
+        self, stream: UpstreamStream, head: bytes, body: bytes, is_head: bool, complete: bool
+    ) -> None:
+        """Start a request: its head plus any body already available, in one write."""
         self.stream = stream
         self.requests += 1
         self.received_bytes = 0
@@ -134,7 +140,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._request_done = complete
         self._response_done = False
         assert self.transport is not None
-        self.transport.write(payload)
+        self.transport.write(head + body if body else head)
 
     def write(self, data: bytes, complete: bool = False) -> None:
         if self.transport is not None and not self.closed:
@@ -160,6 +166,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.stream = None
         if self.transport is not None and not self.closed:
             self.transport.close()
+
+    def release_unused(self) -> None:
+        """Give the connection back without having used it (a stale attempt)."""
+        self.pool.release(self)
 
     @property
     def reused(self) -> bool:

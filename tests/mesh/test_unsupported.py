@@ -1,9 +1,10 @@
 """What the sidecar cannot honour yet is refused loudly, never served downgraded.
 
 A mesh asks for a TLS certificate from a local SDS agent (SPIRE) on a listener, and
-HTTP/2 towards backends: the sidecar NACKs those listeners and clusters with a reason
-(visible in ``/_appmesh/proxies`` and its log), keeps the rest of the node's config
-live, and answers an HTTP/2 client with GOAWAY HTTP_1_1_REQUIRED instead of a parse error.
+gRPC health checks of a backend: the sidecar NACKs those listeners and clusters with
+a reason (visible in ``/_appmesh/proxies`` and its log) and keeps the rest of the node's
+config live. An HTTP/2 client (prior knowledge) is served, converted to HTTP/1.1 for an
+``http`` backend.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import time
 
 import h2.config
 import h2.connection
-import h2.errors
 import h2.events
 import pytest
 
@@ -27,8 +27,16 @@ MESH = "refuse"
 STRICT_TLS = {"mode": "STRICT", "certificate": {"sds": {"secretName": "spiffe://refuse/secure"}}}
 
 
-def node_spec(port: int, name: str, protocol: str = "http", tls: dict | None = None) -> dict:
+GRPC_HEALTH = {"protocol": "grpc", "healthyThreshold": 2, "unhealthyThreshold": 2,
+               "timeoutMillis": 2000, "intervalMillis": 5000}  # fmt: skip
+
+
+def node_spec(
+    port: int, name: str, protocol: str = "http", tls: dict | None = None, check: dict | None = None
+) -> dict:
     listener: dict = {"portMapping": {"port": port, "protocol": protocol}}
+    if check:
+        listener["healthCheck"] = check
     if tls:
         listener["tls"] = tls
     return {
@@ -47,7 +55,7 @@ def refused(server, tmp_path_factory):
         ports = {name: mesh.app(name) for name in ("blue", "rpc", "secure", "front")}
         specs = {
             "blue": node_spec(ports["blue"], "blue"),
-            "rpc": node_spec(ports["rpc"], "rpc", protocol="grpc"),
+            "rpc": node_spec(ports["rpc"], "rpc", protocol="grpc", check=GRPC_HEALTH),
             "secure": node_spec(ports["secure"], "secure", tls=STRICT_TLS),
         }
         for name, spec in specs.items():
@@ -88,20 +96,17 @@ def wait_for(check, timeout: float = 15.0):
 def test_clusters_it_cannot_serve_are_nacked_with_the_reason(server, refused):
     account = refused["mesh"].account
     found = wait_for(lambda: rejections(server, "front", account).get(CLUSTER))
-    assert found, "the HTTP/2 cluster was accepted"
-    assert "HTTP/2 upstream (http2_protocol_options) is not supported" in found["message"]
+    assert found, "the cluster with a gRPC health check was accepted"
+    assert "gRPC health checks is not supported" in found["message"]
     assert "rpc" in found["message"]
     log = (refused["mesh"].tmp / "proxy-front.log").read_text()
-    assert "refusing part of clusters" in log and "HTTP/2 upstream" in log
+    assert "refusing part of clusters" in log and "gRPC health checks" in log
 
 
 def test_the_rest_of_the_node_stays_live(refused):
     front = refused["proxies"]["front"]
     status, _, body = get(front.egress, "/", f"blue.{MESH}.local")
     assert status == 200 and "blue" in body
-    # The refused HTTP/2 cluster is not there to be spoken to in HTTP/1.1.
-    status, _, _ = get(front.egress, "/", f"rpc.{MESH}.local")
-    assert status == 503
     clusters = front.admin_get("/clusters")
     assert f"_{MESH}_blue_http_" in clusters and f"_{MESH}_rpc_" not in clusters
 
@@ -115,20 +120,31 @@ def test_a_tls_listener_it_cannot_serve_is_refused_not_served_in_plaintext(serve
         get(secure.ingress, "/", f"secure.{MESH}.local", timeout=3)
 
 
-def test_an_http2_client_is_told_to_use_http_1_1(refused):
+def test_an_http2_client_is_served_by_an_http_backend(refused):
+    """Prior-knowledge HTTP/2 on the egress listener (codec AUTO), HTTP/1.1 to blue."""
     front = refused["proxies"]["front"]
-    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+    )
     client.initiate_connection()
+    headers = [(":method", "GET"), (":path", "/"), (":scheme", "http"),
+               (":authority", f"blue.{MESH}.local")]  # fmt: skip
+    client.send_headers(1, headers, end_stream=True)
+    status, body, ended = "", b"", False
     with socket.create_connection(("127.0.0.1", front.egress), timeout=5) as conn:
         conn.sendall(client.data_to_send())
-        events = []
-        while not any(isinstance(e, h2.events.ConnectionTerminated) for e in events):
+        while not ended:
             data = conn.recv(65536)
-            assert data, f"closed without GOAWAY after {events}"
-            events += client.receive_data(data)
-    goaway = next(e for e in events if isinstance(e, h2.events.ConnectionTerminated))
-    assert goaway.error_code == h2.errors.ErrorCodes.HTTP_1_1_REQUIRED
-    assert b"HTTP/2" in (goaway.additional_data or b"")
+            assert data, "closed before the response ended"
+            for event in client.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    status = dict(event.headers)[":status"]
+                elif isinstance(event, h2.events.DataReceived):
+                    body += event.data
+                elif isinstance(event, h2.events.StreamEnded):
+                    ended = True
+            conn.sendall(client.data_to_send())
+    assert status == "200" and b"blue" in body
 
 
 def test_fixing_the_mesh_clears_the_rejection_and_serves(server, refused):

@@ -1,0 +1,416 @@
+"""Downstream HTTP/2: an ``asyncio.Protocol`` around the h2 state machine, feeding routers.
+
+Each HTTP/2 stream gets its own ``Router``, exactly as an HTTP/1.1 request does: the
+stream object (``_Stream``) is the router's ``Downstream``. The request head becomes the
+same ``HttpRequest`` (pseudo-headers included); a body without ``content-length`` is
+marked chunked so an HTTP/1.1 upstream gets it chunk-framed, while an HTTP/2 upstream
+ignores the framing. Response trailers (gRPC's ``grpc-status``) pass through.
+
+Flow control runs both ways. Request DATA is acknowledged (the window reopened) only
+while the router reads, so a slow upstream makes the client wait instead of this proxy
+buffering. Response DATA beyond the client's window waits in the stream's queue, and
+while it waits the router pauses reading from the upstream. Connection settings follow
+the HCM: ``max_request_headers_kb`` bounds the header list, and at most
+``MAX_CONCURRENT_STREAMS`` streams run at once (more are refused by the client's
+library, as the SETTINGS frame says). A drain (listener removal, stop) sends GOAWAY and
+closes once the open streams finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+
+from proxy.observe.stats import HTTP_COUNTERS
+from proxy.router.http_types import CHUNKED, CONTENT_LENGTH, NO_BODY, HttpRequest
+from proxy.router.router import Router
+from proxy.stream_info import StreamInfo
+
+if TYPE_CHECKING:
+    from proxy.config.compile import HttpConnectionManagerConfig
+    from proxy.context import ProxyContext
+
+log = logging.getLogger(__name__)
+
+MAX_CONCURRENT_STREAMS = 1024  # UNCONFIRMED: Envoy defaults to 2**31 - 1
+_CONNECTION_SPECIFIC = frozenset(
+    ("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade")
+)
+
+
+def format_address(address: object) -> str:
+    """A socket address as Envoy prints it: ``ip:port`` (``[ip]:port`` for IPv6)."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = str(address[0])
+        return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
+    return str(address or "")
+
+
+class _Stream:
+    """One HTTP/2 stream as the router sees its downstream."""
+
+    __slots__ = (
+        "conn",
+        "ended",
+        "head",
+        "head_out",
+        "id",
+        "pending",
+        "reading",
+        "remote_address",
+        "router",
+        "unacked",
+        "want_end",
+        "want_trailers",
+    )  # fmt: skip
+
+    def __init__(self, conn: Http2Connection, stream_id: int, head: bool) -> None:
+        self.conn = conn
+        self.remote_address = conn.remote_address
+        self.id = stream_id
+        self.head = head
+        self.router: Router | None = None
+        self.pending = bytearray()  # response bytes waiting for flow-control window
+        self.want_end = False
+        self.head_out: list[tuple[str, str]] | None = None
+        self.want_trailers: list[tuple[str, str]] | None = None
+        self.ended = False  # the response is complete on the wire (or the stream reset)
+        self.reading = True
+        self.unacked = 0  # request bytes received while the router was not reading
+
+    # -- Downstream interface -----------------------------------------------------------
+    def send_headers(
+        self, status: int, headers: list[tuple[str, str]], content_length: int | None
+    ) -> None:
+        out = [(":status", str(status))]
+        out.extend((n, v) for n, v in headers if n not in _CONNECTION_SPECIFIC)
+        if content_length is not None and status not in (204, 304):
+            out.append(("content-length", str(content_length)))
+        self.head_out = out  # sent with the first DATA, or alone with END_STREAM
+
+    def send_data(self, data: bytes) -> None:
+        if not self.ended and not self.head:
+            self.pending += data
+            self.conn.push(self)
+
+    def send_trailers(self, trailers: list[tuple[str, str]]) -> None:
+        self.want_trailers = trailers
+
+    def flush(self) -> None:
+        self.conn.push(self)
+
+    def end_response(self) -> None:
+        self.want_end = True
+        self.conn.push(self)
+
+    def send_local(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        out = [(":status", str(status)), *headers]
+        if not body or self.head:
+            out.append(("content-length", str(len(body))))
+            self.conn.send_headers(self, out, end=True)
+        else:
+            out.append(("content-length", str(len(body))))
+            self.conn.send_headers(self, out, end=False)
+            self.pending += body
+            self.want_end = True
+            self.conn.push(self)
+        self.conn.flush()
+
+    def abort(self) -> None:
+        self.conn.reset(self, h2.errors.ErrorCodes.INTERNAL_ERROR)
+
+    def set_reading(self, enabled: bool) -> None:
+        self.reading = enabled
+        if enabled and self.unacked:
+            self.conn.acknowledge(self, self.unacked)
+            self.unacked = 0
+
+
+class Http2Connection(asyncio.Protocol):
+    """One downstream HTTP/2 connection (h2c prior knowledge or TLS with ALPN ``h2``)."""
+
+    def __init__(
+        self,
+        ctx: ProxyContext,
+        hcm: HttpConnectionManagerConfig,
+        original_dst: tuple[str, int] | None = None,
+        scheme: str = "http",
+    ) -> None:
+        self.ctx = ctx
+        self.hcm = hcm
+        self.original_dst = original_dst
+        self.scheme = scheme
+        self.http_stats = ctx.stats.scope("http", hcm.stat_prefix, HTTP_COUNTERS)
+        config = h2.config.H2Configuration(
+            client_side=False, header_encoding="latin-1", validate_inbound_headers=True
+        )
+        self.h2 = h2.connection.H2Connection(config=config)
+        self.transport: asyncio.Transport | None = None
+        self.remote_address = ""
+        self.local_address = ""
+        self.connection_id = 0
+        self.draining = False
+        self.streams: dict[int, _Stream] = {}
+        self._blocked: set[_Stream] = set()  # streams waiting for send window
+        self._closed = False
+        self._writable = True
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.remote_address = format_address(transport.get_extra_info("peername"))
+        local = self.original_dst or transport.get_extra_info("sockname")
+        self.local_address = format_address(local)
+        self.connection_id = next(self.ctx.connection_ids)
+        self.ctx.connections.add(self)
+        counters = self.http_stats.counters
+        counters["downstream_cx_total"] += 1
+        counters["downstream_cx_http2_total"] += 1
+        self.h2.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: self.hcm.max_request_headers_kb
+                * 1024,
+            },
+        )
+        self.h2.initiate_connection()
+        self.flush()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            self.http_stats.counters["downstream_cx_protocol_error"] += 1
+            log.info("%s: HTTP/2 protocol error from %s: %s", self.hcm.stat_prefix,
+                     self.remote_address, exc)  # fmt: skip
+            self.flush()
+            self._close()
+            return
+        for event in events:
+            self._dispatch(event)
+        self.flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self.ctx.connections.discard(self)
+        self.http_stats.counters["downstream_cx_destroy"] += 1
+        streams, self.streams = self.streams, {}
+        for stream in streams.values():
+            if stream.router is not None and not stream.router.done:
+                stream.router.on_downstream_reset()
+
+    def pause_writing(self) -> None:
+        self._writable = False
+        for stream in self.streams.values():
+            if stream.router is not None:
+                stream.router.on_downstream_writable(False)
+
+    def resume_writing(self) -> None:
+        self._writable = True
+        for stream in list(self.streams.values()):
+            if stream.router is not None:
+                stream.router.on_downstream_writable(True)
+
+    # -- h2 events ----------------------------------------------------------------------------
+    def _dispatch(self, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.RequestReceived):
+            self._on_request(event)
+        elif isinstance(event, h2.events.DataReceived):
+            self._on_data(event)
+        elif isinstance(event, h2.events.StreamEnded):
+            stream = self.streams.get(event.stream_id)
+            if stream is not None and stream.router is not None:
+                stream.router.on_request_end()
+        elif isinstance(event, h2.events.StreamReset):
+            self._on_reset(event.stream_id)
+        elif isinstance(event, h2.events.WindowUpdated):
+            for stream in list(self._blocked):
+                self.push(stream)
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self.draining = True
+            if not self.streams:
+                self._close()
+        elif isinstance(event, h2.events.TrailersReceived):
+            stream = self.streams.get(event.stream_id)
+            if stream is not None and stream.router is not None:
+                stream.router.on_request_end()
+
+    def _on_request(self, event: h2.events.RequestReceived) -> None:
+        stream_id = event.stream_id
+        headers: dict[str, str] = {}
+        count = 0
+        for name, value in event.headers or ():
+            key, text = str(name), str(value)
+            count += 1
+            if key in headers:
+                text = f"{headers[key]}{'; ' if key == 'cookie' else ','}{text}"
+            headers[key] = text
+        method = headers.get(":method", "GET")
+        path = headers.get(":path", "/")
+        headers.setdefault(":scheme", self.scheme)
+        authority = headers.get(":authority") or headers.get("host", "")
+        headers[":authority"] = authority
+        headers.pop("host", None)
+        ended = event.stream_ended is not None
+        length = headers.get("content-length")
+        if ended:
+            framing, size = NO_BODY, 0
+        elif length is not None and length.isdigit():
+            framing, size = CONTENT_LENGTH, int(length)
+        else:
+            framing, size = CHUNKED, 0
+        request = HttpRequest(method, path, "2", headers, framing, size)
+        info = StreamInfo(
+            self.ctx.loop.time(), "HTTP/2", self.remote_address, self.local_address,
+            self.connection_id, self.original_dst,
+        )  # fmt: skip
+        info.request_headers = headers
+        info.stat_prefix = self.hcm.stat_prefix
+        counters = self.http_stats.counters
+        counters["downstream_rq_total"] += 1
+        counters["downstream_rq_http2_total"] += 1
+        stream = _Stream(self, stream_id, method == "HEAD")
+        self.streams[stream_id] = stream
+        router = stream.router = Router(self.ctx, stream, self.hcm, request, info, self.http_stats)
+        if count > self.hcm.max_headers_count:
+            self.http_stats.counters["downstream_rq_too_large_headers"] += 1
+            router.local_reply(431, b"", None, "http2.too_many_headers")
+        elif not authority:
+            router.local_reply(400, b"", None, "missing_host_header")
+        else:
+            router.start()
+        if ended and not router.done:
+            router.on_request_end()
+
+    def _on_data(self, event: h2.events.DataReceived) -> None:
+        stream = self.streams.get(event.stream_id)
+        size = event.flow_controlled_length
+        if stream is None or stream.router is None:
+            if size:
+                self.h2.acknowledge_received_data(size, event.stream_id)
+            return
+        if size:
+            if stream.reading:
+                self.acknowledge(stream, size)
+            else:
+                stream.unacked += size
+        if event.data:
+            stream.router.on_request_data(event.data)
+
+    def _on_reset(self, stream_id: int) -> None:
+        stream = self.streams.pop(stream_id, None)
+        if stream is None:
+            return
+        stream.ended = True
+        self._blocked.discard(stream)
+        self.http_stats.counters["downstream_rq_rx_reset"] += 1
+        if stream.router is not None and not stream.router.done:
+            stream.router.on_downstream_reset()
+        self._maybe_finish_drain()
+
+    # -- writing ------------------------------------------------------------------------------
+    def send_headers(self, stream: _Stream, headers: list[tuple[str, str]], end: bool) -> None:
+        if stream.ended or self._closed:
+            return
+        try:
+            self.h2.send_headers(stream.id, headers, end_stream=end)
+        except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError):
+            return self._stream_gone(stream)
+        if end:
+            self._stream_gone(stream)
+
+    def push(self, stream: _Stream) -> None:
+        """Send what the stream's window allows; the rest waits for WINDOW_UPDATE."""
+        if stream.ended or self._closed:
+            return
+        h2conn = self.h2
+        head = stream.head_out
+        if head is not None:
+            # A response with no body and no trailers (gRPC's trailers-only) is one
+            # HEADERS frame with END_STREAM, as Envoy forwards it.
+            stream.head_out = None
+            alone = stream.want_end and not stream.pending and not stream.want_trailers
+            self.send_headers(stream, head, end=alone)
+            if alone:
+                return self.flush()
+        try:
+            while stream.pending:
+                window = min(h2conn.local_flow_control_window(stream.id),
+                             h2conn.max_outbound_frame_size)  # fmt: skip
+                if window <= 0:
+                    break
+                chunk = bytes(stream.pending[:window])
+                del stream.pending[:window]
+                h2conn.send_data(stream.id, chunk)
+            if stream.pending:
+                self._blocked.add(stream)
+                if stream.router is not None:
+                    stream.router.on_downstream_writable(False)
+                return
+            if stream in self._blocked:
+                self._blocked.discard(stream)
+                if stream.router is not None:
+                    stream.router.on_downstream_writable(self._writable)
+            if stream.want_end:
+                if stream.want_trailers:
+                    h2conn.send_headers(stream.id, stream.want_trailers, end_stream=True)
+                else:
+                    h2conn.end_stream(stream.id)
+                self._stream_gone(stream)
+        except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError):
+            self._stream_gone(stream)
+        self.flush()
+
+    def acknowledge(self, stream: _Stream, size: int) -> None:
+        with contextlib.suppress(h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError):
+            self.h2.acknowledge_received_data(size, stream.id)
+
+    def reset(self, stream: _Stream, code: h2.errors.ErrorCodes) -> None:
+        if not stream.ended and not self._closed:
+            with contextlib.suppress(h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError):
+                self.h2.reset_stream(stream.id, code)
+        self._stream_gone(stream)
+        self.flush()
+
+    def flush(self) -> None:
+        data = self.h2.data_to_send()
+        if data and self.transport is not None and not self._closed:
+            self.transport.write(data)
+
+    def drain(self) -> None:
+        """GOAWAY, then close once the open streams are done (listener removal, stop)."""
+        if self.draining:
+            return
+        self.draining = True
+        if not self._closed:
+            self.h2.close_connection()
+            self.flush()
+        self._maybe_finish_drain()
+
+    # -- internals -----------------------------------------------------------------------------
+    def _stream_gone(self, stream: _Stream) -> None:
+        stream.ended = True
+        stream.pending.clear()
+        self._blocked.discard(stream)
+        self.streams.pop(stream.id, None)
+        self._maybe_finish_drain()
+
+    def _maybe_finish_drain(self) -> None:
+        if self.draining and not self.streams:
+            self.flush()
+            self._close()
+
+    def _close(self) -> None:
+        if self.transport is not None and not self._closed:
+            self._closed = True
+            self.transport.close()

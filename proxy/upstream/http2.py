@@ -1,0 +1,393 @@
+"""Upstream HTTP/2: one multiplexed client connection per host, many streams on it.
+
+``Http2UpstreamConnection`` is an ``asyncio.Protocol`` around h2's client state machine.
+The host pool keeps it while it lives and asks it for a stream per request
+(``open_stream``) while it has capacity: the peer's ``MAX_CONCURRENT_STREAMS``, and the
+cluster's ``max_requests_per_connection`` over the connection's life, as in Envoy. A
+stream (``Http2UpstreamStream``) is what the router's attempt holds: it offers the
+same calls as an HTTP/1.1 ``UpstreamConnection`` (``begin``, ``write``, ``set_reading``,
+``abort``) and reports the same events, plus the response trailers gRPC needs.
+
+Flow control: request bytes beyond the peer's window wait in the stream and the
+router stops reading the downstream meanwhile; response DATA is acknowledged only while
+the downstream can take it. A GOAWAY stops new streams on the connection; streams the
+peer never processed (above its last stream id) are reported as a reset of an unused
+connection, so the router retries them silently, as Envoy does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+
+from proxy.config.retry import CONNECTION_TERMINATION
+
+DEFAULT_MAX_STREAMS = 100  # until the peer's SETTINGS say otherwise (RFC 9113's advice)
+
+
+class Http2StreamOwner(Protocol):
+    """What a stream reports to (the router's attempt); the HTTP/1 stream events plus
+    trailers."""
+
+    discarded: bool
+
+    def on_upstream_headers(
+        self, status: int, headers: list[tuple[str, str]], keep_alive: bool
+    ) -> None: ...
+    def on_upstream_data(self, data: bytes) -> None: ...
+    def on_upstream_trailers(self, trailers: list[tuple[str, str]]) -> None: ...
+    def on_upstream_end(self) -> None: ...
+    def on_upstream_reset(self, reason: str) -> None: ...
+    def on_upstream_writable(self, writable: bool) -> None: ...
+    def on_upstream_flush(self) -> None: ...
+
+
+class Http2Pool(Protocol):
+    """The host pool, as a connection sees it."""
+
+    def release(self, conn: Http2UpstreamConnection) -> None: ...
+    def on_closed(self, conn: Http2UpstreamConnection) -> None: ...
+
+
+class Http2UpstreamStream:
+    """One request/response exchange on a multiplexed connection."""
+
+    __slots__ = (
+        "conn",
+        "id",
+        "is_head",
+        "owner",
+        "pending",
+        "reading",
+        "received_bytes",
+        "response_started",
+        "reused",
+        "unacked",
+        "want_end",
+    )  # fmt: skip
+
+    def __init__(self, conn: Http2UpstreamConnection, stream_id: int, reused: bool) -> None:
+        self.conn = conn
+        self.id = stream_id
+        self.owner: Http2StreamOwner | None = None
+        self.pending = bytearray()
+        self.want_end = False
+        self.is_head = False
+        self.reading = True
+        self.unacked = 0
+        self.received_bytes = 0
+        self.response_started = False
+        self.reused = reused
+
+    def release_unused(self) -> None:
+        """Give the stream back without having used it (a stale attempt)."""
+        self.conn.release(self)
+
+    @property
+    def closed(self) -> bool:
+        return self.conn.closed
+
+    def begin(
+        self,
+        owner: Http2StreamOwner,
+        head: list[tuple[str, str]],
+        body: bytes,
+        is_head: bool,
+        complete: bool,
+    ) -> None:
+        """Send the request headers and whatever body is already here."""
+        self.owner = owner
+        self.is_head = is_head
+        self.conn.start(self, head, end=complete and not body)
+        if body or complete:
+            self.write(body, complete)
+
+    def write(self, data: bytes, complete: bool = False) -> None:
+        if data:
+            self.pending += data
+        if complete:
+            self.want_end = True
+        self.conn.push(self)
+
+    def set_reading(self, enabled: bool) -> None:
+        self.reading = enabled
+        if enabled and self.unacked:
+            self.conn.acknowledge(self, self.unacked)
+            self.unacked = 0
+
+    def abort(self) -> None:
+        """Cancel the stream (RST_STREAM CANCEL); the owner hears nothing more."""
+        self.owner = None
+        self.conn.cancel(self)
+
+    def close(self) -> None:
+        """Nothing to do for a finished exchange: the connection stays for others."""
+        self.owner = None
+
+
+class Http2UpstreamConnection(asyncio.Protocol):
+    """One upstream HTTP/2 connection (h2c with prior knowledge, or TLS with ALPN h2)."""
+
+    def __init__(self, pool: Http2Pool, max_requests: int = 0) -> None:
+        self.pool = pool
+        self.max_requests = max_requests  # over the connection's life; 0: unlimited
+        config = h2.config.H2Configuration(client_side=True, header_encoding="latin-1")
+        self.h2 = h2.connection.H2Connection(config=config)
+        self.transport: asyncio.Transport | None = None
+        self.streams: dict[int, Http2UpstreamStream] = {}
+        self.closed = False
+        self.going_away = False
+        self.requests = 0
+        self.idle_since = time.monotonic()
+        self._blocked: set[Http2UpstreamStream] = set()
+
+    # -- what the pool asks ---------------------------------------------------------------
+    def has_capacity(self) -> bool:
+        if self.closed or self.going_away:
+            return False
+        if self.max_requests and self.requests >= self.max_requests:
+            return False
+        limit = self.h2.remote_settings.max_concurrent_streams or DEFAULT_MAX_STREAMS
+        return len(self.streams) < min(limit, 2**31 - 1)
+
+    @property
+    def active(self) -> int:
+        return len(self.streams)
+
+    def open_stream(self) -> Http2UpstreamStream:
+        stream_id = self.h2.get_next_available_stream_id()
+        self.requests += 1
+        stream = Http2UpstreamStream(self, stream_id, reused=self.requests > 1)
+        self.streams[stream_id] = stream
+        return stream
+
+    def release(self, stream: Http2UpstreamStream) -> None:
+        """An attempt gave back a stream it never started."""
+        if self.streams.get(stream.id) is stream and stream.owner is None:
+            del self.streams[stream.id]
+            self.pool.release(self)
+
+    def close(self) -> None:
+        """Close gracefully (GOAWAY) once idle; at once when nothing is in flight."""
+        self.going_away = True
+        if self.transport is None or self.closed:
+            return
+        if not self.streams:
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self.h2.close_connection()
+            self._flush()
+            self.transport.close()
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.h2.initiate_connection()
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError:
+            self._fail_all()
+            return
+        for event in events:
+            self._dispatch(event)
+        self._flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        streams, self.streams = self.streams, {}
+        for stream in streams.values():
+            owner, stream.owner = stream.owner, None
+            if owner is not None and not owner.discarded:
+                owner.on_upstream_reset(CONNECTION_TERMINATION)
+        self.pool.on_closed(self)
+
+    def pause_writing(self) -> None:
+        for stream in list(self.streams.values()):
+            if stream.owner is not None:
+                stream.owner.on_upstream_writable(False)
+
+    def resume_writing(self) -> None:
+        for stream in list(self.streams.values()):
+            if stream.owner is not None:
+                stream.owner.on_upstream_writable(True)
+
+    # -- events ----------------------------------------------------------------------------
+    def _dispatch(self, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.ResponseReceived):
+            self._on_response(event.stream_id, event.headers or [])
+        elif isinstance(event, h2.events.DataReceived):
+            self._on_data(event)
+        elif isinstance(event, h2.events.TrailersReceived):
+            stream = self.streams.get(event.stream_id)
+            if stream is not None and stream.owner is not None:
+                trailers = [(str(n), str(v)) for n, v in event.headers or ()]
+                stream.owner.on_upstream_trailers(trailers)
+        elif isinstance(event, h2.events.StreamEnded):
+            self._on_end(event.stream_id)
+        elif isinstance(event, h2.events.StreamReset):
+            self._on_reset(event.stream_id)
+        elif isinstance(event, h2.events.WindowUpdated):
+            for stream in list(self._blocked):
+                self.push(stream)
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self._on_goaway(event.last_stream_id or 0)
+
+    def _on_response(self, stream_id: int, raw: Sequence[tuple[object, object]]) -> None:
+        stream = self.streams.get(stream_id)
+        if stream is None or stream.owner is None:
+            return
+        status = 0
+        headers: list[tuple[str, str]] = []
+        for name, value in raw:
+            key, text = str(name), str(value)
+            if key == ":status":
+                status = int(text)
+            elif key[0] != ":":
+                headers.append((key, text))
+        if 100 <= status < 200:
+            return  # interim responses are not forwarded
+        stream.response_started = True
+        stream.owner.on_upstream_headers(status, headers, True)
+
+    def _on_data(self, event: h2.events.DataReceived) -> None:
+        stream = self.streams.get(event.stream_id)
+        size = event.flow_controlled_length
+        if stream is None or stream.owner is None:
+            if size:
+                self._ack(event.stream_id, size)
+            return
+        stream.received_bytes += len(event.data or b"")
+        if size:
+            if stream.reading:
+                self._ack(event.stream_id, size)
+            else:
+                stream.unacked += size
+        if event.data and not stream.is_head:
+            stream.owner.on_upstream_data(event.data)
+        stream.owner.on_upstream_flush()
+
+    def _on_end(self, stream_id: int) -> None:
+        stream = self.streams.pop(stream_id, None)
+        if stream is None:
+            return
+        self._blocked.discard(stream)
+        owner, stream.owner = stream.owner, None
+        if owner is not None and not owner.discarded:
+            owner.on_upstream_end()
+        self._stream_finished()
+
+    def _on_reset(self, stream_id: int) -> None:
+        stream = self.streams.pop(stream_id, None)
+        if stream is None:
+            return
+        self._blocked.discard(stream)
+        owner, stream.owner = stream.owner, None
+        if owner is not None and not owner.discarded:
+            owner.on_upstream_reset(CONNECTION_TERMINATION)
+        self._stream_finished()
+
+    def _on_goaway(self, last_stream_id: int) -> None:
+        """No new streams; those the peer never saw are retried elsewhere (silently)."""
+        self.going_away = True
+        for stream_id in [s for s in self.streams if s > last_stream_id]:
+            stream = self.streams.pop(stream_id)
+            stream.reused, stream.received_bytes = True, 0
+            owner, stream.owner = stream.owner, None
+            if owner is not None and not owner.discarded:
+                owner.on_upstream_reset(CONNECTION_TERMINATION)
+        if not self.streams and self.transport is not None:
+            self.transport.close()
+
+    # -- writing ---------------------------------------------------------------------------
+    def start(self, stream: Http2UpstreamStream, head: list[tuple[str, str]], end: bool) -> None:
+        try:
+            self.h2.send_headers(stream.id, head, end_stream=end)
+        except h2.exceptions.ProtocolError:
+            self._fail_stream(stream)
+            return
+        if end:
+            stream.want_end = False
+        self._flush()
+
+    def push(self, stream: Http2UpstreamStream) -> None:
+        """Send the stream's pending body as far as the peer's window allows."""
+        if self.closed or self.streams.get(stream.id) is not stream:
+            return
+        h2conn = self.h2
+        try:
+            while stream.pending:
+                window = min(h2conn.local_flow_control_window(stream.id),
+                             h2conn.max_outbound_frame_size)  # fmt: skip
+                if window <= 0:
+                    break
+                chunk = bytes(stream.pending[:window])
+                del stream.pending[:window]
+                h2conn.send_data(stream.id, chunk)
+            if stream.pending:
+                if stream not in self._blocked and stream.owner is not None:
+                    stream.owner.on_upstream_writable(False)
+                self._blocked.add(stream)
+            else:
+                if stream in self._blocked:
+                    self._blocked.discard(stream)
+                    if stream.owner is not None:
+                        stream.owner.on_upstream_writable(True)
+                if stream.want_end:
+                    stream.want_end = False
+                    h2conn.end_stream(stream.id)
+        except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError):
+            self._fail_stream(stream)
+        self._flush()
+
+    def acknowledge(self, stream: Http2UpstreamStream, size: int) -> None:
+        self._ack(stream.id, size)
+        self._flush()
+
+    def cancel(self, stream: Http2UpstreamStream) -> None:
+        if self.streams.pop(stream.id, None) is None:
+            return
+        self._blocked.discard(stream)
+        if not self.closed:
+            with contextlib.suppress(h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError):
+                self.h2.reset_stream(stream.id, h2.errors.ErrorCodes.CANCEL)
+            self._flush()
+        self._stream_finished()
+
+    # -- internals -------------------------------------------------------------------------
+    def _ack(self, stream_id: int, size: int) -> None:
+        with contextlib.suppress(h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError):
+            self.h2.acknowledge_received_data(size, stream_id)
+
+    def _stream_finished(self) -> None:
+        self.idle_since = time.monotonic()
+        if self.going_away and not self.streams:
+            self.close()
+        elif not self.closed:
+            self.pool.release(self)
+
+    def _fail_stream(self, stream: Http2UpstreamStream) -> None:
+        self.streams.pop(stream.id, None)
+        self._blocked.discard(stream)
+        owner, stream.owner = stream.owner, None
+        if owner is not None and not owner.discarded:
+            owner.on_upstream_reset(CONNECTION_TERMINATION)
+
+    def _fail_all(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
+
+    def _flush(self) -> None:
+        data = self.h2.data_to_send()
+        if data and self.transport is not None and not self.closed:
+            self.transport.write(data)

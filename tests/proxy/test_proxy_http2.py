@@ -1,0 +1,286 @@
+"""HTTP/2 and gRPC through a real ProxyServer, with real grpcio and h2 peers.
+
+The listener is an HCM with ``codec_type: AUTO`` (what App Mesh's listeners use): the
+HTTP/2 preface picks the HTTP/2 codec. Clusters with ``http2_protocol_options`` speak
+HTTP/2 upstream (App Mesh's ``http2`` and ``grpc`` listeners). A gRPC server and client
+from grpcio run on threads, the proxy on the test's loop; the HTTP/2 client and server of
+the conversion tests are the h2 library over asyncio streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from concurrent import futures
+from typing import Any
+
+import grpc
+import h2.config
+import h2.connection
+import h2.events
+from proxy_envoy import cluster, http_listener, route, vhost
+from proxy_harness import backends, client, running_proxy
+
+from appmesh_api.localports import free_port
+
+H2_OPTIONS = {
+    "typed_extension_protocol_options": {
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}},
+        }
+    }
+}
+
+
+class EchoService:
+    """``demo.Echo``: Say (unary), Count (server streaming), Flaky (UNAVAILABLE once)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, str]]] = []
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(
+            "demo.Echo",
+            {
+                "Say": grpc.unary_unary_rpc_method_handler(self.say),
+                "Count": grpc.unary_stream_rpc_method_handler(self.count),
+                "Flaky": grpc.unary_unary_rpc_method_handler(self.flaky),
+                "Missing": grpc.unary_unary_rpc_method_handler(self.missing),
+            },
+        )
+
+    def _record(self, name: str, context: grpc.ServicerContext) -> None:
+        self.calls.append((name, {k: str(v) for k, v in context.invocation_metadata()}))
+
+    def say(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        self._record("Say", context)
+        return b"echo:" + request
+
+    def count(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        self._record("Count", context)
+        for n in range(int(request)):
+            yield str(n).encode()
+
+    def flaky(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        self._record("Flaky", context)
+        if sum(1 for name, _ in self.calls if name == "Flaky") == 1:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "warming up")
+        return b"ok"
+
+    def missing(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        self._record("Missing", context)
+        context.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
+        return b""
+
+
+@contextlib.contextmanager
+def grpc_server() -> Iterator[tuple[EchoService, int]]:
+    service = EchoService()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server.add_generic_rpc_handlers((service.handler(),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield service, port
+    finally:
+        server.stop(grace=None)
+
+
+def grpc_proxy(port: int, retry: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """gRPC routes by service prefix, as App Mesh writes them, to an HTTP/2 cluster."""
+    extra: dict[str, Any] = {"timeout": "5s"}
+    if retry is not None:
+        extra["retry_policy"] = retry
+    routes = [route({"prefix": "/demo.Echo/"}, "grpc-backend", **extra)]
+    return [
+        cluster("grpc-backend", [port], **H2_OPTIONS),
+        http_listener("ingress", [vhost("all", ["*"], routes)]),
+    ]
+
+
+async def call(port: int, method: str, request: bytes, **kwargs: Any) -> Any:
+    """One unary call on a fresh channel, off the loop (grpcio's client blocks)."""
+
+    def run() -> Any:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = channel.unary_unary(method)
+            return stub(request, timeout=5, **kwargs)
+
+    return await asyncio.to_thread(run)
+
+
+async def test_grpc_unary_streaming_metadata_and_status_pass_through() -> None:
+    with grpc_server() as (service, port):
+        async with running_proxy(grpc_proxy(port)) as proxy:
+            listener = proxy.port()
+            reply = await call(listener, "/demo.Echo/Say", b"hi", metadata=(("x-team", "blue"),))
+            assert reply == b"echo:hi"
+            assert service.calls[-1][1]["x-team"] == "blue"
+
+            def stream() -> list[bytes]:
+                with grpc.insecure_channel(f"127.0.0.1:{listener}") as channel:
+                    return list(channel.unary_stream("/demo.Echo/Count")(b"3", timeout=5))
+
+            assert await asyncio.to_thread(stream) == [b"0", b"1", b"2"]
+            try:
+                await call(listener, "/demo.Echo/Missing", b"")
+                raise AssertionError("the NOT_FOUND status did not come through")
+            except grpc.RpcError as error:  # trailers carried grpc-status and grpc-message
+                assert error.code() == grpc.StatusCode.NOT_FOUND
+                assert error.details() == "no such thing"
+            assert proxy.stat("http.ingress.downstream_rq_http2_total") == 3
+            assert proxy.stat("http.ingress.downstream_cx_http1_total") == 0
+
+
+async def test_grpc_local_replies_are_grpc_statuses() -> None:
+    """No route: UNIMPLEMENTED; the backend is down: UNAVAILABLE (Envoy's mapping)."""
+    with grpc_server() as (_, port):
+        async with running_proxy(grpc_proxy(port)) as proxy:
+            try:
+                await call(proxy.port(), "/other.Service/Call", b"")
+                raise AssertionError("an unrouted call succeeded")
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.UNIMPLEMENTED
+    closed = free_port()
+    async with running_proxy(grpc_proxy(closed)) as proxy:
+        try:
+            await call(proxy.port(), "/demo.Echo/Say", b"")
+            raise AssertionError("a call to a closed port succeeded")
+        except grpc.RpcError as error:
+            assert error.code() == grpc.StatusCode.UNAVAILABLE
+            assert "upstream connect error" in (error.details() or "")
+
+
+async def test_grpc_retries_on_unavailable() -> None:
+    retry = {"retry_on": "unavailable", "num_retries": 2, "per_try_timeout": "2s"}
+    with grpc_server() as (service, port):
+        async with running_proxy(grpc_proxy(port, retry)) as proxy:
+            assert await call(proxy.port(), "/demo.Echo/Flaky", b"") == b"ok"
+            assert [name for name, _ in service.calls] == ["Flaky", "Flaky"]
+            assert proxy.stat("cluster.grpc-backend.upstream_rq_retry") == 1
+
+
+async def test_many_concurrent_calls_share_one_upstream_connection() -> None:
+    with grpc_server() as (service, port):
+        async with running_proxy(grpc_proxy(port)) as proxy:
+            listener = proxy.port()
+
+            def burst() -> list[bytes]:
+                with grpc.insecure_channel(f"127.0.0.1:{listener}") as channel:
+                    stub = channel.unary_unary("/demo.Echo/Say")
+                    calls = [stub.future(str(n).encode(), timeout=5) for n in range(40)]
+                    return [c.result() for c in calls]
+
+            replies = await asyncio.to_thread(burst)
+            assert replies == [b"echo:%d" % n for n in range(40)]
+            assert proxy.stat("cluster.grpc-backend.upstream_cx_total") == 1
+            assert len(service.calls) == 40
+
+
+# -- HTTP/1.1 <-> HTTP/2 conversion ---------------------------------------------------------
+async def h2_request(
+    port: int, method: str, path: str, body: bytes = b""
+) -> tuple[int, dict[str, str], bytes]:
+    """One request with the h2 library over a plain socket (prior knowledge)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding="utf-8"))
+    conn.initiate_connection()
+    headers = [(":method", method), (":path", path), (":scheme", "http"),
+               (":authority", "svc.local")]  # fmt: skip
+    stream_id = conn.get_next_available_stream_id()
+    conn.send_headers(stream_id, headers, end_stream=not body)
+    if body:
+        conn.send_data(stream_id, body, end_stream=True)
+    writer.write(conn.data_to_send())
+    status, response, data = 0, {}, b""
+    try:
+        while True:
+            chunk = await asyncio.wait_for(reader.read(65536), 5)
+            if not chunk:
+                raise AssertionError("the proxy closed the HTTP/2 connection")
+            for event in conn.receive_data(chunk):
+                if isinstance(event, h2.events.ResponseReceived):
+                    response = dict(event.headers)  # type: ignore[arg-type]
+                    status = int(response.pop(":status"))
+                elif isinstance(event, h2.events.DataReceived):
+                    data += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, stream_id)
+                elif isinstance(event, h2.events.StreamEnded):
+                    return status, response, data
+            writer.write(conn.data_to_send())
+    finally:
+        writer.close()
+
+
+async def test_an_http2_client_reaches_an_http1_backend() -> None:
+    async def handler(request: Any) -> Any:
+        from aiohttp import web
+
+        body = await request.read()
+        return web.Response(text=f"{request.method} {request.version} {body.decode()}")
+
+    async with backends(("b", handler)) as (backend,):
+        routes = [route({"prefix": "/"}, "plain")]
+        resources = [cluster("plain", [backend.port]),
+                     http_listener("ingress", [vhost("all", ["*"], routes)])]  # fmt: skip
+        async with running_proxy(resources) as proxy:
+            status, headers, data = await h2_request(proxy.port(), "POST", "/x", b"payload")
+            assert status == 200
+            assert data == b"POST HttpVersion(major=1, minor=1) payload"
+            assert backend.requests[-1].headers["Host"] == "svc.local"
+            assert "x-envoy-upstream-service-time" in headers
+            assert proxy.stat("http.ingress.downstream_rq_http2_total") == 1
+
+
+async def h2_backend(seen: list[dict[str, str]]) -> asyncio.AbstractServer:
+    """A minimal HTTP/2-only (h2c prior knowledge) server: answers with the request's
+    method, path and body."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        config = h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
+        conn = h2.connection.H2Connection(config)
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        requests: dict[int, tuple[dict[str, str], bytes]] = {}
+        while chunk := await reader.read(65536):
+            for event in conn.receive_data(chunk):
+                if isinstance(event, h2.events.RequestReceived):
+                    requests[event.stream_id] = (dict(event.headers), b"")  # type: ignore[arg-type]
+                elif isinstance(event, h2.events.DataReceived):
+                    head, body = requests[event.stream_id]
+                    requests[event.stream_id] = (head, body + event.data)
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, h2.events.StreamEnded):
+                    head, body = requests.pop(event.stream_id)
+                    seen.append(head)
+                    answer = f"{head[':method']} {head[':path']} {body.decode()}".encode()
+                    conn.send_headers(event.stream_id, [(":status", "201"),
+                                      ("content-length", str(len(answer)))])  # fmt: skip
+                    conn.send_data(event.stream_id, answer, end_stream=True)
+            writer.write(conn.data_to_send())
+        writer.close()
+
+    return await asyncio.start_server(serve, "127.0.0.1", 0)
+
+
+async def test_an_http1_client_reaches_an_http2_only_backend() -> None:
+    seen: list[dict[str, str]] = []
+    server = await h2_backend(seen)
+    port = server.sockets[0].getsockname()[1]
+    routes = [route({"prefix": "/"}, "h2")]
+    resources = [cluster("h2", [port], **H2_OPTIONS),
+                 http_listener("ingress", [vhost("all", ["*"], routes)])]  # fmt: skip
+    try:
+        async with running_proxy(resources) as proxy, client() as session:
+            async with session.post(proxy.url("/upload"), data=b"abc") as response:
+                assert response.status == 201
+                assert await response.read() == b"POST /upload abc"
+            async with session.get(proxy.url("/again")) as response:  # chunk-free, pooled
+                assert await response.read() == b"GET /again "
+        assert seen[0][":authority"].startswith("127.0.0.1")
+        assert "transfer-encoding" not in seen[0] and "connection" not in seen[0]
+        assert proxy.stat("cluster.h2.upstream_cx_total") == 1
+    finally:
+        server.close()
