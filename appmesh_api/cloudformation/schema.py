@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-_PROVIDERS = "cfnlint.data.schemas.providers.us_east_1"
+_SCHEMAS = "cfnlint.data.schemas"
 
 
 @dataclass(frozen=True)
@@ -44,12 +44,25 @@ def _pointer_names(pointers: list[str]) -> frozenset[str]:
 
 
 @functools.cache
+def _provider_types(folder: Path) -> dict[str, str]:
+    """Type name -> schema file of us-east-1. cfn-lint up to 1.5x kept this table in a
+    module (``providers/us_east_1/__init__.py``, ``types``); later releases keep it as
+    ``providers/us-east-1.json``. Both layouts are read, so the moto pin's range of
+    cfn-lint releases works."""
+    table = folder / "providers" / "us-east-1.json"
+    if table.is_file():
+        types: dict[str, str] = json.loads(table.read_text())
+        return types
+    module = importlib.import_module(f"{_SCHEMAS}.providers.us_east_1")
+    return dict(module.types)
+
+
+@functools.cache
 def resource_schema(type_name: str) -> ResourceSchema:
     """Load ``type_name``'s registry schema (us-east-1's copy: the types are global)."""
-    providers = importlib.import_module(_PROVIDERS)
-    file_hash = providers.types[type_name]
-    folder = Path(str(providers.__file__)).parent.parent / "resources"
-    document = json.loads((folder / f"{file_hash}.json").read_text())
+    folder = Path(str(importlib.import_module(_SCHEMAS).__file__)).parent
+    file_hash = _provider_types(folder)[type_name]
+    document = json.loads((folder / "resources" / f"{file_hash}.json").read_text())
     return ResourceSchema(
         type_name=type_name,
         properties=frozenset(document["properties"]),
