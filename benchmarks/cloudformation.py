@@ -12,24 +12,39 @@ Starts ``appmesh-local serve`` (data directory on disk) and measures, for a stac
   route's weights (template from the embedded S3 by URL, as the CDK CLI sends it) until
   every proxy has acknowledged the mesh's new version (read from ``/_appmesh/proxies``).
 
+With the CDK CLI installed (``.ci/run`` puts it in ``.ci/cdk``) and aws-cdk-lib for Python
+(the ``cdk`` extra), also for the colorapp stack of ``cdk/app.py`` (mesh, 4 nodes, router,
+route, virtual service): ``cdk bootstrap``, ``cdk deploy`` of the create, then, with one
+``appmesh-proxy`` per node connected, ``cdk deploy`` of a change of the route's weights,
+and the time from its ExecuteChangeSet (the stack's ``UPDATE_IN_PROGRESS`` event) to every
+proxy holding the new config; ``aws cloudformation deploy`` of the same synthesized
+template; ``cdk destroy``. Each CDK command's wall time includes the CLI's and the app's
+start-up (Node, and Python with jsii for the app).
+
 App Mesh itself took tens of seconds to converge a change like this on its Envoys.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import boto3
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.credentials import Credentials
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -38,6 +53,10 @@ from appmesh_api.localports import free_port, wait_for_port  # noqa: E402
 
 ACCOUNT = "210987654321"
 MESH = "cfn-bench"
+CDK = ROOT / ".ci" / "cdk" / "node_modules" / ".bin" / "cdk"
+CDK_APP = ROOT / "cdk" / "app.py"
+COLORAPP = "colorapp"
+COLORAPP_NODES = ("colorteller-white", "colorteller-blue", "colorteller-black", "colorgateway")
 
 
 def template(nodes: int, heavy: int) -> dict:
@@ -129,10 +148,10 @@ def start_server(data_dir: str) -> tuple[subprocess.Popen, str]:
     return process, f"http://127.0.0.1:{port}"
 
 
-def start_proxy(endpoint: str, node: str) -> subprocess.Popen:
+def start_proxy(endpoint: str, node: str, mesh: str = MESH) -> subprocess.Popen:
     env = {
         **os.environ,
-        "APPMESH_RESOURCE_ARN": f"arn:aws:appmesh:us-east-1:{ACCOUNT}:mesh/{MESH}/virtualNode/"
+        "APPMESH_RESOURCE_ARN": f"arn:aws:appmesh:us-east-1:{ACCOUNT}:mesh/{mesh}/virtualNode/"
         + node,
         "APPMESH_XDS_ENDPOINT": endpoint,
         "APPMESH_INGRESS_PORT": str(free_port()),
@@ -150,18 +169,23 @@ def start_proxy(endpoint: str, node: str) -> subprocess.Popen:
 
 
 def get_json(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=10) as response:
+    """A GET signed by the benchmark's account: ``/_appmesh/proxies`` lists only the
+    proxies of the signer's meshes."""
+    request = AWSRequest(method="GET", url=url, data=b"")
+    SigV4Auth(Credentials(ACCOUNT, "local"), "appmesh", "us-east-1").add_auth(request)
+    signed = urllib.request.Request(url, headers=dict(request.headers.items()))
+    with urllib.request.urlopen(signed, timeout=10) as response:
         return json.loads(response.read())
 
 
-def mesh_version(endpoint: str) -> int:
-    url = f"{endpoint}/_appmesh/meshes/{MESH}/version?meshOwner={ACCOUNT}&region=us-east-1"
+def mesh_version(endpoint: str, mesh: str = MESH) -> int:
+    url = f"{endpoint}/_appmesh/meshes/{mesh}/version?meshOwner={ACCOUNT}&region=us-east-1"
     return int(get_json(url)["version"])
 
 
-def all_proxies_at(endpoint: str, version: int, count: int) -> bool:
+def all_proxies_at(endpoint: str, version: int, count: int, mesh: str = MESH) -> bool:
     proxies = [
-        p for p in get_json(f"{endpoint}/_appmesh/proxies")["proxies"] if p["meshName"] == MESH
+        p for p in get_json(f"{endpoint}/_appmesh/proxies")["proxies"] if p["meshName"] == mesh
     ]
     if len(proxies) < count:
         return False
@@ -197,6 +221,102 @@ def deploy_with_cli(endpoint: str, body: str, folder: str) -> float:
     started = time.perf_counter()
     subprocess.run(command, env=env, check=True, capture_output=True, timeout=120)
     return time.perf_counter() - started
+
+
+def cdk_missing() -> str | None:
+    """Why the CDK part cannot run, or None."""
+    if not CDK.exists() or shutil.which("node") is None:
+        return "no CDK CLI in .ci/cdk (bash .ci/run installs it with npm)"
+    if importlib.util.find_spec("aws_cdk") is None:
+        return "no aws-cdk-lib for Python (pip install -e '.[cdk]')"
+    return None
+
+
+def cli_env(endpoint: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": ACCOUNT,
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "CDK_DISABLE_VERSION_CHECK": "1",
+        "CDK_DISABLE_CLI_TELEMETRY": "true",
+        "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
+    }
+
+
+def run_timed(command: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:3])} failed:\n{done.stdout}\n{done.stderr}")
+    return time.perf_counter() - started
+
+
+def cdk(endpoint: str, output: Path, *args: str) -> float:
+    """Wall time of one CDK CLI command on ``cdk/app.py``."""
+    app = f"{sys.executable} {CDK_APP}"
+    command = [str(CDK), *args, "--app", app, "--output", str(output), "--no-notices"]
+    return run_timed(command, cli_env(endpoint))
+
+
+def execution_started(endpoint: str, stack: str) -> float:
+    """When the last update of ``stack`` began (its ``UPDATE_IN_PROGRESS`` event), epoch s."""
+    events = client(endpoint, "cloudformation").describe_stack_events(StackName=stack)
+    started = [
+        e["Timestamp"].timestamp()
+        for e in events["StackEvents"]
+        if e["LogicalResourceId"] == stack and e["ResourceStatus"] == "UPDATE_IN_PROGRESS"
+    ]
+    return max(started)
+
+
+WEIGHTS = ("0:1:0", "1:0:0", "1:1:1")
+
+
+def cdk_update(endpoint: str, output: Path, weights: str) -> tuple[float, float]:
+    """``cdk deploy`` of new route weights, with the colorapp's proxies connected: its wall
+    time, and the time from its ExecuteChangeSet until every proxy holds the change."""
+    count = len(COLORAPP_NODES)
+    before = mesh_version(endpoint, COLORAPP)
+    wall: list[float] = []
+    command = ("deploy", "--require-approval", "never", "-c", f"weights={weights}")
+    deploy = threading.Thread(target=lambda: wall.append(cdk(endpoint, output, *command)))
+    deploy.start()
+    wait_until(lambda: mesh_version(endpoint, COLORAPP) > before, timeout=300, every=0.005)
+    target = mesh_version(endpoint, COLORAPP)
+    wait_until(lambda: all_proxies_at(endpoint, target, count, COLORAPP), every=0.005)
+    held = time.time()
+    deploy.join()
+    return wall[0], held - execution_started(endpoint, "ColorApp")
+
+
+def bench_cdk(endpoint: str, folder: str) -> dict[str, list[float]]:
+    """The colorapp stack through the CDK CLI; see the module's docstring."""
+    output = Path(folder) / "cdk.out"
+    times = {"cdk bootstrap": [cdk(endpoint, output, "bootstrap", f"aws://{ACCOUNT}/us-east-1")]}
+    create = cdk(endpoint, output, "deploy", "--require-approval", "never")
+    times["cdk deploy (create, 8 App Mesh resources)"] = [create]
+    proxies = [start_proxy(endpoint, node, COLORAPP) for node in COLORAPP_NODES]
+    count = len(COLORAPP_NODES)
+    try:
+        wait_until(
+            lambda: all_proxies_at(endpoint, mesh_version(endpoint, COLORAPP), count, COLORAPP)
+        )
+        rounds = [cdk_update(endpoint, output, weights) for weights in WEIGHTS]
+        times["cdk deploy (route weights change)"] = [wall for wall, _ in rounds]
+        times["its ExecuteChangeSet -> all 4 proxies hold it"] = [held for _, held in rounds]
+    finally:
+        for proxy in proxies:
+            proxy.terminate()
+    template = Path(folder) / "cli.out"
+    cdk(endpoint, template, "synth", "-c", "mesh=colorapp-cli", "--quiet")
+    command = [sys.executable, "-m", "awscli", "cloudformation", "deploy", "--stack-name"]
+    command += ["colorapp-cli", "--template-file", str(template / "ColorApp.template.json")]
+    times["aws cloudformation deploy (same template)"] = [run_timed(command, cli_env(endpoint))]
+    times["cdk destroy"] = [cdk(endpoint, output, "destroy", "--force")]
+    return times
 
 
 def summary(values: list[float]) -> str:
@@ -248,6 +368,12 @@ def main() -> None:
                 target = mesh_version(endpoint)
                 wait_until(lambda: all_proxies_at(endpoint, target, args.nodes))  # noqa: B023
                 converge.append(time.perf_counter() - started)
+            for proxy in proxies:
+                proxy.terminate()
+            proxies = []
+            # Last, so that the numbers above are those of a fresh server, as before.
+            missing = cdk_missing()
+            cdk_times = bench_cdk(endpoint, folder) if missing is None else {}
         finally:
             for proxy in proxies:
                 proxy.terminate()
@@ -257,6 +383,13 @@ def main() -> None:
     print(f"aws cloudformation deploy (create, CLI start-up included): {cli_seconds:.2f} s")
     print(f"CreateStack: {summary(creates)}   DeleteStack: {summary(deletes)}")
     print(f"ExecuteChangeSet -> every proxy holds the new config: {summary(converge)}")
+    if missing:
+        print(f"colorapp through the CDK CLI: skipped ({missing})")
+    else:
+        print("colorapp stack (cdk/app.py) through the CDK CLI, 4 proxies:")
+        for what, values in cdk_times.items():
+            said = summary(values) if len(values) > 1 else f"{values[0]:.2f} s"
+            print(f"  {what}: {said}")
 
 
 if __name__ == "__main__":
