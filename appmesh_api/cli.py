@@ -158,9 +158,9 @@ def _up(args: argparse.Namespace) -> int:
             f"http://127.0.0.1:{args.port}" if args.port != DEFAULT_PORT else default_endpoint()
         )
         return run_mesh_sidecars(args.mesh, endpoint, args.mesh_owner, say)
-    from appmesh_api.up import run_colorapp
+    from appmesh_api.up import run_example
 
-    return run_colorapp(args.port, args.endpoint, say)
+    return run_example(args.example, args.port, args.endpoint, say)
 
 
 def _mesh_describe(args: argparse.Namespace) -> int:
@@ -527,7 +527,13 @@ def build_parser() -> argparse.ArgumentParser:
         "sidecars of a mesh already deployed (e.g. by cdk deploy).",
     )
     which = up.add_mutually_exclusive_group()
-    which.add_argument("--example", choices=["colorapp"], default="colorapp", help="which mesh")
+    which.add_argument(
+        "--example",
+        choices=["colorapp", "grpc"],
+        default="colorapp",
+        help="which mesh: colorapp (HTTP, traffic shifting; the default) or grpc (gRPC "
+        "routes by method and metadata, HTTP/2 on every hop)",
+    )
     which.add_argument(
         "--mesh",
         metavar="NAME",

@@ -114,11 +114,13 @@ def create_colorapp(appmesh, ports: dict[str, int]) -> None:
     )
 
 
-def start_sidecar(processes: Processes, plane: ControlPlane, node: str) -> dict[str, int]:
+def start_sidecar(
+    processes: Processes, plane: ControlPlane, node: str, mesh: str = MESH
+) -> dict[str, int]:
     ports = {"ingress": free_port(), "egress": free_port(), "admin": free_port()}
     env = {
         **tracing_env(plane.xray_daemon),
-        "APPMESH_RESOURCE_ARN": f"arn:aws:appmesh:us-east-1:{ACCOUNT}:mesh/{MESH}/virtualNode/"
+        "APPMESH_RESOURCE_ARN": f"arn:aws:appmesh:us-east-1:{ACCOUNT}:mesh/{mesh}/virtualNode/"
         + node,
         "APPMESH_XDS_ENDPOINT": plane.endpoint,
         "APPMESH_INGRESS_PORT": str(ports["ingress"]),
@@ -144,13 +146,13 @@ def tracing_env(daemon: str | None) -> dict[str, str]:
     }
 
 
-def remove_colorapp(appmesh) -> bool:
-    """Delete the colorapp mesh and everything in it, if it exists; True if it did."""
+def remove_colorapp(appmesh, name: str = MESH) -> bool:
+    """Delete an example's mesh and everything in it, if it exists; True if it did."""
     try:
-        appmesh.describe_mesh(meshName=MESH)
+        appmesh.describe_mesh(meshName=name)
     except appmesh.exceptions.NotFoundException:
         return False
-    mesh = {"meshName": MESH}
+    mesh = {"meshName": name}
     for router in appmesh.list_virtual_routers(**mesh)["virtualRouters"]:
         name = router["virtualRouterName"]
         for route in appmesh.list_routes(**mesh, virtualRouterName=name)["routes"]:
@@ -163,6 +165,15 @@ def remove_colorapp(appmesh) -> bool:
         appmesh.delete_virtual_node(**mesh, virtualNodeName=node["virtualNodeName"])
     appmesh.delete_mesh(**mesh)
     return True
+
+
+def run_example(example: str, port: int, endpoint: str | None, say: Callable[[str], None]) -> int:
+    """``up --example NAME``: colorapp (HTTP, the default) or grpc."""
+    if example == "grpc":
+        from appmesh_api.examples.grpc_demo import run_grpc
+
+        return run_grpc(port, endpoint, say)
+    return run_colorapp(port, endpoint, say)
 
 
 def wait_for_traffic(url: str, timeout: float = 30) -> dict:
@@ -274,18 +285,18 @@ def run_colorapp(
         say("stopping the mesh...")
         processes.stop()
         if plane is not None and plane.reused:
-            _leave_as_found(plane.endpoint, say)
+            leave_as_found(plane.endpoint, say)
         say("stopped.")
     return 0
 
 
-def _leave_as_found(endpoint: str, say: Callable[[str], None]) -> None:
+def leave_as_found(endpoint: str, say: Callable[[str], None], mesh: str = MESH) -> None:
     """A control plane we only borrowed gets its mesh list back as it was."""
     try:
-        remove_colorapp(appmesh_client(endpoint))
-        say(f"removed the {MESH} mesh from {endpoint}")
+        remove_colorapp(appmesh_client(endpoint), mesh)
+        say(f"removed the {mesh} mesh from {endpoint}")
     except Exception as exc:  # the user's server may be gone already: say so, don't trace
-        say(f"could not remove the {MESH} mesh from {endpoint}: {exc}")
+        say(f"could not remove the {mesh} mesh from {endpoint}: {exc}")
 
 
 def wait_forever(stop_after: float | None) -> None:
