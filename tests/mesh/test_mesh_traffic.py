@@ -7,7 +7,9 @@ Traffic goes app -> front proxy (egress) -> target proxy (ingress) -> app, over
 from __future__ import annotations
 
 import collections
+import http.client
 import json
+import threading
 import time
 
 import pytest
@@ -191,3 +193,47 @@ def test_the_admin_port_reports_live_and_the_config_version(colormesh):
     assert front.admin_get("/ready").strip() == "LIVE"
     assert front.stat("control_plane.connected_state") == 1
     assert "cds_egress_colors_blue_http" in front.admin_get("/clusters")
+
+
+def test_route_updates_never_stall_a_keep_alive_client(colormesh):
+    """Issue 9's stall, measured as a user saw it: one keep-alive connection sends
+    requests back to back through the front sidecar while the route's weights flip 20
+    times through the API. A request that needs the client's 3 s timeout is a stall."""
+    appmesh, front = colormesh["appmesh"], colormesh["proxies"]["front"]
+    stop = threading.Event()
+    outcome = {"answers": 0, "stalls": 0}
+
+    def keep_asking() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", front.egress, timeout=3)
+        for _ in range(5000):  # bounded; normally ends when the updates do
+            if stop.is_set():
+                break
+            try:
+                conn.request("GET", "/color", headers={"Host": HOST})
+                conn.getresponse().read()
+                outcome["answers"] += 1
+            except (TimeoutError, OSError, http.client.HTTPException):
+                outcome["stalls"] += 1
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", front.egress, timeout=3)
+        conn.close()
+
+    asking = threading.Thread(target=keep_asking)
+    asking.start()
+    try:
+        for n in range(20):
+            target = "blue" if n % 2 else "green"
+            appmesh.update_route(
+                meshName="colors", virtualRouterName="color", routeName="main",
+                spec=weighted((target, 100)),
+            )  # fmt: skip
+            time.sleep(0.15)
+    finally:
+        stop.set()
+        asking.join(timeout=30)
+        appmesh.update_route(
+            meshName="colors", virtualRouterName="color", routeName="main",
+            spec=weighted(("blue", 50), ("green", 50)),
+        )  # fmt: skip
+    assert outcome["stalls"] == 0, outcome
+    assert outcome["answers"] > 20, outcome

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
 from aiohttp import web
 from proxy_envoy import (
@@ -126,3 +127,48 @@ async def test_listeners_open_move_and_close_with_the_config() -> None:
         assert "ingress" not in proxy.server.listeners
         with pytest.raises(OSError):
             await asyncio.open_connection("127.0.0.1", first)
+
+
+async def test_route_updates_under_keep_alive_load_stall_no_request() -> None:
+    """Issue 9's measurement, as a test: a client keeps one connection alive and sends
+    requests back to back while the routes (and a cluster's settings) change 30 times.
+    Every request must be answered, by the old or the new config, well before the
+    client's timeout; a stalled request is one that needed the timeout."""
+    async with backends("a", "b") as (a, b):
+
+        def version(n: int) -> list[dict]:
+            target = "a" if n % 2 else "b"
+            timeout = f"{0.25 + n / 1000:.3f}s"  # the clusters change too, every time
+            return [
+                cluster("a", [a.port], connect_timeout=timeout),
+                cluster("b", [b.port], connect_timeout=timeout),
+                http_listener("ingress", _to(target)),
+            ]
+
+        async with running_proxy(version(0)) as proxy:
+            answers: list[str] = []
+            stalled = 0
+            done = asyncio.Event()
+
+            async def keep_asking() -> None:
+                nonlocal stalled
+                connector = aiohttp.TCPConnector(limit=1)
+                timeout = aiohttp.ClientTimeout(total=3)
+                async with aiohttp.ClientSession(connector=connector, timeout=timeout) as s:
+                    for _ in range(2000):  # bounded; normally ends when the updates do
+                        if done.is_set():
+                            return
+                        try:
+                            async with s.get(proxy.url("/")) as response:
+                                answers.append(await response.text())
+                        except (TimeoutError, aiohttp.ClientError):
+                            stalled += 1
+
+            asking = asyncio.create_task(keep_asking())
+            for n in range(1, 31):
+                await asyncio.sleep(0.02)
+                await proxy.server.apply(version(n), str(n + 1))
+            done.set()
+            await asking
+            assert stalled == 0, f"{stalled} of {len(answers) + stalled} requests stalled"
+            assert {"a", "b"} <= set(answers), answers[-5:]
