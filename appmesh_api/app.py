@@ -57,9 +57,16 @@ RAM_FILE = "ram.json"
 
 
 def open_store(settings: Settings) -> Store:
+    """SQLite in the data directory, unless ``--store`` names a DynamoDB table (RAM shares
+    and CloudFormation stacks stay in the data directory either way)."""
+    if settings.data_dir is not None:
+        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    if settings.store is not None:
+        from appmesh_api.dynamo import DynamoStore  # boto3's client only when asked for
+
+        return DynamoStore(settings.store, create_table=settings.create_table)
     if settings.data_dir is None:
         return SqliteStore(None)
-    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     return SqliteStore(Path(settings.data_dir) / DATABASE_FILE)
 
 
@@ -178,7 +185,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        where = settings.data_dir or "memory (--in-memory)"
+        where = settings.store or settings.data_dir or "memory (--in-memory)"
         log.info("App Mesh API ready; state in %s", where)
         # Stacks of the embedded CloudFormation write through this service, on this loop.
         cloudformation_bridge.bind(service, asyncio.get_running_loop())
@@ -189,6 +196,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             restoring = asyncio.get_running_loop().run_in_executor(None, cloudformation.install)
         sweeper = asyncio.create_task(_sweep_proxies(app.state.discovery))
         cloudmap = asyncio.create_task(app.state.discovery.cloudmap.run(feed.publish))
+        follow = getattr(store, "follow", None)  # replicas: the other replicas' writes
+        follower = asyncio.create_task(follow(feed.publish)) if follow else None
         ads = None
         if settings.xds_port:
             ads = await start_ads_server(
@@ -202,6 +211,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             restoring.cancel()
         sweeper.cancel()
         cloudmap.cancel()
+        if follower is not None:
+            follower.cancel()
         if ads is not None:
             await ads.stop(grace=1)
         if xray_daemon is not None:

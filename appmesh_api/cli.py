@@ -34,6 +34,8 @@ def _serve(args: argparse.Namespace) -> int:
         settings = Settings.from_environment(
             data_dir=None if args.in_memory else Path(args.data_dir),
             aws_endpoint=args.aws_endpoint,
+            store=args.store,
+            create_table=args.create_table or None,
             xds_host=args.host,
             xds_port=args.xds_port,
             self_endpoint=f"http://{_reachable(args.host)}:{args.port}",
@@ -416,6 +418,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     where.add_argument(
         "--in-memory", action="store_true", help="keep state in memory only (lost on exit)"
+    )
+    serve.add_argument(
+        "--store",
+        metavar="URL",
+        help="keep App Mesh resources in DynamoDB: dynamodb://TABLE[?endpoint=URL&region=R] "
+        "(default $APPMESH_LOCAL_STORE, else SQLite in --data-dir); several serve processes "
+        "on one table are one control plane (docs/scale-out.md)",
+    )
+    serve.add_argument(
+        "--create-table",
+        action="store_true",
+        help="create the --store DynamoDB table if it does not exist",
     )
     serve.add_argument(
         "--aws-endpoint",

@@ -39,8 +39,10 @@ from appmesh_api.model import service_model
 from appmesh_api.pagination import paginate
 from appmesh_api.ram.shares import Shares
 from appmesh_api.settings import Settings
-from appmesh_api.store import Key, MeshKey, Record, Store
+from appmesh_api.store import Key, MeshKey, Record, Store, StoreConflict
 from appmesh_api.tagging import Tagging
+
+CONFLICT_RETRIES = 5  # a write that loses races this often to other replicas is refused
 
 Result = dict[str, Any]
 
@@ -62,7 +64,22 @@ class AppMeshService:
 
     # -- entry point ---------------------------------------------------------------
     def call(self, operation: str, params: dict[str, Any], caller: Caller) -> Result:
-        """Run ``operation`` (a botocore operation name) for ``caller``."""
+        """Run ``operation`` (a botocore operation name) for ``caller``.
+
+        A write that lost a race with another replica (``StoreConflict``) is decided again
+        on the refreshed state, a few times, before the caller gets a ConflictException.
+        """
+        for _attempt in range(CONFLICT_RETRIES):
+            try:
+                return self._call(operation, params, caller)
+            except StoreConflict:
+                continue
+        raise ConflictException(
+            f"{operation} lost {CONFLICT_RETRIES} races with concurrent writes to the same "
+            "resource on other control-plane replicas. Retry the request."
+        )
+
+    def _call(self, operation: str, params: dict[str, Any], caller: Caller) -> Result:
         tag_handler = self.tagging.handler(operation)
         if tag_handler is not None:
             return tag_handler(params, caller)

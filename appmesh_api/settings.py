@@ -62,6 +62,8 @@ class Settings:
     """Everything ``appmesh-local serve`` can be told."""
 
     data_dir: Path | None = None  # None: in memory only
+    store: str | None = None  # dynamodb://TABLE?...: resources in DynamoDB, not data_dir
+    create_table: bool = False  # create the DynamoDB table if it is missing
     aws_endpoint: str | None = None  # side services go here instead of the embedded moto
     accounts: dict[str, str] = field(default_factory=dict)  # access key id -> account id
     default_account: str = DEFAULT_ACCOUNT
@@ -98,6 +100,7 @@ class Settings:
             default_account=os.environ.get("APPMESH_LOCAL_DEFAULT_ACCOUNT", DEFAULT_ACCOUNT),
             quotas=parse_quotas(os.environ.get("APPMESH_LOCAL_QUOTAS", "")),
             aws_endpoint=os.environ.get("APPMESH_LOCAL_AWS_ENDPOINT") or None,
+            store=os.environ.get("APPMESH_LOCAL_STORE") or None,
             credentials=parse_pairs(
                 os.environ.get("APPMESH_LOCAL_CREDENTIALS", ""), "a credential (KEY=SECRET)"
             ),

@@ -1,7 +1,8 @@
 """Where resources live: the ``Store`` interface and its SQLite implementation.
 
 ``Store`` is what the service, the change feed, discovery, the console and the kube
-controller use; ``SqliteStore`` (the default) implements it.
+controller use; ``SqliteStore`` (the default) and ``appmesh_api.dynamo.DynamoStore``
+(``--store dynamodb://TABLE``, replicas sharing one table) implement it.
 
 SQLite: an in-memory index backed by one file. Reads come from memory (a Describe
 is a dict lookup); every write is one SQLite transaction committed *before* memory
@@ -81,6 +82,11 @@ class Record:
     @property
     def arn(self) -> str:
         return self.data["metadata"]["arn"]
+
+
+class StoreConflict(Exception):
+    """A write lost a race with another replica's write; the store has refreshed what it
+    knows of the items, so the operation can be decided again on the fresh state."""
 
 
 class Store(Protocol):

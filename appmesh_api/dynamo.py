@@ -1,0 +1,470 @@
+"""The store on DynamoDB: several ``serve`` replicas share one table.
+
+Each replica keeps the same in-memory index as ``SqliteStore`` (a Describe is a dict
+lookup) and writes through to DynamoDB before its index changes. Replicas stay one
+control plane by three rules:
+
+- **Optimistic concurrency.** Every resource item carries ``rev``, the change sequence
+  of the write that made it. A write is one ``TransactWriteItems`` whose put/delete is
+  conditioned on the ``rev`` this replica last saw (``attribute_not_exists`` for a
+  create); a clientToken is conditioned on not existing. A failed condition refreshes
+  the items from the table and raises ``StoreConflict``, and the service re-runs the
+  operation on the fresh state (so a racing create sees "already exists", a racing
+  update applies on top of the other), never losing an update.
+- **One change sequence.** ``UpdateItem ADD`` on a counter item hands out sequence
+  numbers to every replica; each write also puts a change item (``pk=chg``,
+  ``sk=<sequence>``) in the same transaction.
+- **Catch-up by polling.** Each replica polls the change items after its cursor
+  (strongly consistent ``Query``; every ``poll_interval``), re-reads the changed
+  resources and publishes their meshes on its change feed, so its proxies get the
+  new config. DynamoDB Streams would save the polling but is not offered by every
+  DynamoDB-compatible endpoint; one small Query per replica per interval is cheap.
+
+A sequence number whose transaction failed (or whose writer died in between) leaves
+a gap; the poller waits ``GAP_GRACE`` seconds for it before moving past.
+
+Key design (one table, ``pk``/``sk`` strings, created by ``--create-table``)::
+
+    resource      pk=res|<region>|<owner>|<mesh>   sk=JSON [kind, parent, name]
+    counter       pk=seq                            sk=seq   (value: N)
+    change        pk=chg                            sk=<20-digit sequence>
+    clientToken   pk=tok|JSON [account, region, operation, token]   sk=tok
+    proxy         pk=proxy                          sk=JSON [node_id, address]
+    kube object   pk=kube|<account>|<region>        sk=JSON [kind, namespace, name]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from appmesh_api.store import Key, MeshKey, Record, SqliteStore, StoreConflict
+
+log = logging.getLogger("appmesh_local.dynamo")
+
+GAP_GRACE = 5.0  # seconds a missing sequence number is waited for
+PROXY_TTL = 300.0  # a replica that stops refreshing its proxies loses them after this
+Token = tuple[tuple[str, str, str, str], str, str]
+
+
+def parse_store_url(url: str) -> tuple[str, str | None, str | None]:
+    """``dynamodb://TABLE?endpoint=URL&region=R`` -> (table, endpoint, region)."""
+    parts = urlsplit(url)
+    if parts.scheme != "dynamodb" or not parts.netloc:
+        raise ValueError(
+            f"--store must look like dynamodb://TABLE[?endpoint=URL&region=R], got {url!r}"
+        )
+    query = {name: values[-1] for name, values in parse_qs(parts.query).items()}
+    unknown = set(query) - {"endpoint", "region"}
+    if unknown:
+        raise ValueError(f"--store: unknown parameter(s) {', '.join(sorted(unknown))}")
+    return parts.netloc, query.get("endpoint"), query.get("region")
+
+
+def _resource_pk(key: Key | MeshKey) -> str:
+    return f"res|{key.region}|{key.mesh_owner}|{key.mesh}"
+
+
+def _resource_sk(key: Key) -> str:
+    return json.dumps([key.kind, key.parent, key.name])
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _n(value: int | float) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+class DynamoStore(SqliteStore):
+    """``Store`` on a DynamoDB table. The in-memory index and its reads are SqliteStore's
+    (on a throw-away in-memory SQLite that is never read back); writes go to DynamoDB."""
+
+    def __init__(self, url: str, create_table: bool = False, poll_interval: float = 0.05) -> None:
+        table, endpoint, region = parse_store_url(url)
+        self.table = table
+        self.poll_interval = poll_interval
+        self.replica = uuid.uuid4().hex[:12]
+        self._client = self._connect(endpoint, region)
+        self._revs: dict[Key, int] = {}
+        self._applied: set[int] = set()
+        self._gaps: dict[int, float] = {}
+        self._proxy_rows: set[str] = set()
+        self._ensure_table(create_table)
+        super().__init__(None)
+
+    # -- connecting ----------------------------------------------------------------
+    @staticmethod
+    def _connect(endpoint: str | None, region: str | None):
+        region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        extra: dict[str, Any] = {}
+        if endpoint and boto3.session.Session().get_credentials() is None:
+            # A local endpoint (moto, DynamoDB Local) accepts any key; real DynamoDB never
+            # sees these, because a real endpoint needs real credentials to be useful.
+            extra = {"aws_access_key_id": "appmesh-local", "aws_secret_access_key": "local"}
+        return boto3.client(
+            "dynamodb",
+            endpoint_url=endpoint,
+            region_name=region or "us-east-1",
+            config=Config(retries={"max_attempts": 5, "mode": "standard"}),
+            **extra,
+        )
+
+    def _ensure_table(self, create: bool) -> None:
+        try:
+            self._client.describe_table(TableName=self.table)
+            return
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise
+        if not create:
+            raise ValueError(
+                f"DynamoDB table {self.table} does not exist; create it (key design in "
+                "docs/scale-out.md) or pass --create-table"
+            )
+        try:
+            self._client.create_table(
+                TableName=self.table,
+                KeySchema=[
+                    {"AttributeName": "pk", "KeyType": "HASH"},
+                    {"AttributeName": "sk", "KeyType": "RANGE"},
+                ],
+                AttributeDefinitions=[
+                    {"AttributeName": "pk", "AttributeType": "S"},
+                    {"AttributeName": "sk", "AttributeType": "S"},
+                ],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        except ClientError as error:  # another replica created it first
+            if error.response["Error"]["Code"] != "ResourceInUseException":
+                raise
+        self._client.get_waiter("table_exists").wait(TableName=self.table)
+
+    # -- loading -------------------------------------------------------------------
+    def _load(self) -> None:
+        """Read the counter first, then every item: a change made in between is seen
+        again by the poller (applying a change twice is harmless)."""
+        self.sequence = self._counter()
+        self._cursor = self.sequence
+        pages = self._client.get_paginator("scan").paginate(
+            TableName=self.table, ConsistentRead=True
+        )
+        for page in pages:
+            for item in page["Items"]:
+                self._load_item(item)
+
+    def _load_item(self, item: dict) -> None:
+        pk = item["pk"]["S"]
+        if pk.startswith("res|"):
+            self._index_item(item)
+        elif pk.startswith("tok|"):
+            token_key = tuple(json.loads(pk[4:]))
+            self._tokens[token_key] = (item["fingerprint"]["S"], item["response"]["S"])
+
+    def _counter(self) -> int:
+        found = self._client.get_item(
+            TableName=self.table, Key={"pk": _s("seq"), "sk": _s("seq")}, ConsistentRead=True
+        ).get("Item")
+        return int(found["value"]["N"]) if found else 0
+
+    def _index_item(self, item: dict) -> None:
+        region, owner, mesh = item["pk"]["S"][4:].split("|", 2)
+        kind, parent, name = json.loads(item["sk"]["S"])
+        key = Key(region, owner, mesh, kind, parent, name)
+        self._unindex(key)
+        self._index(Record(key, json.loads(item["data"]["S"]), json.loads(item["tags"]["S"])))
+        self._revs[key] = int(item["rev"]["N"])
+
+    def _refresh(self, key: Key) -> None:
+        """Replace the cached copy of ``key`` with the table's (or forget it)."""
+        item = self._client.get_item(
+            TableName=self.table,
+            Key={"pk": _s(_resource_pk(key)), "sk": _s(_resource_sk(key))},
+            ConsistentRead=True,
+        ).get("Item")
+        if item is None:
+            self._unindex(key)
+            self._revs.pop(key, None)
+        else:
+            self._index_item(item)
+
+    # -- reads that must see other replicas ----------------------------------------------
+    def client_token(
+        self, account: str, region: str, operation: str, token: str
+    ) -> tuple[str, str] | None:
+        """A token another replica recorded counts too, so this reads the table."""
+        token_key = (account, region, operation, token)
+        if token_key not in self._tokens:
+            item = self._client.get_item(
+                TableName=self.table,
+                Key={"pk": _s("tok|" + json.dumps(list(token_key))), "sk": _s("tok")},
+                ConsistentRead=True,
+            ).get("Item")
+            if item is not None:
+                self._tokens[token_key] = (item["fingerprint"]["S"], item["response"]["S"])
+        return self._tokens.get(token_key)
+
+    # -- writes ----------------------------------------------------------------------
+    def _next_sequence(self) -> int:
+        answer = self._client.update_item(
+            TableName=self.table,
+            Key={"pk": _s("seq"), "sk": _s("seq")},
+            UpdateExpression="ADD #v :one",
+            ExpressionAttributeNames={"#v": "value"},
+            ExpressionAttributeValues={":one": _n(1)},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(answer["Attributes"]["value"]["N"])
+
+    def _guard(self, key: Key) -> dict[str, Any]:
+        """The condition that the item is as this replica last saw it."""
+        rev = self._revs.get(key)
+        if rev is None:
+            return {"ConditionExpression": "attribute_not_exists(pk)"}
+        return {
+            "ConditionExpression": "#rev = :rev",
+            "ExpressionAttributeNames": {"#rev": "rev"},
+            "ExpressionAttributeValues": {":rev": _n(rev)},
+        }
+
+    def _operations(
+        self, sequence: int, put: Record | None, delete: Key | None, token: Token | None
+    ) -> list[dict]:
+        table = self.table
+        changed = put.key if put is not None else delete
+        assert changed is not None
+        ops: list[dict] = []
+        if delete is not None and (put is None or put.key != delete):
+            ops.append(
+                {
+                    "Delete": {
+                        "TableName": table,
+                        "Key": self._item_key(delete),
+                        **self._guard(delete),
+                    }
+                }
+            )
+        if put is not None:
+            item = {
+                **self._item_key(put.key),
+                "data": _s(json.dumps(put.data)),
+                "tags": _s(json.dumps(put.tags)),
+                "rev": _n(sequence),
+            }
+            ops.append({"Put": {"TableName": table, "Item": item, **self._guard(put.key)}})
+        if token is not None:
+            token_key, fingerprint, response = token
+            item = {
+                "pk": _s("tok|" + json.dumps(list(token_key))),
+                "sk": _s("tok"),
+                "fingerprint": _s(fingerprint),
+                "response": _s(response),
+            }
+            ops.append(
+                {
+                    "Put": {
+                        "TableName": table,
+                        "Item": item,
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                }
+            )
+        change = {
+            "pk": _s("chg"),
+            "sk": _s(f"{sequence:020d}"),
+            "key": _s(json.dumps(list(changed))),
+            "at": _n(round(time.time(), 3)),
+            "by": _s(self.replica),
+        }
+        ops.append({"Put": {"TableName": table, "Item": change}})
+        return ops
+
+    @staticmethod
+    def _item_key(key: Key) -> dict[str, dict[str, str]]:
+        return {"pk": _s(_resource_pk(key)), "sk": _s(_resource_sk(key))}
+
+    def write(
+        self, put: Record | None = None, delete: Key | None = None, token: Token | None = None
+    ) -> int:
+        """One transaction (resource, clientToken, change item); memory changes after it."""
+        sequence = self._next_sequence()
+        try:
+            self._client.transact_write_items(
+                TransactItems=self._operations(sequence, put, delete, token)
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            self._after_conflict(put, delete, token)
+            raise StoreConflict("another replica changed this resource first") from error
+        self._applied.add(sequence)
+        if delete is not None:
+            self._unindex(delete)
+            self._revs.pop(delete, None)
+        if put is not None:
+            self._unindex(put.key)
+            self._index(put)
+            self._revs[put.key] = sequence
+        if token is not None:
+            self._tokens[token[0]] = (token[1], token[2])
+        self.sequence = max(self.sequence, sequence)
+        return sequence
+
+    def _after_conflict(self, put: Record | None, delete: Key | None, token: Token | None) -> None:
+        for key in {k for k in (delete, put.key if put else None) if k is not None}:
+            self._refresh(key)
+        if token is not None:
+            self._tokens.pop(token[0], None)
+            self.client_token(*token[0])
+
+    # -- following the other replicas --------------------------------------------------
+    def poll_changes(self) -> list[tuple[int, Key]]:
+        """Change items after the cursor that this replica has not applied (blocking I/O)."""
+        found: list[tuple[int, Key]] = []
+        start: dict[str, Any] | None = None
+        while True:
+            page = self._client.query(
+                TableName=self.table,
+                KeyConditionExpression="pk = :chg AND sk > :after",
+                ExpressionAttributeValues={":chg": _s("chg"), ":after": _s(f"{self._cursor:020d}")},
+                ConsistentRead=True,
+                **({"ExclusiveStartKey": start} if start else {}),
+            )
+            for item in page["Items"]:
+                found.append((int(item["sk"]["S"]), Key(*json.loads(item["key"]["S"]))))
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return found
+
+    def fetch(self, keys: set[Key]) -> dict[Key, dict | None]:
+        """The table's current items for ``keys`` (None: deleted), read off the loop."""
+        return {
+            key: self._client.get_item(
+                TableName=self.table, Key=self._item_key(key), ConsistentRead=True
+            ).get("Item")
+            for key in keys
+        }
+
+    def apply(
+        self, changes: list[tuple[int, Key]], items: dict[Key, dict | None]
+    ) -> set[tuple[MeshKey, int]]:
+        """Index what other replicas wrote (on the loop); returns (mesh, sequence) to publish."""
+        published: set[tuple[MeshKey, int]] = set()
+        for sequence, key in changes:
+            if sequence in self._applied:
+                continue
+            self._applied.add(sequence)
+            item = items.get(key)
+            if item is None:
+                self._unindex(key)
+                self._revs.pop(key, None)
+            elif int(item["rev"]["N"]) >= self._revs.get(key, 0):
+                self._index_item(item)
+            published.add((key.mesh_key, sequence))
+            self.sequence = max(self.sequence, sequence)
+        self._advance({sequence for sequence, _ in changes})
+        return published
+
+    def _advance(self, seen: set[int]) -> None:
+        """Move the cursor over every number seen, or missing for longer than GAP_GRACE."""
+        top = max(seen | {self._cursor})
+        now = time.monotonic()
+        while self._cursor < top:
+            following = self._cursor + 1
+            if following not in self._applied and following not in seen:
+                first = self._gaps.setdefault(following, now)
+                if now - first < GAP_GRACE:
+                    break
+                log.warning("change %d never committed (a failed or abandoned write)", following)
+            self._gaps.pop(following, None)
+            self._applied.discard(following)
+            self._cursor = following
+
+    async def follow(self, publish: Callable[[MeshKey, int], object]) -> None:
+        """Forever: pick up the other replicas' writes and wake this replica's waiters."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            try:
+                changes = await loop.run_in_executor(None, self.poll_changes)
+                fresh = [(s, k) for s, k in changes if s not in self._applied]
+                items = await loop.run_in_executor(None, self.fetch, {k for _, k in fresh})
+            except Exception:
+                log.exception("could not read the change items of table %s", self.table)
+                await asyncio.sleep(1.0)
+                continue
+            for mesh, sequence in sorted(self.apply(changes, items), key=lambda p: p[1]):
+                publish(mesh, sequence)
+
+    # -- proxies and kube objects ----------------------------------------------------
+    def save_proxies(self, rows: list[tuple[str, str, str]]) -> None:
+        """This replica's registrations, each with an expiry, so a dead replica's fade."""
+        expires = time.time() + PROXY_TTL
+        wanted = {json.dumps([node_id, address]): state for node_id, address, state in rows}
+        for sk in self._proxy_rows - set(wanted):
+            self._client.delete_item(TableName=self.table, Key={"pk": _s("proxy"), "sk": _s(sk)})
+        for sk, state in wanted.items():
+            item = {
+                "pk": _s("proxy"),
+                "sk": _s(sk),
+                "state": _s(state),
+                "expires": _n(expires),
+                "by": _s(self.replica),
+            }
+            self._client.put_item(TableName=self.table, Item=item)
+        self._proxy_rows = set(wanted)
+
+    def load_proxies(self) -> list[tuple[str, str, str]]:
+        now = time.time()
+        rows = []
+        for item in self._query_all("proxy"):
+            if float(item["expires"]["N"]) > now:
+                node_id, address = json.loads(item["sk"]["S"])
+                rows.append((node_id, address, item["state"]["S"]))
+        return rows
+
+    def _query_all(self, pk: str) -> list[dict]:
+        pages = self._client.get_paginator("query").paginate(
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": _s(pk)},
+            ConsistentRead=True,
+        )
+        return [item for page in pages for item in page["Items"]]
+
+    def kube_objects(self, account: str, region: str) -> list[str]:
+        items = self._query_all(f"kube|{account}|{region}")
+        items.sort(key=lambda item: json.loads(item["sk"]["S"]))
+        return [item["body"]["S"] for item in items]
+
+    def put_kube_object(
+        self, account: str, region: str, key: tuple[str, str, str], body: str
+    ) -> None:
+        item = {
+            "pk": _s(f"kube|{account}|{region}"),
+            "sk": _s(json.dumps(list(key))),
+            "body": _s(body),
+        }
+        self._client.put_item(TableName=self.table, Item=item)
+
+    def delete_kube_object(self, account: str, region: str, key: tuple[str, str, str]) -> None:
+        self._client.delete_item(
+            TableName=self.table,
+            Key={"pk": _s(f"kube|{account}|{region}"), "sk": _s(json.dumps(list(key)))},
+        )
+
+    def close(self) -> None:
+        super().close()
+        self._client.close()

@@ -1,0 +1,65 @@
+"""Both stores under the API tests: modules in ``BOTH_STORES`` run once on SQLite and
+once on DynamoDB (moto's real server on 127.0.0.1, in this process; appmesh-local is a
+subprocess talking to it with boto3), so neither store drifts from the other."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from moto.server import ThreadedMotoServer
+
+from appmesh_api.localports import free_port
+from tests.conftest import Server, start_server
+
+BOTH_STORES = {
+    "test_operations",
+    "test_idempotency",
+    "test_pagination",
+    "test_change_feed",
+    "test_references",
+    "test_quotas",
+    "test_errors",
+    "test_durability",
+}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if "server" in metafunc.fixturenames and module in BOTH_STORES:
+        metafunc.parametrize("store_kind", ["sqlite", "dynamodb"], indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def store_kind(request: pytest.FixtureRequest) -> str:
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture(scope="session")
+def dynamodb_endpoint() -> Iterator[str]:
+    """moto's server (real HTTP on 127.0.0.1) standing in for DynamoDB."""
+    port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    yield f"http://127.0.0.1:{port}"
+    moto.stop()
+
+
+def dynamodb_store(endpoint: str, table: str | None = None) -> str:
+    table = table or f"appmesh-{uuid.uuid4().hex[:8]}"
+    return f"dynamodb://{table}?endpoint={endpoint}&region=us-east-1"
+
+
+@pytest.fixture(scope="session")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, store_kind: str, request: pytest.FixtureRequest
+) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp(f"server-{store_kind}")
+    extra: list[str] = []
+    if store_kind == "dynamodb":
+        endpoint = request.getfixturevalue("dynamodb_endpoint")
+        extra = ["--store", dynamodb_store(endpoint), "--create-table"]
+    running = start_server(tmp, *extra, data_dir=tmp / "data")
+    yield running
+    running.stop()
