@@ -19,6 +19,7 @@ control plane by three rules:
   resources and publishes their meshes on its change feed, so its proxies get the
   new config. DynamoDB Streams would save the polling but is not offered by every
   DynamoDB-compatible endpoint; one small Query per replica per interval is cheap.
+  (UNCONFIRMED: App Mesh documents no read-after-write guarantee across endpoints.)
 
 A sequence number whose transaction failed (or whose writer died in between) leaves
 a gap; the poller waits ``GAP_GRACE`` seconds for it before moving past.

@@ -42,7 +42,9 @@ from appmesh_api.settings import Settings
 from appmesh_api.store import Key, MeshKey, Record, Store, StoreConflict
 from appmesh_api.tagging import Tagging
 
-CONFLICT_RETRIES = 5  # a write that loses races this often to other replicas is refused
+#: A write that loses races this often to other replicas' writes is refused with
+#: ConflictException (UNCONFIRMED: App Mesh documents no concurrent-modification error).
+CONFLICT_RETRIES = 5
 
 Result = dict[str, Any]
 
