@@ -107,8 +107,9 @@ class Http2UpstreamStream:
         """Send the request headers and whatever body is already here."""
         self.owner = owner
         self.is_head = is_head
-        self.conn.start(self, head, end=complete and not body)
-        if body or complete:
+        ends_now = complete and not body
+        self.conn.start(self, head, end=ends_now)
+        if not ends_now and (body or complete):
             self.write(body, complete)
 
     def write(self, data: bytes, complete: bool = False) -> None:
