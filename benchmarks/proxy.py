@@ -109,7 +109,7 @@ http {{
     return ["nginx", "-e", str(tmp / f"{name}.log"), "-c", str(tmp / f"{name}.conf")]
 
 
-def mesh_snapshot(app_port: int, endpoint_port: int) -> Any:
+def mesh_snapshot(app_port: int, endpoint_port: int, protocol: str = "http") -> Any:
     """A small mesh: node ``app`` (listening on the upstream's port) behind router ``app`` and
     service app.bench.local; node ``client`` has that service as its backend. Proxies of
     ``app`` are reached at 127.0.0.1:``endpoint_port`` (a registered endpoint)."""
@@ -118,13 +118,15 @@ def mesh_snapshot(app_port: int, endpoint_port: int) -> Any:
     def node(name: str, port: int | None, backends: tuple[str, ...] = ()) -> dict[str, Any]:
         spec: dict[str, Any] = {"serviceDiscovery": {"dns": {"hostname": f"{name}.bench.local"}}}
         if port:
-            spec["listeners"] = [{"portMapping": {"port": port, "protocol": "http"}}]
+            spec["listeners"] = [{"portMapping": {"port": port, "protocol": protocol}}]
         spec["backends"] = [{"virtualService": {"virtualServiceName": b}} for b in backends]
         return {"meshName": MESH, "virtualNodeName": name, "spec": spec}
 
     targets = [{"virtualNode": "app", "weight": 1}]  # no retryPolicy: App Mesh's default
     route = {"httpRoute": {"match": {"prefix": "/"}, "action": {"weightedTargets": targets}}}
-    router = {"listeners": [{"portMapping": {"port": 8080, "protocol": "http"}}]}
+    router = {"listeners": [{"portMapping": {"port": 8080, "protocol": protocol}}]}
+    if protocol != "http":
+        route = {f"{protocol}Route": route["httpRoute"]}
     provider = {"virtualRouter": {"virtualRouterName": "app"}}
     return MeshSnapshot(
         mesh={"meshName": MESH, "spec": {"egressFilter": {"type": "DROP_ALL"}}},
@@ -139,14 +141,21 @@ def mesh_snapshot(app_port: int, endpoint_port: int) -> Any:
 
 
 def translate_for(
-    name: str, app_port: int, target_port: int, ingress: int, egress: int, reuse_port: bool
+    name: str,
+    app_port: int,
+    target_port: int,
+    ingress: int,
+    egress: int,
+    reuse_port: bool,
+    protocol: str = "http",
 ) -> list[dict[str, Any]]:
     """Envoy resources for proxy ``name``; the ``app`` cluster's endpoint is ``target_port``."""
     from envoy_bootstrap.snapshot import NodeIdentity
     from envoy_bootstrap.translate import translate
 
     identity = NodeIdentity("virtualNode", name, ingress, egress, "127.0.0.1", "127.0.0.1")
-    resources = [dict(r) for r in translate(mesh_snapshot(app_port, target_port), identity).all()]
+    snapshot = mesh_snapshot(app_port, target_port, protocol)
+    resources = [dict(r) for r in translate(snapshot, identity).all()]
     if reuse_port:
         for resource in resources:
             if resource["@type"].endswith("listener.v3.Listener"):

@@ -150,6 +150,9 @@ class Http2UpstreamConnection(asyncio.Protocol):
         self.requests = 0
         self.idle_since = time.monotonic()
         self._blocked: set[Http2UpstreamStream] = set()
+        # Streams handed out but not started: their ids are taken only when their HEADERS
+        # go out, since HTTP/2 requires new stream ids in increasing order on the wire.
+        self._reserved: set[Http2UpstreamStream] = set()
 
     # -- what the pool asks ---------------------------------------------------------------
     def has_capacity(self) -> bool:
@@ -158,23 +161,23 @@ class Http2UpstreamConnection(asyncio.Protocol):
         if self.max_requests and self.requests >= self.max_requests:
             return False
         limit = self.h2.remote_settings.max_concurrent_streams or DEFAULT_MAX_STREAMS
-        return len(self.streams) < min(limit, 2**31 - 1)
+        return self.active < min(limit, 2**31 - 1)
 
     @property
     def active(self) -> int:
-        return len(self.streams)
+        return len(self.streams) + len(self._reserved)
 
     def open_stream(self) -> Http2UpstreamStream:
-        stream_id = self.h2.get_next_available_stream_id()
+        """A stream for one request; its id is assigned when its HEADERS are sent."""
         self.requests += 1
-        stream = Http2UpstreamStream(self, stream_id, reused=self.requests > 1)
-        self.streams[stream_id] = stream
+        stream = Http2UpstreamStream(self, 0, reused=self.requests > 1)
+        self._reserved.add(stream)
         return stream
 
     def release(self, stream: Http2UpstreamStream) -> None:
         """An attempt gave back a stream it never started."""
-        if self.streams.get(stream.id) is stream and stream.owner is None:
-            del self.streams[stream.id]
+        if stream in self._reserved and stream.owner is None:
+            self._reserved.discard(stream)
             self.pool.release(self)
 
     def close(self) -> None:
@@ -182,7 +185,7 @@ class Http2UpstreamConnection(asyncio.Protocol):
         self.going_away = True
         if self.transport is None or self.closed:
             return
-        if not self.streams:
+        if not self.active:
             with contextlib.suppress(h2.exceptions.ProtocolError):
                 self.h2.close_connection()
             self._flush()
@@ -307,11 +310,16 @@ class Http2UpstreamConnection(asyncio.Protocol):
             owner, stream.owner = stream.owner, None
             if owner is not None and not owner.discarded:
                 owner.on_upstream_reset(CONNECTION_TERMINATION)
-        if not self.streams and self.transport is not None:
+        if not self.active and self.transport is not None:
             self.transport.close()
 
     # -- writing ---------------------------------------------------------------------------
     def start(self, stream: Http2UpstreamStream, head: list[tuple[str, str]], end: bool) -> None:
+        self._reserved.discard(stream)
+        if self.closed:
+            return self._fail_stream(stream)
+        stream.id = self.h2.get_next_available_stream_id()
+        self.streams[stream.id] = stream
         try:
             self.h2.send_headers(stream.id, head, end_stream=end)
         except h2.exceptions.ProtocolError:
@@ -356,6 +364,9 @@ class Http2UpstreamConnection(asyncio.Protocol):
         self._flush()
 
     def cancel(self, stream: Http2UpstreamStream) -> None:
+        if stream in self._reserved:
+            self._reserved.discard(stream)
+            return self._stream_finished()
         if self.streams.pop(stream.id, None) is None:
             return
         self._blocked.discard(stream)
@@ -372,7 +383,7 @@ class Http2UpstreamConnection(asyncio.Protocol):
 
     def _stream_finished(self) -> None:
         self.idle_since = time.monotonic()
-        if self.going_away and not self.streams:
+        if self.going_away and not self.active:
             self.close()
         elif not self.closed:
             self.pool.release(self)
