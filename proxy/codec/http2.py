@@ -228,6 +228,8 @@ class Http2Connection(asyncio.Protocol):
         elif isinstance(event, h2.events.DataReceived):
             self._on_data(event)
         elif isinstance(event, h2.events.StreamEnded):
+            # A HEADERS frame with END_STREAM also arrives as RequestReceived.stream_ended,
+            # already handled there; the router ignores the second report.
             stream = self.streams.get(event.stream_id)
             if stream is not None and stream.router is not None:
                 stream.router.on_request_end()

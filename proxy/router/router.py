@@ -163,6 +163,8 @@ class Router:
         self._update_reading()
 
     def on_request_end(self) -> None:
+        if self.request_complete:
+            return  # HTTP/2 reports END_STREAM on a HEADERS frame twice (event and flag)
         self.request_complete = True
         self.info.last_downstream_rx = self.ctx.loop.time()
         if self.done:

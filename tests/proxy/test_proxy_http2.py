@@ -289,3 +289,23 @@ async def test_an_http1_client_reaches_an_http2_only_backend() -> None:
         assert proxy.stat("cluster.h2.upstream_cx_total") == 1
     finally:
         server.close()
+
+
+async def test_an_http2_request_reaches_an_http2_backend_exactly_once() -> None:
+    """h2 to h2 on a pooled upstream connection: a bodiless request (END_STREAM on its
+    HEADERS) is sent once, not once per report of its end, and nothing is reset."""
+    seen: list[dict[str, str]] = []
+    server = await h2_backend(seen)
+    port = server.sockets[0].getsockname()[1]
+    routes = [route({"prefix": "/"}, "h2")]
+    resources = [cluster("h2", [port], **H2_OPTIONS),
+                 http_listener("ingress", [vhost("all", ["*"], routes)])]  # fmt: skip
+    try:
+        async with running_proxy(resources) as proxy:
+            for n in range(5):  # the first opens the upstream connection, the rest reuse it
+                status, _, data = await h2_request(proxy.port(), "GET", f"/n{n}")
+                assert (status, data) == (201, f"GET /n{n} ".encode())
+            assert [head[":path"] for head in seen] == [f"/n{n}" for n in range(5)]
+            assert proxy.stat("cluster.h2.upstream_cx_total") == 1
+    finally:
+        server.close()
