@@ -66,6 +66,8 @@ class HealthCheckConfig:
     expected_statuses: tuple[tuple[int, int], ...] = ((200, 201),)
     send: bytes = b""
     receive: tuple[bytes, ...] = ()
+    http2: bool = False  # an HTTP check over HTTP/2 (codec_client_type HTTP2)
+    service_name: str = ""  # grpc.health.v1 HealthCheckRequest.service
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +203,7 @@ def _health_check(spec: dict[str, Any]) -> HealthCheckConfig | None:
             path=str(http.get("path", "/")),
             host=str(http.get("host", "")),
             expected_statuses=statuses or ((200, 201),),
+            http2=http.get("codec_client_type") == "HTTP2",
         )
     if isinstance(spec.get("tcp_health_check"), dict):
         tcp = spec["tcp_health_check"]
@@ -211,7 +214,13 @@ def _health_check(spec: dict[str, Any]) -> HealthCheckConfig | None:
             receive=tuple(_payload(p) for p in tcp.get("receive", ()) or ()),
         )
     if isinstance(spec.get("grpc_health_check"), dict):
-        return replace(common, kind="grpc")
+        grpc = spec["grpc_health_check"]
+        return replace(
+            common,
+            kind="grpc",
+            service_name=str(grpc.get("service_name", "")),
+            host=str(grpc.get("authority", "")),
+        )
     return None  # custom health checkers are not supported; ignore rather than reject
 
 

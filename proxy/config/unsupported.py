@@ -152,10 +152,8 @@ def _follows_downstream(spec: dict[str, Any]) -> bool:
 
 
 def _health_check_problem(check: dict[str, Any]) -> str | None:
-    if isinstance(check.get("grpc_health_check"), dict):
-        return f"gRPC health checks {NOT_YET} (they need HTTP/2)"
     http = check.get("http_health_check")
-    if isinstance(http, dict) and http.get("codec_client_type", "HTTP1") != "HTTP1":
+    if isinstance(http, dict) and http.get("codec_client_type", "HTTP1") not in ("HTTP1", "HTTP2"):
         return f"{http['codec_client_type']} health checks {NOT_YET}"
     if isinstance(check.get("custom_health_check"), dict):
         return f"custom health checks {NOT_YET}"

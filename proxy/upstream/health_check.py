@@ -4,8 +4,9 @@ One task per cluster checks every host each ``interval`` (plus jitter). A host f
 unhealthy after ``unhealthy_threshold`` consecutive failures and back after
 ``healthy_threshold`` consecutive passes; a newly added host needs a single pass, as in
 Envoy. The first round is exposed as ``first_round`` so a new cluster can warm up before
-it takes traffic. gRPC health checks are not implemented yet: they fall back to a TCP
-connect check.
+it takes traffic. HTTP checks speak HTTP/1.1, or HTTP/2 with prior knowledge when the
+check's codec is HTTP2; gRPC checks call ``grpc.health.v1.Health/Check`` over HTTP/2
+and pass only on ``grpc-status: 0`` with a SERVING answer, as Envoy's do.
 """
 
 from __future__ import annotations
@@ -15,9 +16,51 @@ import contextlib
 import random
 from typing import TYPE_CHECKING
 
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+
 if TYPE_CHECKING:
     from proxy.config.cluster import HealthCheckConfig
     from proxy.upstream.host import ClusterView, Host
+
+
+GRPC_HEALTH_PATH = "/grpc.health.v1.Health/Check"
+
+
+async def _h2_exchange(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    head: list[tuple[str, str]],
+    body: bytes = b"",
+) -> tuple[int, dict[str, str], bytes]:
+    """One request over a new HTTP/2 (prior knowledge) connection: the response status,
+    its headers and trailers in one dict, and the body."""
+    conn = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=True, header_encoding="latin-1")
+    )
+    conn.initiate_connection()
+    conn.send_headers(1, head, end_stream=not body)
+    if body:
+        conn.send_data(1, body, end_stream=True)
+    writer.write(conn.data_to_send())
+    status, data = 0, b""
+    fields: dict[str, str] = {}
+    while True:
+        chunk = await reader.read(65536)
+        if not chunk:
+            raise EOFError("the host closed the HTTP/2 health check connection")
+        for event in conn.receive_data(chunk):
+            if isinstance(event, h2.events.ResponseReceived | h2.events.TrailersReceived):
+                fields.update((str(n), str(v)) for n, v in event.headers or ())
+                status = int(fields.get(":status", status or 0))
+            elif isinstance(event, h2.events.DataReceived):
+                data += event.data
+                conn.acknowledge_received_data(event.flow_controlled_length, 1)
+            elif isinstance(event, h2.events.StreamEnded | h2.events.StreamReset):
+                return status, fields, data
+        writer.write(conn.data_to_send())
 
 
 class HealthChecker:
@@ -46,7 +89,7 @@ class HealthChecker:
         try:
             async with asyncio.timeout(self.config.timeout):
                 passed = await self._probe(host.host, port)
-        except (OSError, TimeoutError, EOFError, ValueError):
+        except (OSError, TimeoutError, EOFError, ValueError, h2.exceptions.ProtocolError):
             counters["health_check.network_failure"] += 1
             passed = False
         counters["health_check.success" if passed else "health_check.failure"] += 1
@@ -55,7 +98,13 @@ class HealthChecker:
     async def _probe(self, address: str, port: int) -> bool:
         reader, writer = await asyncio.open_connection(address, port)
         try:
-            if self.config.kind == "http":
+            config = self.config
+            if config.kind == "grpc":
+                return await self._grpc(reader, writer)
+            if config.kind == "http" and config.http2:
+                status, _, _ = await _h2_exchange(reader, writer, self._h2_head("GET", config.path))
+                return any(start <= status < end for start, end in config.expected_statuses)
+            if config.kind == "http":
                 return await self._http(reader, writer)
             return await self._tcp(reader, writer)
         finally:
@@ -76,6 +125,21 @@ class HealthChecker:
             return False
         status = int(parts[1])
         return any(start <= status < end for start, end in config.expected_statuses)
+
+    def _h2_head(self, method: str, path: str) -> list[tuple[str, str]]:
+        authority = self.config.host or self.cluster.name
+        return [(":method", method), (":scheme", "http"), (":authority", authority),
+                (":path", path), ("user-agent", "Envoy/HC")]  # fmt: skip
+
+    async def _grpc(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        head = self._h2_head("POST", GRPC_HEALTH_PATH)
+        head += [("content-type", "application/grpc"), ("te", "trailers")]
+        service = self.config.service_name.encode()
+        message = (b"\x0a" + bytes([len(service)]) + service) if service else b""
+        body = b"\x00" + len(message).to_bytes(4, "big") + message
+        status, fields, data = await _h2_exchange(reader, writer, head, body)
+        # HealthCheckResponse{status: SERVING} is field 1 = 1: bytes 08 01 after the prefix.
+        return status == 200 and fields.get("grpc-status") == "0" and data[5:7] == b"\x08\x01"
 
     async def _tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         config = self.config

@@ -1,7 +1,7 @@
 """What the sidecar cannot honour yet is refused loudly, never served downgraded.
 
 A mesh asks for a TLS certificate from a local SDS agent (SPIRE) on a listener, and
-gRPC health checks of a backend: the sidecar NACKs those listeners and clusters with
+health checks of a TLS backend: the sidecar NACKs those listeners and clusters with
 a reason (visible in ``/_appmesh/proxies`` and its log) and keeps the rest of the node's
 config live. An HTTP/2 client (prior knowledge) is served, converted to HTTP/1.1 for an
 ``http`` backend.
@@ -18,6 +18,7 @@ import h2.events
 import pytest
 
 from envoy_bootstrap.envoy_types import CLUSTER, LISTENER
+from tests.certificates import Authority
 from tests.conftest import make_client, new_account
 from tests.mesh.harness import Mesh, get
 from tests.signing import proxies_of
@@ -27,8 +28,8 @@ MESH = "refuse"
 STRICT_TLS = {"mode": "STRICT", "certificate": {"sds": {"secretName": "spiffe://refuse/secure"}}}
 
 
-GRPC_HEALTH = {"protocol": "grpc", "healthyThreshold": 2, "unhealthyThreshold": 2,
-               "timeoutMillis": 2000, "intervalMillis": 5000}  # fmt: skip
+HEALTH = {"protocol": "http", "path": "/", "healthyThreshold": 2, "unhealthyThreshold": 2,
+          "timeoutMillis": 2000, "intervalMillis": 5000}  # fmt: skip
 
 
 def node_spec(
@@ -53,9 +54,22 @@ def refused(server, tmp_path_factory):
     try:
         appmesh.create_mesh(meshName=MESH)
         ports = {name: mesh.app(name) for name in ("blue", "rpc", "secure", "front")}
+        folder = tmp_path_factory.mktemp("refuse-certs")
+        ca = Authority(folder)
+        ca.issue("rpc", [f"rpc.{MESH}.local"])
+        rpc_tls = {
+            "mode": "STRICT",
+            "certificate": {
+                "file": {
+                    "certificateChain": str(folder / "rpc.crt"),
+                    "privateKey": str(folder / "rpc.key"),
+                }
+            },
+        }
+        trust = {"trust": {"file": {"certificateChain": str(ca.pem)}}}  # fmt: skip
         specs = {
             "blue": node_spec(ports["blue"], "blue"),
-            "rpc": node_spec(ports["rpc"], "rpc", protocol="grpc", check=GRPC_HEALTH),
+            "rpc": node_spec(ports["rpc"], "rpc", tls=rpc_tls, check=HEALTH),
             "secure": node_spec(ports["secure"], "secure", tls=STRICT_TLS),
         }
         for name, spec in specs.items():
@@ -69,6 +83,8 @@ def refused(server, tmp_path_factory):
         front["backends"] = [
             {"virtualService": {"virtualServiceName": f"{name}.{MESH}.local"}} for name in specs
         ]
+        policy = {"tls": {"enforce": True, "validation": trust}}
+        front["backends"][1]["virtualService"]["clientPolicy"] = policy  # towards rpc
         appmesh.create_virtual_node(meshName=MESH, virtualNodeName="front", spec=front)
         proxies = {name: mesh.proxy(name) for name in ("front", "secure", "blue")}
         yield {"appmesh": appmesh, "mesh": mesh, "proxies": proxies, "specs": specs, **ports}
@@ -96,11 +112,11 @@ def wait_for(check, timeout: float = 15.0):
 def test_clusters_it_cannot_serve_are_nacked_with_the_reason(server, refused):
     account = refused["mesh"].account
     found = wait_for(lambda: rejections(server, "front", account).get(CLUSTER))
-    assert found, "the cluster with a gRPC health check was accepted"
-    assert "gRPC health checks is not supported" in found["message"]
+    assert found, "the TLS cluster with a health check was accepted"
+    assert "TLS health checks is not supported" in found["message"]
     assert "rpc" in found["message"]
     log = (refused["mesh"].tmp / "proxy-front.log").read_text()
-    assert "refusing part of clusters" in log and "gRPC health checks" in log
+    assert "refusing part of clusters" in log and "TLS health checks" in log
 
 
 def test_the_rest_of_the_node_stays_live(refused):

@@ -309,3 +309,49 @@ async def test_an_http2_request_reaches_an_http2_backend_exactly_once() -> None:
             assert proxy.stat("cluster.h2.upstream_cx_total") == 1
     finally:
         server.close()
+
+
+@contextlib.contextmanager
+def health_server(serving: bool) -> Iterator[int]:
+    """A gRPC server with grpc.health.v1 (answered as raw bytes: SERVING is 08 01,
+    NOT_SERVING 08 02) and a Say that fails when the server is not serving."""
+
+    def check(request: bytes, context: grpc.ServicerContext) -> bytes:
+        return b"\x08\x01" if serving else b"\x08\x02"
+
+    def say(request: bytes, context: grpc.ServicerContext) -> bytes:
+        if not serving:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "not serving")
+        return b"echo:" + request
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers((
+        grpc.method_handlers_generic_handler(
+            "grpc.health.v1.Health", {"Check": grpc.unary_unary_rpc_method_handler(check)}),
+        grpc.method_handlers_generic_handler(
+            "demo.Echo", {"Say": grpc.unary_unary_rpc_method_handler(say)}),
+    ))  # fmt: skip
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield port
+    finally:
+        server.stop(grace=None)
+
+
+async def test_grpc_health_checks_keep_a_not_serving_host_out() -> None:
+    check = {"timeout": "1s", "interval": "0.2s", "unhealthy_threshold": 1,
+             "healthy_threshold": 1, "grpc_health_check": {}}  # fmt: skip
+    with health_server(True) as good, health_server(False) as bad:
+        routes = [route({"prefix": "/demo.Echo/"}, "checked", timeout="5s")]
+        resources = [cluster("checked", [good, bad], health_checks=[check], **H2_OPTIONS),
+                     http_listener("ingress", [vhost("all", ["*"], routes)])]  # fmt: skip
+        async with running_proxy(resources) as proxy:
+            for _ in range(100):  # bounded wait for the first rounds
+                if proxy.server.stats.get("cluster.checked.health_check.failure"):
+                    break
+                await asyncio.sleep(0.05)
+            replies = [await call(proxy.port(), "/demo.Echo/Say", b"%d" % n) for n in range(6)]
+            assert replies == [b"echo:%d" % n for n in range(6)]
+            assert proxy.stat("cluster.checked.health_check.success") >= 1
+            assert proxy.stat("cluster.checked.health_check.failure") >= 1
