@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Protocol
 import httptools
 
 from proxy import stream_info as flags
+from proxy.codec.address import format_address
 from proxy.codec.http2 import Http2Connection
 from proxy.observe.stats import HTTP_COUNTERS
 from proxy.router.http_types import CHUNKED, CONTENT_LENGTH, NO_BODY, HttpRequest
@@ -63,14 +64,6 @@ def h2_refusal() -> bytes:
 
 def status_line(status: int) -> str:
     return _STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n"
-
-
-def format_address(address: object) -> str:
-    """A socket address as Envoy prints it: ``ip:port`` (``[ip]:port`` for IPv6)."""
-    if isinstance(address, tuple) and len(address) >= 2:
-        host = str(address[0])
-        return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
-    return str(address or "")
 
 
 class _Stream:

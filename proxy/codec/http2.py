@@ -30,10 +30,12 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
+from proxy.codec.address import format_address
 from proxy.observe.stats import HTTP_COUNTERS
 from proxy.router.http_types import CHUNKED, CONTENT_LENGTH, NO_BODY, HttpRequest
 from proxy.router.router import Router
 from proxy.stream_info import StreamInfo
+from proxy.upstream.http2 import send_within_window
 
 if TYPE_CHECKING:
     from proxy.config.compile import HttpConnectionManagerConfig
@@ -45,14 +47,6 @@ MAX_CONCURRENT_STREAMS = 1024  # UNCONFIRMED: Envoy defaults to 2**31 - 1
 _CONNECTION_SPECIFIC = frozenset(
     ("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade")
 )
-
-
-def format_address(address: object) -> str:
-    """A socket address as Envoy prints it: ``ip:port`` (``[ip]:port`` for IPv6)."""
-    if isinstance(address, tuple) and len(address) >= 2:
-        host = str(address[0])
-        return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
-    return str(address or "")
 
 
 class _Stream:
@@ -346,14 +340,7 @@ class Http2Connection(asyncio.Protocol):
             if alone:
                 return self.flush()
         try:
-            while stream.pending:
-                window = min(h2conn.local_flow_control_window(stream.id),
-                             h2conn.max_outbound_frame_size)  # fmt: skip
-                if window <= 0:
-                    break
-                chunk = bytes(stream.pending[:window])
-                del stream.pending[:window]
-                h2conn.send_data(stream.id, chunk)
+            send_within_window(h2conn, stream.id, stream.pending)
             if stream.pending:
                 self._blocked.add(stream)
                 if stream.router is not None:

@@ -17,7 +17,7 @@ import random
 from typing import TYPE_CHECKING
 
 from proxy import stream_info as flags
-from proxy.codec.http1 import format_address
+from proxy.codec.address import format_address
 from proxy.observe.stats import TCP_COUNTERS
 from proxy.stream_info import StreamInfo
 from proxy.upstream import tls

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import h2.config
@@ -32,6 +32,20 @@ import h2.exceptions
 from proxy.config.retry import CONNECTION_TERMINATION
 
 DEFAULT_MAX_STREAMS = 100  # until the peer's SETTINGS say otherwise (RFC 9113's advice)
+
+
+def send_within_window(
+    conn: h2.connection.H2Connection, stream_id: int, pending: bytearray
+) -> None:
+    """Send DATA frames from the front of ``pending`` while the stream's and the
+    connection's flow-control windows allow; what is left waits for WINDOW_UPDATE."""
+    while pending:
+        size = min(conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size)
+        if size <= 0:
+            return
+        chunk = bytes(pending[:size])
+        del pending[:size]
+        conn.send_data(stream_id, chunk)
 
 
 class Http2StreamOwner(Protocol):
@@ -282,23 +296,20 @@ class Http2UpstreamConnection(asyncio.Protocol):
         stream.owner.on_upstream_flush()
 
     def _on_end(self, stream_id: int) -> None:
-        stream = self.streams.pop(stream_id, None)
-        if stream is None:
-            return
-        self._blocked.discard(stream)
-        owner, stream.owner = stream.owner, None
-        if owner is not None and not owner.discarded:
-            owner.on_upstream_end()
-        self._stream_finished()
+        self._close_stream(stream_id, lambda owner: owner.on_upstream_end())
 
     def _on_reset(self, stream_id: int) -> None:
+        self._close_stream(stream_id, lambda owner: owner.on_upstream_reset(CONNECTION_TERMINATION))
+
+    def _close_stream(self, stream_id: int, report: Callable[[Http2StreamOwner], None]) -> None:
+        """The peer ended or reset a stream: tell its owner once, then free its slot."""
         stream = self.streams.pop(stream_id, None)
         if stream is None:
             return
         self._blocked.discard(stream)
         owner, stream.owner = stream.owner, None
         if owner is not None and not owner.discarded:
-            owner.on_upstream_reset(CONNECTION_TERMINATION)
+            report(owner)
         self._stream_finished()
 
     def _on_goaway(self, last_stream_id: int) -> None:
@@ -335,14 +346,7 @@ class Http2UpstreamConnection(asyncio.Protocol):
             return
         h2conn = self.h2
         try:
-            while stream.pending:
-                window = min(h2conn.local_flow_control_window(stream.id),
-                             h2conn.max_outbound_frame_size)  # fmt: skip
-                if window <= 0:
-                    break
-                chunk = bytes(stream.pending[:window])
-                del stream.pending[:window]
-                h2conn.send_data(stream.id, chunk)
+            send_within_window(h2conn, stream.id, stream.pending)
             if stream.pending:
                 if stream not in self._blocked and stream.owner is not None:
                     stream.owner.on_upstream_writable(False)
