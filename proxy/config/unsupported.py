@@ -88,6 +88,8 @@ def _hcm_problem(config: dict[str, Any]) -> str | None:
     codec = str(config.get("codec_type", "AUTO"))
     if codec == "HTTP3":
         return f"codec_type {codec} {NOT_YET}; this proxy speaks HTTP/1.1 and HTTP/2"
+    if config.get("http2_protocol_options"):
+        return _http2_options_problem(config["http2_protocol_options"])
     for http_filter in config.get("http_filters") or ():
         if not isinstance(http_filter, dict) or http_filter.get("is_optional"):
             continue
@@ -131,6 +133,10 @@ def cluster_problem(spec: dict[str, Any]) -> str | None:
             return f"cluster {name}: TLS health checks {NOT_YET}"
     if spec.get("transport_socket_matches"):
         return f"cluster {name}: transport_socket_matches {NOT_YET}"
+    options = _explicit_http2_options(spec)
+    if options:
+        problem = _http2_options_problem(options)
+        return f"cluster {name}: upstream {problem}"
     if _follows_downstream(spec):
         return f"cluster {name}: use_downstream_protocol_config and auto_config {NOT_YET}"
     for check in spec.get("health_checks") or ():
@@ -138,6 +144,24 @@ def cluster_problem(spec: dict[str, Any]) -> str | None:
         if problem:
             return f"cluster {name}: {problem}"
     return None
+
+
+def _http2_options_problem(options: Any) -> str:
+    """HTTP/2 settings (stream limits, windows, keep-alive pings...) are not applied: the
+    codecs run with their own fixed settings, so any field set is refused, not ignored."""
+    fields = sorted(options) if isinstance(options, dict) else [str(options)]
+    return f"http2_protocol_options fields {fields} {NOT_YET}"
+
+
+def _explicit_http2_options(spec: dict[str, Any]) -> Any:
+    """The cluster's ``http2_protocol_options`` (typed extension or legacy field)."""
+    options = (spec.get("typed_extension_protocol_options") or {}).get(
+        HTTP_PROTOCOL_OPTIONS.rsplit("/", 1)[-1]
+    )
+    explicit = (options or {}).get("explicit_http_config") if isinstance(options, dict) else None
+    if isinstance(explicit, dict) and explicit.get("http2_protocol_options"):
+        return explicit["http2_protocol_options"]
+    return spec.get("http2_protocol_options")
 
 
 def _follows_downstream(spec: dict[str, Any]) -> bool:

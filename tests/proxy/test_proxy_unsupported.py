@@ -1,0 +1,31 @@
+"""HTTP/2 settings the sidecar does not apply are refused (NACKed), never ignored."""
+
+from __future__ import annotations
+
+from proxy_envoy import CLUSTER as CLUSTER_URL
+from proxy_envoy import LISTENER as LISTENER_URL
+from proxy_envoy import cluster, http_listener
+
+from proxy.config.unsupported import problem
+
+OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+
+def h2_cluster(settings: dict) -> dict:
+    options = {"@type": "type.googleapis.com/" + OPTIONS,
+               "explicit_http_config": {"http2_protocol_options": settings}}  # fmt: skip
+    return cluster("c", [1], typed_extension_protocol_options={OPTIONS: options})
+
+
+def test_plain_http2_clusters_are_served_and_tuned_ones_refused() -> None:
+    assert problem(CLUSTER_URL, h2_cluster({})) is None
+    reason = problem(CLUSTER_URL, h2_cluster({"max_concurrent_streams": 10}))
+    assert reason is not None and "max_concurrent_streams" in reason
+    legacy = cluster("c", [1], http2_protocol_options={"initial_stream_window_size": 65536})
+    assert "initial_stream_window_size" in (problem(CLUSTER_URL, legacy) or "")
+
+
+def test_an_hcm_with_http2_settings_is_refused() -> None:
+    assert problem(LISTENER_URL, http_listener("l", [])) is None
+    tuned = http_listener("l", [], http2_protocol_options={"max_concurrent_streams": 10})
+    assert "http2_protocol_options" in (problem(LISTENER_URL, tuned) or "")
