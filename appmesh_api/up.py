@@ -232,17 +232,46 @@ def control_plane(
     return ControlPlane(endpoint, f"127.0.0.1:{daemon_port}", reused=False)
 
 
-def run_colorapp(
-    port: int, endpoint: str | None, say: Callable[[str], None], stop_after: float | None = None
+def run_example_mesh(
+    mesh: str,
+    port: int,
+    endpoint: str | None,
+    say: Callable[[str], None],
+    build: Callable[[ControlPlane, Processes], None],
+    stop_after: float | None = None,
 ) -> int:
+    """What every ``up`` example shares: a control plane (borrowed or started), a fresh
+    ``mesh`` (one an earlier run left is replaced), ``build`` creating the resources and
+    starting the apps and sidecars, then waiting for Ctrl-C and stopping everything, the
+    borrowed control plane's mesh list left as it was found."""
     processes = Processes()
     plane: ControlPlane | None = None
     try:
         plane = control_plane(port, endpoint, processes, say)
+        if remove_colorapp(appmesh_client(plane.endpoint), mesh):
+            say(f"      replaced the {mesh} mesh an earlier run left behind")
+        build(plane, processes)
+        wait_forever(stop_after)
+    except KeyboardInterrupt:
+        pass
+    except RuntimeError as exc:
+        say(f"appmesh-local up: {exc}")
+        return 1
+    finally:
+        say("stopping the mesh...")
+        processes.stop()
+        if plane is not None and plane.reused:
+            leave_as_found(plane.endpoint, say, mesh)
+        say("stopped.")
+    return 0
+
+
+def run_colorapp(
+    port: int, endpoint: str | None, say: Callable[[str], None], stop_after: float | None = None
+) -> int:
+    def build(plane: ControlPlane, processes: Processes) -> None:
         endpoint = plane.endpoint
         appmesh = appmesh_client(endpoint)
-        if remove_colorapp(appmesh):
-            say(f"      replaced the {MESH} mesh an earlier run left behind")
         ports = {name: free_port() for name in (*TELLERS, "gateway")}
         say(f"[2/4] creating mesh {MESH} through the App Mesh API")
         create_colorapp(appmesh, ports)
@@ -275,19 +304,8 @@ def run_colorapp(
         say("\nThe gateway's stats cover its last 50 answers (reset: curl .../color/clear).")
         say("Shift all traffic to blue with aws appmesh update-route (see the README), then curl")
         say("again. Press Ctrl-C to stop everything.")
-        wait_forever(stop_after)
-    except KeyboardInterrupt:
-        pass
-    except RuntimeError as exc:
-        say(f"appmesh-local up: {exc}")
-        return 1
-    finally:
-        say("stopping the mesh...")
-        processes.stop()
-        if plane is not None and plane.reused:
-            leave_as_found(plane.endpoint, say)
-        say("stopped.")
-    return 0
+
+    return run_example_mesh(MESH, port, endpoint, say, build, stop_after)
 
 
 def leave_as_found(endpoint: str, say: Callable[[str], None], mesh: str = MESH) -> None:

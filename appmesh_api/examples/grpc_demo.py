@@ -21,11 +21,8 @@ from appmesh_api.up import (
     ControlPlane,
     Processes,
     appmesh_client,
-    control_plane,
-    leave_as_found,
-    remove_colorapp,
+    run_example_mesh,
     start_sidecar,
-    wait_forever,
 )
 
 MESH = "appmesh-local-grpc"
@@ -98,16 +95,10 @@ def wait_for_call(egress: int, timeout: float = 30) -> str:
 def run_grpc(
     port: int, endpoint: str | None, say: Callable[[str], None], stop_after: float | None = None
 ) -> int:
-    processes = Processes()
-    plane: ControlPlane | None = None
-    try:
-        plane = control_plane(port, endpoint, processes, say)
-        appmesh = appmesh_client(plane.endpoint)
-        if remove_colorapp(appmesh, MESH):
-            say(f"      replaced the {MESH} mesh an earlier run left behind")
+    def build(plane: ControlPlane, processes: Processes) -> None:
         ports = {color: free_port() for color in SERVERS}
         say(f"[2/4] creating mesh {MESH} through the App Mesh API")
-        create_grpc_mesh(appmesh, ports)
+        create_grpc_mesh(appmesh_client(plane.endpoint), ports)
         say("[3/4] starting 2 gRPC servers and 3 appmesh-proxy sidecars")
         for color in SERVERS:
             server = processes.start(f"color-{color}", [*APP, "serve", color, str(ports[color])])
@@ -116,9 +107,8 @@ def run_grpc(
         client = start_sidecar(processes, plane, "grpc-client", MESH)
         say("[4/4] waiting for the first gRPC call to cross the mesh")
         first = wait_for_call(client["egress"])
-        call = (
-            f"python -m appmesh_api.examples.grpc_app call 127.0.0.1:{client['egress']} {SERVICE}"
-        )
+        call = f"python -m appmesh_api.examples.grpc_app call 127.0.0.1:{client['egress']}"
+        call += f" {SERVICE}"
         say(f"\nThe gRPC mesh is up (first answer: {first}). Try:\n")
         say(f"  {call}")
         say(f"  {call} --team blue")
@@ -126,16 +116,5 @@ def run_grpc(
         say(f"  appmesh-local mesh describe {MESH} --endpoint {plane.endpoint}")
         say("\nEvery hop is HTTP/2 (the sidecars' downstream_rq_http2_total counts it). Press")
         say("Ctrl-C to stop everything.")
-        wait_forever(stop_after)
-    except KeyboardInterrupt:
-        pass
-    except RuntimeError as exc:
-        say(f"appmesh-local up: {exc}")
-        return 1
-    finally:
-        say("stopping the mesh...")
-        processes.stop()
-        if plane is not None and plane.reused:
-            leave_as_found(plane.endpoint, say, MESH)
-        say("stopped.")
-    return 0
+
+    return run_example_mesh(MESH, port, endpoint, say, build, stop_after)
