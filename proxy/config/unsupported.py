@@ -176,6 +176,10 @@ def _follows_downstream(spec: dict[str, Any]) -> bool:
 
 
 def _health_check_problem(check: dict[str, Any]) -> str | None:
+    grpc = check.get("grpc_health_check")
+    extra = sorted(set(grpc) - {"service_name", "authority"}) if isinstance(grpc, dict) else []
+    if extra:
+        return f"gRPC health check fields {extra} {NOT_YET}"
     http = check.get("http_health_check")
     if isinstance(http, dict) and http.get("codec_client_type", "HTTP1") not in ("HTTP1", "HTTP2"):
         return f"{http['codec_client_type']} health checks {NOT_YET}"

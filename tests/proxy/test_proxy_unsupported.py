@@ -29,3 +29,15 @@ def test_an_hcm_with_http2_settings_is_refused() -> None:
     assert problem(LISTENER_URL, http_listener("l", [])) is None
     tuned = http_listener("l", [], http2_protocol_options={"max_concurrent_streams": 10})
     assert "http2_protocol_options" in (problem(LISTENER_URL, tuned) or "")
+
+
+def test_grpc_health_checks_are_served_except_fields_not_applied() -> None:
+    check = {"timeout": "1s", "interval": "1s", "unhealthy_threshold": 1,
+             "healthy_threshold": 1, "grpc_health_check": {"service_name": "color"}}  # fmt: skip
+    assert problem(CLUSTER_URL, h2_cluster_with_check(check)) is None
+    check["grpc_health_check"] = {"initial_metadata": [{"header": {"key": "a", "value": "b"}}]}
+    assert "initial_metadata" in (problem(CLUSTER_URL, h2_cluster_with_check(check)) or "")
+
+
+def h2_cluster_with_check(check: dict) -> dict:
+    return {**h2_cluster({}), "health_checks": [check]}
