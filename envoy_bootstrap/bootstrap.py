@@ -6,7 +6,8 @@ because we point Envoy at appmesh-local rather than at App Mesh's regional endpo
 - ADS goes to ``xds_endpoint`` through a static cluster named ``xds_cluster`` with
   ``envoy_grpc`` (App Mesh used ``google_grpc`` with TLS and SigV4 call credentials to
   ``appmesh-envoy-management.<region>.amazonaws.com:443``). The API stays gRPC ADS, v3,
-  which a real Envoy needs; ``https://`` endpoints get TLS.
+  which a real Envoy needs; ``https://`` endpoints get TLS. ``APPMESH_XDS_ENDPOINT`` may
+  list several replicas (comma-separated): one ``lb_endpoints`` entry each.
 - File-based overrides (``ENVOY_CONFIG_FILE``, ``ENVOY_RESOURCES_CONFIG_FILE``, the
   tracing/stats config files) need file reads; we leave the generated section out when
   one is named, like the image, and leave the merge to the caller.
@@ -44,7 +45,8 @@ CLOUDWATCH_NAMESPACE = "CWAgent"
 
 def xds_endpoint(env: Mapping[str, str], default: str) -> str:
     """``APPMESH_XDS_ENDPOINT``, else ``default`` (the image's default is App Mesh's
-    regional endpoint, which a local mesh has no use for)."""
+    regional endpoint, which a local mesh has no use for). A comma-separated list names
+    several control-plane replicas (``xds_cluster``)."""
     return Env(env).or_("APPMESH_XDS_ENDPOINT", default)
 
 
@@ -194,28 +196,60 @@ def _static_clusters(env: Env, xds_endpoint: str) -> list[dict[str, Any]]:
 
 def xds_cluster(endpoint: str) -> dict[str, Any]:
     """The control-plane cluster: ``host:port``, ``[v6]:port``, optionally behind a
-    ``grpc://``, ``http://`` or ``https://`` scheme, or ``unix:///path``."""
-    if endpoint.startswith("unix:"):
-        return _pipe_cluster(names.XDS_CLUSTER, endpoint.removeprefix("unix:").removeprefix("//"))
-    scheme, _, rest = endpoint.rpartition("://")
-    host, _, port = rest.rstrip("/").rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"xds endpoint must be host:port, got {endpoint!r}")
-    host = host.strip("[]")
-    address = {"socket_address": {"address": host, "port_value": int(port)}}
+    ``grpc://``, ``http://`` or ``https://`` scheme, or ``unix:///path``.
+
+    A comma-separated list (``a:15010,b:15010``) names several replicas of one control
+    plane: one ``lb_endpoints`` entry each, so Envoy opens its ADS stream to one of them
+    and, when that one goes away, reconnects to another (``appmesh-proxy`` fails over in
+    list order). The replicas share one scheme; over TLS they share one host name too,
+    because the cluster has one transport socket and so one SNI.
+    """
+    listed = [part.strip() for part in endpoint.split(",")]
+    if not all(listed):
+        raise ValueError(f"xds endpoint list has an empty entry: {endpoint!r}")
+    if listed[0].startswith("unix:"):
+        if len(listed) > 1:
+            raise ValueError("a Unix-socket xds endpoint cannot be one of several")
+        path = listed[0].removeprefix("unix:").removeprefix("//")
+        return _pipe_cluster(names.XDS_CLUSTER, path)
+    parsed = [_host_port(part) for part in listed]
+    schemes = {scheme for scheme, _, _ in parsed}
+    if len(schemes) > 1:
+        raise ValueError(f"xds endpoints mix schemes ({', '.join(sorted(schemes))}): {endpoint!r}")
+    hosts = [host for _, host, _ in parsed]
     cluster: dict[str, Any] = {
         "name": names.XDS_CLUSTER,
-        "type": "STATIC" if is_ip(host) else "STRICT_DNS",
+        "type": "STATIC" if all(is_ip(host) for host in hosts) else "STRICT_DNS",
         "connect_timeout": "1s",
         "typed_extension_protocol_options": http2_protocol_options(),
-        "load_assignment": _assignment(names.XDS_CLUSTER, address),
+        "load_assignment": _assignment(
+            names.XDS_CLUSTER,
+            *(
+                {"socket_address": {"address": host, "port_value": port}}
+                for _, host, port in parsed
+            ),
+        ),
     }
-    if scheme == "https":
-        context = {"sni": host}
+    if schemes == {"https"}:
+        if len(set(hosts)) > 1:
+            raise ValueError(
+                "https xds endpoints must share one host name (one TLS SNI per cluster); "
+                f"got {', '.join(sorted(set(hosts)))}"
+            )
+        context = {"sni": hosts[0]}
         cluster["transport_socket"] = types.extension(
             types.TLS_SOCKET_NAME, types.UPSTREAM_TLS, context
         )
     return cluster
+
+
+def _host_port(endpoint: str) -> tuple[str, str, int]:
+    """``[scheme://]host:port`` -> (scheme or "", host without brackets, port)."""
+    scheme, _, rest = endpoint.rpartition("://")
+    host, _, port = rest.rstrip("/").rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"xds endpoint must be host:port, got {endpoint!r}")
+    return scheme, host.strip("[]"), int(port)
 
 
 def _pipe_cluster(name: str, path: str) -> dict[str, Any]:
@@ -254,11 +288,9 @@ def _layered_runtime(env: Env) -> dict[str, Any]:
     return {"layers": layers}
 
 
-def _assignment(name: str, address: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "cluster_name": name,
-        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address}}]}],
-    }
+def _assignment(name: str, *addresses: dict[str, Any]) -> dict[str, Any]:
+    endpoints = [{"endpoint": {"address": address}} for address in addresses]
+    return {"cluster_name": name, "endpoints": [{"lb_endpoints": endpoints}]}
 
 
 def _add_optional(bootstrap: dict[str, Any], key: str, value: Any) -> None:

@@ -116,7 +116,7 @@ async def run_proxy(settings: ProxySettings, stop: asyncio.Event | None = None) 
     region = str(bootstrap.metadata("region", "us-east-1"))
     sign = xds_signer(Credentials(*settings.xds_credentials), region)
     client = XdsClient(
-        bootstrap.xds_endpoint,
+        bootstrap.xds_endpoints,
         bootstrap.node,
         server.apply,
         stats=server.stats,
@@ -127,7 +127,7 @@ async def run_proxy(settings: ProxySettings, stop: asyncio.Event | None = None) 
     log.info(
         "appmesh-proxy for %s: control plane %s, admin %s, ingress :%s, egress :%s",
         bootstrap.node_id,
-        bootstrap.xds_endpoint,
+        ", ".join(bootstrap.xds_endpoints),
         f"{admin[0]}:{admin[1]}" if admin else "off",
         bootstrap.metadata("ingress_port", "?"),
         bootstrap.metadata("egress_port", "?"),

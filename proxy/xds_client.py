@@ -21,6 +21,15 @@ request: ACK (new version + nonce) or NACK (previous version + nonce + ``error_d
 rejected version sent again is NACKed again, not re-applied, with back-off. When the
 control plane is unreachable the proxy keeps serving its last good config and the loops
 retry with jittered exponential back-off.
+
+Several endpoints are replicas of one control plane (``docs/scale-out.md``). All loops
+talk to the current one; the first request that fails there moves every loop to the next
+in order, at once, and back-off starts only once each endpoint has failed in a row. A
+replica killed outright is left as soon as the kernel resets its connections; one that
+stops answering within ``connect_timeout`` (new connections) or the long-poll's own
+timeout (``wait_seconds`` + 15 s, held ones) is left then. The new replica's versions
+differ from the old one's (each has its own boot prefix), so it answers the first poll
+at once with its full config, which the proxy applies like any update.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,7 +98,7 @@ class XdsClient:
 
     def __init__(
         self,
-        endpoint: str,
+        endpoint: str | Sequence[str],
         node: dict[str, Any],
         apply: Apply,
         *,
@@ -100,10 +109,16 @@ class XdsClient:
         settle_seconds: float = 0.05,
         warm_timeout: float = 5.0,
         sign: Signer | None = None,
+        connect_timeout: float = 2.0,
     ) -> None:
         self.sign = sign  # SigV4 headers for each request (proxy.xds_auth)
-        self.endpoint = endpoint if "://" in endpoint else f"http://{endpoint}"
-        self.endpoint = self.endpoint.rstrip("/")
+        listed = [endpoint] if isinstance(endpoint, str) else list(endpoint)
+        self.endpoints = tuple(_url(one) for one in listed)
+        if not self.endpoints:
+            raise ValueError("XdsClient needs at least one control-plane endpoint")
+        self._current = 0
+        self.failovers = 0
+        self.connect_timeout = connect_timeout
         self.node = node
         self.apply = apply
         self.wait_seconds = wait_seconds
@@ -122,11 +137,18 @@ class XdsClient:
             scope = stats.scope("control_plane")
             scope.gauge_fn("connected_state", lambda: int(self.connected))
 
+    @property
+    def endpoint(self) -> str:
+        """The control-plane replica the loops talk to now."""
+        return self.endpoints[self._current]
+
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
         """Open the session and start the wildcard subscriptions (LDS, CDS)."""
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.wait_seconds + 15)
+            timeout=aiohttp.ClientTimeout(
+                total=self.wait_seconds + 15, sock_connect=self.connect_timeout
+            )
         )
         for kind in WILDCARD_KINDS:
             self._start_loop(self.subs[kind])
@@ -153,11 +175,14 @@ class XdsClient:
     async def _poll_loop(self, sub: _Subscription) -> None:
         failures = repeats = 0
         while True:
+            used = self.endpoint
             try:
-                response = await self._request(sub)
+                response = await self._request(sub, used)
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 self._lost(sub, exc)
                 failures += 1
+                if self._fail_over(used, exc) and failures <= len(self.endpoints):
+                    continue  # another replica, at once: back-off is for when all failed
                 await asyncio.sleep(self._backoff(failures))
                 continue
             if self._unreachable:
@@ -192,13 +217,33 @@ class XdsClient:
             reason,
         )
 
+    def _fail_over(self, used: str, exc: Exception) -> bool:
+        """Whether the next request goes to another endpoint than ``used``.
+
+        The first loop to fail on the current endpoint moves them all to the next one;
+        a loop whose failure was on an endpoint already left just follows.
+        """
+        if self.endpoint != used:
+            return True
+        if len(self.endpoints) == 1:
+            return False
+        self._current = (self._current + 1) % len(self.endpoints)
+        self.failovers += 1
+        log.warning(
+            "xds: leaving control plane %s (%s); failing over to %s",
+            used,
+            exc or type(exc).__name__,
+            self.endpoint,
+        )
+        return True
+
     def _backoff(self, attempt: int) -> float:
         """Jittered exponential back-off, ``backoff_base`` doubling up to ``backoff_max``."""
         delay = min(self.backoff_max, self.backoff_base * 2 ** min(attempt - 1, 10))
         return delay * (0.5 + random.random() / 2)
 
-    async def _request(self, sub: _Subscription) -> dict[str, Any] | None:
-        """One long-poll; ``None`` on 304 (nothing new within ``wait``)."""
+    async def _request(self, sub: _Subscription, endpoint: str) -> dict[str, Any] | None:
+        """One long-poll to ``endpoint``; ``None`` on 304 (nothing new within ``wait``)."""
         assert self._session is not None
         body: dict[str, Any] = {
             "version_info": "" if sub.force_refresh else sub.version,
@@ -210,7 +255,7 @@ class XdsClient:
         if sub.error is not None:
             body["error_detail"] = sub.error
         sub.force_refresh = False
-        url = f"{self.endpoint}/v3/discovery:{sub.kind}?wait={self.wait_seconds}"
+        url = f"{endpoint}/v3/discovery:{sub.kind}?wait={self.wait_seconds}"
         data = json.dumps(body).encode()
         headers = self.sign(url, data) if self.sign else {"content-type": "application/json"}
         async with self._session.post(url, data=data, headers=headers) as resp:
@@ -393,6 +438,11 @@ class XdsClient:
             loop = asyncio.get_running_loop()
             loop.call_later(self.warm_timeout + 0.01, self._schedule_apply)
         return now >= self._warm_deadline
+
+
+def _url(endpoint: str) -> str:
+    """``host:port`` or a URL -> the URL discovery requests are posted under."""
+    return (endpoint if "://" in endpoint else f"http://{endpoint}").rstrip("/")
 
 
 def _by_name(sub: _Subscription, resources: list[Any]) -> dict[str, dict[str, Any]]:

@@ -79,13 +79,18 @@ class BootstrapConfig:
     """What the bootstrap decides for the life of the process."""
 
     node: dict[str, Any]  # sent as-is in every DiscoveryRequest
-    xds_endpoint: str  # http(s)://host:port of the ADS cluster
+    xds_endpoints: tuple[str, ...]  # http(s)://host:port of each ADS cluster endpoint
     admin_address: tuple[str, int] | None
     admin_access_log: str | None
     outlier_event_log: str | None
     observability: ObservabilityConfig
     raw: dict[str, Any]  # for /config_dump
     notes: tuple[str, ...] = ()  # runtime flags accepted but not acted on, logged at start
+
+    @property
+    def xds_endpoint(self) -> str:
+        """The first control-plane endpoint (the one tried first)."""
+        return self.xds_endpoints[0]
 
     @property
     def node_id(self) -> str:
@@ -117,7 +122,7 @@ def compile_bootstrap(spec: Any) -> BootstrapConfig:
     )
     return BootstrapConfig(
         node=node,
-        xds_endpoint=_xds_endpoint(spec.get("dynamic_resources"), spec.get("static_resources")),
+        xds_endpoints=_xds_endpoints(spec.get("dynamic_resources"), spec.get("static_resources")),
         admin_address=address,
         admin_access_log=access_log,
         outlier_event_log=_cluster_manager(spec.get("cluster_manager")),
@@ -211,8 +216,12 @@ def _ip_port(address: dict[str, Any], where: str) -> tuple[str, int]:
 
 
 # -- the control plane ----------------------------------------------------------------------
-def _xds_endpoint(dynamic: Any, static: Any) -> str:
-    """The ADS cluster's address, as the URL the REST-JSON discovery client calls."""
+def _xds_endpoints(dynamic: Any, static: Any) -> tuple[str, ...]:
+    """The ADS cluster's addresses, as the URLs the REST-JSON discovery client calls.
+
+    Every ``lb_endpoints`` entry of every locality counts, in order: several are
+    replicas of one control plane, and the client fails over from one to the next.
+    """
     cluster_name = _ads_cluster(dynamic)
     clusters = {c.get("name"): c for c in (static or {}).get("clusters") or () if c}
     if static and set(static) - {"clusters"}:
@@ -225,9 +234,14 @@ def _xds_endpoint(dynamic: Any, static: Any) -> str:
     cluster = clusters.get(cluster_name)
     if cluster is None:
         raise ConfigError(f"bootstrap: ADS names cluster {cluster_name}, which is not defined")
-    endpoints = (cluster.get("load_assignment") or {}).get("endpoints") or [{}]
-    lb_endpoints = endpoints[0].get("lb_endpoints") or [{}]
-    address = ((lb_endpoints[0].get("endpoint") or {}).get("address")) or {}
+    scheme = "https" if cluster.get("transport_socket") else "http"
+    localities = (cluster.get("load_assignment") or {}).get("endpoints") or [{}]
+    entries = [entry for locality in localities for entry in locality.get("lb_endpoints") or ()]
+    return tuple(_endpoint_url(cluster_name, entry, scheme) for entry in entries or [{}])
+
+
+def _endpoint_url(cluster_name: str, entry: Any, scheme: str) -> str:
+    address = ((entry.get("endpoint") or {}).get("address")) or {}
     socket = address.get("socket_address")
     if not isinstance(socket, dict):
         raise ConfigError(
@@ -236,7 +250,6 @@ def _xds_endpoint(dynamic: Any, static: Any) -> str:
     host, port = str(socket.get("address", "")), socket.get("port_value")
     if not host or not isinstance(port, int):
         raise ConfigError(f"bootstrap: cluster {cluster_name} needs an address and port_value")
-    scheme = "https" if cluster.get("transport_socket") else "http"
     return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
 
 

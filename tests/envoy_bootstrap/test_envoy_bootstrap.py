@@ -93,6 +93,39 @@ def test_xds_endpoint_forms():
         build_bootstrap({"APPMESH_RESOURCE_NAME": NODE}, "no-port")
 
 
+def test_several_xds_endpoints_are_one_lb_endpoint_each():
+    """Replicas of one control plane: Envoy's ADS stream picks one and moves on when it
+    goes away (parse_bootstrap: Envoy's own Bootstrap proto accepts the list)."""
+    xds = _boot("127.0.0.1:15010, 127.0.0.1:15011,[::1]:15012")["static_resources"]["clusters"][0]
+    assert xds["type"] == "STATIC"
+    (locality,) = xds["load_assignment"]["endpoints"]
+    addresses = [e["endpoint"]["address"]["socket_address"] for e in locality["lb_endpoints"]]
+    assert addresses == [
+        {"address": "127.0.0.1", "port_value": 15010},
+        {"address": "127.0.0.1", "port_value": 15011},
+        {"address": "::1", "port_value": 15012},
+    ]
+    named = _boot("cp-1:15010,10.0.0.2:15010")["static_resources"]["clusters"][0]
+    assert named["type"] == "STRICT_DNS"
+    tls = _boot("https://cp.example:443,https://cp.example:8443")["static_resources"]["clusters"]
+    assert tls[0]["transport_socket"]["typed_config"]["sni"] == "cp.example"
+
+
+@pytest.mark.parametrize(
+    ("endpoints", "message"),
+    [
+        ("http://a:1,https://b:2", "mix schemes"),
+        ("https://a:443,https://b:443", "one host name"),
+        ("unix:///x.sock,a:1", "Unix-socket"),
+        ("a:1,,b:2", "empty entry"),
+        ("a:1,b", "host:port"),
+    ],
+)
+def test_an_xds_endpoint_list_that_cannot_be_one_cluster_is_refused(endpoints, message):
+    with pytest.raises(ValueError, match=message):
+        build_bootstrap({"APPMESH_RESOURCE_NAME": NODE}, endpoints)
+
+
 def test_initial_fetch_timeout():
     assert (
         _boot(ENVOY_INITIAL_FETCH_TIMEOUT="30")["dynamic_resources"]["cds_config"][

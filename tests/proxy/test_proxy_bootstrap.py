@@ -39,6 +39,7 @@ def test_the_image_environment_compiles_into_the_proxys_settings():
     compiled = compile_bootstrap(bootstrap(ENVOY_ADMIN_ACCESS_PORT="9911"))
     assert compiled.node_id == NODE and compiled.node["cluster"] == NODE
     assert compiled.xds_endpoint == "http://127.0.0.1:4567"
+    assert compiled.xds_endpoints == ("http://127.0.0.1:4567",)
     assert compiled.admin_address == ("127.0.0.1", 9911)
     assert compiled.admin_access_log == "/tmp/envoy_admin_access.log"
     assert compiled.outlier_event_log == "/dev/stdout"
@@ -252,3 +253,17 @@ async def test_a_bootstrap_pointed_at_the_grpc_ads_port_says_so(caplog):
         await xds.stop()
         await server.stop(0)
     assert "main port (4567)" in caplog.text
+
+
+def test_every_endpoint_of_the_ads_cluster_is_a_replica_to_fail_over_to():
+    spec = build_bootstrap({"APPMESH_RESOURCE_ARN": NODE}, "127.0.0.1:4567,127.0.0.1:4568")
+    assert compile_bootstrap(spec).xds_endpoints == (
+        "http://127.0.0.1:4567",
+        "http://127.0.0.1:4568",
+    )
+    cluster = spec["static_resources"]["clusters"][0]
+    cluster["load_assignment"]["endpoints"].append(
+        {"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+            "address": "::1", "port_value": 4569}}}}]}
+    )  # fmt: skip
+    assert compile_bootstrap(spec).xds_endpoints[-1] == "http://[::1]:4569"

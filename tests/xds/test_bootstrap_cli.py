@@ -32,6 +32,23 @@ def test_bootstrap_points_ads_at_the_given_endpoint_and_parses():
     assert bootstrap["admin"]["address"]["socket_address"]["port_value"] == 9901
 
 
+def test_bootstrap_emits_every_replica_of_an_endpoint_list():
+    result = run_bootstrap(
+        "--resource-arn", ARN, "--xds-endpoint", "127.0.0.1:15010,127.0.0.1:15011,127.0.0.1:15012"
+    )
+    assert result.returncode == 0, result.stderr
+    bootstrap = json.loads(result.stdout)
+    parse_bootstrap(bootstrap)  # Envoy's Bootstrap proto
+    xds = next(c for c in bootstrap["static_resources"]["clusters"] if c["name"] == "xds_cluster")
+    (locality,) = xds["load_assignment"]["endpoints"]
+    ports = [
+        e["endpoint"]["address"]["socket_address"]["port_value"] for e in locality["lb_endpoints"]
+    ]
+    assert ports == [15010, 15011, 15012]
+    mixed = run_bootstrap("--resource-arn", ARN, "--xds-endpoint", "http://a:1,https://b:2")
+    assert mixed.returncode == 2 and "mix schemes" in mixed.stderr
+
+
 def test_bootstrap_reads_the_envoy_image_environment():
     result = run_bootstrap(
         APPMESH_VIRTUAL_NODE_NAME="mesh/demo/virtualNode/blue",
