@@ -198,6 +198,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         cloudmap = asyncio.create_task(app.state.discovery.cloudmap.run(feed.publish))
         follow = getattr(store, "follow", None)  # replicas: the other replicas' writes
         follower = asyncio.create_task(follow(feed.publish)) if follow else None
+        proxies = asyncio.create_task(app.state.discovery.follow_proxies())
         ads = None
         if settings.xds_port:
             ads = await start_ads_server(
@@ -213,6 +214,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         cloudmap.cancel()
         if follower is not None:
             follower.cancel()
+        proxies.cancel()
         if ads is not None:
             await ads.stop(grace=1)
         if xray_daemon is not None:

@@ -14,6 +14,7 @@ translated once per node and reused for every type and every proxy of that node.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -50,6 +51,7 @@ _RESOURCE_FIELDS = {
     "secrets": "secrets",
 }
 METADATA_PREFIX = "appmesh_local."
+PROXY_POLL = 1.0  # seconds between reads of the other replicas' proxy registrations
 
 # google.rpc.Code values used in error bodies.
 INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, RESOURCE_EXHAUSTED, INTERNAL = 3, 5, 7, 8, 13
@@ -272,6 +274,10 @@ class DiscoveryService:
         self.store = store
         self.registry = ProxyRegistry()
         self.registry.restore(store.load_proxies())
+        # Replicas on a shared store: the proxies connected to the others count too.
+        self._shared_proxies = getattr(store, "shared_proxies", None)
+        if self._shared_proxies is not None:
+            self.registry.merge(self._shared_proxies())
         self.resolver = NodeResolver(store, settings)
         self.cloudmap = CloudMapResolver(settings.side_services_endpoint, settings.internal_secret)
         self.cache = SnapshotCache(store, feed, self.registry, self.cloudmap)
@@ -378,6 +384,22 @@ class DiscoveryService:
         for mesh in self.registry.expire():
             self.feed.publish(mesh)
         self.store.save_proxies(self.registry.rows())
+
+    async def follow_proxies(self, every: float = PROXY_POLL) -> None:
+        """Forever, with replicas: take in the proxies connected to the other replicas,
+        and push new endpoints to this replica's proxies of the meshes that changed."""
+        if self._shared_proxies is None:
+            return
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(every)
+            try:
+                rows = await loop.run_in_executor(None, self._shared_proxies)
+            except Exception:
+                log.exception("could not read the other replicas' proxy registrations")
+                continue
+            for mesh in self.registry.merge(rows):
+                self.feed.publish(mesh)
 
 
 @contextlib.contextmanager

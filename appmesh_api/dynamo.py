@@ -30,7 +30,7 @@ Key design (one table, ``pk``/``sk`` strings, created by ``--create-table``)::
     counter       pk=seq                            sk=seq   (value: N)
     change        pk=chg                            sk=<20-digit sequence>
     clientToken   pk=tok|JSON [account, region, operation, token]   sk=tok
-    proxy         pk=proxy                          sk=JSON [node_id, address]
+    proxy         pk=proxy                          sk=JSON [node_id, address]  (seen, by)
     kube object   pk=kube|<account>|<region>        sk=JSON [kind, namespace, name]
 """
 
@@ -55,7 +55,8 @@ from appmesh_api.store import Key, MeshKey, Record, SqliteStore, StoreConflict
 log = logging.getLogger("appmesh_local.dynamo")
 
 GAP_GRACE = 5.0  # seconds a missing sequence number is waited for
-PROXY_TTL = 300.0  # a replica that stops refreshing its proxies loses them after this
+PROXY_TTL = 300.0  # a row no replica refreshed for this long is deleted by whoever sees it
+PROXY_REFRESH = 5.0  # a saved registration is written again at most this often
 Token = tuple[tuple[str, str, str, str], str, str]
 
 
@@ -102,7 +103,7 @@ class DynamoStore(SqliteStore):
         self._revs: dict[Key, int] = {}
         self._applied: set[int] = set()
         self._gaps: dict[int, float] = {}
-        self._proxy_rows: set[str] = set()
+        self._proxy_rows: dict[str, float] = {}  # sk -> when this replica last wrote it
         self._ensure_table(create_table)
         super().__init__(None)
 
@@ -411,29 +412,81 @@ class DynamoStore(SqliteStore):
 
     # -- proxies and kube objects ----------------------------------------------------
     def save_proxies(self, rows: list[tuple[str, str, str]]) -> None:
-        """This replica's registrations, each with an expiry, so a dead replica's fade."""
-        expires = time.time() + PROXY_TTL
+        """This replica's registrations: a new one at once, the others as a heartbeat
+        (at most every ``PROXY_REFRESH`` s), which carries their ``last_seen`` to the
+        other replicas. A row is one per proxy, whichever replica it is connected to:
+        a write only wins over another replica's row with a ``last_seen`` as recent, and
+        a replica deletes only the rows it wrote, so a proxy that moved is not lost."""
+        now = time.time()
         wanted = {json.dumps([node_id, address]): state for node_id, address, state in rows}
-        for sk in self._proxy_rows - set(wanted):
-            self._client.delete_item(TableName=self.table, Key={"pk": _s("proxy"), "sk": _s(sk)})
+        for sk in set(self._proxy_rows) - set(wanted):
+            self._conditional(
+                "delete_item",
+                Key={"pk": _s("proxy"), "sk": _s(sk)},
+                ConditionExpression="#by = :me",
+                ExpressionAttributeNames={"#by": "by"},
+                ExpressionAttributeValues={":me": _s(self.replica)},
+            )
+            del self._proxy_rows[sk]
         for sk, state in wanted.items():
-            item = {
-                "pk": _s("proxy"),
-                "sk": _s(sk),
-                "state": _s(state),
-                "expires": _n(expires),
-                "by": _s(self.replica),
-            }
-            self._client.put_item(TableName=self.table, Item=item)
-        self._proxy_rows = set(wanted)
+            if now - self._proxy_rows.get(sk, 0.0) < PROXY_REFRESH:
+                continue
+            self._put_proxy(sk, state, now)
+            self._proxy_rows[sk] = now
+
+    def _put_proxy(self, sk: str, state: str, now: float) -> None:
+        seen = json.loads(state)["last_seen"]
+        item = {
+            "pk": _s("proxy"),
+            "sk": _s(sk),
+            "state": _s(state),
+            "seen": _n(seen),
+            "expires": _n(now + PROXY_TTL),
+            "by": _s(self.replica),
+        }
+        self._conditional(
+            "put_item",
+            Item=item,
+            ConditionExpression="attribute_not_exists(pk) OR #by = :me OR #seen <= :seen",
+            ExpressionAttributeNames={"#by": "by", "#seen": "seen"},
+            ExpressionAttributeValues={":me": _s(self.replica), ":seen": _n(seen)},
+        )
+
+    def _conditional(self, operation: str, **request: Any) -> bool:
+        """A conditional item write; False when its condition did not hold."""
+        try:
+            getattr(self._client, operation)(TableName=self.table, **request)
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
 
     def load_proxies(self) -> list[tuple[str, str, str]]:
+        """Nothing to restore as this replica's own: every saved registration belongs to
+        the replica it was made on, and reaches this one through ``shared_proxies``."""
+        return []
+
+    def shared_proxies(self) -> list[tuple[str, str, str, str]]:
+        """The other replicas' registrations, ``(replica, node_id, address, state)``
+        (blocking I/O). Rows past their expiry are deleted on the way (their replica
+        stopped refreshing them long ago, so it is gone)."""
         now = time.time()
         rows = []
         for item in self._query_all("proxy"):
-            if float(item["expires"]["N"]) > now:
-                node_id, address = json.loads(item["sk"]["S"])
-                rows.append((node_id, address, item["state"]["S"]))
+            if float(item["expires"]["N"]) <= now:
+                self._conditional(
+                    "delete_item",
+                    Key={"pk": item["pk"], "sk": item["sk"]},
+                    ConditionExpression="#expires = :expires",
+                    ExpressionAttributeNames={"#expires": "expires"},
+                    ExpressionAttributeValues={":expires": item["expires"]},
+                )
+                continue
+            if item["by"]["S"] == self.replica:
+                continue
+            node_id, address = json.loads(item["sk"]["S"])
+            rows.append((item["by"]["S"], node_id, address, item["state"]["S"]))
         return rows
 
     def _query_all(self, pk: str) -> list[dict]:

@@ -5,6 +5,12 @@ metadata says where its ingress can be reached (``appmesh_local.ingress_address`
 A virtual node's endpoints are the ingress addresses of its connected proxies, so
 node A's proxy reaches node B through B's proxy. A proxy that stops asking is
 forgotten after ``ttl`` seconds, and its node's endpoints change then.
+
+With replicas on a shared store (``appmesh_api.dynamo``), each replica also holds the
+registrations the others saved (``merge``): their proxies count for endpoints, the
+per-node quota and ``/_appmesh/proxies``, with the same ``ttl`` from the ``last_seen``
+their replica last saved, so a replica that dies takes its proxies' endpoints with it
+only once they have not reconnected elsewhere within ``ttl``.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ def _saved(state: ProxyState) -> dict:
     }
 
 
+ProxyKey = tuple[str, tuple[str, int] | None]
+
 #: App Mesh's "Connected Envoys per virtual node / gateway" quota.
 MAX_PROXIES_PER_RESOURCE = 50
 
@@ -43,6 +51,7 @@ class ProxyState:
     last_seen: float = field(default_factory=time.time)
     acked: dict[str, str] = field(default_factory=dict)  # type_url -> last accepted version
     rejected: dict[str, dict] = field(default_factory=dict)  # type_url -> {version, message}
+    replica: str | None = None  # the other replica it is connected to (None: this one)
 
     def as_json(self) -> dict:
         return {
@@ -59,6 +68,7 @@ class ProxyState:
             "lastSeenSecondsAgo": round(time.time() - self.last_seen, 1),
             "acceptedVersions": dict(self.acked),
             "rejected": dict(self.rejected),
+            "connectedHere": self.replica is None,
         }
 
 
@@ -72,7 +82,18 @@ class ProxyRegistry:
 
     def __init__(self, ttl: float = 90.0) -> None:
         self.ttl = ttl
-        self._proxies: dict[tuple[str, tuple[str, int] | None], ProxyState] = {}
+        self._proxies: dict[ProxyKey, ProxyState] = {}
+        self._remote: dict[ProxyKey, ProxyState] = {}  # other replicas' (``merge``)
+
+    def _live(self) -> list[ProxyState]:
+        """This replica's proxies, then the other replicas' that are not also here."""
+        cutoff = time.time() - self.ttl
+        others = [
+            state
+            for key, state in self._remote.items()
+            if key not in self._proxies and state.last_seen >= cutoff
+        ]
+        return [*self._proxies.values(), *others]
 
     def seen(
         self, node_id: str, mesh: MeshKey, kind: str, name: str, address: tuple[str, int] | None
@@ -91,20 +112,34 @@ class ProxyRegistry:
         self._proxies.pop((state.node_id, state.ingress_address), None)
 
     def count_for(self, mesh: MeshKey, kind: str, name: str) -> int:
-        return sum(
-            1 for p in self._proxies.values() if (p.mesh, p.kind, p.name) == (mesh, kind, name)
-        )
+        return sum(1 for p in self._live() if (p.mesh, p.kind, p.name) == (mesh, kind, name))
 
     def expire(self) -> set[MeshKey]:
         """Forget proxies silent for longer than ``ttl``; returns the meshes that changed."""
         cutoff = time.time() - self.ttl
-        stale = [key for key, state in self._proxies.items() if state.last_seen < cutoff]
-        return {self._proxies.pop(key).mesh for key in stale}
+        changed = set()
+        for proxies in (self._proxies, self._remote):
+            stale = [key for key, state in proxies.items() if state.last_seen < cutoff]
+            changed |= {proxies.pop(key).mesh for key in stale}
+        return changed
+
+    def merge(self, rows: list[tuple[str, str, str, str]]) -> set[MeshKey]:
+        """Replace the other replicas' registrations with ``(replica, node_id, address,
+        state JSON)`` rows; returns the meshes whose endpoints changed."""
+        remote = {}
+        for replica, node_id, address, state_json in rows:
+            state = _restored(node_id, address, state_json)
+            state.replica = replica
+            remote[(node_id, state.ingress_address)] = state
+        touched = {state.mesh for state in [*self._remote.values(), *remote.values()]}
+        before = {mesh: self.endpoints(mesh) for mesh in touched}
+        self._remote = remote
+        return {mesh for mesh in touched if self.endpoints(mesh) != before[mesh]}
 
     def endpoints(self, mesh: MeshKey) -> dict[str, tuple[tuple[str, int], ...]]:
         """Virtual node name -> the registered ingress addresses of its proxies (sorted)."""
         found: dict[str, set[tuple[str, int]]] = {}
-        for state in self._proxies.values():
+        for state in self._live():
             if state.mesh == mesh and state.kind == "virtualNode" and state.ingress_address:
                 found.setdefault(state.name, set()).add(state.ingress_address)
         return {name: tuple(sorted(addresses)) for name, addresses in found.items()}
@@ -120,14 +155,24 @@ class ProxyRegistry:
         """Take back registrations saved by an earlier run that are still within ``ttl``."""
         cutoff = time.time() - self.ttl
         for node_id, address, state_json in rows:
-            saved = json.loads(state_json)
-            if saved["last_seen"] < cutoff:
-                continue
-            mesh = MeshKey(*saved["mesh"])
-            ingress = tuple(json.loads(address)) if json.loads(address) else None
-            state = ProxyState(node_id, mesh, saved["kind"], saved["name"], ingress)
-            state.first_seen, state.last_seen = saved["first_seen"], saved["last_seen"]
-            self._proxies[(node_id, ingress)] = state
+            state = _restored(node_id, address, state_json)
+            if state.last_seen >= cutoff:
+                self._proxies[(node_id, state.ingress_address)] = state
 
     def all(self) -> list[ProxyState]:
-        return sorted(self._proxies.values(), key=lambda p: (p.mesh, p.kind, p.name, p.node_id))
+        return sorted(self._live(), key=lambda p: (p.mesh, p.kind, p.name, p.node_id))
+
+
+def _restored(node_id: str, address: str, state_json: str) -> ProxyState:
+    """A registration saved by ``rows`` (this replica's earlier run, or another's)."""
+    saved = json.loads(state_json)
+    ingress = json.loads(address)
+    state = ProxyState(
+        node_id,
+        MeshKey(*saved["mesh"]),
+        saved["kind"],
+        saved["name"],
+        (str(ingress[0]), int(ingress[1])) if ingress else None,
+    )
+    state.first_seen, state.last_seen = saved["first_seen"], saved["last_seen"]
+    return state

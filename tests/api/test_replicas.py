@@ -16,6 +16,8 @@ from tests.api.conftest import dynamodb_store
 from tests.api.helpers import build_mesh, http_node_spec, http_route_spec
 from tests.api.test_change_feed import mesh_version
 from tests.conftest import Server, make_client, start_server
+from tests.signing import proxies_of
+from tests.xds.test_discovery import discover
 
 
 def start_replica(tmp: Path, store: str) -> Server:
@@ -198,3 +200,60 @@ def test_kill_9_of_a_replica_loses_no_acknowledged_write(tmp_path, store, accoun
         assert names == {f"n{index}" for index in range(20)}
     finally:
         second.stop()
+
+
+def _blue_proxy(account: str, address: str) -> dict:
+    arn = f"arn:aws:appmesh:us-east-1:{account}:mesh/seen/virtualNode/blue"
+    metadata = {"appmesh_local.ingress_address": address}
+    return {"node": {"id": arn, "cluster": arn, "metadata": metadata}}
+
+
+def _front(account: str, **extra) -> dict:
+    arn = f"arn:aws:appmesh:us-east-1:{account}:mesh/seen/virtualNode/front"
+    return {"node": {"id": arn, "cluster": arn}, **extra}
+
+
+def _blue_addresses(answer: dict | None) -> list[str]:
+    found = []
+    for assignment in (answer or {}).get("resources") or ():
+        if "_blue_" not in assignment["cluster_name"]:
+            continue
+        for locality in assignment.get("endpoints") or ():
+            for entry in locality.get("lb_endpoints") or ():
+                socket = entry["endpoint"]["address"]["socket_address"]
+                found.append(f"{socket['address']}:{socket['port_value']}")
+    return found
+
+
+def test_a_proxy_connected_to_one_replica_is_an_endpoint_on_the_other(replicas, account):
+    first, second = replicas
+    a = make_client(first.endpoint, "appmesh", account)
+    build_mesh(a, "seen")
+    a.create_virtual_node(
+        meshName="seen",
+        virtualNodeName="front",
+        spec=http_node_spec(backends=[{"virtualService": {"virtualServiceName": "color.local"}}]),
+    )
+    b = make_client(second.endpoint, "appmesh", account)
+    eventually(lambda: b.describe_virtual_node(meshName="seen", virtualNodeName="front"))
+    status, before = discover(second, "endpoints", _front(account))
+    assert status == 200 and _blue_addresses(before) == []
+    woke: dict = {}
+
+    def wait() -> None:
+        request = _front(account, version_info=before["version_info"])
+        woke["answer"] = discover(second, "endpoints", request, wait=20)[1]
+        woke["at"] = time.monotonic()
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(0.3)
+    registered = time.monotonic()
+    assert discover(first, "listeners", _blue_proxy(account, "127.0.0.9:15000"))[0] == 200
+    waiter.join(timeout=20)
+    assert _blue_addresses(woke["answer"]) == ["127.0.0.9:15000"]
+    assert woke["at"] - registered < 3.0, "pushed within a proxy-registration poll or two"
+    (listed,) = [p for p in proxies_of(second.endpoint, account) if p["resourceName"] == "blue"]
+    assert listed["ingressAddress"] == "127.0.0.9:15000" and listed["connectedHere"] is False
+    (here,) = [p for p in proxies_of(first.endpoint, account) if p["resourceName"] == "blue"]
+    assert here["connectedHere"] is True
