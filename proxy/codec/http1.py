@@ -10,9 +10,12 @@ upstream's reading.
 Keep-alive follows HTTP/1.1 (``Connection: close``, HTTP/1.0 ``keep-alive``; HTTP/1.0 is
 refused with 426 unless ``http_protocol_options.accept_http_10``, as in Envoy). Pipelined
 requests queue behind the active one with their bodies buffered and reading paused, so
-responses go out in order. HEAD, 1xx, 204 and 304 responses carry no body. Upgrades
-(WebSocket) are refused with 403 until upgrade support lands, like an Envoy HCM without
-``upgrade_configs``. With ``codec_type`` AUTO (App Mesh's listeners) a connection that
+responses go out in order. HEAD, 1xx, 204 and 304 responses carry no body. An upgrade
+(WebSocket) is routed like any request (the router applies ``upgrade_configs``); after
+its head nothing more is parsed: every byte is the tunnel's, the ``101`` goes out with
+``connection: upgrade``, and then the connection is a byte pipe with half-close both
+ways until the router ends it. Any other answer to an upgrade closes the connection.
+With ``codec_type`` AUTO (App Mesh's listeners) a connection that
 opens with the HTTP/2 preface, or negotiated ``h2`` by ALPN, is handed to
 ``proxy.codec.http2``; with ``codec_type`` HTTP1 it is refused with GOAWAY.
 """
@@ -70,7 +73,7 @@ class _Stream:
     """Codec-side state of one request: its router, framing and buffered early body."""
 
     __slots__ = ("body_pending", "chunks", "ended", "head", "keep_alive", "rejection", "router",
-                 "started", "version")  # fmt: skip
+                 "started", "upgrade", "version")  # fmt: skip
 
     def __init__(self, router: Router, keep_alive: bool, version: str, head: bool) -> None:
         self.router = router
@@ -82,6 +85,7 @@ class _Stream:
         self.body_pending = True
         self.chunks: list[bytes] = []
         self.rejection: tuple[int, bytes, None, str] | None = None
+        self.upgrade = ""  # the request's Upgrade header, as sent, when it asks for one
 
 
 class ListenerView(Protocol):
@@ -142,6 +146,9 @@ class Http1Connection(asyncio.Protocol):
         self._head_timer: Timer | None = None
         self._discarding = False
         self._duplicate_host = False
+        self._upgraded: _Stream | None = None  # an upgrade's head was parsed: raw bytes now
+        self._tunnel = False  # its 101 went out
+        self._in_eof = self._out_eof = False  # the tunnel's half-closes
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -163,14 +170,23 @@ class Http1Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._discarding:  # a refused head: drop the rest until the delayed close
             return
+        if self._upgraded is not None:
+            return self._tunnel_data(data)
         if data.startswith(_H2_PREFACE) and self._parsing is None and self._active is None:
             if self.hcm.codec_type == "HTTP1":
                 return self._refuse_http2()
             return self._switch_to_http2(data)
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._close()
+        except httptools.HttpParserUpgrade as upgrade:
+            stream = self._parsing
+            if stream is None or not stream.upgrade:
+                return self._close()
+            self._upgraded = stream
+            rest = data[upgrade.args[0] :]
+            if rest:
+                self._tunnel_data(rest)
+            return
         except httptools.HttpParserError:
             self._protocol_error()
             return
@@ -178,6 +194,18 @@ class Http1Connection(asyncio.Protocol):
             self._head_raw += len(data)
             if self._head_raw > self.hcm.max_request_headers_kb * 1024:
                 self._refuse_head(431, "downstream_rq_too_large_headers")
+
+    def eof_received(self) -> bool | None:
+        """The client's FIN: the end of an upgrade's client direction (the tunnel stays
+        open the other way); on a plain HTTP/1.1 connection, a close."""
+        stream = self._upgraded
+        if stream is None or stream is not self._active:
+            return None
+        self._in_eof = True
+        stream.router.on_request_end()
+        if self._out_eof:
+            self._close()
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
@@ -251,11 +279,15 @@ class Http1Connection(asyncio.Protocol):
         headers[":authority"] = host or ""
         headers[":scheme"] = "http"
         framing, length = _framing(headers)
+        upgrade = ""
+        if parser.should_upgrade():
+            upgrade = "connect" if method == "CONNECT" else headers.get("upgrade", "").strip()
+            framing, length = NO_BODY, 0  # after the head, every byte is the tunnel's
         if headers.get("expect", "").lower() == "100-continue":
             del headers["expect"]
             if version == "1.1" and self._active is None and self.transport is not None:
                 self.transport.write(_CONTINUE)  # Envoy answers 100-continue itself
-        request = HttpRequest(method, path, version, headers, framing, length)
+        request = HttpRequest(method, path, version, headers, framing, length, upgrade.lower())
         loop_time = self.ctx.loop.time()
         info = StreamInfo(
             loop_time, f"HTTP/{version}", self.remote_address, self.local_address,
@@ -269,6 +301,9 @@ class Http1Connection(asyncio.Protocol):
         router = Router(self.ctx, self, self.hcm, request, info, self.http_stats)
         stream = _Stream(router, parser.should_keep_alive(), version, method == "HEAD")
         stream.body_pending = framing == CHUNKED or (framing == CONTENT_LENGTH and length > 0)
+        if upgrade:
+            stream.upgrade = upgrade
+            stream.keep_alive = False  # no HTTP/1.1 request can follow an upgrade
         self._parsing = stream
         stream.rejection = self._rejection(version, host)
         if stream.rejection is not None:
@@ -290,8 +325,8 @@ class Http1Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         stream = self._parsing
-        if stream is None:
-            return
+        if stream is None or stream.upgrade:
+            return  # an upgrade's request ends when the client half-closes, not here
         stream.ended = True
         stream.body_pending = False
         if stream.started:
@@ -306,13 +341,17 @@ class Http1Connection(asyncio.Protocol):
         self._out.append(self._head(status, headers, content_length))
 
     def send_data(self, data: bytes) -> None:
-        if self._out_body:
+        if self._tunnel:
+            self._out.append(data)
+        elif self._out_body:
             self._out.append(b"%x\r\n%b\r\n" % (len(data), data) if self._out_chunked else data)
 
     def send_trailers(self, trailers: list[tuple[str, str]]) -> None:
         """Dropped: Envoy's HTTP/1 codec forwards trailers only with ``enable_trailers``."""
 
     def end_response(self) -> None:
+        if self._tunnel:
+            return self._tunnel_half_close()
         if self._out_chunked:
             self._out.append(b"0\r\n\r\n")
         self.flush()
@@ -365,7 +404,7 @@ class Http1Connection(asyncio.Protocol):
 
     def _rejection(self, version: str, host: str | None) -> tuple[int, bytes, None, str] | None:
         """Requests Envoy's HCM refuses before routing: too many or too large headers,
-        upgrades, HTTP/1.0, no Host."""
+        HTTP/1.0, no Host. Upgrades are the router's to allow (``upgrade_configs``)."""
         hcm = self.hcm
         if (
             self._header_count > hcm.max_headers_count
@@ -376,8 +415,6 @@ class Http1Connection(asyncio.Protocol):
         framing = _framing_problem(self._headers, self._duplicate_host)
         if framing is not None:
             return 400, b"", None, framing
-        if self.parser.should_upgrade():
-            return 403, b"", None, "upgrade_failed"  # no upgrade_configs support yet
         if version == "1.0" and not self.hcm.accept_http_10:
             return 426, b"", None, "low_version"
         if not host and version != "1.0":
@@ -402,6 +439,8 @@ class Http1Connection(asyncio.Protocol):
         """Status line, headers, framing and ``connection`` for the active stream."""
         stream = self._active
         assert stream is not None
+        if status == 101 and stream.upgrade:
+            return self._switching_head(stream, headers)
         keep_alive = stream.keep_alive and not self.draining and not stream.body_pending
         no_body = stream.head or status in _NO_BODY_STATUS or status < 200
         parts = [status_line(status)]
@@ -424,6 +463,37 @@ class Http1Connection(asyncio.Protocol):
         stream.keep_alive = keep_alive
         parts.append("\r\n")
         return "".join(parts).encode("latin-1", "replace")
+
+    def _switching_head(self, stream: _Stream, headers: list[tuple[str, str]]) -> bytes:
+        """The upgrade's ``101``: the hop-by-hop pair that makes it one, no framing; what
+        follows is the tunnel."""
+        self._tunnel = True
+        self._out_chunked = False
+        self._out_body = True
+        parts = [status_line(101)]
+        parts.extend(f"{name}: {value}\r\n" for name, value in headers)
+        parts.append(f"connection: upgrade\r\nupgrade: {stream.upgrade}\r\n\r\n")
+        return "".join(parts).encode("latin-1", "replace")
+
+    def _tunnel_data(self, data: bytes) -> None:
+        """Bytes after an upgrade's head: the tunnel's, whether or not the 101 came yet."""
+        stream = self._upgraded
+        assert stream is not None
+        if stream.started:
+            stream.router.on_request_data(data)
+        else:
+            stream.chunks.append(data)
+
+    def _tunnel_half_close(self) -> None:
+        """The upstream ended its direction: FIN to the client; closed once both did
+        (UNCONFIRMED: Envoy's HTTP/1 codec may close at the first end)."""
+        self.flush()
+        self._out_eof = True
+        transport = self.transport
+        if self._in_eof or transport is None or not transport.can_write_eof():
+            return self._close()
+        if not self._closed:
+            transport.write_eof()
 
     def _stream_done(self) -> None:
         stream, self._active = self._active, None

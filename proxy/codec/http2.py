@@ -14,6 +14,13 @@ the HCM: ``max_request_headers_kb`` bounds the header list, and at most
 ``MAX_CONCURRENT_STREAMS`` streams run at once (more are refused by the client's
 library, as the SETTINGS frame says). A drain (listener removal, stop) sends GOAWAY and
 closes once the open streams finish.
+
+WebSockets over HTTP/2 (RFC 8441): with ``http2_protocol_options.allow_connect`` the
+SETTINGS frame offers ``SETTINGS_ENABLE_CONNECT_PROTOCOL``, and an extended CONNECT
+(``:protocol websocket``) is handed to the router in HTTP/1.1's form, a GET with
+``upgrade: websocket``, as Envoy's codec does, so routes and ``upgrade_configs`` apply
+alike. The upstream's ``101`` goes out as ``:status 200``; then DATA frames carry the
+tunnel, END_STREAM is its half-close, and the stream lives until both sides ended it.
 """
 
 from __future__ import annotations
@@ -53,8 +60,10 @@ class _Stream:
     """One HTTP/2 stream as the router sees its downstream."""
 
     __slots__ = (
+        "client_ended",
         "conn",
         "ended",
+        "extended_connect",
         "head",
         "head_out",
         "id",
@@ -62,6 +71,7 @@ class _Stream:
         "reading",
         "remote_address",
         "router",
+        "tunnel",
         "unacked",
         "want_end",
         "want_trailers",
@@ -80,11 +90,17 @@ class _Stream:
         self.ended = False  # the response is complete on the wire (or the stream reset)
         self.reading = True
         self.unacked = 0  # request bytes received while the router was not reading
+        self.extended_connect = False  # RFC 8441: answered 200 where HTTP/1.1 says 101
+        self.tunnel = False  # its 200 went out: kept until the client ends it too
+        self.client_ended = False
 
     # -- Downstream interface -----------------------------------------------------------
     def send_headers(
         self, status: int, headers: list[tuple[str, str]], content_length: int | None
     ) -> None:
+        if status == 101 and self.extended_connect:
+            status = 200  # RFC 8441: an extended CONNECT succeeds with 200
+            self.tunnel = True
         out = [(":status", str(status))]
         out.extend((n, v) for n, v in headers if n not in _CONNECTION_SPECIFIC)
         if content_length is not None and status not in (204, 304):
@@ -169,14 +185,14 @@ class Http2Connection(asyncio.Protocol):
         counters = self.http_stats.counters
         counters["downstream_cx_total"] += 1
         counters["downstream_cx_http2_total"] += 1
-        self.h2.local_settings = h2.settings.Settings(
-            client=False,
-            initial_values={
-                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
-                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: self.hcm.max_request_headers_kb
-                * 1024,
-            },
-        )
+        codes = h2.settings.SettingCodes
+        initial = {
+            codes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
+            codes.MAX_HEADER_LIST_SIZE: self.hcm.max_request_headers_kb * 1024,
+        }
+        if self.hcm.allow_connect:
+            initial[codes.ENABLE_CONNECT_PROTOCOL] = 1
+        self.h2.local_settings = h2.settings.Settings(client=False, initial_values=initial)
         self.h2.initiate_connection()
         self.flush()
 
@@ -225,8 +241,8 @@ class Http2Connection(asyncio.Protocol):
             # A HEADERS frame with END_STREAM also arrives as RequestReceived.stream_ended,
             # already handled there; the router ignores the second report.
             stream = self.streams.get(event.stream_id)
-            if stream is not None and stream.router is not None:
-                stream.router.on_request_end()
+            if stream is not None:
+                self._client_ended(stream)
         elif isinstance(event, h2.events.StreamReset):
             self._on_reset(event.stream_id)
         elif isinstance(event, h2.events.WindowUpdated):
@@ -257,15 +273,18 @@ class Http2Connection(asyncio.Protocol):
         authority = headers.get(":authority") or headers.get("host", "")
         headers[":authority"] = authority
         headers.pop("host", None)
+        upgrade = ""
+        if method == "CONNECT":
+            method, upgrade = _as_http1_upgrade(headers)
         ended = event.stream_ended is not None
         length = headers.get("content-length")
-        if ended:
-            framing, size = NO_BODY, 0
+        if ended or upgrade:
+            framing, size = NO_BODY, 0  # an upgrade's DATA is the tunnel, not a body
         elif length is not None and length.isdigit():
             framing, size = CONTENT_LENGTH, int(length)
         else:
             framing, size = CHUNKED, 0
-        request = HttpRequest(method, path, "2", headers, framing, size)
+        request = HttpRequest(method, path, "2", headers, framing, size, upgrade)
         info = StreamInfo(
             self.ctx.loop.time(), "HTTP/2", self.remote_address, self.local_address,
             self.connection_id, self.original_dst,
@@ -276,6 +295,7 @@ class Http2Connection(asyncio.Protocol):
         counters["downstream_rq_total"] += 1
         counters["downstream_rq_http2_total"] += 1
         stream = _Stream(self, stream_id, method == "HEAD")
+        stream.extended_connect = bool(upgrade)
         self.streams[stream_id] = stream
         router = stream.router = Router(self.ctx, stream, self.hcm, request, info, self.http_stats)
         if count > self.hcm.max_headers_count:
@@ -365,6 +385,7 @@ class Http2Connection(asyncio.Protocol):
             self.h2.acknowledge_received_data(size, stream.id)
 
     def reset(self, stream: _Stream, code: h2.errors.ErrorCodes) -> None:
+        stream.client_ended = True  # a reset stream is over in both directions
         if not stream.ended and not self._closed:
             with contextlib.suppress(h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError):
                 self.h2.reset_stream(stream.id, code)
@@ -387,10 +408,21 @@ class Http2Connection(asyncio.Protocol):
         self._maybe_finish_drain()
 
     # -- internals -----------------------------------------------------------------------------
+    def _client_ended(self, stream: _Stream) -> None:
+        """END_STREAM from the client: the request is complete (a tunnel's half-close)."""
+        stream.client_ended = True
+        if stream.router is not None:
+            stream.router.on_request_end()
+        if stream.tunnel and stream.ended:
+            self.streams.pop(stream.id, None)
+            self._maybe_finish_drain()
+
     def _stream_gone(self, stream: _Stream) -> None:
         stream.ended = True
         stream.pending.clear()
         self._blocked.discard(stream)
+        if stream.tunnel and not stream.client_ended and not self._closed:
+            return  # our half is closed; the client may still send until its END_STREAM
         self.streams.pop(stream.id, None)
         self._maybe_finish_drain()
 
@@ -403,3 +435,15 @@ class Http2Connection(asyncio.Protocol):
         if self.transport is not None and not self._closed:
             self._closed = True
             self.transport.close()
+
+
+def _as_http1_upgrade(headers: dict[str, str]) -> tuple[str, str]:
+    """An extended CONNECT (``:protocol``) rewritten as an HTTP/1.1 upgrade GET, as
+    Envoy's codec rewrites it; a plain CONNECT stays CONNECT (upgrade type ``connect``,
+    which App Mesh's HCMs do not enable: 403)."""
+    protocol = headers.pop(":protocol", "")
+    if not protocol:
+        return "CONNECT", "connect"
+    headers[":method"] = "GET"
+    headers["upgrade"] = protocol
+    return "GET", protocol.lower()

@@ -51,7 +51,7 @@ from proxy.config.protojson import (
     typed_config,
     uint,
 )
-from proxy.config.routing import RouteTable, compile_route_configuration
+from proxy.config.routing import RouteTable, compile_route_configuration, compile_upgrades
 from proxy.config.tls import Secrets, ServerTls, compile_server
 
 _HCM_NAMES = (HTTP_CONNECTION_MANAGER, "envoy.filters.network.http_connection_manager")
@@ -89,6 +89,10 @@ class HttpConnectionManagerConfig:
     max_request_headers_kb: int = 60  # Envoy's default; over it (or the count): 431
     max_headers_count: int = 100
     request_headers_timeout: float | None = None  # off unless configured, as in Envoy
+    # ``upgrade_configs``: upgrade type (lower-cased) → enabled by default; a type not
+    # listed is refused with 403, as Envoy's HCM refuses it.
+    upgrades: Mapping[str, bool] = field(default_factory=lambda: MappingProxyType({}))
+    allow_connect: bool = False  # ``http2_protocol_options.allow_connect`` (RFC 8441)
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,6 +405,8 @@ def compile_http_connection_manager(spec: dict[str, Any]) -> HttpConnectionManag
         max_request_headers_kb=int(spec.get("max_request_headers_kb") or 60),
         max_headers_count=int(common.get("max_headers_count") or 100),
         request_headers_timeout=duration(spec.get("request_headers_timeout"), 0.0) or None,
+        upgrades=compile_upgrades(spec.get("upgrade_configs")),
+        allow_connect=flag((spec.get("http2_protocol_options") or {}).get("allow_connect"), False),
     )
 
 

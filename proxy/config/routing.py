@@ -15,6 +15,7 @@ import random
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import unquote
 
@@ -112,6 +113,8 @@ class RouteAction:
     regex_rewrite: tuple[Regex, str] | None = None
     host_rewrite: str | None = None
     not_found_status: int = 503
+    # Route ``upgrade_configs``: overrides the HCM's enabled flag per upgrade type.
+    upgrades: Mapping[str, bool] = field(default_factory=lambda: MappingProxyType({}))
 
     def pick_cluster(self, headers: Mapping[str, str]) -> str | None:
         if self.weighted is not None:
@@ -388,6 +391,7 @@ def _compile_action(spec: dict[str, Any], vhost_retry: RetryPolicy | None) -> Ro
         not_found_status={"NOT_FOUND": 404, "INTERNAL_SERVER_ERROR": 500}.get(
             spec.get("cluster_not_found_response_code", ""), 503
         ),
+        upgrades=compile_upgrades(spec.get("upgrade_configs")),
     )
 
 
@@ -434,3 +438,15 @@ def redirect_location(
     if spec.get("strip_query"):
         path = path.split("?", 1)[0]
     return _REDIRECT_CODES.get(spec.get("response_code", ""), 301), f"{scheme}://{host}{path}"
+
+
+def compile_upgrades(specs: Any) -> Mapping[str, bool]:
+    """HCM ``upgrade_configs`` (or a route's): each type, lower-cased, and whether it is
+    enabled (Envoy's default: true). Custom filter chains and CONNECT are refused before
+    compiling (``unsupported``)."""
+    upgrades: dict[str, bool] = {}
+    for spec in specs or ():
+        if not isinstance(spec, dict) or not isinstance(spec.get("upgrade_type"), str):
+            raise ConfigError(f"upgrade_configs entry without upgrade_type: {spec!r}")
+        upgrades[spec["upgrade_type"].lower()] = flag(spec.get("enabled"), True)
+    return MappingProxyType(upgrades)

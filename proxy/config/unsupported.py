@@ -88,8 +88,13 @@ def _hcm_problem(config: dict[str, Any]) -> str | None:
     codec = str(config.get("codec_type", "AUTO"))
     if codec == "HTTP3":
         return f"codec_type {codec} {NOT_YET}; this proxy speaks HTTP/1.1 and HTTP/2"
-    if config.get("http2_protocol_options"):
-        return _http2_options_problem(config["http2_protocol_options"])
+    h2_options = config.get("http2_protocol_options")
+    if h2_options and (not isinstance(h2_options, dict) or set(h2_options) - {"allow_connect"}):
+        # ``allow_connect`` (RFC 8441 extended CONNECT, WebSockets over HTTP/2) is honoured.
+        return _http2_options_problem(h2_options)
+    problem = _upgrades_problem(config.get("upgrade_configs"))
+    if problem:
+        return problem
     for http_filter in config.get("http_filters") or ():
         if not isinstance(http_filter, dict) or http_filter.get("is_optional"):
             continue
@@ -102,6 +107,20 @@ def _hcm_problem(config: dict[str, Any]) -> str | None:
                 f"this health_check filter {NOT_YET}: only pass_through_mode false with one "
                 "exact :path match is"
             )
+    return None
+
+
+def _upgrades_problem(upgrades: Any) -> str | None:
+    """HCM ``upgrade_configs``: WebSocket-style upgrades through the HCM's own filters are
+    implemented; a custom filter chain per upgrade and CONNECT tunnelling are not."""
+    for upgrade in upgrades or ():
+        if not isinstance(upgrade, dict):
+            continue
+        kind = str(upgrade.get("upgrade_type", ""))
+        if upgrade.get("filters"):
+            return f"upgrade_configs {kind}: a custom upgrade filter chain {NOT_YET}"
+        if kind.upper() == "CONNECT":
+            return f"upgrade_configs CONNECT (HTTP CONNECT tunnelling) {NOT_YET}"
     return None
 
 

@@ -64,6 +64,7 @@ HTTP_COUNTERS = (
     "downstream_cx_destroy",
     "downstream_cx_protocol_error",
     "downstream_cx_idle_timeout",
+    "downstream_cx_upgrades_total",
     "downstream_rq_header_timeout",
     "downstream_rq_too_large_headers",
     "downstream_rq_total",

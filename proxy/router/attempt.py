@@ -68,13 +68,15 @@ class Attempt:
         is_head: bool,
         complete: bool,
         now: float,
+        upgrade: str = "",
     ) -> None:
-        """Send the request on ``conn``: an HTTP/1.1 head is bytes, an HTTP/2 one a list."""
+        """Send the request on ``conn``: an HTTP/1.1 head is bytes, an HTTP/2 one a list.
+        An upgrade goes over HTTP/1.1 only (the router refuses the rest)."""
         self.conn = conn
         self.start = now
         if isinstance(head, bytes):
             assert not isinstance(conn, Http2UpstreamStream)
-            conn.begin(self, head, body, is_head, complete)
+            conn.begin(self, head, body, is_head, complete, bool(upgrade))
         else:
             assert isinstance(conn, Http2UpstreamStream)
             conn.begin(self, head, body, is_head, complete)

@@ -11,6 +11,8 @@ through untouched.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import re
 from typing import TYPE_CHECKING
@@ -98,8 +100,25 @@ def build_request_head(request: HttpRequest, route: Route, expected_timeout: flo
         lines.append(f"content-length: {request.content_length}\r\n")
     elif request.framing == CHUNKED:
         lines.append("transfer-encoding: chunked\r\n")
+    if request.upgrade:  # the one case where hop-by-hop headers go on (Envoy does)
+        lines.append(f"connection: upgrade\r\nupgrade: {headers.get('upgrade', '')}\r\n")
     lines.append("\r\n")
     return "".join(lines).encode("latin-1", "replace")
+
+
+_WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
+
+
+def websocket_key() -> str:
+    """A fresh ``Sec-WebSocket-Key`` (16 random bytes, base64), for an RFC 8441 request
+    turned into an RFC 6455 handshake: extended CONNECT carries no key of its own."""
+    return base64.b64encode(os.urandom(16)).decode("ascii")
+
+
+def websocket_accept(key: str) -> str:
+    """The ``Sec-WebSocket-Accept`` a server must answer ``key`` with (RFC 6455 4.2.2)."""
+    digest = hashlib.sha1(key.encode("ascii") + _WEBSOCKET_GUID).digest()
+    return base64.b64encode(digest).decode("ascii")
 
 
 def build_h2_request_headers(

@@ -16,9 +16,11 @@ CHUNKED = 2
 
 class HttpRequest:
     """One request head. ``headers`` holds lower-cased names, duplicates joined with ``,``
-    (cookies with ``; ``), plus ``:method``, ``:path``, ``:authority`` and ``:scheme``."""
+    (cookies with ``; ``), plus ``:method``, ``:path``, ``:authority`` and ``:scheme``.
+    ``upgrade`` is the lower-cased upgrade type (``websocket``) of an HTTP/1.1 Upgrade or
+    an HTTP/2 extended CONNECT, which the codec has already put in HTTP/1.1's form."""
 
-    __slots__ = ("content_length", "framing", "headers", "method", "path", "version")
+    __slots__ = ("content_length", "framing", "headers", "method", "path", "upgrade", "version")
 
     def __init__(
         self,
@@ -28,6 +30,7 @@ class HttpRequest:
         headers: dict[str, str],
         framing: int,
         content_length: int,
+        upgrade: str = "",
     ) -> None:
         self.method = method
         self.path = path
@@ -35,6 +38,7 @@ class HttpRequest:
         self.headers = headers
         self.framing = framing
         self.content_length = content_length
+        self.upgrade = upgrade
 
 
 class Downstream(Protocol):
@@ -56,7 +60,9 @@ class Downstream(Protocol):
     def flush(self) -> None:
         """Write out what was queued (the codec may coalesce writes until then)."""
 
-    def end_response(self) -> None: ...
+    def end_response(self) -> None:
+        """The response is complete; in an upgraded stream (a tunnel after ``101``), the
+        upstream ended its direction: half-close towards the client."""
 
     def send_local(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
         """A complete locally generated response (404 NR, 503 UH, 504 UT...)."""

@@ -10,6 +10,12 @@ to the buffer limit (``RequestBody``); past that, retries are off and the body s
 
 Responses to failed requests are Envoy's local replies, with its response flags:
 404 ``NR``, 503 ``NC`` / ``UH`` / ``UO`` / ``UF`` / ``UC``, 504 ``UT``.
+
+Upgrades (WebSocket) are requests too, as in Envoy: allowed by the HCM's and the route's
+``upgrade_configs`` (else 403), routed like any request, never retried, under the stream
+idle timeout but not the route timeout (the request never ends). A ``101`` from the
+upstream turns the stream into a tunnel: bytes flow both ways with the same backpressure,
+each direction's end is passed on as a half-close, and the stream ends when both did.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from proxy.router.headers import (
     mutate_request_headers,
     normalize_path,
     response_headers,
+    websocket_accept,
+    websocket_key,
 )
 from proxy.router.http_types import CHUNKED, NO_BODY, Downstream, HttpRequest
 from proxy.router.request_accounting import request_finished
@@ -60,9 +68,9 @@ class Router:
     """Routes and proxies one HTTP request; created by the codec at end of headers."""
 
     __slots__ = (
-        "_active_at", "_backoff", "_body", "_global", "_head", "_holding_retry", "_idle",
-        "_reading", "_silent_retries", "_tried",
-        "_upstream_blocked", "attempt", "cluster", "ctx", "done", "downstream", "hcm",
+        "_active_at", "_backoff", "_body", "_down_eof", "_global", "_head", "_holding_retry",
+        "_idle", "_reading", "_silent_retries", "_tried", "_tunnel", "_up_eof", "_upgrade_counted",
+        "_upstream_blocked", "_ws_key", "attempt", "cluster", "ctx", "done", "downstream", "hcm",
         "http_stats", "info", "request", "request_complete", "response_started", "retry",
         "route",
     )  # fmt: skip
@@ -93,6 +101,8 @@ class Router:
         self._holding_retry = self._upstream_blocked = False
         self._reading = True
         self._tried: set[Host] = set()
+        self._tunnel = self._down_eof = self._up_eof = self._upgrade_counted = False
+        self._ws_key = ""  # the Sec-WebSocket-Key this proxy made up for an RFC 8441 client
 
     # -- downstream events -------------------------------------------------------------------
     def start(self) -> None:
@@ -109,6 +119,8 @@ class Router:
         table = self.ctx.config.route_table(hcm)
         view = RequestView(request.path, headers)
         route = None if table is None else table.route(headers.get(":authority", ""), view)
+        if request.upgrade and not self._accept_upgrade(route):
+            return self.local_reply(403, b"", None, "upgrade_failed")
         if route is None:
             self.http_stats.counters["no_route"] += 1
             return self.local_reply(404, b"", flags.NO_ROUTE_FOUND, "route_not_found")
@@ -133,12 +145,17 @@ class Router:
         self.cluster = cluster
         self.info.upstream_cluster = cluster.name
         self.info.target_virtual_node = cluster.config.target_virtual_node
-        if action.retry_policy is not None and action.retry_policy.retry_on:
+        if request.upgrade and cluster.config.http2:
+            body = b"appmesh-proxy cannot pass an upgrade to an HTTP/2 upstream"
+            return self.local_reply(503, body, None, "upgrade_failed")
+        if action.retry_policy is not None and action.retry_policy.retry_on and not request.upgrade:
             self.retry = RetryState(action.retry_policy)
         policy = action.retry_policy
         expected = (policy.per_try_timeout if policy else None) or action.timeout
         if self.ctx.tracer is not None:
             self.ctx.tracer.begin(self.info, headers)  # continues X-Amzn-Trace-Id upstream
+        if request.upgrade:
+            self._prepare_upgrade()
         if cluster.config.http2:
             scheme = "https" if cluster.config.tls is not None else "http"
             self._head = build_h2_request_headers(request, route, expected, scheme)
@@ -146,7 +163,12 @@ class Router:
         else:
             self._head = build_request_head(request, route, expected)
         idle = action.idle_timeout or hcm.stream_idle_timeout
-        if idle and (request.framing != NO_BODY or not action.timeout or action.timeout > idle):
+        if idle and (
+            request.upgrade
+            or request.framing != NO_BODY
+            or not action.timeout
+            or action.timeout > idle
+        ):
             # Without a body the route timeout starts now and would always fire first.
             self._arm_idle(idle)
         self._start_attempt()
@@ -156,6 +178,11 @@ class Router:
         if self.done:
             return
         self._active_at = self.ctx.loop.time()
+        if self._tunnel:
+            attempt = self.attempt
+            if attempt is not None and attempt.conn is not None:
+                attempt.conn.write(data)
+            return
         self._body.add(data)
         attempt = self.attempt
         if attempt is not None and attempt.conn is not None and not attempt.discarded:
@@ -169,6 +196,8 @@ class Router:
         self.info.last_downstream_rx = self.ctx.loop.time()
         if self.done:
             return
+        if self.request.upgrade:
+            return self._downstream_half_closed()
         action = self.route.action if self.route is not None else None
         if action is not None and action.timeout:
             self._global = self.ctx.timers.call_later(action.timeout, self._on_global_timeout)
@@ -247,8 +276,9 @@ class Router:
         body = self._body.take()
         if self.request_complete:
             body += self._body.end_marker()
-        is_head = self.request.method == "HEAD"
-        attempt.begin(conn, self._head, body, is_head, self.request_complete, now)
+        request = self.request
+        is_head = request.method == "HEAD"
+        attempt.begin(conn, self._head, body, is_head, self.request_complete, now, request.upgrade)
         if self.request_complete:
             self._arm_per_try(attempt)
         self._update_reading()
@@ -324,6 +354,13 @@ class Router:
             elif retry.retries_done:
                 counters["upstream_rq_retry_success"] += 1
         self.info.first_upstream_rx = self._active_at = now
+        if status == 101 and self.request.upgrade:
+            return self._start_tunnel(attempt, headers, int((now - attempt.start) * 1000))
+        if 200 <= status < 300 and self.request.upgrade and self.request.version == "2":
+            # An RFC 8441 client reads any 2xx as "tunnel open": say what happened instead
+            # (UNCONFIRMED: Envoy relays it as is).
+            body = f"the upstream answered the upgrade with {status}, not 101".encode()
+            return self.local_reply(502, body, None, "upgrade_failed")
         self._send_response_headers(status, headers, int((now - attempt.start) * 1000))
 
     def _on_flush(self) -> None:
@@ -348,6 +385,8 @@ class Router:
     def _on_end(self, attempt: Attempt) -> None:
         if attempt is not self.attempt or self.done:
             return
+        if self._tunnel:
+            return self._upstream_half_closed()
         self._end_attempt(attempt)
         assert self.cluster is not None
         self.cluster.stats.counters["upstream_rq_completed"] += 1
@@ -548,6 +587,80 @@ class Router:
         mutation = HeaderMutation((("location", location, False),), ())
         self.local_reply(status, b"", None, "redirect", mutation)
 
+    # -- upgrades (WebSocket) -----------------------------------------------------------------
+    def _accept_upgrade(self, route: Route | None) -> bool:
+        """Envoy's rule: the HCM must list the upgrade type; the route's ``upgrade_configs``
+        may turn it on or off, else the HCM's ``enabled`` decides. Accepted upgrades count
+        in ``downstream_cx_upgrades_total`` and, while they last, ``_active``."""
+        kind = self.request.upgrade
+        enabled = self.hcm.upgrades.get(kind)
+        if enabled is None:
+            return False
+        action = route.action if route is not None else None
+        if action is not None and kind in action.upgrades:
+            enabled = action.upgrades[kind]
+        if enabled:
+            stats = self.http_stats
+            stats.counters["downstream_cx_upgrades_total"] += 1
+            stats.gauges["downstream_cx_upgrades_active"] = (
+                stats.gauges.get("downstream_cx_upgrades_active", 0) + 1
+            )
+            self._upgrade_counted = True
+        return enabled
+
+    def _prepare_upgrade(self) -> None:
+        """The request body of an upgrade is the tunnel's first bytes: never kept for a
+        replay. An RFC 8441 request (HTTP/2 has no key) gets a ``Sec-WebSocket-Key`` for
+        its HTTP/1.1 upstream, checked against the answer's ``Sec-WebSocket-Accept``."""
+        self._body.retain = False
+        request = self.request
+        rfc8441 = request.version == "2" and request.upgrade == "websocket"
+        if rfc8441 and "sec-websocket-key" not in request.headers:
+            self._ws_key = request.headers["sec-websocket-key"] = websocket_key()
+
+    def _start_tunnel(
+        self, attempt: Attempt, headers: list[tuple[str, str]], service_time: int
+    ) -> None:
+        """``101 Switching Protocols``: relay it, then carry bytes both ways."""
+        if self._ws_key:
+            accept = [v for n, v in headers if n == "sec-websocket-accept"]
+            if accept != [websocket_accept(self._ws_key)]:
+                body = b"the upstream's Sec-WebSocket-Accept does not match the key sent"
+                return self.local_reply(502, body, None, "upgrade_failed")
+            headers = [(n, v) for n, v in headers if n != "sec-websocket-accept"]
+        self._tunnel = True
+        self._send_response_headers(101, headers, service_time)
+        self.downstream.flush()
+        if self._down_eof and attempt.conn is not None:
+            attempt.conn.write_eof()
+
+    def _downstream_half_closed(self) -> None:
+        """The client ended its direction (HTTP/1.1 FIN, HTTP/2 END_STREAM)."""
+        self._down_eof = True
+        attempt = self.attempt
+        if not self._tunnel or attempt is None or attempt.conn is None:
+            return  # passed on once the 101 arrives
+        attempt.conn.write_eof()
+        if self._up_eof:
+            self._close_tunnel(attempt)
+
+    def _upstream_half_closed(self) -> None:
+        self._up_eof = True
+        self.downstream.end_response()
+        attempt = self.attempt
+        if self._down_eof and attempt is not None:
+            self._close_tunnel(attempt)
+
+    def _close_tunnel(self, attempt: Attempt) -> None:
+        """Both directions ended: the upstream connection closes (never pooled again)."""
+        conn = attempt.conn
+        self._end_attempt(attempt)
+        assert self.cluster is not None
+        self.cluster.stats.counters["upstream_rq_completed"] += 1
+        if conn is not None:
+            conn.close()
+        self._finish()
+
     def _abort_downstream(self) -> None:
         self.downstream.abort()
         self._finish()
@@ -557,6 +670,8 @@ class Router:
         if self.done:
             return
         self.done = True
+        if self._upgrade_counted:
+            self.http_stats.gauges["downstream_cx_upgrades_active"] -= 1
         info = self.info
         info.end = self.ctx.loop.time()
         for timer in (self._global, self._backoff, self._idle):

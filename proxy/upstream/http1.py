@@ -6,6 +6,12 @@ attempt): headers, body chunks, end, reset, and write backpressure. When the res
 ends and the request was fully sent on a keep-alive connection, it goes back to its
 pool (``ConnectionPool``: ``upstream.host.HostPool``, which also applies the cluster's
 circuit breakers to new connections and pending requests).
+
+An upgrade request (WebSocket) answered ``101`` turns the connection into a tunnel: no
+more parsing, bytes go to the stream raw, the upstream's FIN is reported as the end of
+the response (a half-close: the other direction goes on), and the connection never
+returns to the pool. Any other answer to an upgrade is a normal response, after which
+the connection closes (the upstream saw ``connection: upgrade``).
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ class UpstreamConnection(asyncio.Protocol):
         "_keep_alive",
         "_request_done",
         "_response_done",
+        "_tunnel",
         "closed",
         "idle_since",
         "parser",
@@ -66,6 +73,7 @@ class UpstreamConnection(asyncio.Protocol):
         "response_started",
         "stream",
         "transport",
+        "upgrading",
     )
 
     def __init__(self, pool: ConnectionPool) -> None:
@@ -85,6 +93,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._close_delimited = False
         self._request_done = False
         self._response_done = False
+        self.upgrading = False  # the request in flight asks for an upgrade
+        self._tunnel = False  # it got its 101: bytes pass through unparsed
 
     # -- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -96,8 +106,19 @@ class UpstreamConnection(asyncio.Protocol):
             self.abort()  # bytes on an idle connection: the upstream broke framing
             return
         self.received_bytes += len(data)
+        if self._tunnel:
+            stream.on_upstream_data(data)
+            stream.on_upstream_flush()
+            return
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            if not self._tunnel:
+                self._reset(CONNECTION_TERMINATION)
+                return
+            rest = data[upgrade.args[0] :]
+            if rest and self.stream is not None:
+                self.stream.on_upstream_data(rest)
         except httptools.HttpParserError:
             self._reset(CONNECTION_TERMINATION)
             return
@@ -107,6 +128,14 @@ class UpstreamConnection(asyncio.Protocol):
                 self.abort()  # a retried attempt whose response did not end within one read
             else:
                 stream.on_upstream_flush()
+
+    def eof_received(self) -> bool | None:
+        """A tunnel's upstream ended its direction: the client hears it as a half-close
+        while its own direction stays open. Otherwise the connection closes as before."""
+        if not self._tunnel or self.stream is None:
+            return None
+        self.stream.on_upstream_end()
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -129,10 +158,17 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- driven by the router -----------------------------------------------------------
     def begin(
-        self, stream: UpstreamStream, head: bytes, body: bytes, is_head: bool, complete: bool
+        self,
+        stream: UpstreamStream,
+        head: bytes,
+        body: bytes,
+        is_head: bool,
+        complete: bool,
+        upgrade: bool = False,
     ) -> None:
         """Start a request: its head plus any body already available, in one write."""
         self.stream = stream
+        self.upgrading = upgrade
         self.requests += 1
         self.received_bytes = 0
         self.response_started = False
@@ -147,6 +183,11 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.write(data)
         if complete:
             self._request_done = True
+
+    def write_eof(self) -> None:
+        """Half-close a tunnel: the client ended its direction."""
+        if self.transport is not None and not self.closed and self.transport.can_write_eof():
+            self.transport.write_eof()
 
     def set_reading(self, enabled: bool) -> None:
         if self.transport is not None and not self.closed:
@@ -190,7 +231,16 @@ class UpstreamConnection(asyncio.Protocol):
             return
         headers = self._headers
         self.response_started = True
-        self._keep_alive = parser.should_keep_alive()
+        if self.upgrading:
+            self._tunnel = status == 101
+            self._keep_alive = False
+            if self._tunnel:
+                self._close_delimited = False
+                if self.stream is not None:
+                    self.stream.on_upstream_headers(status, headers, False)
+                return
+        else:
+            self._keep_alive = parser.should_keep_alive()
         self._close_delimited = (
             not self._is_head
             and status not in (204, 304)
@@ -210,6 +260,8 @@ class UpstreamConnection(asyncio.Protocol):
             stream.on_upstream_data(body)
 
     def on_message_complete(self) -> None:
+        if self._tunnel:
+            return  # the 101 ends the HTTP part, not the stream
         if self._interim:
             self._interim = False
             return

@@ -133,6 +133,10 @@ class Http2UpstreamStream:
             self.want_end = True
         self.conn.push(self)
 
+    def write_eof(self) -> None:
+        """The request side is done (END_STREAM): what a half-close is on HTTP/2."""
+        self.write(b"", complete=True)
+
     def set_reading(self, enabled: bool) -> None:
         self.reading = enabled
         if enabled and self.unacked:

@@ -43,6 +43,7 @@ def test_http_chain_is_a_connection_manager_reading_its_route_config_over_ads():
     assert [f["name"] for f in hcm["http_filters"]] == ["envoy.filters.http.router"]
     assert hcm["normalize_path"] and hcm["merge_slashes"]
     assert hcm["upgrade_configs"] == [{"upgrade_type": "websocket", "enabled": True}]
+    assert hcm["http2_protocol_options"] == {"allow_connect": True}  # beyond App Mesh
 
 
 def test_several_listeners_get_protocol_and_port_stat_prefixes():
