@@ -31,6 +31,18 @@ def test_an_hcm_with_http2_settings_is_refused() -> None:
     assert "http2_protocol_options" in (problem(LISTENER_URL, tuned) or "")
 
 
+def test_allow_connect_is_served_and_upgrades_it_cannot_honour_are_refused() -> None:
+    allow = http_listener("l", [], http2_protocol_options={"allow_connect": True})
+    assert problem(LISTENER_URL, allow) is None
+    websocket = http_listener("l", [], upgrade_configs=[{"upgrade_type": "websocket"}])
+    assert problem(LISTENER_URL, websocket) is None
+    connect = http_listener("l", [], upgrade_configs=[{"upgrade_type": "CONNECT"}])
+    assert "CONNECT" in (problem(LISTENER_URL, connect) or "")
+    chain = [{"upgrade_type": "websocket", "filters": [{"name": "envoy.filters.http.router"}]}]
+    custom = http_listener("l", [], upgrade_configs=chain)
+    assert "filter chain" in (problem(LISTENER_URL, custom) or "")
+
+
 def test_grpc_health_checks_are_served_except_fields_not_applied() -> None:
     check = {"timeout": "1s", "interval": "1s", "unhealthy_threshold": 1,
              "healthy_threshold": 1, "grpc_health_check": {"service_name": "color"}}  # fmt: skip

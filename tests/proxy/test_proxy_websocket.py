@@ -97,6 +97,27 @@ async def test_a_backend_answering_200_is_relayed_as_a_response() -> None:
         await wait_until(lambda: proxy.stat("http.ingress.downstream_cx_upgrades_active") == 0)
 
 
+async def test_an_upgrade_is_never_retried() -> None:
+    """Retry policies do not apply to upgrades: one 503 from the backend, relayed."""
+
+    async def unavailable(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=503, text="down")
+
+    retry = {"retry_policy": {"retry_on": "5xx", "num_retries": 3}}
+    async with (
+        backends(("down", unavailable)) as (app,),
+        running_proxy(ws_proxy(app.port, route_extra=retry)) as proxy,
+        client() as session,
+    ):
+        try:
+            async with session.ws_connect(proxy.url("/")):
+                raise AssertionError("the handshake cannot succeed")
+        except aiohttp.WSServerHandshakeError as exc:
+            assert exc.status == 503
+        assert len(app.requests) == 1
+        assert proxy.stat("cluster.ws.upstream_rq_retry") == 0
+
+
 async def test_upgrades_not_enabled_are_refused_with_403() -> None:
     async with (
         backends(("ws", echo)) as (app,),
