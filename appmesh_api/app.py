@@ -196,6 +196,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             restoring = asyncio.get_running_loop().run_in_executor(None, cloudformation.install)
         sweeper = asyncio.create_task(_sweep_proxies(app.state.discovery))
         cloudmap = asyncio.create_task(app.state.discovery.cloudmap.run(feed.publish))
+        acm = asyncio.create_task(app.state.discovery.certificates.run(feed.publish))
         follow = getattr(store, "follow", None)  # replicas: the other replicas' writes
         follower = asyncio.create_task(follow(feed.publish)) if follow else None
         proxies = asyncio.create_task(app.state.discovery.follow_proxies())
@@ -212,6 +213,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             restoring.cancel()
         sweeper.cancel()
         cloudmap.cancel()
+        acm.cancel()
         if follower is not None:
             follower.cancel()
         proxies.cancel()

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from appmesh_api.acm import CertificateExporter, CertificateRef, references
 from appmesh_api.arns import parse_arn
 from appmesh_api.changefeed import ChangeFeed
 from appmesh_api.cloudmap import CloudMapQuery, CloudMapResolver
@@ -52,6 +53,8 @@ _RESOURCE_FIELDS = {
 }
 METADATA_PREFIX = "appmesh_local."
 PROXY_POLL = 1.0  # seconds between reads of the other replicas' proxy registrations
+# How long a proxy's first request waits for ACM material being fetched for its mesh.
+ACM_FIRST_FETCH_SECONDS = 3.0
 
 # google.rpc.Code values used in error bodies.
 INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, RESOURCE_EXHAUSTED, INTERNAL = 3, 5, 7, 8, 13
@@ -179,11 +182,13 @@ class SnapshotCache:
         feed: ChangeFeed,
         registry: ProxyRegistry,
         cloudmap: CloudMapResolver | None = None,
+        certificates: CertificateExporter | None = None,
     ) -> None:
         self.store = store
         self.feed = feed
         self.registry = registry
         self.cloudmap = cloudmap
+        self.certificates = certificates
         self._meshes: dict[MeshKey, MeshSnapshot] = {}
         self._nodes: dict[tuple[MeshKey, NodeIdentity], tuple[int, dict[str, list[dict]]]] = {}
 
@@ -210,17 +215,33 @@ class SnapshotCache:
 
         routers = data("virtualRouter")
         gateways = data("virtualGateway")
+        nodes = data("virtualNode")
         return MeshSnapshot(
             mesh=mesh_record.data,
-            virtual_nodes=data("virtualNode"),
+            virtual_nodes=nodes,
             virtual_routers=routers,
             routes={router: data("route", router) for router in routers},
             virtual_services=data("virtualService"),
             virtual_gateways=gateways,
             gateway_routes={gateway: data("gatewayRoute", gateway) for gateway in gateways},
-            registered_endpoints=self._endpoints(mesh, mesh_record.data, data("virtualNode")),
+            registered_endpoints=self._endpoints(mesh, mesh_record.data, nodes),
             version=version,
+            certificates=self._certificates(mesh, [*nodes.values(), *gateways.values()]),
         )
+
+    def _certificates(self, mesh: MeshKey, owners: list[dict]) -> dict[str, dict[str, str]]:
+        """The ACM material the mesh's nodes and gateways name, as far as it is fetched
+        (each ARN asked for as the account owning the resource that names it)."""
+        if self.certificates is None:
+            return {}
+        refs: set[CertificateRef] = set()
+        for data in owners:
+            if (data.get("status") or {}).get("status") == "DELETED":
+                continue
+            owner = str((data.get("metadata") or {}).get("resourceOwner") or mesh.mesh_owner)
+            refs |= {CertificateRef(owner, arn) for arn in references(data.get("spec") or {})}
+        fetched = self.certificates.track(mesh, refs)
+        return {arn: dict(material) for arn, material in fetched.items()}
 
     def resources(self, node: ResolvedNode) -> tuple[int, dict[str, list[dict]]]:
         """(version, type name -> resources) for a node, translated at most once per version."""
@@ -280,7 +301,10 @@ class DiscoveryService:
             self.registry.merge(self._shared_proxies())
         self.resolver = NodeResolver(store, settings)
         self.cloudmap = CloudMapResolver(settings.side_services_endpoint, settings.internal_secret)
-        self.cache = SnapshotCache(store, feed, self.registry, self.cloudmap)
+        self.certificates = CertificateExporter(
+            settings.side_services_endpoint, settings.internal_secret
+        )
+        self.cache = SnapshotCache(store, feed, self.registry, self.cloudmap, self.certificates)
         self.boot = uuid.uuid4().hex[:8]
 
     def version_string(self, version: int) -> str:
@@ -349,6 +373,9 @@ class DiscoveryService:
             seen = str(request.get("response_nonce") or "")
         else:
             seen = str(request.get("version_info") or "")
+        if not seen:  # a first request: give the ACM material it names a moment to arrive
+            self.cache.mesh_snapshot(resolved.mesh)
+            await self.certificates.settled(resolved.mesh, ACM_FIRST_FETCH_SECONDS)
         current = self.feed.version(resolved.mesh)
         if wait > 0 and seen == self.version_string(current):
             current = await self.feed.wait(resolved.mesh, current, wait)

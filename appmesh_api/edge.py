@@ -27,6 +27,7 @@ from botocore.auth import S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from appmesh_api import private_ca
 from appmesh_api.identity import CredentialScope, parse_credential_scope
 
 _log = logging.getLogger(__name__)
@@ -248,6 +249,8 @@ def build_side_services_app(
         return _Forwarder(aws_endpoint)
     from a2wsgi import WSGIMiddleware
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    private_ca.install()  # ACM private certificates signed by their ACM PCA CA
 
     moto = _MotoEdge(DomainDispatcherApplication(create_backend_app), before_cloudformation)
     # a2wsgi's types are narrower than the protocols: its WSGI environ is a TypedDict without

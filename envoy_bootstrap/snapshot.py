@@ -206,6 +206,14 @@ def own_listeners(snapshot: MeshSnapshot, identity: NodeIdentity) -> list[Spec]:
     return list(spec.get("listeners") or ())
 
 
+def own_owner(snapshot: MeshSnapshot, identity: NodeIdentity) -> str:
+    """The account owning the node or gateway itself (``""`` when the snapshot does not
+    say, as in hand-built snapshots)."""
+    kind = snapshot.virtual_gateways if identity.is_gateway else snapshot.virtual_nodes
+    metadata = (kind.get(identity.name) or {}).get("metadata") or {}
+    return str(metadata.get("resourceOwner") or "")
+
+
 def own_logging(snapshot: MeshSnapshot, identity: NodeIdentity) -> Spec:
     spec = (
         snapshot.gateway_spec(identity.name)

@@ -121,12 +121,19 @@ def ads_sds(secret_name: str) -> dict[str, Any]:
 
 
 def acm_secrets(
-    resources: list[dict[str, Any]], certificates: Mapping[str, Mapping[str, str]]
+    resources: list[dict[str, Any]], certificates: Mapping[str, Mapping[str, str]], owner: str = ""
 ) -> tuple[dict[str, Any], ...]:
     """Secrets for every ADS-delivered secret name the resources reference and whose
-    ACM material the snapshot carries, sorted by name."""
+    ACM material the snapshot carries, sorted by name.
+
+    Only the proxy's own listeners and clusters are walked, so a node gets no secret its
+    own resources do not name. A private key goes only to a node of the account that owns
+    the certificate (``owner``, the node's or gateway's resource owner): App Mesh allowed
+    no cross-account ACM references, and another account's node naming the ARN in the
+    same mesh must not get the key because the owner's node made the control plane
+    fetch it."""
     wanted = sorted({name for resource in resources for name in _ads_secret_names(resource)})
-    secrets = (_secret(name, certificates) for name in wanted)
+    secrets = (_secret(name, certificates, owner) for name in wanted)
     return tuple(secret for secret in secrets if secret is not None)
 
 
@@ -153,7 +160,9 @@ def _covers(ports: list[int] | None, port: int) -> bool:
     return not ports or port in ports
 
 
-def _secret(name: str, certificates: Mapping[str, Mapping[str, str]]) -> dict[str, Any] | None:
+def _secret(
+    name: str, certificates: Mapping[str, Mapping[str, str]], owner: str
+) -> dict[str, Any] | None:
     if name.startswith("validation:"):
         arns = name.removeprefix("validation:").split(",")
         pems = [_trust_pem(arn, certificates.get(arn) or {}) for arn in arns]
@@ -164,12 +173,19 @@ def _secret(name: str, certificates: Mapping[str, Mapping[str, str]]) -> dict[st
     material = certificates.get(name) or {}
     if not material.get("certificate") or not material.get("privateKey"):
         return None
+    if owner and _arn_account(name) != owner:
+        return None
     chain = "\n".join(p for p in (material["certificate"], material.get("certificateChain")) if p)
     pair = {
         "certificate_chain": {"inline_string": chain},
         "private_key": {"inline_string": material["privateKey"]},
     }
     return types.typed(types.SECRET, {"name": name, "tls_certificate": pair})
+
+
+def _arn_account(arn: str) -> str:
+    parts = arn.split(":", 5)
+    return parts[4] if len(parts) == 6 else ""
 
 
 def _trust_pem(arn: str, material: Mapping[str, str]) -> str:

@@ -13,6 +13,7 @@ from envoy_bootstrap.snapshot import (
     MeshSnapshot,
     NodeIdentity,
     listener_at,
+    own_owner,
     port_mappings,
 )
 
@@ -126,7 +127,8 @@ def _assemble(
         if assignment is not None:
             endpoints.append(assignment)
     all_clusters = sorted(local_clusters + egress_clusters, key=lambda c: c["name"])
-    secrets = tls.acm_secrets(listener_list + all_clusters, snapshot.certificates)
+    owner = own_owner(snapshot, node)
+    secrets = tls.acm_secrets(listener_list + all_clusters, snapshot.certificates, owner)
     return EnvoyResources(
         listeners=tuple(listener_list),
         route_configurations=tuple(route_configs),

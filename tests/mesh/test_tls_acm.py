@@ -1,0 +1,227 @@
+"""TLS with ACM in a real mesh: App Mesh's tls-with-acm and
+howto-mutual-tls-file-provided-by-acm walkthroughs, on the embedded ACM and ACM PCA.
+
+A root CA is created in the embedded ACM PCA and private certificates are requested
+from the embedded ACM. ``open`` serves STRICT TLS with its ACM certificate, and ``front``
+trusts the CA through ``backendDefaults`` (tls-with-acm). ``teller`` serves its ACM
+certificate too and requires a client certificate; ``front`` presents one exported from
+ACM to files (the mutual-TLS walkthrough). The control plane exports the ACM material
+and the sidecars get it as SDS secrets over xDS; nothing is written to disk for them.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+
+import pytest
+
+from tests.conftest import make_client, new_account
+from tests.mesh.harness import Mesh, Proxy, get
+from tests.private_ca import ca_pem, client_context, create_root_ca, export_files, request_private
+from tests.signing import proxies_of
+
+MESH = "acm"
+LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
+
+
+def host(name: str) -> str:
+    return f"{name}.{MESH}.local"
+
+
+def node_spec(port: int, name: str, tls: dict | None = None) -> dict:
+    listener: dict = {"portMapping": {"port": port, "protocol": "http"}}
+    if tls:
+        listener["tls"] = tls
+    return {"listeners": [listener], "serviceDiscovery": {"dns": {"hostname": host(name)}}}
+
+
+@pytest.fixture(scope="module")
+def mesh(server, tmp_path_factory):
+    account = new_account()
+    appmesh = make_client(server.endpoint, "appmesh", account)
+    acm, pca = (make_client(server.endpoint, s, account) for s in ("acm", "acm-pca"))
+    folder = tmp_path_factory.mktemp(MESH)
+    ca = create_root_ca(pca, "mesh root")
+    (folder / "ca.pem").write_text(ca_pem(pca, ca))
+    arns = {name: request_private(acm, ca, host(name)) for name in ("teller", "open", "front")}
+    front_files = export_files(acm, arns["front"], folder, "front")
+    running = Mesh(server.endpoint, account, MESH, folder)
+    try:
+        appmesh.create_mesh(meshName=MESH)
+        ports = {name: running.app(name) for name in ("teller", "open", "front")}
+        mutual = {
+            "mode": "STRICT",
+            "certificate": {"acm": {"certificateArn": arns["teller"]}},
+            "validation": {
+                "trust": {"file": {"certificateChain": str(folder / "ca.pem")}},
+                "subjectAlternativeNames": {"match": {"exact": [host("front")]}},
+            },
+        }
+        strict = {"mode": "STRICT", "certificate": {"acm": {"certificateArn": arns["open"]}}}
+        trust_ca = {"trust": {"acm": {"certificateAuthorityArns": [ca]}}}
+        teller_policy = {"tls": {"validation": trust_ca, "certificate": {"file": front_files}}}
+        front = node_spec(ports["front"], "front")
+        front["backends"] = [
+            {
+                "virtualService": {
+                    "virtualServiceName": host("teller"),
+                    "clientPolicy": teller_policy,
+                }
+            },
+            {"virtualService": {"virtualServiceName": host("open")}},
+        ]
+        front["backendDefaults"] = {"clientPolicy": {"tls": {"validation": trust_ca}}}
+        specs = {
+            "teller": node_spec(ports["teller"], "teller", mutual),
+            "open": node_spec(ports["open"], "open", strict),
+            "front": front,
+        }
+        for name, spec in specs.items():
+            appmesh.create_virtual_node(meshName=MESH, virtualNodeName=name, spec=spec)
+            appmesh.create_virtual_service(
+                meshName=MESH,
+                virtualServiceName=host(name),
+                spec={"provider": {"virtualNode": {"virtualNodeName": name}}},
+            )
+        started = time.monotonic()
+        proxies = {name: running.proxy(name) for name in ("teller", "open")}
+        live_seconds = time.monotonic() - started
+        proxies["front"] = running.proxy("front")
+        yield {
+            "endpoint": server.endpoint,
+            "account": account,
+            "appmesh": appmesh,
+            "acm": acm,
+            "ca": ca,
+            "ca_pem": ca_pem(pca, ca),
+            "arns": arns,
+            "front_files": front_files,
+            "proxies": proxies,
+            "folder": folder,
+            "live_seconds": live_seconds,
+        }
+    finally:
+        running.close()
+
+
+def wait_for(check, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+def ingress_stat(proxy: Proxy, name: str) -> int:
+    return proxy.stat(f"listener.127.0.0.1_{proxy.ingress}.ssl.{name}")
+
+
+def cluster_ssl(proxy: Proxy, target: str, name: str) -> int:
+    prefix = f"cluster.cds_egress_{MESH}_{target}_http_"
+    stats = proxy.admin_get("/stats").splitlines()
+    found = [line for line in stats if line.startswith(prefix) and f".ssl.{name}: " in line]
+    return sum(int(line.rpartition(": ")[2]) for line in found)
+
+
+def peer(port: int, context: ssl.SSLContext) -> dict:
+    """The certificate a sidecar's ingress presents to a new TLS connection."""
+    with context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5)) as conn:
+        return conn.getpeercert() or {}
+
+
+def test_the_sidecars_start_live_with_their_acm_certificates(mesh):
+    proxies = mesh["proxies"]
+    for name in ("teller", "open", "front"):
+        rejected = [p for p in proxies_of_node(mesh, name) if p["rejected"]]
+        assert not rejected, f"{name} rejected its config: {rejected}"
+    context = client_context(mesh["ca_pem"])
+    subject = dict(pair[0] for pair in peer(proxies["open"].ingress, context)["subject"])
+    assert subject["commonName"] == host("open")
+    print(f"two ACM sidecars LIVE, certificates held, {mesh['live_seconds']:.2f} s after start")
+
+
+def proxies_of_node(mesh, name: str) -> list[dict]:
+    arn = f"arn:aws:appmesh:us-east-1:{mesh['account']}:mesh/{MESH}/virtualNode/{name}"
+    return [p for p in proxies_of(mesh["endpoint"], mesh["account"]) if p["nodeId"] == arn]
+
+
+def test_traffic_flows_over_tls_through_two_sidecars(mesh):
+    front, opened = mesh["proxies"]["front"], mesh["proxies"]["open"]
+    before = ingress_stat(opened, "handshake")
+    status, _, body = wait_for(
+        lambda: (r := get(front.egress, "/color", host("open")))[0] == 200 and r
+    )
+    assert (status, body) == (200, "open")
+    assert ingress_stat(opened, "handshake") > before
+    assert cluster_ssl(front, "open", "handshake") >= 1
+
+
+def test_mutual_tls_with_a_client_certificate_exported_from_acm(mesh):
+    front, teller = mesh["proxies"]["front"], mesh["proxies"]["teller"]
+    status, _, body = wait_for(
+        lambda: (r := get(front.egress, "/color", host("teller")))[0] == 200 and r
+    )
+    assert (status, body) == (200, "teller")
+    assert ingress_stat(teller, "handshake") >= 1
+    # Without a client certificate the STRICT mutual listener refuses the handshake.
+    before = ingress_stat(teller, "fail_verify_no_cert")
+    assert refused(teller.ingress, client_context(mesh["ca_pem"]), "teller")
+    assert wait_for(lambda: ingress_stat(teller, "fail_verify_no_cert") > before)
+    with_cert = client_context(mesh["ca_pem"], mesh["front_files"])
+    assert https_get(teller.ingress, with_cert, "teller").endswith(b"teller")
+
+
+def https_get(port: int, context: ssl.SSLContext | None, name: str) -> bytes:
+    """One GET over a new connection (TLS with ``context``, else plaintext)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        conn = context.wrap_socket(raw) if context else raw
+        request = f"GET /color HTTP/1.1\r\nHost: {host(name)}\r\nConnection: close\r\n\r\n"
+        conn.sendall(request.encode())
+        reply = b""
+        while chunk := conn.recv(65536):
+            reply += chunk
+        return reply
+
+
+def refused(port: int, context: ssl.SSLContext | None, name: str) -> bool:
+    """Closed without a reply (TLS 1.3 reports a refused client certificate only after
+    the client's side of the handshake is done) or failed with an error."""
+    try:
+        return https_get(port, context, name) == b""
+    except (ssl.SSLError, ConnectionError):
+        return True
+
+
+def test_a_plaintext_client_is_refused(mesh):
+    opened = mesh["proxies"]["open"]
+    assert refused(opened.ingress, None, "open")
+    assert https_get(opened.ingress, client_context(mesh["ca_pem"]), "open").endswith(b"open")
+
+
+def test_a_renewed_certificate_is_served_to_new_connections(mesh):
+    acm, opened = mesh["acm"], mesh["proxies"]["open"]
+    context = client_context(mesh["ca_pem"])
+    kept = context.wrap_socket(socket.create_connection(("127.0.0.1", opened.ingress), timeout=5))
+    old = kept.getpeercert()["serialNumber"]
+    renewed = time.monotonic()
+    acm.renew_certificate(CertificateArn=mesh["arns"]["open"])
+    assert wait_for(lambda: peer(opened.ingress, context)["serialNumber"] != old, timeout=20)
+    print(f"renewed ACM certificate served by the sidecar {time.monotonic() - renewed:.2f} s later")
+    kept.sendall(
+        f"GET /color HTTP/1.1\r\nHost: {host('open')}\r\nConnection: close\r\n\r\n".encode()
+    )
+    reply = b""
+    while chunk := kept.recv(65536):
+        reply += chunk
+    kept.close()
+    assert reply.startswith(b"HTTP/1.1 200") and reply.endswith(b"open")
+    front = mesh["proxies"]["front"]
+    assert get(front.egress, "/color", host("open"))[:3:2] == (200, "open")
+
+
+def test_the_admin_config_dump_carries_no_private_key(mesh):
+    for proxy in mesh["proxies"].values():
+        assert "PRIVATE KEY" not in proxy.admin_get("/config_dump")
