@@ -11,16 +11,18 @@ and the sidecars get it as SDS secrets over xDS; nothing is written to disk for 
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import time
+import urllib.request
 
 import pytest
 
 from tests.conftest import make_client, new_account
 from tests.mesh.harness import Mesh, Proxy, get
 from tests.private_ca import ca_pem, client_context, create_root_ca, export_files, request_private
-from tests.signing import proxies_of
+from tests.signing import proxies_of, xds_request
 
 MESH = "acm"
 LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
@@ -225,3 +227,63 @@ def test_a_renewed_certificate_is_served_to_new_connections(mesh):
 def test_the_admin_config_dump_carries_no_private_key(mesh):
     for proxy in mesh["proxies"].values():
         assert "PRIVATE KEY" not in proxy.admin_get("/config_dump")
+
+
+def self_signed(name: str) -> tuple[bytes, bytes]:
+    """(certificate, key) PEM of a self-signed certificate, to import into ACM."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    pem_key = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM), pem_key
+
+
+def test_a_certificate_acm_cannot_export_is_not_delivered_and_logged_once(mesh, server):
+    appmesh, acm, account = mesh["appmesh"], mesh["acm"], mesh["account"]
+    certificate, key = self_signed(host("imported"))
+    imported = acm.import_certificate(Certificate=certificate, PrivateKey=key)["CertificateArn"]
+    missing = f"arn:aws:acm:us-east-1:{account}:certificate/00000000-0000-0000-0000-000000000000"
+    reasons = {
+        imported: f"Certificate ARN: {imported} is not a private certificate",
+        missing: "ResourceNotFoundException",
+    }
+    for name, arn in (("imported", imported), ("missing", missing)):
+        tls = {"mode": "STRICT", "certificate": {"acm": {"certificateArn": arn}}}
+        appmesh.create_virtual_node(
+            meshName=MESH, virtualNodeName=name, spec=node_spec(8080, name, tls)
+        )
+        node = f"arn:aws:appmesh:us-east-1:{account}:mesh/{MESH}/virtualNode/{name}"
+        document = {"node": {"id": node, "cluster": node}, "resource_names": [arn]}
+        request = xds_request(f"{server.endpoint}/v3/discovery:secrets", document)
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            assert json.loads(reply.read())["resources"] == []
+    for arn, reason in reasons.items():
+        line = f"ACM {arn}: not delivered to the proxies: "
+        assert wait_for(lambda line=line: line in server.log()), f"no log line for {arn}"
+        found = [text for text in server.log().splitlines() if line in text]
+        assert reason in found[0]
+    time.sleep(5.5)  # a refresh later, the same reason is not logged again
+    for arn in reasons:
+        line = f"ACM {arn}: not delivered to the proxies: "
+        assert sum(line in text for text in server.log().splitlines()) == 1
