@@ -3,7 +3,7 @@
 Envoy rejects a listener or cluster that names an extension it was not built with;
 this proxy does the same for the features it has not implemented, so a mesh that asks
 for HTTP/2, or for a TLS setting this proxy does not act on (a local SDS agent, cipher
-lists, certificate pins, TLS health checks), gets a NACK with a reason (in the proxy's
+lists, certificate pins, CRLs), gets a NACK with a reason (in the proxy's
 log, ``/_appmesh/proxies`` and the console) instead of something weaker in its place.
 Keeping the list in one module makes it the one place to shrink as the features land.
 
@@ -148,8 +148,6 @@ def cluster_problem(spec: dict[str, Any]) -> str | None:
         problem = transport_socket_problem(socket, UPSTREAM_TLS)
         if problem:
             return f"cluster {name}: upstream {problem}"
-        if socket_kind(socket) == "tls" and spec.get("health_checks"):
-            return f"cluster {name}: TLS health checks {NOT_YET}"
     if spec.get("transport_socket_matches"):
         return f"cluster {name}: transport_socket_matches {NOT_YET}"
     options = _explicit_http2_options(spec)
@@ -205,7 +203,7 @@ def _health_check_problem(check: dict[str, Any]) -> str | None:
     if isinstance(check.get("custom_health_check"), dict):
         return f"custom health checks {NOT_YET}"
     if check.get("transport_socket_match_criteria") or check.get("tls_options"):
-        return f"TLS health checks {NOT_YET}"
+        return f"health check transport_socket_match_criteria and tls_options {NOT_YET}"
     return None
 
 

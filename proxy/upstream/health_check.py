@@ -7,6 +7,11 @@ Envoy. The first round is exposed as ``first_round`` so a new cluster can warm u
 it takes traffic. HTTP checks speak HTTP/1.1, or HTTP/2 with prior knowledge when the
 check's codec is HTTP2; gRPC checks call ``grpc.health.v1.Health/Check`` over HTTP/2
 and pass only on ``grpc-status: 0`` with a SERVING answer, as Envoy's do.
+
+Checks use the cluster's transport socket, as Envoy's do: toward a TLS cluster every
+check connection is a TLS (or mutual TLS) handshake with the cluster's context (trust,
+SANs, client certificate, SNI, ALPN), counted in the cluster's ``ssl.*`` stats, and a
+failed handshake is a failed check (``health_check.network_failure``).
 """
 
 from __future__ import annotations
@@ -21,12 +26,29 @@ import h2.connection
 import h2.events
 import h2.exceptions
 
+from proxy.upstream import tls
+
 if TYPE_CHECKING:
     from proxy.config.cluster import HealthCheckConfig
+    from proxy.config.tls import ClientTls
     from proxy.upstream.host import ClusterView, Host
 
 
 GRPC_HEALTH_PATH = "/grpc.health.v1.Health/Check"
+
+
+async def _open(
+    address: str, port: int, secure: ClientTls | None, cluster: ClusterView
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A check connection: plain TCP, or TLS with the cluster's context."""
+    if secure is None:
+        return await asyncio.open_connection(address, port)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    transport, protocol = await tls.connect(
+        lambda: asyncio.StreamReaderProtocol(reader), address, port, secure, cluster.stats
+    )
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
 
 
 async def _h2_exchange(
@@ -96,7 +118,7 @@ class HealthChecker:
         return passed
 
     async def _probe(self, address: str, port: int) -> bool:
-        reader, writer = await asyncio.open_connection(address, port)
+        reader, writer = await _open(address, port, self.cluster.config.tls, self.cluster)
         try:
             config = self.config
             if config.kind == "grpc":
@@ -128,7 +150,8 @@ class HealthChecker:
 
     def _h2_head(self, method: str, path: str) -> list[tuple[str, str]]:
         authority = self.config.host or self.cluster.name
-        return [(":method", method), (":scheme", "http"), (":authority", authority),
+        scheme = "http" if self.cluster.config.tls is None else "https"
+        return [(":method", method), (":scheme", scheme), (":authority", authority),
                 (":path", path), ("user-agent", "Envoy/HC")]  # fmt: skip
 
     async def _grpc(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:

@@ -32,10 +32,16 @@ def host(name: str) -> str:
     return f"{name}.{MESH}.local"
 
 
-def node_spec(port: int, name: str, tls: dict | None = None) -> dict:
+HEALTH = {"protocol": "http", "path": "/color", "healthyThreshold": 2, "unhealthyThreshold": 2,
+          "timeoutMillis": 2000, "intervalMillis": 5000}  # fmt: skip
+
+
+def node_spec(port: int, name: str, tls: dict | None = None, check: dict | None = None) -> dict:
     listener: dict = {"portMapping": {"port": port, "protocol": "http"}}
     if tls:
         listener["tls"] = tls
+    if check:
+        listener["healthCheck"] = check
     return {"listeners": [listener], "serviceDiscovery": {"dns": {"hostname": host(name)}}}
 
 
@@ -77,7 +83,7 @@ def mesh(server, tmp_path_factory):
         front["backendDefaults"] = {"clientPolicy": {"tls": {"validation": trust_ca}}}
         specs = {
             "teller": node_spec(ports["teller"], "teller", mutual),
-            "open": node_spec(ports["open"], "open", strict),
+            "open": node_spec(ports["open"], "open", strict, HEALTH),
             "front": front,
         }
         for name, spec in specs.items():
@@ -122,10 +128,7 @@ def ingress_stat(proxy: Proxy, name: str) -> int:
 
 
 def cluster_ssl(proxy: Proxy, target: str, name: str) -> int:
-    prefix = f"cluster.cds_egress_{MESH}_{target}_http_"
-    stats = proxy.admin_get("/stats").splitlines()
-    found = [line for line in stats if line.startswith(prefix) and f".ssl.{name}: " in line]
-    return sum(int(line.rpartition(": ")[2]) for line in found)
+    return cluster_stat(proxy, target, f"ssl.{name}")
 
 
 def peer(port: int, context: ssl.SSLContext) -> dict:
@@ -159,6 +162,26 @@ def test_traffic_flows_over_tls_through_two_sidecars(mesh):
     assert (status, body) == (200, "open")
     assert ingress_stat(opened, "handshake") > before
     assert cluster_ssl(front, "open", "handshake") >= 1
+
+
+def test_health_checks_reach_a_tls_backend_over_tls(mesh):
+    """``open``'s listener health check becomes active checks in ``front``'s cluster
+    toward it, run over that cluster's TLS (trusting the ACM PCA CA), as Envoy does."""
+    front = mesh["proxies"]["front"]
+    assert wait_for(lambda: cluster_stat(front, "open", "health_check.success") >= 1)
+    assert cluster_stat(front, "open", "health_check.network_failure") == 0
+    assert cluster_stat(front, "open", "membership_healthy") == 1
+
+
+def cluster_stat(proxy: Proxy, target: str, name: str) -> int:
+    prefix = f"cluster.cds_egress_{MESH}_{target}_http_"
+    stats = proxy.admin_get("/stats").splitlines()
+    found = [
+        line
+        for line in stats
+        if line.startswith(prefix) and line.partition(": ")[0].endswith("." + name)
+    ]
+    return sum(int(line.rpartition(": ")[2]) for line in found)
 
 
 def test_mutual_tls_with_a_client_certificate_exported_from_acm(mesh):

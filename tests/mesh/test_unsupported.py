@@ -1,7 +1,8 @@
 """What the sidecar cannot honour yet is refused loudly, never served downgraded.
 
 A mesh asks for a TLS certificate from a local SDS agent (SPIRE) on a listener, and
-health checks of a TLS backend: the sidecar NACKs those listeners and clusters with
+for client-policy trust from that agent toward a backend: the sidecar NACKs those
+listeners and clusters with
 a reason (visible in ``/_appmesh/proxies`` and its log) and keeps the rest of the node's
 config live. An HTTP/2 client (prior knowledge) is served, converted to HTTP/1.1 for an
 ``http`` backend.
@@ -66,7 +67,7 @@ def refused(server, tmp_path_factory):
                 }
             },
         }
-        trust = {"trust": {"file": {"certificateChain": str(ca.pem)}}}  # fmt: skip
+        trust = {"trust": {"sds": {"secretName": "spiffe://refuse/ca"}}}
         specs = {
             "blue": node_spec(ports["blue"], "blue"),
             "rpc": node_spec(ports["rpc"], "rpc", tls=rpc_tls, check=HEALTH),
@@ -112,11 +113,11 @@ def wait_for(check, timeout: float = 15.0):
 def test_clusters_it_cannot_serve_are_nacked_with_the_reason(server, refused):
     account = refused["mesh"].account
     found = wait_for(lambda: rejections(server, "front", account).get(CLUSTER))
-    assert found, "the TLS cluster with a health check was accepted"
-    assert "TLS health checks is not supported" in found["message"]
+    assert found, "the cluster trusting a local SDS agent was accepted"
+    assert "from a local SDS agent is not supported" in found["message"]
     assert "rpc" in found["message"]
     log = (refused["mesh"].tmp / "proxy-front.log").read_text()
-    assert "refusing part of clusters" in log and "TLS health checks" in log
+    assert "refusing part of clusters" in log and "local SDS agent" in log
 
 
 def test_the_rest_of_the_node_stays_live(refused):

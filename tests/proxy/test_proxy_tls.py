@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from proxy_envoy import LISTENER, T, cluster, http_listener, route, vhost
-from proxy_harness import backends, read_response, running_proxy
+from proxy_harness import backends, read_response, running_proxy, wait_until
 
 from appmesh_api.localports import free_port
 from proxy.config.protojson import ConfigError
@@ -267,3 +267,59 @@ async def test_an_undelivered_secret_or_a_local_sds_agent_is_refused(ca: Authori
             with pytest.raises(ConfigError, match=reason):
                 await proxy.server.apply([listener], "2")
     assert LISTENER
+
+
+@pytest.mark.parametrize(
+    "kind", [{"http_health_check": {"path": "/health"}}, {"tcp_health_check": {}}]
+)
+async def test_health_checks_run_over_the_clusters_mutual_tls(
+    ca: Authority, kind: dict[str, Any]
+) -> None:
+    """Two hosts behind mutual TLS: ``back`` presents the SAN the cluster wants,
+    ``picky`` another one. The checks handshake with the cluster's context (trust, SAN,
+    client certificate) as Envoy's do, so ``picky`` fails its checks and takes no
+    traffic, and ``back`` passes them with this proxy's client certificate."""
+    server, client = ca.issue("server", ["back.local"]), ca.issue("client", ["front.local"])
+    other = ca.issue("other", ["other.local"])
+    check = {"timeout": "1s", "interval": "0.1s", "unhealthy_threshold": 1,
+             "healthy_threshold": 1, **kind}  # fmt: skip
+    async with backends("blue") as (blue,):
+        back, picky, front = free_port(), free_port(), free_port()
+        common = {
+            "tls_certificates": [files(client)],
+            "validation_context": validation(ca, "back.local"),
+        }
+        socket = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {"@type": UPSTREAM, "common_tls_context": common, "sni": "back.local"},
+        }
+        certificate = {"tls_certificates": [files(server)]}
+        resources = [
+            cluster("blue", [blue.port]),
+            tls_listener(
+                "back",
+                back,
+                downstream(certificate, validation(ca, "front.local")),
+                "STRICT",
+                "blue",
+            ),
+            tls_listener(
+                "picky",
+                picky,
+                downstream({"tls_certificates": [files(other)]}, validation(ca, "front.local")),
+                "STRICT",
+                "blue",
+            ),
+            http_listener(
+                "front", [vhost("all", ["*"], [route({"prefix": "/"}, "secure")])], port=front
+            ),
+            cluster("secure", [back, picky], transport_socket=socket, health_checks=[check]),
+        ]
+        async with running_proxy(resources) as proxy:
+            await wait_until(lambda: proxy.stat("cluster.secure.health_check.network_failure") > 0)
+            assert proxy.stat("cluster.secure.membership_healthy") == 1
+            assert proxy.stat("cluster.secure.ssl.handshake") >= 1
+            assert proxy.stat("cluster.secure.ssl.fail_verify_san") >= 1
+            assert proxy.stat(f"listener.127.0.0.1_{back}.ssl.handshake") >= 1
+            for _ in range(6):
+                assert await https_get(front, None) == (200, b"blue")
