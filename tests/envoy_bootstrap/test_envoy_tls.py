@@ -180,3 +180,20 @@ def test_listener_acm_certificate_is_sent_as_a_secret():
         "ads": {},
         "resource_api_version": "V3",
     }
+
+
+def test_a_private_key_goes_only_to_a_node_of_the_certificates_account():
+    """Two owners in one (shared) mesh name the same certificate: the snapshot carries
+    its material because the owner's node asked, but the other account's node gets no
+    secret (App Mesh allowed no cross-account ACM references)."""
+    tls = {"mode": "STRICT", "certificate": {"acm": {"certificateArn": ACM_CERT_ARN}}}
+    material = {
+        ACM_CERT_ARN: {"certificate": "LEAF", "certificateChain": "CHAIN", "privateKey": "KEY"}
+    }
+    mesh = Mesh().node("mine", listener(8443, tls=tls)).node("theirs", listener(8443, tls=tls))
+    mesh.nodes["mine"]["metadata"]["resourceOwner"] = "111122223333"
+    mesh.nodes["theirs"]["metadata"]["resourceOwner"] = "444455556666"
+    assert [s["name"] for s in mesh.translate("mine", certificates=material).secrets] == [
+        ACM_CERT_ARN
+    ]
+    assert mesh.translate("theirs", certificates=material).secrets == ()
