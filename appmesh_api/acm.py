@@ -13,8 +13,9 @@ ADS as SDS secrets; the proxy never called ACM. So do we, against the side servi
 Calls are made as the account that owns the node or gateway naming the ARN, in the
 ARN's region. App Mesh allowed no cross-account ACM references, so an ARN of another
 account is refused without a call. Every wanted ARN is fetched again each ``interval``
-seconds: a renewed certificate is new material, which moves its meshes' versions, so
-proxies get the new secret and use it for new connections (rotation).
+seconds (UNCONFIRMED: App Mesh documents no cadence; 5 s by default): a renewed
+certificate is new material, which moves its meshes' versions, so proxies get the new
+secret and use it for new connections (rotation).
 
 A failure (not found, not exportable, another account's) means no secret: the proxy
 NACKs the listener or cluster that needs it, and the control plane logs one line naming
