@@ -12,10 +12,12 @@ ADS as SDS secrets; the proxy never called ACM. So do we, against the side servi
 
 Calls are made as the account that owns the node or gateway naming the ARN, in the
 ARN's region. App Mesh allowed no cross-account ACM references, so an ARN of another
-account is refused without a call. Every wanted ARN is fetched again each ``interval``
-seconds (UNCONFIRMED: App Mesh documents no cadence; 5 s by default): a renewed
-certificate is new material, which moves its meshes' versions, so proxies get the new
-secret and use it for new connections (rotation).
+account is refused without a call. Every wanted ARN is checked again each ``interval``
+seconds (UNCONFIRMED: App Mesh documents no cadence; 5 s by default): a certificate with
+``DescribeCertificate`` (exported again only when its serial, status or validity
+changed), a CA by fetching its certificate. A renewed certificate is new material, which
+moves its meshes' versions, so proxies get the new secret and use it for new connections
+(rotation).
 
 A failure (not found, not exportable, another account's) means no secret: the proxy
 NACKs the listener or cluster that needs it, and the control plane logs one line naming
@@ -109,6 +111,7 @@ class CertificateExporter:
         self.interval = interval
         self._results: dict[CertificateRef, Material] = {}
         self._refused: dict[CertificateRef, str] = {}
+        self._stamps: dict[CertificateRef, str] = {}  # the issuance last exported
         self._by_mesh: dict[MeshKey, set[CertificateRef]] = {}
         self._wake = asyncio.Event()
         self._answered = asyncio.Event()
@@ -124,6 +127,7 @@ class CertificateExporter:
             if not any(ref in wanted for wanted in self._by_mesh.values()):
                 self._results.pop(ref, None)
                 self._refused.pop(ref, None)
+                self._stamps.pop(ref, None)
         return {ref.arn: self._results[ref] for ref in refs if ref in self._results}
 
     async def settled(self, mesh: MeshKey, timeout: float) -> None:
@@ -208,12 +212,12 @@ class CertificateExporter:
             return boto3.client("acm", **options)
         return boto3.client("acm-pca", **options)
 
-    def _fetch(self, ref: CertificateRef) -> dict[str, str]:
+    def _fetch(self, ref: CertificateRef) -> Material:
         service, region, _ = check_reference(ref)
         client = self._client(service, region, ref.owner)
         try:
             if service == "acm":
-                return _export(client, ref.arn)
+                return self._certificate(client, ref)
             answer = client.get_certificate_authority_certificate(CertificateAuthorityArn=ref.arn)
         except ClientError as exc:
             error = exc.response.get("Error", {})
@@ -221,6 +225,21 @@ class CertificateExporter:
         material = {"certificate": answer["Certificate"]}
         if answer.get("CertificateChain"):
             material["certificateChain"] = answer["CertificateChain"]
+        return material
+
+    def _certificate(self, client: Any, ref: CertificateRef) -> Material:
+        """The last export while DescribeCertificate shows the same issuance (serial,
+        status, validity), else a new export: decrypting an exported key costs ~0.1 s of
+        CPU, and a refresh must not cost that per certificate every few seconds."""
+        described = client.describe_certificate(CertificateArn=ref.arn)["Certificate"]
+        stamp = "/".join(
+            str(described.get(k, "")) for k in ("Serial", "Status", "NotBefore", "NotAfter")
+        )
+        known = self._results.get(ref)
+        if known is not None and self._stamps.get(ref) == stamp:
+            return known
+        material = _export(client, ref.arn)
+        self._stamps[ref] = stamp
         return material
 
 
