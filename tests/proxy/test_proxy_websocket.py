@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,7 +19,7 @@ import h2.events
 import h2.settings
 from aiohttp import web
 
-from tests.proxy.proxy_envoy import cluster, http_listener, route, vhost
+from tests.proxy.proxy_envoy import cluster, file_access_log, http_listener, route, vhost
 from tests.proxy.proxy_harness import (
     backends,
     client,
@@ -63,6 +64,24 @@ async def test_text_binary_and_a_mebibyte_echo_then_the_client_closes() -> None:
         assert proxy.stat("cluster.ws.upstream_rq_101") == 1
         await wait_until(lambda: proxy.stat("cluster.ws.upstream_cx_destroy") == 1)
         assert app.requests[0].headers["upgrade"].lower() == "websocket"
+
+
+async def test_one_access_log_line_per_websocket_with_its_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "access.log"
+    log = file_access_log(str(path), text="%RESPONSE_CODE% %BYTES_RECEIVED% %BYTES_SENT%\n")
+    async with (
+        backends(("ws", echo)) as (app,),
+        running_proxy(ws_proxy(app.port, access_log=[log])) as proxy,
+        client() as session,
+    ):
+        async with session.ws_connect(proxy.url("/")) as ws:
+            await ws.send_bytes(b"z" * 10000)
+            assert len(await ws.receive_bytes(timeout=5)) == 10000
+        await wait_until(lambda: path.exists() and path.read_text().count("\n") == 1)
+        status, received, sent = path.read_text().split()
+        # Both directions carry the 10 000 bytes plus frame headers and the close frames.
+        assert status == "101" and 10000 < int(received) < 10100 and 10000 < int(sent) < 10100
+        assert proxy.stat("http.ingress.downstream_cx_upgrades_active") == 0
 
 
 async def test_the_server_closes_with_its_code_and_reason() -> None:
