@@ -19,7 +19,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import make_client, new_account
+from tests.conftest import free_port, make_client, new_account
 from tests.mesh.harness import Mesh, Proxy, get
 from tests.private_ca import ca_pem, client_context, create_root_ca, export_files, request_private
 from tests.signing import proxies_of, xds_request
@@ -53,7 +53,8 @@ def mesh(server, tmp_path_factory):
     folder = tmp_path_factory.mktemp(MESH)
     ca = create_root_ca(pca, "mesh root")
     (folder / "ca.pem").write_text(ca_pem(pca, ca))
-    arns = {name: request_private(acm, ca, host(name)) for name in ("teller", "open", "front")}
+    names = ("teller", "open", "front", "edge")
+    arns = {name: request_private(acm, ca, host(name)) for name in names}
     front_files = export_files(acm, arns["front"], folder, "front")
     running = Mesh(server.endpoint, account, MESH, folder)
     try:
@@ -93,10 +94,30 @@ def mesh(server, tmp_path_factory):
                 virtualServiceName=host(name),
                 spec={"provider": {"virtualNode": {"virtualNodeName": name}}},
             )
+        gateway_port = free_port()  # a gateway listens on its listener's own port
+        edge_tls = {"mode": "STRICT", "certificate": {"acm": {"certificateArn": arns["edge"]}}}
+        appmesh.create_virtual_gateway(
+            meshName=MESH,
+            virtualGatewayName="edge",
+            spec={
+                "listeners": [
+                    {"portMapping": {"port": gateway_port, "protocol": "http"}, "tls": edge_tls}
+                ],
+                "backendDefaults": {"clientPolicy": {"tls": {"validation": trust_ca}}},
+            },
+        )
+        target = {"target": {"virtualService": {"virtualServiceName": host("open")}}}
+        appmesh.create_gateway_route(
+            meshName=MESH,
+            virtualGatewayName="edge",
+            gatewayRouteName="to-open",
+            spec={"httpRoute": {"match": {"prefix": "/"}, "action": target}},
+        )
         started = time.monotonic()
         proxies = {name: running.proxy(name) for name in ("teller", "open")}
         live_seconds = time.monotonic() - started
         proxies["front"] = running.proxy("front")
+        proxies["edge"] = running.proxy("edge", kind="virtualGateway")
         yield {
             "endpoint": server.endpoint,
             "account": account,
@@ -109,6 +130,7 @@ def mesh(server, tmp_path_factory):
             "proxies": proxies,
             "folder": folder,
             "live_seconds": live_seconds,
+            "gateway_port": gateway_port,
         }
     finally:
         running.close()
@@ -220,6 +242,20 @@ def refused(port: int, context: ssl.SSLContext | None, name: str) -> bool:
         return True
 
 
+def test_a_gateway_terminates_tls_with_its_acm_certificate_and_originates_tls(mesh):
+    """tls-with-acm at the edge: the gateway's STRICT listener serves its ACM
+    certificate, and its backendDefaults trust the ACM PCA CA toward ``open``."""
+    edge, port = mesh["proxies"]["edge"], mesh["gateway_port"]
+    context = client_context(mesh["ca_pem"])
+    subject = dict(pair[0] for pair in peer(port, context)["subject"])
+    assert subject["commonName"] == host("edge")
+    reply = wait_for(lambda: (r := https_get(port, context, "edge")).endswith(b"open") and r)
+    assert reply.startswith(b"HTTP/1.1 200")
+    assert edge.stat(f"listener.127.0.0.1_{port}.ssl.handshake") >= 2
+    assert cluster_ssl(edge, "open", "handshake") >= 1
+    assert refused(port, None, "edge")
+
+
 def test_a_plaintext_client_is_refused(mesh):
     opened = mesh["proxies"]["open"]
     assert refused(opened.ingress, None, "open")
@@ -310,3 +346,23 @@ def test_a_certificate_acm_cannot_export_is_not_delivered_and_logged_once(mesh, 
     for arn in reasons:
         line = f"ACM {arn}: not delivered to the proxies: "
         assert sum(line in text for text in server.log().splitlines()) == 1
+
+
+def test_a_newly_issued_certificate_named_by_an_update_reaches_the_sidecar(mesh):
+    """Issue a certificate, point ``open``'s listener at it: the control plane exports it
+    at once (a new ARN is fetched without waiting for the refresh) and pushes it."""
+    appmesh, acm, opened = mesh["appmesh"], mesh["acm"], mesh["proxies"]["open"]
+    context = client_context(mesh["ca_pem"])
+    old = peer(opened.ingress, context)["serialNumber"]
+    issued = time.monotonic()
+    arn = request_private(acm, mesh["ca"], host("open"))
+    spec = appmesh.describe_virtual_node(meshName=MESH, virtualNodeName="open")
+    spec = spec["virtualNode"]["spec"]
+    spec["listeners"][0]["tls"]["certificate"] = {"acm": {"certificateArn": arn}}
+    appmesh.update_virtual_node(meshName=MESH, virtualNodeName="open", spec=spec)
+    assert wait_for(lambda: peer(opened.ingress, context)["serialNumber"] != old)
+    print(
+        f"new ACM certificate served by the sidecar {time.monotonic() - issued:.2f} s after issue"
+    )
+    front = mesh["proxies"]["front"]
+    assert get(front.egress, "/color", host("open"))[:3:2] == (200, "open")
