@@ -59,20 +59,23 @@ class CertificateRef:
     arn: str
 
 
-def references(spec: Any) -> Iterator[str]:
-    """Every ACM certificate and ACM PCA ARN an App Mesh spec names (its ``acm`` unions:
-    listener certificates, and client policy or listener validation trust)."""
-    if isinstance(spec, Mapping):
-        acm = spec.get("acm")
-        if isinstance(acm, Mapping):
-            if isinstance(acm.get("certificateArn"), str):
-                yield acm["certificateArn"]
-            yield from (a for a in acm.get("certificateAuthorityArns") or () if isinstance(a, str))
-        for value in spec.values():
-            yield from references(value)
-    elif isinstance(spec, list):
-        for value in spec:
-            yield from references(value)
+def references(spec: Mapping[str, Any]) -> Iterator[str]:
+    """Every ACM certificate and ACM PCA ARN a node's or gateway's spec names: listener
+    certificates, and the ``acm`` trust of client policies (per backend and in
+    ``backendDefaults``). The places are looked up, not searched for: this runs over
+    every node of a mesh at each new version."""
+    for listener in spec.get("listeners") or ():
+        tls = listener.get("tls") or {}
+        arn = ((tls.get("certificate") or {}).get("acm") or {}).get("certificateArn")
+        if isinstance(arn, str):
+            yield arn
+    policies = [(spec.get("backendDefaults") or {}).get("clientPolicy")]
+    for backend in spec.get("backends") or ():
+        policies.append((backend.get("virtualService") or {}).get("clientPolicy"))
+    for policy in policies:
+        validation = ((policy or {}).get("tls") or {}).get("validation") or {}
+        trust = (validation.get("trust") or {}).get("acm") or {}
+        yield from (a for a in trust.get("certificateAuthorityArns") or () if isinstance(a, str))
 
 
 def check_reference(ref: CertificateRef) -> tuple[str, str, str]:
