@@ -44,9 +44,12 @@ from appmesh_api.ram.api import ram_target
 from appmesh_api.ram.shares import Shares
 from appmesh_api.service import AppMeshService
 from appmesh_api.settings import Settings
+from appmesh_api.sidestate import FOLDER as SIDE_STATE_FOLDER
+from appmesh_api.sidestate import SideState, activate
 from appmesh_api.store import MeshKey, SqliteStore, Store
 from appmesh_api.xray.api import XRayService, xray_target
 from appmesh_api.xray.daemon import start_embedded
+from appmesh_api.xray.journal import Journal
 from appmesh_api.xray.store import XRayState
 
 log = logging.getLogger("appmesh_local.api")
@@ -54,6 +57,7 @@ log = logging.getLogger("appmesh_local.api")
 API_PREFIX = "/v20190125"
 DATABASE_FILE = "appmesh.sqlite3"
 RAM_FILE = "ram.json"
+XRAY_FILE = "xray.sqlite3"
 
 
 def open_store(settings: Settings) -> Store:
@@ -68,6 +72,55 @@ def open_store(settings: Settings) -> Store:
     if settings.data_dir is None:
         return SqliteStore(None)
     return SqliteStore(Path(settings.data_dir) / DATABASE_FILE)
+
+
+def _side_state(settings: Settings) -> SideState | None:
+    """Where the embedded moto's backends are saved (None: in memory, or not embedded)."""
+    if settings.data_dir is None or settings.aws_endpoint:
+        return None
+    return SideState(Path(settings.data_dir) / SIDE_STATE_FOLDER)
+
+
+def _xray_state(settings: Settings) -> XRayState:
+    """X-Ray's traces, rules and groups: in ``xray.sqlite3`` with a data directory."""
+    journal = None
+    if settings.data_dir is not None:
+        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+        journal = Journal(Path(settings.data_dir) / XRAY_FILE)
+    return XRayState(max_bytes=settings.xray_max_bytes, journal=journal)
+
+
+def _xray_summary(xray: XRayService | None) -> str:
+    if xray is None:
+        return "X-Ray forwarded to --aws-endpoint, nothing kept here"
+    state, journal = xray.state, xray.state.journal
+    if journal is None:
+        return f"X-Ray stopped; {state.trace_count()} traces were in memory only (--in-memory)"
+    cost = f"{journal.seconds * 1000 / journal.commits:.2f} ms" if journal.commits else "-"
+    return (
+        f"X-Ray stopped; {state.trace_count()} traces in {journal.path} ({journal.size()} "
+        f"bytes; {journal.commits} commits this run, {cost} each)"
+    )
+
+
+def _restore_side_services(state: SideState | None, stacks: bool) -> None:
+    """Bring back moto's backends (side-service calls wait until then), then the stacks."""
+    if state is not None:
+        try:
+            restored = state.restore()
+            log.info("side services ready; %d backends restored from %s", restored, state.folder)
+        finally:
+            state.ready.set()
+    if stacks:
+        cloudformation.install()
+
+
+def _side_state_summary(settings: Settings, state: SideState | None) -> str:
+    if settings.aws_endpoint:
+        return f"forwarded to {settings.aws_endpoint}, nothing kept here"
+    if state is None:
+        return "their state was in memory only (--in-memory)"
+    return state.summary()
 
 
 def error_body(error: AppMeshError) -> bytes:
@@ -177,11 +230,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     feed = ChangeFeed(store.sequence)
     shares = Shares(Path(settings.data_dir) / RAM_FILE if settings.data_dir else None)
     service = AppMeshService(store, feed, settings, shares)
-    side_services = build_side_services_app(settings.aws_endpoint, cloudformation.install)
-    # X-Ray is answered by appmesh-local itself, unless side services go to --aws-endpoint.
-    xray = (
-        None if settings.aws_endpoint else XRayService(XRayState(max_bytes=settings.xray_max_bytes))
+    side_state = _side_state(settings)
+    activate(side_state)
+    side_services = build_side_services_app(
+        settings.aws_endpoint, cloudformation.install, side_state
     )
+    # X-Ray is answered by appmesh-local itself, unless side services go to --aws-endpoint.
+    xray = None if settings.aws_endpoint else XRayService(_xray_state(settings))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -191,9 +246,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         cloudformation_bridge.bind(service, asyncio.get_running_loop())
         restoring = None
         data_dir = None if settings.aws_endpoint else settings.data_dir
-        if data_dir is not None and cloudformation.has_saved_stacks(data_dir):
-            # Stacks of the last run come back now, not at the first CloudFormation call.
-            restoring = asyncio.get_running_loop().run_in_executor(None, cloudformation.install)
+        stacks = data_dir is not None and cloudformation.has_saved_stacks(data_dir)
+        if side_state is not None or stacks:
+            # Side-service state, then the stacks of the last run (which adopt its moto
+            # resources), now rather than at the first call; side-service calls wait.
+            restoring = asyncio.get_running_loop().run_in_executor(
+                None, _restore_side_services, side_state, stacks
+            )
         sweeper = asyncio.create_task(_sweep_proxies(app.state.discovery))
         cloudmap = asyncio.create_task(app.state.discovery.cloudmap.run(feed.publish))
         acm = asyncio.create_task(app.state.discovery.certificates.run(feed.publish))
@@ -219,14 +278,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         proxies.cancel()
         if ads is not None:
             await ads.stop(grace=1)
+            log.info("xDS gRPC server on %s:%s stopped", settings.xds_host, settings.xds_port)
         if xray_daemon is not None:
             await xray_daemon.stop()
+            log.info("X-Ray daemon stopped")
         closer = getattr(side_services, "aclose", None)
         if closer is not None:
             await closer()
+        log.info("side services stopped; %s", _side_state_summary(settings, side_state))
+        log.info("%s", _xray_summary(xray))
+        if xray is not None and xray.state.journal is not None:
+            xray.state.journal.close()
         cloudformation_bridge.unbind(service)
+        activate(None)
         store.close()
-        log.info("App Mesh API stopped")
+        log.info("App Mesh API stopped; state in %s", where)
 
     app = FastAPI(
         title="appmesh-local",

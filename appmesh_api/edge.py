@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -29,6 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from appmesh_api import private_ca
 from appmesh_api.identity import CredentialScope, parse_credential_scope
+from appmesh_api.sidestate import SideState, is_write
 
 _log = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ _HOP_BY_HOP = frozenset(
 )
 _Headers = list[tuple[str, str]]
 _RESIGN_DROP = frozenset(("authorization", "x-amz-date", "x-amz-security-token"))
+_MOTO_DEFAULT_HOST = "s3.us-east-1.amazonaws.com"  # moto's DEFAULT_SERVICE_REGION
 
 
 def _operation(method: str, path: str, query: str, target: str, form: bytes = b"") -> str:
@@ -78,17 +81,24 @@ class _MotoEdge:
       takes object keys from it (else keys ``a%41`` and ``x%2Fy`` turn into ``aA`` and ``x/y``);
     - a 12-digit access key id selects that account (LocalStack's convention) through moto's
       ``x-moto-account-id`` header, so tests can isolate themselves with random keys.
+
+    With ``state`` (a data directory), a write's response is held until the backends it
+    touched are saved (``sidestate``).
     """
 
     def __init__(
         self,
-        dispatcher: Callable[..., Iterable[bytes]],
+        dispatcher: Any,
         before_cloudformation: Callable[[], None] | None = None,
+        state: SideState | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.before_cloudformation = before_cloudformation
+        self.state = state
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if self.state is not None:
+            self.state.ready.wait()  # the last run's state is not back yet
         host = environ.get("HTTP_HOST", "")
         if host.startswith("data-"):
             environ["HTTP_HOST"] = host[len("data-") :]
@@ -114,9 +124,70 @@ class _MotoEdge:
             return start_response(status_line, headers, exc_info)
 
         try:
+            if self.state is not None and is_write(environ["REQUEST_METHOD"], operation):
+                return self._saved_write(self.state, environ, _start, cred)
             return self.dispatcher(environ, _start)
         finally:
             _log.debug("side-service %s %s -> %s", service, operation, (status or ["error"])[0])
+
+    def _saved_write(
+        self,
+        state: SideState,
+        environ: dict[str, Any],
+        start_response: Callable[..., Any],
+        cred: CredentialScope | None,
+    ) -> list[bytes]:
+        """Run a write with its response held back until what it touched is saved."""
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/moto-api"):
+            answer = self._buffered(environ)
+            if path.startswith("/moto-api/reset"):
+                state.forget()
+            return _release(answer, start_response)
+        host = self.dispatcher.infer_service_region_host(environ, path) or _MOTO_DEFAULT_HOST
+        backend = self.dispatcher.get_backend_for_host(host)
+        account = _moto_account(environ, cred)
+        with state.writing(state.before(backend, account, cred.region if cred else "")):
+            answer = self._buffered(environ)
+        if backend == "cloudformation" and account is not None:
+            state.save_account(account)
+        return _release(answer, start_response)
+
+    def _buffered(self, environ: dict[str, Any]) -> tuple[list[Any], bytes]:
+        """Call moto and keep its whole answer (moto has computed it by then anyway)."""
+        started: list[Any] = []
+        chunks: list[bytes] = []
+
+        def _hold(status_line: str, headers: list[Any], exc_info: Any = None) -> Any:
+            started[:] = [status_line, headers, exc_info]
+            return chunks.append
+
+        iterable = self.dispatcher(environ, _hold)
+        try:
+            chunks.extend(iterable)
+        finally:
+            getattr(iterable, "close", lambda: None)()
+        return started, b"".join(chunks)
+
+
+def _release(answer: tuple[list[Any], bytes], start_response: Callable[..., Any]) -> list[bytes]:
+    started, body = answer
+    start_response(*started)
+    return [body]
+
+
+def _moto_account(environ: dict[str, Any], cred: CredentialScope | None) -> str | None:
+    """The account moto files this request under, as moto's ``get_current_account`` does
+    (None for an unsigned request: moto may take it from the body or the query)."""
+    if "MOTO_ACCOUNT_ID" in os.environ:
+        return os.environ["MOTO_ACCOUNT_ID"]
+    if environ.get("HTTP_X_MOTO_ACCOUNT_ID"):
+        return str(environ["HTTP_X_MOTO_ACCOUNT_ID"])
+    if cred is None:
+        return None
+    from moto.iam.models import get_account_id_from
+
+    return str(get_account_id_from(cred.access_key))
 
 
 class _Forwarder:
@@ -235,7 +306,9 @@ class _Forwarder:
 
 
 def build_side_services_app(
-    aws_endpoint: str | None = None, before_cloudformation: Callable[[], None] | None = None
+    aws_endpoint: str | None = None,
+    before_cloudformation: Callable[[], None] | None = None,
+    state: SideState | None = None,
 ) -> ASGIApp:
     """Return the ASGI app serving every non-App-Mesh request on the control-plane port.
 
@@ -243,6 +316,8 @@ def build_side_services_app(
     to ASGI by a2wsgi). moto keeps its state process-wide, so several apps share it.
     ``before_cloudformation`` runs (in moto's thread) before each CloudFormation request:
     appmesh-local installs its CloudFormation layer there, on first use.
+    ``state``: where the embedded moto's backends are saved after each write (None: kept in
+    memory only).
     ``aws_endpoint`` set (LocalStack, another moto, or real AWS): requests are relayed there.
     """
     if aws_endpoint:
@@ -252,7 +327,8 @@ def build_side_services_app(
 
     private_ca.install()  # ACM private certificates signed by their ACM PCA CA
 
-    moto = _MotoEdge(DomainDispatcherApplication(create_backend_app), before_cloudformation)
+    dispatcher = DomainDispatcherApplication(create_backend_app)
+    moto = _MotoEdge(dispatcher, before_cloudformation, state)
     # a2wsgi's types are narrower than the protocols: its WSGI environ is a TypedDict without
     # the HTTP_* variables PEP 3333 puts there (and _MotoEdge rewrites), and its ASGI scope
     # and messages are TypedDicts where starlette's ASGIApp takes plain mappings.

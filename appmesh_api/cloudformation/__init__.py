@@ -108,6 +108,7 @@ def install() -> None:
         data_dir = bridge.data_dir()
         if data_dir is not None:
             saver = persistence.Saver(data_dir)
+            events.listeners.append(persistence.save_side_state)  # before the stack's own save
             events.listeners.append(saver)
             persistence.restore_all(saver)
 

@@ -28,6 +28,7 @@ class _CloudMapResource:
     """One Cloud Map resource a stack holds: its id, ARN and what GetAtt can read."""
 
     attributes: frozenset[str] = frozenset()
+    moto_service = "servicediscovery"  # whose saved state holds what this made (sidestate)
 
     def __init__(self, account_id: str, region_name: str, ident: str, values: dict[str, Any]):
         self.account_id = account_id
@@ -225,3 +226,5 @@ MODELS: dict[str, type[CloudFormationModel]] = {
         "CloudMapInstance", (_Instance, CloudFormationModel), {"__module__": __name__}
     ),
 }
+# pickle (sidestate, the stacks' saved copies) finds a class by its module's attribute.
+globals().update({model.__name__: model for model in MODELS.values()})

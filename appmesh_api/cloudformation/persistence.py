@@ -7,8 +7,12 @@ parameters of each App Mesh resource it holds, and brought back on start:
 
 - App Mesh resources are *adopted* from the store (described, never re-created); one that
   was deleted meanwhile is dropped from the stack, with a warning;
-- resources of moto's types (IAM, S3, SSM...) are created again from the template: moto's
-  own state did not survive the restart;
+- resources of moto's types (IAM, S3, SSM...) are *adopted* too when their service's state
+  came back from the data directory (``sidestate``): the stack keeps a pickled copy of
+  each (ids, names, what ``Fn::GetAtt`` reads), and each resource step saves its
+  service's state before the stack is saved, so the copy names what the service holds.
+  Only a service whose state is not saved (it does not pickle) has its resources created
+  again from the template;
 - a stack that was being created when the server stopped is rolled back
   (``ROLLBACK_COMPLETE``), so nothing is left half-made; one that was being updated or
   deleted is left ``UPDATE_ROLLBACK_FAILED`` / ``DELETE_FAILED``, its resources as they
@@ -17,6 +21,7 @@ parameters of each App Mesh resource it holds, and brought back on start:
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -28,6 +33,7 @@ from typing import Any
 from moto.cloudformation import parsing
 from moto.cloudformation.models import Event, Stack, cloudformation_backends
 
+from appmesh_api import sidestate
 from appmesh_api.cloudformation import events, exports, lifecycle
 from appmesh_api.cloudformation.graph import creation_order
 from appmesh_api.cloudformation.resources import MODELS, AppMeshResource
@@ -88,6 +94,8 @@ def snapshot(stack: Stack) -> dict[str, Any]:
         saved: dict[str, Any] = {"type": body.get("Type", "")}
         if isinstance(instance, AppMeshResource):
             saved["appmesh"] = instance.params
+        else:
+            saved.update(_moto_copy(instance))
         resources[logical_id] = saved
     template = stack.template if isinstance(stack.template, str) else json.dumps(stack.template)
     return {
@@ -106,6 +114,34 @@ def snapshot(stack: Stack) -> dict[str, Any]:
         "resources": resources,
         "events": [_event_json(event) for event in stack.events],
     }
+
+
+def _moto_copy(instance: Any) -> dict[str, Any]:
+    """A moto resource as the stack keeps it, when its service's state is saved too."""
+    service = sidestate.service_of_model(type(instance))
+    if sidestate.active() is None or service is None:
+        return {}
+    try:
+        copy = base64.b64encode(sidestate.dumps(instance)).decode()
+    except Exception as error:  # it will be created again from the template instead
+        log.debug("no saved copy of %s: %s", type(instance).__name__, error)
+        return {}
+    return {"service": service, "moto": copy}
+
+
+def save_side_state(stack: Stack) -> None:
+    """After a resource step of a moto type, save that service's state (before the stack
+    is saved by the next listener), so that what the stack names is in the snapshot."""
+    state = sidestate.active()
+    event = stack.events[-1] if stack.events else None
+    if state is None or event is None or event.resource_type in MODELS:
+        return
+    if not str(event.resource_status).endswith(("_COMPLETE", "_FAILED")):
+        return
+    model = parsing.get_model_map().get(event.resource_type)
+    service = sidestate.service_of_model(model) if model is not None else None
+    if service is not None and service not in sidestate.NOT_SAVED:
+        state.save_service(service, stack.account_id, stack.region_name)
 
 
 def _event_json(event: Event) -> dict[str, Any]:
@@ -191,6 +227,8 @@ def _bring_back(stack: Stack, logical_id: str, saved: dict[str, Any]) -> bool:
         if model is not None:
             caller = Caller(stack.account_id, stack.region_name)
             instance = model.adopt(caller, saved["appmesh"])  # type: ignore[attr-defined]
+        elif _saved_with_its_service(stack, saved):
+            instance = sidestate.loads(base64.b64decode(saved["moto"]))
         else:
             with lifecycle.creating(stack):
                 instance = resource_map[logical_id]
@@ -208,6 +246,15 @@ def _bring_back(stack: Stack, logical_id: str, saved: dict[str, Any]) -> bool:
     instance.logical_resource_id = logical_id
     resource_map._parsed_resources[logical_id] = instance
     return True
+
+
+def _saved_with_its_service(stack: Stack, saved: dict[str, Any]) -> bool:
+    """Whether the resource is in its service's restored state (then adopt, not create)."""
+    state = sidestate.active()
+    service = saved.get("service")
+    return bool(
+        state is not None and service and saved.get("moto") and state.has(service, stack.account_id)
+    )
 
 
 _INTERRUPTED = {

@@ -53,7 +53,9 @@ class XRayService:
                     f"appmesh-local does not implement X-Ray's {operation.name}"
                 )
             params = wire.parse(operation, body)
-            result = handler(self.state.partition(account, region), params)
+            partition = self.state.partition(account, region)
+            result = handler(partition, params)
+            self.state.saved(partition, operation.name)  # committed before the answer
             payload = wire.serialize(operation, result)
         except XRayError as error:
             log.info("xray %s -> %s: %s", operation.name, error.code, error.message)

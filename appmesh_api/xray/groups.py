@@ -34,6 +34,13 @@ class Groups:
     def all(self) -> list[dict[str, Any]]:
         return [dict(group) for group in self._groups.values()]
 
+    def saved(self) -> list[dict[str, Any]]:
+        """The groups as the journal keeps them."""
+        return self.all()
+
+    def restore(self, saved: list[dict[str, Any]]) -> None:
+        self._groups = {group["GroupName"]: dict(group) for group in saved} or self._groups
+
     def create(self, name: str, expression: str | None, insights: dict | None) -> dict[str, Any]:
         if name in self._groups:
             raise InvalidRequestException(f"Group {name} already exists")

@@ -78,6 +78,18 @@ class SamplingRules:
         )
         return [state.record() for state in ordered]
 
+    def saved(self) -> list[dict[str, Any]]:
+        """The rules as the journal keeps them (their clients' counts start over)."""
+        return [
+            {"rule": state.rule, "created": state.created, "modified": state.modified}
+            for state in self._rules.values()
+        ]
+
+    def restore(self, saved: list[dict[str, Any]]) -> None:
+        for entry in saved:
+            rule = entry["rule"]
+            self._rules[rule["RuleName"]] = RuleState(rule, entry["created"], entry["modified"])
+
     def create(self, rule: dict[str, Any]) -> dict[str, Any]:
         name = rule.get("RuleName")
         if not name:

@@ -10,6 +10,10 @@ traces go first.
 Each trace keeps its latest document per entity id: a complete segment replaces the
 in-progress placeholder sent with the same id (never the other way round). The assembled
 trace and its analysis are cached until the trace changes.
+
+With a data directory, ``XRayState`` keeps a ``journal.Journal``: each store notes which
+documents it took and which traces it dropped, and the state commits them after every
+write operation, before the answer.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from appmesh_api.xray.analysis import Analysis, analyze
 from appmesh_api.xray.documents import Document, assemble
 from appmesh_api.xray.groups import Groups
+from appmesh_api.xray.journal import DocumentRow, Journal
 from appmesh_api.xray.sampling import SamplingRules
 
 DEFAULT_MAX_DOCUMENTS = 100_000
@@ -98,6 +103,9 @@ class TraceStore:
         self.budget.stores.append(self)
         self._traces: OrderedDict[str, TraceRecord] = OrderedDict()
         self._count = 0
+        self.tracking = False  # note changes for a journal
+        self.changed: dict[str, set[str]] = {}  # trace id -> entity ids stored since a commit
+        self.dropped: set[str] = set()  # traces dropped since a commit
 
     def put(self, documents: list[Document], now: float | None = None) -> None:
         """Store checked documents (see ``documents.parse_document``)."""
@@ -108,6 +116,8 @@ class TraceStore:
             if record is None:
                 record = self._traces[trace_id] = TraceRecord(trace_id, now, now)
             gained, grown = record.put(document, now)
+            if self.tracking and record.documents.get(document["id"]) is document:
+                self.changed.setdefault(trace_id, set()).add(document["id"])
             self._count += gained
             self.budget.used += grown
             self._traces.move_to_end(trace_id)
@@ -121,6 +131,22 @@ class TraceStore:
         _, oldest = self._traces.popitem(last=False)
         self._count -= len(oldest.documents)
         self.budget.used -= oldest.size
+        if self.tracking:
+            self.dropped.add(oldest.trace_id)
+            self.changed.pop(oldest.trace_id, None)
+
+    def restore(self, record: TraceRecord) -> None:
+        """Take back a trace from the journal (oldest first), within the bounds."""
+        self._traces[record.trace_id] = record
+        self._count += len(record.documents)
+        self.budget.used += record.size
+        self._expire(time.time())
+
+    def take_changes(self) -> tuple[set[str], dict[str, set[str]]]:
+        """What changed since the last commit (and forget it: it is being committed)."""
+        dropped, changed = self.dropped, self.changed
+        self.dropped, self.changed = set(), {}
+        return dropped, changed
 
     def get(self, trace_id: str) -> TraceRecord | None:
         self._expire(time.time())
@@ -154,19 +180,94 @@ class Partition:
     encryption: dict[str, str] = field(default_factory=lambda: {"Type": "NONE"})
 
 
+#: Operations after which the journal commits (the others only read).
+TRACE_WRITES = frozenset(["PutTraceSegments"])
+SETTINGS_WRITES = frozenset(
+    ["CreateSamplingRule", "UpdateSamplingRule", "DeleteSamplingRule", "CreateGroup",
+     "UpdateGroup", "DeleteGroup", "PutEncryptionConfig"]
+)  # fmt: skip
+
+
 class XRayState:
-    """All partitions, created on first use (any account and region is accepted)."""
+    """All partitions, created on first use (any account and region is accepted).
+
+    With a ``journal``, what the last run kept comes back now, and ``saved`` commits each
+    write operation's changes.
+    """
 
     def __init__(
         self,
         max_documents: int = DEFAULT_MAX_DOCUMENTS,
         max_age: float = DEFAULT_MAX_AGE,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        journal: Journal | None = None,
     ) -> None:
         self.max_documents = max_documents
         self.max_age = max_age
         self.budget = Budget(max_bytes)
         self._partitions: dict[tuple[str, str], Partition] = {}
+        self.journal = journal
+        if journal is not None:
+            self._restore(journal)
+
+    def saved(self, partition: Partition, operation: str) -> None:
+        """Commit what ``operation`` changed (nothing for a read, or without a journal)."""
+        if self.journal is None:
+            return
+        if operation in TRACE_WRITES:
+            self._save_traces(self.journal)
+        elif operation in SETTINGS_WRITES:
+            body = {
+                "sampling": partition.sampling.saved(),
+                "groups": partition.groups.saved(),
+                "encryption": partition.encryption,
+            }
+            self.journal.write_settings(partition.account, partition.region, body)
+
+    def _save_traces(self, journal: Journal) -> None:
+        """Every partition: the budget may have dropped another account's oldest trace."""
+        dropped: list[tuple[str, str, str]] = []
+        written: list[DocumentRow] = []
+        for partition in self._partitions.values():
+            account, region = partition.account, partition.region
+            gone, changed = partition.traces.take_changes()
+            dropped += [(account, region, trace_id) for trace_id in sorted(gone)]
+            for trace_id, entity_ids in changed.items():
+                record = partition.traces._traces.get(trace_id)
+                if record is None:
+                    continue
+                for entity_id in sorted(entity_ids):
+                    body = json.dumps(record.documents[entity_id], separators=(",", ":"))
+                    row = (account, region, trace_id, entity_id, body)
+                    written.append((*row, record.received, record.updated))
+        journal.write_traces(dropped, written)
+
+    def _restore(self, journal: Journal) -> None:
+        for account, region, body in journal.settings():
+            partition = self.partition(account, region)
+            partition.sampling.restore(body.get("sampling") or [])
+            partition.groups.restore(body.get("groups") or [])
+            partition.encryption = body.get("encryption") or partition.encryption
+        records: dict[tuple[str, str, str], TraceRecord] = {}
+        for account, region, trace_id, entity_id, text, received, updated in journal.documents():
+            key = (account, region, trace_id)
+            record = records.get(key)
+            if record is None:
+                record = records[key] = TraceRecord(trace_id, received, updated)
+            record.received = min(record.received, received)
+            record.updated = max(record.updated, updated)
+            document = json.loads(text)
+            record.documents[entity_id] = document
+            record.size += document_size(document)
+        for (account, region, _trace_id), record in sorted(
+            records.items(), key=lambda item: item[1].updated
+        ):
+            self.partition(account, region).traces.restore(record)
+        self.budget.reclaim()
+        self._save_traces(journal)  # what the bounds dropped on the way back
+
+    def trace_count(self) -> int:
+        return sum(len(partition.traces._traces) for partition in self._partitions.values())
 
     def partitions(self) -> list[Partition]:
         """The partitions that exist (each was written or read at least once)."""
@@ -175,11 +276,9 @@ class XRayState:
     def partition(self, account: str, region: str) -> Partition:
         key = (account, region)
         if key not in self._partitions:
+            traces = TraceStore(self.max_documents, self.max_age, self.budget)
+            traces.tracking = self.journal is not None
             self._partitions[key] = Partition(
-                account,
-                region,
-                TraceStore(self.max_documents, self.max_age, self.budget),
-                SamplingRules(account, region),
-                Groups(account, region),
+                account, region, traces, SamplingRules(account, region), Groups(account, region)
             )
         return self._partitions[key]
