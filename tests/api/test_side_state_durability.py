@@ -39,6 +39,28 @@ def a_csr(name: str) -> bytes:
     return request.public_bytes(serialization.Encoding.PEM)
 
 
+def private_acm_certificate(server: Server, account: str, authority: str) -> str:
+    """Activate the CA (its own root certificate imported) and request an ACM certificate
+    from it, as App Mesh's TLS walkthroughs do."""
+    pca = make_client(server.endpoint, "acm-pca", account)
+    csr = pca.get_certificate_authority_csr(CertificateAuthorityArn=authority)["Csr"]
+    root = pca.issue_certificate(
+        CertificateAuthorityArn=authority,
+        Csr=csr.encode(),
+        SigningAlgorithm="SHA256WITHRSA",
+        TemplateArn="arn:aws:acm-pca:::template/RootCACertificate/V1",
+        Validity={"Value": 10, "Type": "YEARS"},
+    )["CertificateArn"]
+    pem = pca.get_certificate(CertificateAuthorityArn=authority, CertificateArn=root)
+    pca.import_certificate_authority_certificate(
+        CertificateAuthorityArn=authority, Certificate=pem["Certificate"].encode()
+    )
+    acm = make_client(server.endpoint, "acm", account)
+    return acm.request_certificate(
+        DomainName="teller.durable.local", CertificateAuthorityArn=authority
+    )["CertificateArn"]
+
+
 def write_side_state(server: Server, account: str) -> dict:
     """Cloud Map, ACM PCA, SSM and CloudWatch writes; returns what to look for later."""
     cloudmap = make_client(server.endpoint, "servicediscovery", account, inject_host_prefix=False)
@@ -68,6 +90,7 @@ def write_side_state(server: Server, account: str) -> dict:
         Validity={"Value": 30, "Type": "DAYS"},
     )["CertificateArn"]
     certificate = pca.get_certificate(CertificateAuthorityArn=authority, CertificateArn=issued)
+    private = private_acm_certificate(server, account, authority)
     ssm = make_client(server.endpoint, "ssm", account)
     ssm.put_parameter(Name="/durable/password", Value="s3cret", Type="SecureString")
     cloudwatch = make_client(server.endpoint, "cloudwatch", account)
@@ -80,6 +103,7 @@ def write_side_state(server: Server, account: str) -> dict:
         "authority": authority,
         "issued": issued,
         "certificate": certificate["Certificate"],
+        "private": private,
         "metric_time": now,
     }
 
@@ -102,6 +126,16 @@ def read_side_state(server: Server, account: str, written: dict) -> None:
         SigningAlgorithm="SHA256WITHRSA",
         Validity={"Value": 30, "Type": "DAYS"},
     )
+    acm = make_client(server.endpoint, "acm", account)
+    described = acm.describe_certificate(CertificateArn=written["private"])["Certificate"]
+    assert (described["Status"], described["Type"]) == ("ISSUED", "PRIVATE")
+    exported = acm.export_certificate(CertificateArn=written["private"], Passphrase=b"local")
+    chained = x509.load_pem_x509_certificate(exported["Certificate"].encode())
+    authority_pem = pca.get_certificate_authority_certificate(
+        CertificateAuthorityArn=written["authority"]
+    )["Certificate"]
+    ca_certificate = x509.load_pem_x509_certificate(authority_pem.encode())
+    chained.verify_directly_issued_by(ca_certificate)  # still the CA's, after the restart
     ssm = make_client(server.endpoint, "ssm", account)
     parameter = ssm.get_parameter(Name="/durable/password", WithDecryption=True)["Parameter"]
     assert (parameter["Type"], parameter["Value"]) == ("SecureString", "s3cret")
