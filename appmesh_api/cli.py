@@ -152,6 +152,13 @@ def _up(args: argparse.Namespace) -> int:
     def say(line: str) -> None:
         print(line, flush=True)
 
+    if args.replicas < 1 or (args.replicas > 1 and (args.endpoint or args.mesh)):
+        print(
+            "appmesh-local up: --replicas N (1 or more) starts its own control plane for an "
+            "example, so it cannot be combined with --endpoint or --mesh",
+            file=sys.stderr,
+        )
+        return 2
     if args.mesh:
         from appmesh_api.sidecars import run_mesh_sidecars
         from appmesh_api.views.endpoint import default_endpoint
@@ -162,7 +169,7 @@ def _up(args: argparse.Namespace) -> int:
         return run_mesh_sidecars(args.mesh, endpoint, args.mesh_owner, say)
     from appmesh_api.up import run_example
 
-    return run_example(args.example, args.port, args.endpoint, say)
+    return run_example(args.example, args.port, args.endpoint, say, args.replicas)
 
 
 def _mesh_describe(args: argparse.Namespace) -> int:
@@ -566,6 +573,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--endpoint",
         metavar="URL",
         help="use an appmesh-local that is already running instead of starting one",
+    )
+    up.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N control-plane replicas on one DynamoDB table (moto's, started too) on "
+        "--port, --port+1, ...; the sidecars fail over between them (docs/scale-out.md)",
     )
     up.set_defaults(run=_up)
     _add_views(commands)

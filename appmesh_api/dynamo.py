@@ -40,6 +40,7 @@ import asyncio
 import json
 import logging
 import os
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -58,6 +59,23 @@ GAP_GRACE = 5.0  # seconds a missing sequence number is waited for
 PROXY_TTL = 300.0  # a row no replica refreshed for this long is deleted by whoever sees it
 PROXY_REFRESH = 5.0  # a saved registration is written again at most this often
 Token = tuple[tuple[str, str, str, str], str, str]
+
+
+#: moto's server answering one request at a time. A DynamoDB must apply a transaction's
+#: conditions and writes atomically, and moto's threaded server does not (two
+#: TransactWriteItems can both pass one condition), so serving requests in turn is what
+#: makes it a faithful stand-in on one machine (``up --replicas``, the tests).
+SERIAL_MOTO = (
+    "import sys; from werkzeug.serving import make_server; "
+    "from moto.server import DomainDispatcherApplication, create_backend_app; "
+    "make_server('127.0.0.1', int(sys.argv[1]), "
+    "DomainDispatcherApplication(create_backend_app), threaded=False).serve_forever()"
+)
+
+
+def local_dynamodb_command(port: int) -> list[str]:
+    """The command that runs a DynamoDB stand-in (moto, serial) on 127.0.0.1:``port``."""
+    return [sys.executable, "-c", SERIAL_MOTO, str(port)]
 
 
 def parse_store_url(url: str) -> tuple[str, str | None, str | None]:

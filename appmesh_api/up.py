@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ from typing import Literal
 import boto3
 from botocore.config import Config
 
+from appmesh_api.dynamo import local_dynamodb_command
 from appmesh_api.localports import free_port, wait_for_port
 
 MESH = "appmesh-local-colorapp"
@@ -122,7 +124,7 @@ def start_sidecar(
         **tracing_env(plane.xray_daemon),
         "APPMESH_RESOURCE_ARN": f"arn:aws:appmesh:us-east-1:{ACCOUNT}:mesh/{mesh}/virtualNode/"
         + node,
-        "APPMESH_XDS_ENDPOINT": plane.endpoint,
+        "APPMESH_XDS_ENDPOINT": plane.xds_endpoints,
         "APPMESH_INGRESS_PORT": str(ports["ingress"]),
         "APPMESH_EGRESS_PORT": str(ports["egress"]),
         "ENVOY_ADMIN_ACCESS_PORT": str(ports["admin"]),
@@ -167,13 +169,15 @@ def remove_colorapp(appmesh, name: str = MESH) -> bool:
     return True
 
 
-def run_example(example: str, port: int, endpoint: str | None, say: Callable[[str], None]) -> int:
+def run_example(
+    example: str, port: int, endpoint: str | None, say: Callable[[str], None], replicas: int = 1
+) -> int:
     """``up --example NAME``: colorapp (HTTP, the default) or grpc."""
     if example == "grpc":
         from appmesh_api.examples.grpc_demo import run_grpc
 
-        return run_grpc(port, endpoint, say)
-    return run_colorapp(port, endpoint, say)
+        return run_grpc(port, endpoint, say, replicas=replicas)
+    return run_colorapp(port, endpoint, say, replicas=replicas)
 
 
 def wait_for_traffic(url: str, timeout: float = 30) -> dict:
@@ -191,9 +195,15 @@ def wait_for_traffic(url: str, timeout: float = 30) -> dict:
 
 @dataclass
 class ControlPlane:
-    endpoint: str
+    endpoint: str  # the API endpoint ``up`` itself uses (the first replica's)
     xray_daemon: str | None  # host:port of its X-Ray daemon, if it runs one
     reused: bool
+    replicas: tuple[str, ...] = ()  # with --replicas: every replica's endpoint
+
+    @property
+    def xds_endpoints(self) -> str:
+        """``APPMESH_XDS_ENDPOINT`` for the sidecars: every replica, to fail over between."""
+        return ",".join(self.replicas) or self.endpoint
 
 
 def probe(endpoint: str) -> dict | Literal[False] | None:
@@ -210,9 +220,16 @@ def probe(endpoint: str) -> dict | Literal[False] | None:
 
 
 def control_plane(
-    port: int, endpoint: str | None, processes: Processes, say: Callable[[str], None]
+    port: int,
+    endpoint: str | None,
+    processes: Processes,
+    say: Callable[[str], None],
+    replicas: int = 1,
 ) -> ControlPlane:
-    """Use the appmesh-local at ``endpoint`` (or already on ``port``), else start one."""
+    """Use the appmesh-local at ``endpoint`` (or already on ``port``), else start one
+    (or ``replicas`` of them on one DynamoDB)."""
+    if replicas > 1:
+        return start_replicas(port, replicas, processes, say)
     found = probe(endpoint or f"http://127.0.0.1:{port}")
     if endpoint is not None and not found:
         raise RuntimeError(f"no appmesh-local answers at {endpoint}; start one with serve")
@@ -232,6 +249,43 @@ def control_plane(
     return ControlPlane(endpoint, f"127.0.0.1:{daemon_port}", reused=False)
 
 
+def start_replicas(
+    port: int, count: int, processes: Processes, say: Callable[[str], None]
+) -> ControlPlane:
+    """``up --replicas N``: N ``serve`` processes on one DynamoDB table (moto's, in a
+    process of its own), the first one with the X-Ray daemon. Each replica is on
+    ``port + i`` when that is free; the sidecars get every replica's endpoint."""
+    table_port = free_port()
+    moto = processes.start("DynamoDB (moto)", local_dynamodb_command(table_port))
+    wait_for_port(table_port, moto, "moto's DynamoDB")
+    store = f"dynamodb://appmesh-local?endpoint=http://127.0.0.1:{table_port}&region=us-east-1"
+    ports = [_free_or_any(port + index) for index in range(count)]
+    daemon_port = free_port()
+    say(
+        f"[1/4] starting {count} control-plane replicas on one DynamoDB table "
+        f"(moto on :{table_port}); X-Ray daemon on :{daemon_port} (replica 1)"
+    )
+    for index, replica_port in enumerate(ports):
+        command = [sys.executable, "-m", "appmesh_api.cli", "serve", "--port", str(replica_port)]
+        command += ["--in-memory", "--store", store, "--create-table", "--xds-port", "0"]
+        command += ["--xray-daemon-port", str(daemon_port if index == 0 else 0)]
+        process = processes.start(f"replica {index + 1}", command)
+        wait_for_port(replica_port, process, f"replica {index + 1}")
+        say(f"      replica {index + 1}: http://127.0.0.1:{replica_port} (pid {process.pid})")
+    endpoints = tuple(f"http://127.0.0.1:{p}" for p in ports)
+    return ControlPlane(endpoints[0], f"127.0.0.1:{daemon_port}", reused=False, replicas=endpoints)
+
+
+def _free_or_any(port: int) -> int:
+    """``port`` when nothing listens there, else any free port."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return free_port()
+    return port
+
+
 def run_example_mesh(
     mesh: str,
     port: int,
@@ -239,6 +293,7 @@ def run_example_mesh(
     say: Callable[[str], None],
     build: Callable[[ControlPlane, Processes], None],
     stop_after: float | None = None,
+    replicas: int = 1,
 ) -> int:
     """What every ``up`` example shares: a control plane (borrowed or started), a fresh
     ``mesh`` (one an earlier run left is replaced), ``build`` creating the resources and
@@ -247,7 +302,7 @@ def run_example_mesh(
     processes = Processes()
     plane: ControlPlane | None = None
     try:
-        plane = control_plane(port, endpoint, processes, say)
+        plane = control_plane(port, endpoint, processes, say, replicas)
         if remove_colorapp(appmesh_client(plane.endpoint), mesh):
             say(f"      replaced the {mesh} mesh an earlier run left behind")
         build(plane, processes)
@@ -267,7 +322,11 @@ def run_example_mesh(
 
 
 def run_colorapp(
-    port: int, endpoint: str | None, say: Callable[[str], None], stop_after: float | None = None
+    port: int,
+    endpoint: str | None,
+    say: Callable[[str], None],
+    stop_after: float | None = None,
+    replicas: int = 1,
 ) -> int:
     def build(plane: ControlPlane, processes: Processes) -> None:
         endpoint = plane.endpoint
@@ -304,8 +363,10 @@ def run_colorapp(
         say("\nThe gateway's stats cover its last 50 answers (reset: curl .../color/clear).")
         say("Shift all traffic to blue with aws appmesh update-route (see the README), then curl")
         say("again. Press Ctrl-C to stop everything.")
+        if plane.replicas:
+            say("kill -9 a replica's pid (above): the sidecars fail over to the next one.")
 
-    return run_example_mesh(MESH, port, endpoint, say, build, stop_after)
+    return run_example_mesh(MESH, port, endpoint, say, build, stop_after, replicas)
 
 
 def leave_as_found(endpoint: str, say: Callable[[str], None], mesh: str = MESH) -> None:

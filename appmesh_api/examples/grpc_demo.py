@@ -93,7 +93,11 @@ def wait_for_call(egress: int, timeout: float = 30) -> str:
 
 
 def run_grpc(
-    port: int, endpoint: str | None, say: Callable[[str], None], stop_after: float | None = None
+    port: int,
+    endpoint: str | None,
+    say: Callable[[str], None],
+    stop_after: float | None = None,
+    replicas: int = 1,
 ) -> int:
     def build(plane: ControlPlane, processes: Processes) -> None:
         ports = {color: free_port() for color in SERVERS}
@@ -117,4 +121,4 @@ def run_grpc(
         say("\nEvery hop is HTTP/2 (the sidecars' downstream_rq_http2_total counts it). Press")
         say("Ctrl-C to stop everything.")
 
-    return run_example_mesh(MESH, port, endpoint, say, build, stop_after)
+    return run_example_mesh(MESH, port, endpoint, say, build, stop_after, replicas)

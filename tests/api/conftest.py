@@ -5,12 +5,12 @@ talks to it with boto3), so neither store drifts from the other."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
+from appmesh_api.dynamo import local_dynamodb_command
 from appmesh_api.localports import free_port, wait_for_port
 from tests.conftest import Server, start_server
 
@@ -37,25 +37,13 @@ def store_kind(request: pytest.FixtureRequest) -> str:
     return getattr(request, "param", "sqlite")
 
 
-#: moto's server, one request at a time: DynamoDB applies a conditional write to an
-#: item atomically, and moto's threaded server does not (two TransactWriteItems can both
-#: pass one condition), so serving requests in turn is what makes it a faithful DynamoDB.
-MOTO_SERIAL = (
-    "import sys; from werkzeug.serving import make_server; "
-    "from moto.server import DomainDispatcherApplication, create_backend_app; "
-    "make_server('127.0.0.1', int(sys.argv[1]), "
-    "DomainDispatcherApplication(create_backend_app), threaded=False).serve_forever()"
-)
-
-
 @pytest.fixture(scope="session")
 def dynamodb_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """moto's server (real HTTP on 127.0.0.1, its own process) standing in for DynamoDB."""
     port = free_port()
     log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-c", MOTO_SERIAL, str(port)], stdout=log, stderr=subprocess.STDOUT
-    )
+    # Serial moto: see appmesh_api.dynamo.SERIAL_MOTO for why.
+    process = subprocess.Popen(local_dynamodb_command(port), stdout=log, stderr=subprocess.STDOUT)
     wait_for_port(port, process, "moto's server", timeout=30)
     yield f"http://127.0.0.1:{port}"
     process.terminate()

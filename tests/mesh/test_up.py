@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import signal
 import subprocess
@@ -109,3 +111,30 @@ def test_up_next_to_a_running_serve_reuses_it_and_leaves_it_as_found(tmp_path):
         assert MESH not in names, output
     finally:
         control.stop()
+
+
+def test_up_with_three_replicas_survives_a_kill_9_of_the_first(tmp_path):
+    port = free_port()
+    up, url, lines = start_up("--port", str(port), "--replicas", "3")
+    output = "".join(lines)
+    pids = [
+        int(pid) for pid in re.findall(r"replica \d: http://127\.0\.0\.1:\d+ \(pid (\d+)\)", output)
+    ]
+    try:
+        assert len(pids) == 3, output
+        assert {a["color"] for a in colors(url, 30)} == {"white", "blue", "black"}
+        os.kill(pids[0], signal.SIGKILL)
+        # The gateway and tellers' sidecars move to replica 2 and keep every request served.
+        answers = colors(url, 60)
+        assert len(answers) == 60
+        third = make_client(
+            re.search(r"replica 3: (http://\S+)", output).group(1), "appmesh", "123456789012"
+        )
+        nodes = third.list_virtual_nodes(meshName=MESH)["virtualNodes"]
+        assert len(nodes) == 4
+    finally:
+        stop_up(up)
+    for pid in pids[1:]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 0)
+            raise AssertionError(f"replica pid {pid} outlived up")
