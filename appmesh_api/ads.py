@@ -6,7 +6,11 @@ Mesh's did. This server answers ``StreamAggregatedResources`` from the very
 snapshots the REST endpoint serves: a stream subscribes per type URL, gets a
 response whenever its mesh's version moves, ACKs or NACKs by nonce, and a NACKed
 version is never resent. Errors close the stream with App Mesh's gRPC codes
-(3 invalid argument, 5 not found, 8 too many Envoys).
+(3 invalid argument, 5 not found, 7 permission denied, 8 too many Envoys).
+
+It listens in plaintext (``--xds-port``) and, for App Mesh's own Envoy image, which
+reached its management server only over TLS, on ``--xds-tls-port`` (``adstls``); with
+``--verify-signatures`` each stream's ``aws_iam`` signature is verified (``adsauth``).
 """
 
 from __future__ import annotations
@@ -14,15 +18,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import any_pb2, json_format
 
+from appmesh_api.adsauth import authorities, verify_call
+from appmesh_api.adstls import AdsCertificate, local_names
 from appmesh_api.discovery import TYPE_URLS, DiscoveryService, ResolvedNode, XdsError
-from appmesh_api.identity import account_of, parse_credential_scope
+from appmesh_api.frontdoor.refusals import Refusal
+from appmesh_api.identity import account_of, parse_credential_scope, signing_secret
 from appmesh_api.settings import Settings
 from envoy_bootstrap.validate import parse_resource
 
@@ -133,11 +140,17 @@ class _Stream:
 
 
 class AggregatedDiscovery(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
-    """The ADS servicer over a DiscoveryService."""
+    """The ADS servicer over a DiscoveryService.
 
-    def __init__(self, discovery: DiscoveryService, settings: Settings) -> None:
+    ``hosts`` are the authorities a signed call may have been made to (``adsauth``).
+    """
+
+    def __init__(
+        self, discovery: DiscoveryService, settings: Settings, hosts: Sequence[str] = ()
+    ) -> None:
         self.discovery = discovery
         self.settings = settings
+        self.hosts = tuple(hosts)
 
     async def StreamAggregatedResources(
         self, request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest], context
@@ -178,35 +191,58 @@ class AggregatedDiscovery(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
 
         App Mesh's Envoy signed its stream (the ``aws_iam`` call credentials); a stream
         without a credential scope is refused before any request is read. Under
-        ``--verify-signatures`` the signature itself would have to be checked, which
-        appmesh-local does not do for gRPC yet, so such streams are refused outright.
+        ``--verify-signatures`` the signature must hold for the call (``adsauth``), with
+        the credentials the front door checks API calls with.
         """
         scope = parse_credential_scope(metadata.get("authorization"))
         if scope is None:
             return XdsError(403, 7, XDS_UNSIGNED)
         if self.settings.verify_signatures:
-            return XdsError(
-                403,
-                7,
-                "appmesh-local cannot verify gRPC ADS signatures yet; with --verify-signatures "
-                "use REST xDS (/v3/discovery:<type>), which appmesh-proxy speaks",
-            )
+            try:
+                verify_call(metadata, self.hosts, self._secret_for)
+            except Refusal as refusal:
+                return XdsError(403, 7, f"{refusal.codes[0]}: {refusal.message}")
         return account_of(scope.access_key, self.settings)
+
+    def _secret_for(self, access_key: str) -> str | None:
+        return signing_secret(access_key, self.settings)
+
+
+def ads_hosts(settings: Settings, certificate: AdsCertificate | None) -> tuple[str, ...]:
+    """The authorities a signed ADS call may name: this machine's names, the certificate's
+    and ``--xds-tls-name``'s, at the ADS ports (or bare, for port 443)."""
+    names = local_names(settings.xds_host, settings.xds_tls_names)
+    if certificate is not None:
+        names += certificate.names
+    ports = (settings.xds_port, settings.xds_tls_port)
+    return authorities([*names, *settings.xds_tls_names], ports)
 
 
 async def start_ads_server(
-    discovery: DiscoveryService, settings: Settings, host: str, port: int
+    discovery: DiscoveryService, settings: Settings, certificate: AdsCertificate | None = None
 ) -> grpc.aio.Server:
-    """Start the gRPC ADS server on ``host:port`` in the running event loop."""
+    """Start gRPC ADS in the running event loop: plaintext on ``--xds-port`` and, with a
+    certificate, TLS on ``--xds-tls-port`` (either may be 0, off)."""
     server = grpc.aio.server()
-    ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
-        AggregatedDiscovery(discovery, settings), server
-    )
-    bound = server.add_insecure_port(f"{host}:{port}")
-    if bound == 0:
-        raise OSError(
-            f"cannot bind the xDS gRPC port {host}:{port}; choose another with --xds-port"
-        )
+    servicer = AggregatedDiscovery(discovery, settings, ads_hosts(settings, certificate))
+    ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(servicer, server)
+    host = settings.xds_host
+    if settings.xds_port:
+        _bound(server.add_insecure_port(f"{host}:{settings.xds_port}"), host, settings.xds_port)
+        log.info("xDS (gRPC ADS) on %s:%d", host, settings.xds_port)
+    if settings.xds_tls_port and certificate is not None:
+        credentials = grpc.ssl_server_credentials([(certificate.key_pem, certificate.chain_pem)])
+        port = settings.xds_tls_port
+        _bound(server.add_secure_port(f"{host}:{port}", credentials), host, port)
+        names = ", ".join(certificate.names)
+        log.info("xDS (gRPC ADS over TLS) on %s:%d for %s", host, port, names)
     await server.start()
-    log.info("xDS (gRPC ADS) on %s:%d", host, bound)
     return server
+
+
+def _bound(port: int, host: str, wanted: int) -> None:
+    if port == 0:
+        raise OSError(
+            f"cannot bind the xDS gRPC port {host}:{wanted}; choose another with --xds-port "
+            "or --xds-tls-port"
+        )

@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, Response
 
 from appmesh_api import cloudformation, protocol
 from appmesh_api.ads import XDS_UNSIGNED, start_ads_server
+from appmesh_api.adstls import load_or_issue
 from appmesh_api.changefeed import ChangeFeed
 from appmesh_api.cloudformation import bridge as cloudformation_bridge
 from appmesh_api.console.site import install as install_console
@@ -238,6 +239,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # X-Ray is answered by appmesh-local itself, unless side services go to --aws-endpoint.
     xray = None if settings.aws_endpoint else XRayService(_xray_state(settings))
 
+    # Issued (or read) now, so a bad --xds-tls-cert fails `serve` before it listens.
+    ads_certificate = load_or_issue(settings) if settings.xds_tls_port else None
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         where = settings.store or settings.data_dir or "memory (--in-memory)"
@@ -260,10 +264,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         follower = asyncio.create_task(follow(feed.publish)) if follow else None
         proxies = asyncio.create_task(app.state.discovery.follow_proxies())
         ads = None
-        if settings.xds_port:
-            ads = await start_ads_server(
-                app.state.discovery, settings, settings.xds_host, settings.xds_port
-            )
+        if settings.xds_port or settings.xds_tls_port:
+            ads = await start_ads_server(app.state.discovery, settings, ads_certificate)
         xray_daemon = None
         if settings.xray_daemon_port:
             xray_daemon = await start_embedded(settings, xray)
@@ -303,6 +305,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.ads_certificate = ads_certificate
     app.state.store = store
     app.state.feed = feed
     app.state.service = service
@@ -320,6 +323,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "side_services": side,
             "xray_daemon": daemon or None,  # where sidecars send segments (up reads it)
         }
+
+    @app.get("/_appmesh/ads-ca.pem")
+    async def ads_ca() -> Response:
+        """The CA a task trusts to reach gRPC ADS over TLS (``--xds-tls-port``)."""
+        if ads_certificate is None or ads_certificate.ca_pem is None:
+            reason = (
+                "gRPC ADS over TLS is off; start serve with --xds-tls-port PORT"
+                if ads_certificate is None
+                else "the ADS certificate was given with --xds-tls-cert: trust its issuer"
+            )
+            return JSONResponse({"message": reason}, status_code=404)
+        return Response(ads_certificate.ca_pem, media_type="application/x-pem-file")
 
     @app.get("/_appmesh/meshes/{mesh_name}/version")
     async def mesh_version(

@@ -13,9 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from appmesh_api.settings import Settings, default_data_dir, parse_pairs, parse_quotas
+from envoy_bootstrap.image_ads import IMAGE_ROOT_CERTS
 
 DEFAULT_PORT = 4567
 DEFAULT_GRPC_PORT = 15010
+DEFAULT_ADS_TLS_PORT = 15011  # what docs/xds.md suggests for serve --xds-tls-port
 DEFAULT_XRAY_DAEMON_PORT = 2000
 
 
@@ -38,6 +40,10 @@ def _serve(args: argparse.Namespace) -> int:
             create_table=args.create_table or None,
             xds_host=args.host,
             xds_port=args.xds_port,
+            xds_tls_port=args.xds_tls_port,
+            xds_tls_cert=args.xds_tls_cert,
+            xds_tls_key=args.xds_tls_key,
+            xds_tls_names=list(args.xds_tls_name or ()),
             self_endpoint=f"http://{_reachable(args.host)}:{args.port}",
             xray_daemon_host=args.host,
             xray_daemon_port=args.xray_daemon_port,
@@ -57,15 +63,20 @@ def _serve(args: argparse.Namespace) -> int:
             )
         for item in args.quota or ():
             settings.quotas.update(parse_quotas(item))
+        if bool(args.xds_tls_cert) != bool(args.xds_tls_key):
+            raise ValueError("--xds-tls-cert and --xds-tls-key go together")
+        if args.xds_tls_cert and not args.xds_tls_port:
+            raise ValueError("--xds-tls-cert needs --xds-tls-port PORT to serve it on")
+        logging.basicConfig(
+            level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        # moto's CloudFormation custom resources and Step Functions call back to
+        # localhost:MOTO_PORT.
+        os.environ.setdefault("MOTO_PORT", str(args.port))
+        app = create_app(settings)
     except ValueError as exc:
         print(f"appmesh-local: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # moto's CloudFormation custom resources and Step Functions call back to localhost:MOTO_PORT.
-    os.environ.setdefault("MOTO_PORT", str(args.port))
-    app = create_app(settings)
     endpoint = f"http://{args.host}:{args.port}"
     print(f"appmesh-local: App Mesh API and AWS side services on {endpoint}", flush=True)
     if args.xds_port:
@@ -74,6 +85,8 @@ def _serve(args: argparse.Namespace) -> int:
             f"{args.host}:{args.xds_port}",
             flush=True,
         )
+    if args.xds_tls_port:
+        _print_ads_tls(args, endpoint, app.state.ads_certificate)
     if args.xray_daemon_port:
         print(
             f"  X-Ray daemon for SDKs and Envoy: udp+tcp {args.host}:{args.xray_daemon_port}",
@@ -100,6 +113,40 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_ads_tls(args: argparse.Namespace, endpoint: str, certificate) -> None:
+    """Where the TLS ADS port is, and what a task must trust to reach it."""
+    print(
+        f"  gRPC ADS over TLS (App Mesh's Envoy image) on {args.host}:{args.xds_tls_port}, "
+        f"certificate for {', '.join(certificate.names)}",
+        flush=True,
+    )
+    if certificate.ca_pem is not None:
+        where = certificate.ca_path or "memory only (--in-memory)"
+        print(
+            f"    its CA: {where}; also GET {endpoint}/_appmesh/ads-ca.pem or "
+            "`appmesh-local ads-ca`",
+            flush=True,
+        )
+
+
+def _ads_ca(args: argparse.Namespace) -> int:
+    """Print the CA of a running server's TLS ADS port, for a task to trust."""
+    import urllib.error
+    import urllib.request
+
+    url = f"{args.endpoint.rstrip('/')}/_appmesh/ads-ca.pem"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            sys.stdout.write(reply.read().decode())
+    except urllib.error.HTTPError as error:
+        print(f"appmesh-local ads-ca: {error.read().decode()}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"appmesh-local ads-ca: cannot reach {url}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _bootstrap(args: argparse.Namespace) -> int:
     """Print the Envoy bootstrap App Mesh's Envoy image would build from this environment."""
     import json
@@ -111,7 +158,12 @@ def _bootstrap(args: argparse.Namespace) -> int:
     if args.resource_arn:
         env["APPMESH_RESOURCE_ARN"] = args.resource_arn
     try:
-        bootstrap = build_bootstrap(env, args.xds_endpoint)
+        endpoint = args.xds_endpoint or (
+            f"127.0.0.1:{DEFAULT_ADS_TLS_PORT}"
+            if args.like_appmesh_image
+            else f"127.0.0.1:{DEFAULT_GRPC_PORT}"
+        )
+        bootstrap = build_bootstrap(env, endpoint, args.like_appmesh_image, args.xds_ca_file)
         parse_bootstrap(bootstrap)
     except ValueError as exc:
         print(f"appmesh-local bootstrap: {exc}", file=sys.stderr)
@@ -396,6 +448,32 @@ def _add_security_options(serve: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_ads_tls_options(serve: argparse.ArgumentParser) -> None:
+    """gRPC ADS over TLS, for App Mesh's own Envoy image (docs/xds.md)."""
+    serve.add_argument(
+        "--xds-tls-port",
+        type=int,
+        default=0,
+        metavar="PORT",
+        help="also serve gRPC ADS over TLS on PORT, as App Mesh's Envoy image needs "
+        "(default 0: off; 15011 is a good choice)",
+    )
+    serve.add_argument(
+        "--xds-tls-cert",
+        metavar="PEM",
+        help="certificate chain for --xds-tls-port (default: one issued at start by a local "
+        "CA kept in DATA_DIR/ads-tls; `appmesh-local ads-ca` prints that CA)",
+    )
+    serve.add_argument("--xds-tls-key", metavar="PEM", help="private key of --xds-tls-cert")
+    serve.add_argument(
+        "--xds-tls-name",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="another name tasks reach ADS by, added to the issued certificate and accepted "
+        "as the host a signed ADS call names (repeatable)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="appmesh-local",
@@ -464,6 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="port of the gRPC ADS server for Envoy proxies (default %(default)s; 0 turns it "
         "off). REST xDS is always on the main port at /v3/discovery:<type>",
     )
+    _add_ads_tls_options(serve)
     serve.add_argument(
         "--xray-daemon-port",
         type=int,
@@ -534,10 +613,35 @@ def build_parser() -> argparse.ArgumentParser:
     bootstrap.add_argument(
         "--xds-endpoint",
         metavar="HOST:PORT",
-        default=f"127.0.0.1:{DEFAULT_GRPC_PORT}",
-        help="where the proxy reaches appmesh-local's xDS server (default %(default)s)",
+        help=f"where the proxy reaches appmesh-local's xDS server (default "
+        f"127.0.0.1:{DEFAULT_GRPC_PORT}, or 127.0.0.1:{DEFAULT_ADS_TLS_PORT} with "
+        "--like-appmesh-image)",
+    )
+    bootstrap.add_argument(
+        "--like-appmesh-image",
+        action="store_true",
+        help="reach ADS as App Mesh's Envoy image did: Google gRPC over TLS with the "
+        "envoy.grpc_credentials.aws_iam call credentials (service appmesh, AWS_REGION), for "
+        "serve --xds-tls-port",
+    )
+    bootstrap.add_argument(
+        "--xds-ca-file",
+        metavar="PEM",
+        default=IMAGE_ROOT_CERTS,
+        help="with --like-appmesh-image: the CA bundle Envoy trusts for ADS (default the "
+        "image's %(default)s; `appmesh-local ads-ca` prints appmesh-local's CA)",
     )
     bootstrap.set_defaults(run=_bootstrap)
+
+    ads_ca = commands.add_parser(
+        "ads-ca",
+        help="print the CA that a task trusts to reach gRPC ADS over TLS",
+        description="Print, as PEM, the local CA that issued the certificate of a running "
+        "serve --xds-tls-port (kept in DATA_DIR/ads-tls/ca.pem), for a task to trust: add it "
+        "to /etc/pki/tls/cert.pem or point bootstrap --xds-ca-file at it.",
+    )
+    _endpoint_option(ads_ca)
+    ads_ca.set_defaults(run=_ads_ca)
 
     up = commands.add_parser(
         "up",

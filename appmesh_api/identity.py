@@ -56,6 +56,16 @@ def account_of(access_key: str, settings: Settings) -> str:
     return encoded_account(access_key) or settings.default_account
 
 
+def signing_secret(access_key: str, settings: Settings) -> str | None:
+    """The secret a signature by ``access_key`` is checked with (``--verify-signatures``):
+    a configured key's, or for an account id the per-process secret the control plane signs
+    its own calls with. The front door and gRPC ADS share this one source."""
+    known = settings.credentials.get(access_key)
+    if known is None and _ACCOUNT_ID.fullmatch(access_key):
+        return settings.internal_secret
+    return known
+
+
 def encoded_account(access_key: str) -> str | None:
     """The account an STS temporary key id encodes (AWS's scheme, which moto's STS follows):
     characters 5-12 are base32 of account // 2 plus an offset, the 13th its parity."""

@@ -70,6 +70,12 @@ class Settings:
     quotas: dict[str, int] = field(default_factory=dict)
     xds_host: str = "127.0.0.1"
     xds_port: int = 15010  # gRPC ADS for real Envoys; 0 turns it off
+    xds_tls_port: int = 0  # gRPC ADS over TLS (App Mesh's Envoy image); 0: off
+    xds_tls_cert: str | None = None  # PEM chain for the TLS port; None: issued by a local CA
+    xds_tls_key: str | None = None
+    #: more names (HOST or HOST:PORT) tasks reach ADS by: in the issued certificate, and
+    #: accepted as the authority an ADS call's signature covers
+    xds_tls_names: list[str] = field(default_factory=list)
     self_endpoint: str | None = None  # this server's own URL (for calls to embedded services)
     xray_daemon_host: str = "127.0.0.1"
     xray_daemon_port: int = 2000  # UDP+TCP X-Ray daemon for SDKs and Envoy; 0 turns it off

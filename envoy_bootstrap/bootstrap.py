@@ -8,6 +8,8 @@ because we point Envoy at appmesh-local rather than at App Mesh's regional endpo
   ``appmesh-envoy-management.<region>.amazonaws.com:443``). The API stays gRPC ADS, v3,
   which a real Envoy needs; ``https://`` endpoints get TLS. ``APPMESH_XDS_ENDPOINT`` may
   list several replicas (comma-separated): one ``lb_endpoints`` entry each.
+  ``like_appmesh_image`` keeps the image's ``google_grpc`` with TLS and SigV4 instead
+  (``image_ads.py``).
 - File-based overrides (``ENVOY_CONFIG_FILE``, ``ENVOY_RESOURCES_CONFIG_FILE``, the
   tracing/stats config files) need file reads; we leave the generated section out when
   one is named, like the image, and leave the merge to the caller.
@@ -34,6 +36,7 @@ from envoy_bootstrap import envoy_types as types
 from envoy_bootstrap import names, observability
 from envoy_bootstrap.clusters import http2_protocol_options, is_ip
 from envoy_bootstrap.envvars import Env, mesh_resource
+from envoy_bootstrap.image_ads import IMAGE_ROOT_CERTS, image_ads_service
 
 ADMIN_ACCESS_LOG = "/tmp/envoy_admin_access.log"
 ADMIN_PORT = 9901
@@ -50,8 +53,17 @@ def xds_endpoint(env: Mapping[str, str], default: str) -> str:
     return Env(env).or_("APPMESH_XDS_ENDPOINT", default)
 
 
-def build_bootstrap(env: Mapping[str, str], xds_endpoint: str) -> dict[str, Any]:
+def build_bootstrap(
+    env: Mapping[str, str],
+    xds_endpoint: str,
+    like_appmesh_image: bool = False,
+    root_certs: str = IMAGE_ROOT_CERTS,
+) -> dict[str, Any]:
     """Build the bootstrap for the proxy described by ``env`` (its environment).
+
+    ``like_appmesh_image`` reaches ADS as the image did (``image_ads.py``: Google gRPC over
+    TLS trusting ``root_certs``, signed by the ``aws_iam`` call credentials) instead of
+    through ``xds_cluster``.
 
     Raises ``ValueError`` where the App Mesh image refused to start: no node id, a node
     id that is not ``[arn:...:]mesh/<mesh>/<type>/<name>``, a malformed number, boolean,
@@ -65,11 +77,16 @@ def build_bootstrap(env: Mapping[str, str], xds_endpoint: str) -> dict[str, Any]
         raise ValueError("APPMESH_RESOURCE_ARN environment variable must be set.")
     resource = mesh_resource(node_id)
     tracing, tracer_clusters = observability.tracing(values, resource)
+    static = _static_clusters(values, xds_endpoint)
+    ads = None
+    if like_appmesh_image:
+        static = static[1:]  # the image had no xds_cluster: Google gRPC dials target_uri
+        ads = image_ads_service(values, xds_endpoint, root_certs)
     bootstrap: dict[str, Any] = {
         "node": _node(values, node_id),
         "admin": _admin(values),
-        "static_resources": {"clusters": _static_clusters(values, xds_endpoint) + tracer_clusters},
-        "dynamic_resources": _dynamic_resources(values, node_id),
+        "static_resources": {"clusters": static + tracer_clusters},
+        "dynamic_resources": _dynamic_resources(values, node_id, ads),
         "cluster_manager": {
             "outlier_detection": {
                 "event_log_path": values.or_(
@@ -155,11 +172,14 @@ def _admin(env: Env) -> dict[str, Any]:
     }
 
 
-def _dynamic_resources(env: Env, node_id: str) -> dict[str, Any]:
-    """LDS and CDS over ADS (routes, endpoints and secrets follow from them)."""
+def _dynamic_resources(
+    env: Env, node_id: str, grpc_service: dict[str, Any] | None
+) -> dict[str, Any]:
+    """LDS and CDS over ADS (routes, endpoints and secrets follow from them); ADS through
+    ``xds_cluster`` unless ``grpc_service`` says otherwise."""
     timeout = env.integer("ENVOY_INITIAL_FETCH_TIMEOUT", 0)
     source = {"ads": {}, "initial_fetch_timeout": f"{timeout}s", "resource_api_version": "V3"}
-    grpc_service = {
+    grpc_service = grpc_service or {
         "envoy_grpc": {"cluster_name": names.XDS_CLUSTER},
         "initial_metadata": [{"key": "authorization", "value": _account_claim(env, node_id)}],
     }
@@ -171,10 +191,11 @@ def _account_claim(env: Env, node_id: str) -> str:
     """A SigV4-shaped ``authorization`` naming the node's account, sent on every ADS call.
 
     appmesh-local serves a node's config only to its own account, read from the credential
-    scope (App Mesh checked ``appmesh:StreamAggregatedResources`` on the node's ARN). A
-    plain Envoy here has no ``aws_iam`` call credentials (they need a TLS channel), so it
-    states its account in static metadata instead: a scope with no real signature, which
-    a control plane started with ``--verify-signatures`` refuses.
+    scope (App Mesh checked ``appmesh:StreamAggregatedResources`` on the node's ARN). This
+    plaintext ``envoy_grpc`` channel cannot carry the ``aws_iam`` call credentials (gRPC
+    sends them only over TLS; ``like_appmesh_image`` does that), so it states its account
+    in static metadata instead: a scope with no real signature, which a control plane
+    started with ``--verify-signatures`` refuses.
     """
     parts = node_id.split(":")
     account = parts[4] if node_id.startswith("arn:") and len(parts) > 4 else ""

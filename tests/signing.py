@@ -44,3 +44,36 @@ def proxies_of(endpoint: str, account: str) -> list[dict[str, Any]]:
     request = urllib.request.Request(url, headers=signed_headers("GET", url, b"", account))
     with urllib.request.urlopen(request, timeout=5) as reply:
         return list(json.loads(reply.read())["proxies"])
+
+
+ADS_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def aws_iam_metadata(
+    url: str, key: str, secret: str, region: str = "us-east-1", token: str | None = None
+) -> tuple[tuple[str, str], ...]:
+    """The call metadata Envoy's ``envoy.grpc_credentials.aws_iam`` plugin sends for a gRPC
+    call to ``url`` (``https://<authority><path>``): a bodiless ``POST`` signed for
+    ``appmesh`` with botocore, covering host, ``x-amz-content-sha256`` (of nothing) and
+    ``x-amz-date`` (and the session token), sent with lower-case names as gRPC needs."""
+    request = AWSRequest(method="POST", url=url, headers={"X-Amz-Content-SHA256": EMPTY_SHA256})
+    SigV4Auth(Credentials(key, secret, token), "appmesh", region).add_auth(request)
+    return tuple((name.lower(), value) for name, value in request.headers.items())
+
+
+class AwsIamPlugin:
+    """A grpcio call-credentials plugin that signs each call as Envoy's ``aws_iam`` does:
+    over ``service_url/method_name``, the URL gRPC core gives every call-credentials
+    plugin (``https://<authority without :443><service>``)."""
+
+    def __init__(self, key: str, secret: str, host: str | None = None) -> None:
+        self.key, self.secret, self.host = key, secret, host
+        self.signed_urls: list[str] = []
+
+    def __call__(self, context: Any, callback: Any) -> None:
+        url = f"{context.service_url}/{context.method_name}"
+        if self.host is not None:  # a signature made for another endpoint
+            url = f"https://{self.host}{ADS_METHOD}"
+        self.signed_urls.append(url)
+        callback(aws_iam_metadata(url, self.key, self.secret), None)

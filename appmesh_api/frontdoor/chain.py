@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,11 +24,16 @@ from appmesh_api.frontdoor import limits, refusals
 from appmesh_api.frontdoor.regions import is_known_region
 from appmesh_api.frontdoor.signatures import SignedRequest, verify
 from appmesh_api.frontdoor.wire import Protocol, Reply, protocol_of, render_error
-from appmesh_api.identity import Caller, CredentialScope, caller_of, parse_credential_scope
+from appmesh_api.identity import (
+    Caller,
+    CredentialScope,
+    caller_of,
+    parse_credential_scope,
+    signing_secret,
+)
 from appmesh_api.settings import Settings
 
 log = logging.getLogger("appmesh_local.frontdoor")
-_ACCOUNT_ID = re.compile(r"\d{12}")
 _MOTO_ACCOUNT = b"x-moto-account-id"
 
 
@@ -147,11 +151,7 @@ class FrontDoor:
         verify(signed, self._secret_for)
 
     def _secret_for(self, access_key: str) -> str | None:
-        """A configured key's secret; an account id signs the control plane's own calls."""
-        known = self.settings.credentials.get(access_key)
-        if known is None and _ACCOUNT_ID.fullmatch(access_key):
-            return self.settings.internal_secret
-        return known
+        return signing_secret(access_key, self.settings)
 
     async def dispatch(self, exchange: Exchange, send: Send) -> None:
         target = _target(exchange)

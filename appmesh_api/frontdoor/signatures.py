@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from hashlib import sha256
@@ -43,9 +43,18 @@ class SignedRequest:
 
 
 def verify(
-    request: SignedRequest, secret_for: Callable[[str], str | None], now: datetime | None = None
+    request: SignedRequest,
+    secret_for: Callable[[str], str | None],
+    now: datetime | None = None,
+    hosts: Sequence[str] | None = None,
 ) -> None:
-    """Raise a :class:`~appmesh_api.frontdoor.refusals.Refusal` unless the signature holds."""
+    """Raise a :class:`~appmesh_api.frontdoor.refusals.Refusal` unless the signature holds.
+
+    ``hosts`` are the values the signed ``host`` header may have had, for a request whose
+    host is not among its headers (a gRPC call's ``:authority``, which gRPC Python does
+    not show a server); the signature must hold for one of them. Without it the request's
+    own ``host`` header is used.
+    """
     lower = {name.lower(): value for name, value in request.headers}
     authorization = lower.get("authorization")
     if authorization is None:
@@ -63,10 +72,15 @@ def verify(
         raise refusals.unrecognized_client(access_key)
     timestamp = lower.get("x-amz-date", "")
     _check_clock(timestamp, now or datetime.now(UTC))
-    expected = _signature(
-        request, lower, parsed["signed"], timestamp, (access_key, secret), region, service
-    )
-    if not hmac.compare_digest(expected, parsed["signature"]):
+    candidates = (lower.get("host"),) if hosts is None else tuple(hosts)
+    key = (access_key, secret)
+    if not any(
+        hmac.compare_digest(
+            _signature(request, lower, parsed["signed"], timestamp, key, region, service, host),
+            parsed["signature"],
+        )
+        for host in candidates
+    ):
         raise refusals.invalid_signature()
     if not timestamp.startswith(date):
         raise refusals.invalid_signature("The credential scope's date is not X-Amz-Date's.")
@@ -90,14 +104,16 @@ def _signature(
     key: tuple[str, str],
     region: str,
     service: str,
+    host: str | None,
 ) -> str:
     names = signed.split(";")
     headers = {name: lower.get(name, "") for name in names}
-    host = lower.get("host", "localhost")
+    if host is not None and "host" in headers:
+        headers["host"] = host
     query = f"?{request.query}" if request.query else ""
     aws = AWSRequest(
         method=request.method,
-        url=f"http://{host}{request.raw_path}{query}",
+        url=f"http://{host or 'localhost'}{request.raw_path}{query}",
         headers=headers,
         data=request.body,
     )

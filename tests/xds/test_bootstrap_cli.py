@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+from envoy.config.grpc_credential.v3 import aws_iam_pb2
+
 from envoy_bootstrap.validate import parse_bootstrap
 
 ARN = "arn:aws:appmesh:us-east-1:123456789012:mesh/demo/virtualNode/blue"
@@ -69,3 +71,52 @@ def test_bootstrap_without_an_identity_says_what_to_set():
     result = run_bootstrap()
     assert result.returncode == 2
     assert "--resource-arn" in result.stderr
+
+
+def test_like_appmesh_image_reaches_ads_with_google_grpc_tls_and_aws_iam():
+    """The image's ADS service: no xds_cluster, Google gRPC over TLS, SigV4 per call."""
+    result = run_bootstrap(
+        "--resource-arn",
+        ARN,
+        "--like-appmesh-image",
+        "--xds-endpoint",
+        "appmesh-local.internal:15011",
+        "--xds-ca-file",
+        "/etc/appmesh-local/ads-ca.pem",
+        AWS_REGION="eu-west-1",
+    )
+    assert result.returncode == 0, result.stderr
+    bootstrap = json.loads(result.stdout)
+    parsed = parse_bootstrap(bootstrap)  # Envoy's own Bootstrap proto, typed_config included
+    (service,) = parsed.dynamic_resources.ads_config.grpc_services
+    google = service.google_grpc
+    assert google.target_uri == "appmesh-local.internal:15011"
+    assert google.stat_prefix == "ads"
+    roots = google.channel_credentials.ssl_credentials.root_certs
+    assert roots.filename == "/etc/appmesh-local/ads-ca.pem"
+    assert google.credentials_factory_name == "envoy.grpc_credentials.aws_iam"
+    (plugin,) = google.call_credentials
+    assert plugin.from_plugin.name == "envoy.grpc_credentials.aws_iam"
+    iam = aws_iam_pb2.AwsIamConfig()
+    assert plugin.from_plugin.typed_config.Unpack(iam)
+    assert (iam.service_name, iam.region) == ("appmesh", "eu-west-1")
+    assert google.channel_args.args["grpc.keepalive_time_ms"].int_value == 10000
+    assert not service.HasField("envoy_grpc") and not list(service.initial_metadata)
+    names = [c["name"] for c in bootstrap["static_resources"]["clusters"]]
+    assert "xds_cluster" not in names
+    assert bootstrap["node"]["id"] == ARN
+
+
+def test_like_appmesh_image_defaults_to_the_images_trust_store_and_signing_name():
+    result = run_bootstrap(
+        "--resource-arn", ARN, "--like-appmesh-image", APPMESH_SIGNING_NAME="appmesh-preview"
+    )
+    assert result.returncode == 0, result.stderr
+    google = json.loads(result.stdout)["dynamic_resources"]["ads_config"]["grpc_services"][0]
+    google = google["google_grpc"]
+    assert google["target_uri"] == "127.0.0.1:15011"
+    assert google["channel_credentials"]["ssl_credentials"]["root_certs"] == {
+        "filename": "/etc/pki/tls/cert.pem"
+    }
+    iam = google["call_credentials"][0]["from_plugin"]["typed_config"]
+    assert iam["service_name"] == "appmesh-preview"
