@@ -188,9 +188,7 @@ def test_the_plaintext_port_accepts_the_same_signature(guarded: Guarded) -> None
     assert _stream(channel, guarded.arn(), forged) == grpc.StatusCode.PERMISSION_DENIED
 
 
-def test_the_ca_is_exported_and_kept_across_restarts(
-    guarded: Guarded, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+def test_the_ca_is_exported(guarded: Guarded) -> None:
     url = f"{guarded.server.endpoint}/_appmesh/ads-ca.pem"
     with urllib.request.urlopen(url, timeout=5) as reply:
         assert reply.read() == guarded.ca_pem
@@ -201,14 +199,32 @@ def test_the_ca_is_exported_and_kept_across_restarts(
         check=True,
     )
     assert printed.stdout == guarded.ca_pem
-    data = guarded.server.data_dir
-    assert data is not None
-    tls_port = free_port()
-    again = _serve(tmp_path_factory.mktemp("again"), data, tls_port, guarded.account, new_account())
+
+
+def test_the_ca_a_task_trusts_survives_a_restart(tmp_path: Path) -> None:
+    """The CA stays in the data directory; the restarted server's new certificate is
+    issued by it, so a task that trusted it before still connects and is verified."""
+    account, other, data = new_account(), new_account(), tmp_path / "data"
+    first = _serve(tmp_path, data, free_port(), account, other)
     try:
-        assert (data / "ads-tls" / "ca.pem").read_bytes() == guarded.ca_pem
-        channel = lambda: _tls_channel(tls_port, guarded.ca_pem, AwsIamPlugin(KEY, SECRET))  # noqa: E731
-        assert _stream(channel, guarded.arn()) == LISTENER
+        appmesh = boto3.client(
+            "appmesh",
+            endpoint_url=first.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=KEY,
+            aws_secret_access_key=SECRET,
+        )
+        build_mesh(appmesh, "prey")
+        trusted = (data / "ads-tls" / "ca.pem").read_bytes()
+    finally:
+        first.stop()
+    tls_port = free_port()
+    again = _serve(tmp_path, data, tls_port, account, other)
+    try:
+        assert (data / "ads-tls" / "ca.pem").read_bytes() == trusted
+        arn = f"arn:aws:appmesh:us-east-1:{account}:mesh/prey/virtualNode/blue"
+        channel = lambda: _tls_channel(tls_port, trusted, AwsIamPlugin(KEY, SECRET))  # noqa: E731
+        assert _stream(channel, arn) == LISTENER
     finally:
         again.stop()
 
@@ -262,3 +278,16 @@ def test_signed_stream_setup_costs_little(guarded: Guarded) -> None:
         assert _stream(_signed(guarded), guarded.arn()) == LISTENER
     per_stream = (time.perf_counter() - start) / 5
     assert per_stream < 1.0, f"{per_stream * 1000:.0f} ms per signed TLS stream"
+
+
+def test_a_session_token_is_signed_along(guarded: Guarded) -> None:
+    """Task-role credentials carry a session token, which the plugin signs as
+    ``x-amz-security-token``; changing it after signing breaks the signature."""
+    port = guarded.server.xds_port
+    url = f"http://127.0.0.1:{port}{ADS_METHOD}"
+    metadata = aws_iam_metadata(url, KEY, SECRET, token="session-token")
+    assert ("x-amz-security-token", "session-token") in metadata
+    channel = lambda: grpc.aio.insecure_channel(f"127.0.0.1:{port}")  # noqa: E731
+    assert _stream(channel, guarded.arn(), metadata) == LISTENER
+    swapped = tuple((k, "another-token" if k == "x-amz-security-token" else v) for k, v in metadata)
+    assert _stream(channel, guarded.arn(), swapped) == grpc.StatusCode.PERMISSION_DENIED
