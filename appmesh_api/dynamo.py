@@ -41,6 +41,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -122,6 +123,11 @@ class DynamoStore(SqliteStore):
         self._applied: set[int] = set()
         self._gaps: dict[int, float] = {}
         self._proxy_rows: dict[str, float] = {}  # sk -> when this replica last wrote it
+        self._proxy_pending: list[tuple[str, str, str]] | None = None  # newest unsaved rows
+        self._proxy_lock = threading.Lock()
+        self._proxy_wake = threading.Event()
+        self._proxy_writer: threading.Thread | None = None
+        self._closing = False
         self._ensure_table(create_table)
         super().__init__(None)
 
@@ -430,6 +436,36 @@ class DynamoStore(SqliteStore):
 
     # -- proxies and kube objects ----------------------------------------------------
     def save_proxies(self, rows: list[tuple[str, str, str]]) -> None:
+        """Hand this replica's registrations to the writer thread and return at once.
+
+        The caller is the event loop (a proxy's first request, the 10 s sweep), which
+        must not wait for one DynamoDB write per proxy. Only the newest rows count: a
+        save made while the writer is busy replaces one not yet written.
+        """
+        with self._proxy_lock:
+            self._proxy_pending = list(rows)
+            if self._proxy_writer is None:
+                self._proxy_writer = threading.Thread(
+                    target=self._write_proxies_forever, name="proxy-registrations", daemon=True
+                )
+                self._proxy_writer.start()
+        self._proxy_wake.set()
+
+    def _write_proxies_forever(self) -> None:
+        while True:
+            self._proxy_wake.wait()
+            self._proxy_wake.clear()
+            with self._proxy_lock:
+                rows, self._proxy_pending = self._proxy_pending, None
+            if rows is not None:
+                try:
+                    self._write_proxies(rows)
+                except Exception:  # DynamoDB unreachable: the next save tries again
+                    log.exception("could not save proxy registrations to table %s", self.table)
+            if self._closing and self._proxy_pending is None:
+                return
+
+    def _write_proxies(self, rows: list[tuple[str, str, str]]) -> None:
         """This replica's registrations: a new one at once, the others as a heartbeat
         (at most every ``PROXY_REFRESH`` s), which carries their ``last_seen`` to the
         other replicas. A row is one per proxy, whichever replica it is connected to:
@@ -538,5 +574,10 @@ class DynamoStore(SqliteStore):
         )
 
     def close(self) -> None:
+        """Write the last registrations saved (briefly waited for), then close."""
+        self._closing = True
+        if self._proxy_writer is not None:
+            self._proxy_wake.set()
+            self._proxy_writer.join(timeout=5)
         super().close()
         self._client.close()
