@@ -49,7 +49,7 @@ from tests.docs.markdown_snippets import Snippet, extract
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ENDPOINT = re.compile(r"\b(127\.0\.0\.1|localhost):4567\b")
-BLOCK_TIMEOUT = 30.0
+BLOCK_TIMEOUT = 90.0
 README_MAX_LINES = 200
 PARALLEL_DOCUMENTS = 3
 RUNS_THE_TESTS = re.compile(r"\bpytest\b")
