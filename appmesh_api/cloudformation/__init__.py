@@ -8,6 +8,7 @@
 - ``lifecycle``: create/update/delete with rollback; ``changesets``: executing them;
 - ``exports``: cross-stack exports, refused to delete while another stack imports them;
 - ``intrinsics``: dotted-string ``Fn::GetAtt``, and the imports a stack makes;
+- ``template_text``: template text parsed once per text (libyaml), not at every call;
 - ``summary``: GetTemplateSummary of templates without a format version;
 - ``outputs``: outputs that are left out, never a 500, when nothing can compute them;
 - ``cloudmap``: the ``AWS::ServiceDiscovery::*`` types, in moto's Cloud Map;
@@ -47,7 +48,7 @@ def install() -> None:
         if _installed:
             return
         from moto.cloudformation import models, parsing, responses
-        from moto.cloudformation.models import CloudFormationBackend, Stack
+        from moto.cloudformation.models import ChangeSet, CloudFormationBackend, Stack
         from moto.cloudformation.responses import CloudFormationResponse, StackResourceDTO
 
         from appmesh_api.cloudformation import (
@@ -64,6 +65,7 @@ def install() -> None:
             persistence,
             resources,
             summary,
+            template_text,
         )
         from appmesh_api.cloudformation.template_urls import get_stack_from_s3_url
 
@@ -99,6 +101,8 @@ def install() -> None:
             (CloudFormationResponse, "list_stack_resources", events.list_stack_resources),
             (Stack, "stack_resources", property(lifecycle.stack_resources)),
             (Stack, "_add_stack_event", events.add_stack_event),
+            (Stack, "parse_template", staticmethod(template_text.parse_template)),
+            (ChangeSet, "_parse_template", template_text.parse_change_set_template),
         ]
         for owner, attribute, ours in replacements:
             setattr(owner, attribute, ours)

@@ -4,18 +4,19 @@ cfn-lint ships AWS's registry schemas (installed with moto's cloudformation extr
 they are the one source of truth for a type's top-level properties, which of them are
 create-only (a change means replacement) and which attributes ``Fn::GetAtt`` serves.
 Nothing here is hand-copied: a property the registry adds is known without a code change.
-The schemas are read as JSON files, without importing cfn-lint itself (1.3 s of imports).
+The schemas are read as files found through the package's location, without importing
+cfn-lint (its ``__init__`` imports its whole engine: two seconds on the first App Mesh
+stack after ``serve`` starts).
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
+import importlib.util
 import json
+import runpy
 from dataclasses import dataclass
 from pathlib import Path
-
-_SCHEMAS = "cfnlint.data.schemas"
 
 
 @dataclass(frozen=True)
@@ -45,22 +46,34 @@ def _pointer_names(pointers: list[str]) -> frozenset[str]:
 
 @functools.cache
 def _provider_types(folder: Path) -> dict[str, str]:
-    """Type name -> schema file of us-east-1. cfn-lint up to 1.5x kept this table in a
-    module (``providers/us_east_1/__init__.py``, ``types``); later releases keep it as
-    ``providers/us-east-1.json``. Both layouts are read, so the moto pin's range of
-    cfn-lint releases works."""
-    table = folder / "providers" / "us-east-1.json"
+    """Type name -> schema file of us-east-1. cfn-lint keeps this table as ``types`` in a
+    data module (``providers/us_east_1.py``, or ``providers/us_east_1/__init__.py`` in
+    older releases), or as ``providers/us-east-1.json``. Each layout is read, so the moto
+    pin's range of cfn-lint releases works; a module is run by path, not imported, so
+    cfn-lint's package ``__init__`` never runs."""
+    providers = folder / "providers"
+    table = providers / "us-east-1.json"
     if table.is_file():
         types: dict[str, str] = json.loads(table.read_text())
         return types
-    module = importlib.import_module(f"{_SCHEMAS}.providers.us_east_1")
-    return dict(module.types)
+    module = providers / "us_east_1.py"
+    if not module.is_file():
+        module = providers / "us_east_1" / "__init__.py"
+    return dict(runpy.run_path(str(module))["types"])
+
+
+def _schemas_folder() -> Path:
+    """``cfnlint/data/schemas``, located without executing the package."""
+    spec = importlib.util.find_spec("cfnlint")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("cfn-lint is not installed (it comes with moto[cloudformation])")
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / "schemas"
 
 
 @functools.cache
 def resource_schema(type_name: str) -> ResourceSchema:
     """Load ``type_name``'s registry schema (us-east-1's copy: the types are global)."""
-    folder = Path(str(importlib.import_module(_SCHEMAS).__file__)).parent
+    folder = _schemas_folder()
     file_hash = _provider_types(folder)[type_name]
     document = json.loads((folder / "resources" / f"{file_hash}.json").read_text())
     return ResourceSchema(
