@@ -167,11 +167,12 @@ def _bootstrap(args: argparse.Namespace) -> int:
         parse_bootstrap(bootstrap)
     except ValueError as exc:
         print(f"appmesh-local bootstrap: {exc}", file=sys.stderr)
-        print(
-            "  set --resource-arn (or APPMESH_RESOURCE_ARN / APPMESH_VIRTUAL_NODE_NAME) to "
-            "the virtual node or gateway this proxy serves",
-            file=sys.stderr,
-        )
+        if "APPMESH_RESOURCE_ARN" in str(exc) or "resource name" in str(exc):
+            print(
+                "  set --resource-arn (or APPMESH_RESOURCE_ARN / APPMESH_VIRTUAL_NODE_NAME) to "
+                "the virtual node or gateway this proxy serves",
+                file=sys.stderr,
+            )
         return 2
     print(json.dumps(bootstrap, indent=2))
     return 0

@@ -49,6 +49,7 @@ def test_bootstrap_emits_every_replica_of_an_endpoint_list():
     assert ports == [15010, 15011, 15012]
     mixed = run_bootstrap("--resource-arn", ARN, "--xds-endpoint", "http://a:1,https://b:2")
     assert mixed.returncode == 2 and "mix schemes" in mixed.stderr
+    assert "--resource-arn" not in mixed.stderr  # the identity was given: no hint about it
 
 
 def test_bootstrap_reads_the_envoy_image_environment():
