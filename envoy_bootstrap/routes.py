@@ -28,7 +28,12 @@ PASSTHROUGH_TIMEOUT = "0s"  # UNCONFIRMED: passthrough traffic is not a mesh rou
 
 
 def route_timeouts(timeout: Spec | None) -> dict[str, str]:
-    """``timeout`` and ``idle_timeout`` of a route action from an App Mesh timeout."""
+    """``timeout`` and ``idle_timeout`` of a route action from an App Mesh timeout.
+
+    gRPC routes get the same two and no ``max_grpc_timeout`` or ``max_stream_duration``
+    (UNCONFIRMED: App Mesh documents only ``perRequest`` and ``idle``, and tells users to
+    raise ``perRequest`` for long calls), so a client's ``grpc-timeout`` travels to the
+    server, which enforces it, but does not shorten the proxy's route timeout."""
     timeout = timeout or {}
     per_request = timeout.get("perRequest")
     idle = timeout.get("idle")

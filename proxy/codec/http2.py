@@ -329,9 +329,10 @@ class Http2Connection(asyncio.Protocol):
             return
         stream.ended = True
         self._blocked.discard(stream)
-        self.http_stats.counters["downstream_rq_rx_reset"] += 1
         if stream.router is not None and not stream.router.done:
-            stream.router.on_downstream_reset()
+            stream.router.on_downstream_reset()  # counts downstream_rq_rx_reset itself
+        else:
+            self.http_stats.counters["downstream_rq_rx_reset"] += 1
         self._maybe_finish_drain()
 
     # -- writing ------------------------------------------------------------------------------

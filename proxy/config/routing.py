@@ -100,6 +100,15 @@ class WeightedClusters:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamDuration:
+    """A route's ``max_stream_duration`` message (``None``: the field is not set)."""
+
+    max_stream_duration: float | None = None
+    header_max: float | None = None
+    header_offset: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RouteAction:
     """Where a matched request goes and under which timeouts and retry policy."""
 
@@ -108,6 +117,10 @@ class RouteAction:
     weighted: WeightedClusters | None = None
     timeout: float | None = DEFAULT_ROUTE_TIMEOUT
     idle_timeout: float | None = None
+    # The client's grpc-timeout, when the route asks for it (proxy/router/grpc_timeout.py).
+    max_grpc_timeout: float | None = None
+    grpc_timeout_offset: float | None = None
+    max_stream_duration: StreamDuration | None = None
     retry_policy: RetryPolicy | None = None
     prefix_rewrite: str | None = None
     regex_rewrite: tuple[Regex, str] | None = None
@@ -384,6 +397,9 @@ def _compile_action(spec: dict[str, Any], vhost_retry: RetryPolicy | None) -> Ro
         weighted=weighted,
         timeout=timeout or None,
         idle_timeout=duration(spec.get("idle_timeout")) or None,
+        max_grpc_timeout=duration(spec.get("max_grpc_timeout")),
+        grpc_timeout_offset=duration(spec.get("grpc_timeout_offset")),
+        max_stream_duration=_stream_duration(spec.get("max_stream_duration")),
         retry_policy=retry,
         prefix_rewrite=spec.get("prefix_rewrite"),
         regex_rewrite=regex_rewrite,
@@ -392,6 +408,19 @@ def _compile_action(spec: dict[str, Any], vhost_retry: RetryPolicy | None) -> Ro
             spec.get("cluster_not_found_response_code", ""), 503
         ),
         upgrades=compile_upgrades(spec.get("upgrade_configs")),
+    )
+
+
+def _stream_duration(spec: Any) -> StreamDuration | None:
+    """A ``RouteAction.MaxStreamDuration``; its presence alone turns the route timeout off."""
+    if spec is None:
+        return None
+    if not isinstance(spec, dict):
+        raise ConfigError(f"invalid max_stream_duration: {spec!r}")
+    return StreamDuration(
+        duration(spec.get("max_stream_duration")),
+        duration(spec.get("grpc_timeout_header_max")),
+        duration(spec.get("grpc_timeout_header_offset")),
     )
 
 

@@ -77,6 +77,7 @@ HTTP_COUNTERS = (
     "downstream_rq_4xx",
     "downstream_rq_5xx",
     "downstream_rq_timeout",
+    "downstream_rq_max_duration_reached",
     "downstream_rq_rx_reset",
     "downstream_rq_tx_reset",
     "no_route",

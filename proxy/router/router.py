@@ -25,8 +25,15 @@ from typing import TYPE_CHECKING
 
 from proxy import stream_info as flags
 from proxy.config.retry import CONNECT_FAILURE, CONNECTION_TERMINATION, PER_TRY_TIMEOUT
-from proxy.config.routing import HeaderMutation, RequestView, Route, redirect_location
+from proxy.config.routing import (
+    HeaderMutation,
+    RequestView,
+    Route,
+    RouteAction,
+    redirect_location,
+)
 from proxy.router.attempt import Attempt
+from proxy.router.grpc_timeout import deadlines, format_grpc_timeout
 from proxy.router.headers import (
     apply_response_mutation,
     build_h2_request_headers,
@@ -68,8 +75,9 @@ class Router:
     """Routes and proxies one HTTP request; created by the codec at end of headers."""
 
     __slots__ = (
-        "_active_at", "_backoff", "_body", "_down_eof", "_global", "_head", "_holding_retry",
-        "_idle", "_reading", "_silent_retries", "_tried", "_tunnel", "_up_eof", "_upgrade_counted",
+        "_active_at", "_backoff", "_body", "_down_eof", "_duration", "_global", "_head",
+        "_holding_retry", "_idle", "_reading", "_silent_retries", "_timeout", "_tried", "_tunnel",
+        "_up_eof", "_upgrade_counted",
         "_upstream_blocked", "_ws_key", "attempt", "cluster", "ctx", "done", "downstream", "hcm",
         "http_stats", "info", "request", "request_complete", "response_started", "retry",
         "route",
@@ -95,6 +103,8 @@ class Router:
         self._body = RequestBody(request.framing == CHUNKED)
         self._silent_retries = 0
         self._global: Timer | None = None
+        self._duration: Timer | None = None
+        self._timeout: float | None = None
         self._backoff: Timer | None = None
         self._idle: Timer | None = None
         self._active_at = info.start
@@ -151,7 +161,7 @@ class Router:
         if action.retry_policy is not None and action.retry_policy.retry_on and not request.upgrade:
             self.retry = RetryState(action.retry_policy)
         policy = action.retry_policy
-        expected = (policy.per_try_timeout if policy else None) or action.timeout
+        expected = self._arm_deadlines(action, policy.per_try_timeout if policy else None)
         if self.ctx.tracer is not None:
             self.ctx.tracer.begin(self.info, headers)  # continues X-Amzn-Trace-Id upstream
         if request.upgrade:
@@ -166,8 +176,8 @@ class Router:
         if idle and (
             request.upgrade
             or request.framing != NO_BODY
-            or not action.timeout
-            or action.timeout > idle
+            or not self._timeout
+            or self._timeout > idle
         ):
             # Without a body the route timeout starts now and would always fire first.
             self._arm_idle(idle)
@@ -198,9 +208,8 @@ class Router:
             return
         if self.request.upgrade:
             return self._downstream_half_closed()
-        action = self.route.action if self.route is not None else None
-        if action is not None and action.timeout:
-            self._global = self.ctx.timers.call_later(action.timeout, self._on_global_timeout)
+        if self._timeout:
+            self._global = self.ctx.timers.call_later(self._timeout, self._on_global_timeout)
         attempt = self.attempt
         if attempt is not None and attempt.conn is not None and not attempt.discarded:
             attempt.conn.write(self._body.take() + self._body.end_marker(), complete=True)
@@ -468,6 +477,38 @@ class Router:
             self._abandon(attempt, drain=False)
         self._timeout_reply()
 
+    def _arm_deadlines(self, action: RouteAction, per_try: float | None) -> float | None:
+        """Pick the route timeout or the client's ``grpc-timeout`` (as the route says),
+        start the stream-duration timer if any; returns the expected upstream timeout."""
+        request = self.request
+        timers = deadlines(
+            action.timeout,
+            action.max_grpc_timeout,
+            action.grpc_timeout_offset,
+            action.max_stream_duration,
+            request.headers,
+            _is_grpc(request),
+        )
+        self._timeout = timers.route_timeout
+        expected = per_try or self._timeout
+        if timers.upstream_grpc_timeout and expected:
+            request.headers["grpc-timeout"] = format_grpc_timeout(expected)
+        if timers.stream_duration is not None:
+            left = timers.stream_duration - (self.ctx.loop.time() - self.info.start)
+            self._duration = self.ctx.timers.call_later(max(left, 0.0), self._on_max_duration)
+        return expected
+
+    def _on_max_duration(self) -> None:
+        """The connection manager's stream timer: gRPC hears DEADLINE_EXCEEDED."""
+        self._duration = None
+        if self.done:
+            return
+        self.http_stats.inc("downstream_rq_max_duration_reached")
+        status = 504 if self.request_complete else 408
+        self.local_reply(
+            status, b"downstream duration timeout", None, "max_duration_timeout", grpc_status="4"
+        )
+
     def _arm_idle(self, timeout: float | None, delay: float | None = None) -> None:
         """Stream idle timeout (route ``idle_timeout`` or HCM ``stream_idle_timeout``).
 
@@ -528,6 +569,7 @@ class Router:
         flag: str | None,
         details: str,
         mutation: HeaderMutation | None = None,
+        grpc_status: str | None = None,
     ) -> None:
         """Envoy's locally generated response, with its response flag and details."""
         if self.done:
@@ -542,7 +584,7 @@ class Router:
             self._abandon(attempt, drain=False)
         headers: list[tuple[str, str]] = []
         if _is_grpc(self.request) and status >= 300:
-            return self._grpc_local_reply(status, body)
+            return self._grpc_local_reply(status, body, grpc_status)
         if body:
             headers.append(("content-type", "text/plain"))
         headers.append(("date", self.ctx.dates.get()))
@@ -556,11 +598,11 @@ class Router:
         self.downstream.send_local(status, headers, body)
         self._finish()
 
-    def _grpc_local_reply(self, status: int, body: bytes) -> None:
+    def _grpc_local_reply(self, status: int, body: bytes, grpc_status: str | None) -> None:
         """Envoy answers a gRPC request it cannot route or proxy with a trailers-only gRPC
         response (HTTP 200, ``grpc-status`` mapped from the HTTP status), so gRPC
         clients see UNAVAILABLE or UNIMPLEMENTED rather than a protocol error."""
-        grpc_status = _HTTP_TO_GRPC.get(status, "2")
+        grpc_status = grpc_status or _HTTP_TO_GRPC.get(status, "2")
         headers = [
             ("content-type", "application/grpc"),
             ("grpc-status", grpc_status),
@@ -674,10 +716,10 @@ class Router:
             self.http_stats.gauges["downstream_cx_upgrades_active"] -= 1
         info = self.info
         info.end = self.ctx.loop.time()
-        for timer in (self._global, self._backoff, self._idle):
+        for timer in (self._global, self._backoff, self._idle, self._duration):
             if timer is not None:
                 timer.cancel()
-        self._global = self._backoff = self._idle = None
+        self._global = self._backoff = self._idle = self._duration = None
         attempt = self.attempt
         if attempt is not None and not attempt.ended:
             attempt.abandon(drain=False)

@@ -1,0 +1,211 @@
+"""A gRPC client's deadline through the proxy, against a slow grpcio server.
+
+Three set-ups, as Envoy has them: the route timeout alone (App Mesh's translation: the
+``grpc-timeout`` header just travels upstream), ``max_grpc_timeout`` (the header becomes
+the router's timeout, 504 → UNAVAILABLE) and ``max_stream_duration`` (the stream timer,
+DEADLINE_EXCEEDED). Each time the upstream stream must be reset, seen by the server as
+its call going inactive long before the handler would have answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from concurrent import futures
+from typing import Any
+
+import grpc
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import pytest
+from proxy_envoy import cluster, http_listener, route, vhost
+from proxy_harness import running_proxy
+from test_proxy_http2 import H2_OPTIONS
+
+from proxy.router.grpc_timeout import deadlines, format_grpc_timeout, parse_grpc_timeout
+
+HANDLER_WAIT = 5.0  # the handler's own answer, if nobody cancels it
+
+
+class SlowService:
+    """``demo.Slow/Wait``: waits until the call is cancelled (or 5 s), recording what the
+    deadline said on arrival and when the call went away."""
+
+    def __init__(self) -> None:
+        self.remaining: list[float | None] = []
+        self.gone_after: list[float] = []
+        self.done = threading.Event()
+
+    def wait(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        start = time.monotonic()
+        self.remaining.append(context.time_remaining())
+        while context.is_active() and time.monotonic() - start < HANDLER_WAIT:
+            time.sleep(0.01)
+        if not context.is_active():
+            self.gone_after.append(time.monotonic() - start)
+        self.done.set()
+        return b"late"
+
+
+@contextlib.contextmanager
+def slow_server() -> Iterator[tuple[SlowService, int]]:
+    service = SlowService()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    handlers = {"Wait": grpc.unary_unary_rpc_method_handler(service.wait)}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("demo.Slow", handlers),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield service, port
+    finally:
+        server.stop(grace=None)
+
+
+def slow_proxy(port: int, **action: Any) -> list[dict[str, Any]]:
+    routes = [route({"prefix": "/demo.Slow/"}, "slow", **{"timeout": "10s", **action})]
+    listener = http_listener("ingress", [vhost("all", ["*"], routes)])
+    return [cluster("slow", [port], **H2_OPTIONS), listener]
+
+
+async def call_with_deadline(port: int, deadline: float) -> tuple[grpc.RpcError, float]:
+    """One call with a client deadline; returns the error and how long it took."""
+
+    def run() -> tuple[grpc.RpcError, float]:
+        start = time.monotonic()
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            try:
+                channel.unary_unary("/demo.Slow/Wait")(b"", timeout=deadline)
+            except grpc.RpcError as error:
+                return error, time.monotonic() - start
+        raise AssertionError("the slow call answered within its deadline")
+
+    return await asyncio.to_thread(run)
+
+
+async def wait_gone(service: SlowService) -> float:
+    assert await asyncio.to_thread(service.done.wait, HANDLER_WAIT + 1)
+    assert service.gone_after, "the upstream call was never cancelled"
+    return service.gone_after[0]
+
+
+async def test_without_max_grpc_timeout_the_deadline_travels_upstream() -> None:
+    """App Mesh's routes: the route timeout (10 s) stays; the client's own 1 s deadline
+    ends the call, the server saw it in ``grpc-timeout``, and the proxy resets upstream."""
+    with slow_server() as (service, port):
+        async with running_proxy(slow_proxy(port)) as proxy:
+            error, took = await call_with_deadline(proxy.port(), 1.0)
+            assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert 0.9 < took < 2.0
+            remaining = service.remaining[0]
+            assert remaining is not None and 0.5 < remaining <= 1.0
+            assert await wait_gone(service) < 1.5
+            assert proxy.stat("http.ingress.downstream_rq_rx_reset") == 1
+            assert proxy.stat("cluster.slow.upstream_rq_timeout") == 0
+
+
+class SilentBackend:
+    """An HTTP/2 server that never answers: records each request's headers and the
+    RST_STREAM codes it receives, so the proxy's own timer is what ends a call (a grpcio
+    server would race it, holding the deadline the proxy sent)."""
+
+    def __init__(self) -> None:
+        self.heads: list[dict[str, str]] = []
+        self.resets: list[int] = []
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        config = h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
+        conn = h2.connection.H2Connection(config)
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        while chunk := await reader.read(65536):
+            for event in conn.receive_data(chunk):
+                if isinstance(event, h2.events.RequestReceived):
+                    self.heads.append(dict(event.headers))  # type: ignore[arg-type]
+                elif isinstance(event, h2.events.StreamReset):
+                    self.resets.append(int(event.error_code or 0))
+            writer.write(conn.data_to_send())
+        writer.close()
+
+
+@contextlib.asynccontextmanager
+async def silent_backend() -> AsyncIterator[tuple[SilentBackend, int]]:
+    backend = SilentBackend()
+    server = await asyncio.start_server(backend.serve, "127.0.0.1", 0)
+    try:
+        yield backend, server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+
+
+async def test_max_grpc_timeout_makes_the_header_the_route_timeout_minus_the_offset() -> None:
+    """Deadline 2 s, offset 0.8 s: the proxy gives up at 1.2 s (504 → UNAVAILABLE, before
+    the client would), told the upstream 1.2 s, and reset the upstream stream (CANCEL)."""
+    action = {"max_grpc_timeout": "0s", "grpc_timeout_offset": "0.8s"}
+    async with (
+        silent_backend() as (backend, port),
+        running_proxy(slow_proxy(port, **action)) as proxy,
+    ):
+        error, took = await call_with_deadline(proxy.port(), 2.0)
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+        assert error.details() == "upstream request timeout"
+        assert 1.1 < took < 1.8
+        assert backend.heads[0]["grpc-timeout"] == "1200m"
+        await asyncio.sleep(0.1)
+        assert backend.resets == [h2.errors.ErrorCodes.CANCEL]
+        assert proxy.stat("cluster.slow.upstream_rq_timeout") == 1
+
+
+async def test_max_grpc_timeout_caps_a_longer_deadline() -> None:
+    async with (
+        silent_backend() as (backend, port),
+        running_proxy(slow_proxy(port, max_grpc_timeout="0.5s")) as proxy,
+    ):
+        error, took = await call_with_deadline(proxy.port(), 5.0)
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+        assert took < 1.5
+        assert backend.heads[0]["grpc-timeout"] == "500m"
+
+
+async def test_max_stream_duration_answers_deadline_exceeded() -> None:
+    """``grpc_timeout_header_max`` caps the 5 s deadline to 0.5 s; the stream timer
+    answers ``grpc-status: 4`` trailers-only, and the upstream stream is reset."""
+    action = {"max_stream_duration": {"grpc_timeout_header_max": "0.5s"}}
+    with slow_server() as (service, port):
+        async with running_proxy(slow_proxy(port, **action)) as proxy:
+            error, took = await call_with_deadline(proxy.port(), 5.0)
+            assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert error.details() == "downstream duration timeout"
+            assert took < 1.5
+            assert await wait_gone(service) < 1.0
+            assert proxy.stat("http.ingress.downstream_rq_max_duration_reached") == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("1H", 3600.0), ("2M", 120.0), ("3S", 3.0), ("250m", 0.25), ("7u", 7e-6),
+     ("9n", 9 * 1e-9), ("123456789S", None), ("1x", None), ("S", None), ("-1S", None),
+     (None, None)],
+)  # fmt: skip
+def test_grpc_timeout_values(value: str | None, seconds: float | None) -> None:
+    assert parse_grpc_timeout(value) == seconds
+
+
+def test_grpc_timeout_formats_what_is_left() -> None:
+    assert format_grpc_timeout(1.2) == "1200m"
+    assert format_grpc_timeout(200_000.0) == "200000S"
+    assert parse_grpc_timeout(format_grpc_timeout(0.0001)) == 0.001
+
+
+def test_the_header_counts_only_for_grpc_and_only_when_asked() -> None:
+    headers = {"grpc-timeout": "2S"}
+    assert deadlines(15.0, None, None, None, headers, True).route_timeout == 15.0
+    assert deadlines(15.0, 0.0, None, None, headers, False).route_timeout == 15.0
+    assert deadlines(15.0, 0.0, None, None, headers, True).route_timeout == 2.0
+    assert deadlines(15.0, 0.0, None, None, {}, True).route_timeout is None  # no header: none
+    assert deadlines(15.0, 1.0, None, None, {}, True).route_timeout == 1.0
+    assert deadlines(15.0, 0.0, 3.0, None, headers, True).route_timeout == 2.0  # offset too big
