@@ -13,6 +13,7 @@ unsigned calls) fall back to moto's own inference (body, target header, then S3)
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import logging
 import os
@@ -30,7 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from appmesh_api import private_ca
 from appmesh_api.identity import CredentialScope, parse_credential_scope
-from appmesh_api.sidestate import SideState, is_write
+from appmesh_api.sidestate import SideState, bucket_owners, is_write
 
 _log = logging.getLogger(__name__)
 
@@ -147,7 +148,10 @@ class _MotoEdge:
         host = self.dispatcher.infer_service_region_host(environ, path) or _MOTO_DEFAULT_HOST
         backend = self.dispatcher.get_backend_for_host(host)
         account = _moto_account(environ, cred)
-        with state.writing(state.before(backend, account, cred.region if cred else "")):
+        touched = state.before(backend, account, cred.region if cred else "")
+        if backend == "s3":
+            touched = dataclasses.replace(touched, also=bucket_owners(_bucket_names(environ)))
+        with state.writing(touched):
             answer = self._buffered(environ)
         if backend == "cloudformation" and account is not None:
             state.save_account(account)
@@ -174,6 +178,13 @@ def _release(answer: tuple[list[Any], bytes], start_response: Callable[..., Any]
     started, body = answer
     start_response(*started)
     return [body]
+
+
+def _bucket_names(environ: dict[str, Any]) -> list[str]:
+    """Where an S3 request may name its bucket: path-style, or the Host's first label."""
+    path = environ.get("PATH_INFO", "").lstrip("/")
+    host = environ.get("HTTP_HOST", "")
+    return [path.split("/", 1)[0], host.split(".", 1)[0]]
 
 
 def _moto_account(environ: dict[str, Any], cred: CredentialScope | None) -> str | None:

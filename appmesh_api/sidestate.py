@@ -35,7 +35,7 @@ import pickle
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,6 +122,13 @@ def _live_backend(service: str, account: str, region: str) -> Any:
     from moto.backends import get_backend
 
     return get_backend(service)[account][region]  # type: ignore[call-overload]
+
+
+def bucket_owners(names: Iterable[str]) -> tuple[str, ...]:
+    """The accounts owning these S3 buckets: moto finds a bucket by its global name, so a
+    write signed by one account may land in another's bucket."""
+    owners = getattr(_live_backend_dict("s3"), "bucket_accounts", {})
+    return tuple(sorted({owners[name][1] for name in names if name in owners}))
 
 
 def _live_backend_dict(service: str) -> Any:
@@ -329,6 +336,7 @@ class Touched:
     account: str | None  # None: not known (an unsigned write): every account
     region: str
     regions_before: dict[str, frozenset[str]]
+    also: tuple[str, ...] = ()  # other accounts the write reaches (an S3 bucket's owner)
 
 
 @dataclass
@@ -384,6 +392,8 @@ class SideState:
             for service in touched.services:
                 before = touched.regions_before[service]
                 self.save_service(service, touched.account, touched.region, before)
+                for other in sorted(set(touched.also) - {touched.account or ""}):
+                    self.save_service(service, other, touched.region, before)
 
     def save_service(
         self,
@@ -471,6 +481,10 @@ class SideState:
         backend_dict = _live_backend_dict(service)
         dict.__setitem__(backend_dict[account], region, backend)
         self.restored.add((service, account))
+        owners = getattr(backend_dict, "bucket_accounts", None)
+        if service == "s3" and owners is not None:  # S3's global bucket names, kept beside
+            for name in getattr(backend, "buckets", {}):
+                owners[name] = (region, account)
 
     def has(self, service: str, account: str) -> bool:
         """Whether ``service``'s state of ``account`` came back from a snapshot."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import signal
 import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -332,3 +334,48 @@ def test_a_sigterm_logs_one_line_per_component_and_no_traceback(tmp_path):
     assert len(lines) == len(STOP_LINES), lines
     for line, expected in zip(lines, STOP_LINES, strict=True):
         assert expected in line, line
+
+
+def test_parallel_writes_and_a_presigned_upload_are_all_there_after_kill_9(tmp_path):
+    """Twenty writers at once each get their answer only once their write is saved; a
+    presigned PUT (no Authorization header) is saved too."""
+    account = new_account()
+    first = start_server(tmp_path, data_dir=tmp_path / "data")
+    try:
+
+        def write(index: int) -> None:
+            ssm = make_client(first.endpoint, "ssm", account)
+            for round_ in range(3):
+                ssm.put_parameter(Name=f"/parallel/{index}/{round_}", Value="v", Type="String")
+
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            list(pool.map(write, range(20)))
+        s3 = make_client(first.endpoint, "s3", account)
+        s3.create_bucket(Bucket="durable-uploads")
+        url = s3.generate_presigned_url(
+            "put_object", Params={"Bucket": "durable-uploads", "Key": "note.txt"}
+        )
+        request = urllib.request.Request(
+            url, data=b"presigned", method="PUT", headers={"Content-Type": "text/plain"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 200
+    finally:
+        second = restarted(tmp_path, first)
+    try:
+        ssm = make_client(second.endpoint, "ssm", account)
+        names = set()
+        for page in ssm.get_paginator("get_parameters_by_path").paginate(
+            Path="/parallel", Recursive=True
+        ):
+            names |= {p["Name"] for p in page["Parameters"]}
+        assert len(names) == 60
+        s3 = make_client(second.endpoint, "s3", account)
+        note = s3.get_object(Bucket="durable-uploads", Key="note.txt")
+        assert note["Body"].read() == b"presigned"
+        other = make_client(second.endpoint, "s3", new_account())
+        with pytest.raises(ClientError) as taken:  # bucket names are global again
+            other.create_bucket(Bucket="durable-uploads")
+        assert taken.value.response["Error"]["Code"] == "BucketAlreadyExists"
+    finally:
+        second.stop()
