@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 from appmesh_api.ecs import tasks
+from appmesh_api.ecs.logs import LogShipper
 from appmesh_api.ecs.network import DEFAULT_SUBNET
 from appmesh_api.ecs.placement import placement
 from appmesh_api.ecs.runner import TaskRunner
@@ -58,6 +59,7 @@ def run_task(
         return 2
     record = tasks.new_task(task.family, where.description)
     runner.on_network = lambda network: tasks.describe_network(record, network)
+    runner.logs = LogShipper(endpoint, record.task_id, task.containers)
     print(
         f"running task {task.family} (id {record.task_id}): {len(task.containers)} containers; "
         f"stop it with Ctrl-C or appmesh-local ecs stop-task --task {record.task_id}",

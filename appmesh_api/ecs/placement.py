@@ -17,8 +17,11 @@ after the last; ``TaskRunner`` asks its placement and knows nothing else of netw
 
 from __future__ import annotations
 
+import grp
 import json
 import os
+import pwd
+import re
 import socket
 import subprocess
 import sys
@@ -45,12 +48,16 @@ _RULE_VARIABLES = {  # proxyConfiguration property -> the EKS proxy-route-manage
 
 class Placement(Protocol):
     description: str
+    control_plane: str  # the endpoint as the task's containers reach it
+    notes: list[str]  # what this placement does differently from ECS, said at the start
 
     def start(self) -> None: ...
 
     def argv(self, container: Container, program: list[str]) -> list[str]: ...
 
     def inside(self, command: list[str]) -> list[str]: ...
+
+    def xray_port_taken(self, port: int) -> bool: ...
 
     def environment(self, container: Container, env: dict[str, str]) -> dict[str, str]: ...
 
@@ -66,21 +73,45 @@ class Explicit:
     description = "explicit mode (http_proxy to the egress port; no iptables)"
 
     def __init__(self, task: TaskDefinition, endpoint: str) -> None:
-        self.task, self.endpoint = task, endpoint
+        self.task, self.endpoint, self.control_plane = task, endpoint, endpoint
+        self.notes: list[str] = []
+        self._users = {c.name: self._user(c) for c in task.containers}
+
+    def _user(self, container: Container) -> list[str]:
+        """``user`` as root (setpriv); without root only this user can run anything."""
+        if not container.user or container.name == self.task.proxy_container:
+            if container.user:
+                self.notes.append(
+                    f"container {container.name}: user {container.user} not applied in explicit "
+                    "mode (no iptables rules to exempt the proxy from)"
+                )
+            return []
+        if os.geteuid() == 0:
+            return run_as(container.user)
+        if run_as(container.user)[1:3] != [f"--reuid={os.geteuid()}", f"--regid={os.getegid()}"]:
+            self.notes.append(
+                f"container {container.name}: user {container.user} not applied "
+                f"(not root: it runs as uid {os.geteuid()})"
+            )
+        return []
 
     def start(self) -> None:
         pass
 
     def argv(self, container: Container, program: list[str]) -> list[str]:
-        return program
+        return [*self._users.get(container.name, []), *program]
 
     def inside(self, command: list[str]) -> list[str]:
         return command
 
+    def xray_port_taken(self, port: int) -> bool:
+        """Whether ``serve``'s own X-Ray daemon listens on 127.0.0.1:``port`` here."""
+        return _xray_daemon(self.endpoint) == ("127.0.0.1", port)
+
     def environment(self, container: Container, env: dict[str, str]) -> dict[str, str]:
         ingress, egress = _ports(self.task)
         if container.name == self.task.proxy_container:
-            env.setdefault("APPMESH_XDS_ENDPOINT", self.endpoint)
+            _default(env, "APPMESH_XDS_ENDPOINT", self.endpoint)
             env.setdefault("APPMESH_INGRESS_PORT", ingress)
             env.setdefault("APPMESH_EGRESS_PORT", egress)
             env.setdefault("APPMESH_LISTEN_ADDRESS", "127.0.0.1")
@@ -100,8 +131,33 @@ class Awsvpc:
         self.task, self.endpoint, self.subnet, self.say = task, endpoint, subnet, say
         self.network: TaskNetwork | None = None
         self.relay: Relay | None = None
-        self._proxy_user = _proxy_user(task) if task.proxy_container else []
+        self.notes: list[str] = []
+        self.control_plane = _inside(endpoint)
+        self._extra_gid: str | None = None
+        self._users = {c.name: self._user(c) for c in task.containers}
         self.description = "awsvpc mode"
+
+    def _user(self, container: Container) -> list[str]:
+        """The proxy as IgnoredUID/IgnoredGID; another container as its ``user``."""
+        if container.name == self.task.proxy_container:
+            prefix, extra_gid, note = _proxy_user(self.task)
+            self._extra_gid = extra_gid
+            if note:
+                self.notes.append(note)
+            return prefix
+        if not container.user:
+            return []
+        if is_xray_daemon(container) and not can_run(run_as(container.user)):
+            # A built-in of ours that this user cannot start (a private interpreter): it
+            # runs as root in the user's group; it sends only to 127.0.0.1, which the
+            # egress rules never intercept.
+            group = run_as(container.user)[2]
+            self.notes.append(
+                f"container {container.name}: user {container.user} cannot run "
+                f"{sys.executable} here; it runs as root with {group}"
+            )
+            return ["setpriv", group, "--clear-groups"]
+        return run_as(container.user)
 
     # -- set-up and tear-down -------------------------------------------------------------------
     def start(self) -> None:
@@ -119,6 +175,8 @@ class Awsvpc:
         for prop, variable in _RULE_VARIABLES.items():
             if prop in self.task.proxy_properties:
                 env[variable] = self.task.proxy_properties[prop]
+        if self._extra_gid is not None:
+            env["APPMESH_IGNORE_GID"] = self._extra_gid
         command = network.wrap([sys.executable, "-m", "proxy.main", "iptables", "apply"])
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
         if result.returncode != 0:
@@ -132,7 +190,7 @@ class Awsvpc:
         host, port = parts.hostname or "127.0.0.1", parts.port or 80
         relay.tcp(socket_in(network.path, socket.SOCK_STREAM, port), host, port)
         daemon = _xray_daemon(self.endpoint)
-        if daemon is not None:
+        if daemon is not None and not any(is_xray_daemon(c) for c in self.task.containers):
             daemon_host, daemon_port = daemon
             bound = socket_in(network.path, socket.SOCK_DGRAM, daemon_port)
             relay.udp(bound, daemon_host, daemon_port)
@@ -146,20 +204,21 @@ class Awsvpc:
     # -- per container -------------------------------------------------------------------------
     def argv(self, container: Container, program: list[str]) -> list[str]:
         assert self.network is not None, "start() first"
-        if container.name == self.task.proxy_container:
-            program = [*self._proxy_user, *program]
-        return self.inside(program)
+        return self.inside([*self._users.get(container.name, []), *program])
 
     def inside(self, command: list[str]) -> list[str]:
         """A command as run inside the task (a container, or its health check)."""
         assert self.network is not None, "start() first"
         return self.network.wrap(command)
 
+    def xray_port_taken(self, port: int) -> bool:
+        return False  # the task's own 127.0.0.1: serve's daemon is relayed only without one
+
     def environment(self, container: Container, env: dict[str, str]) -> dict[str, str]:
         assert self.network is not None, "start() first"
         if container.name == self.task.proxy_container:
             ingress, egress = _ports(self.task)
-            env.setdefault("APPMESH_XDS_ENDPOINT", _inside(self.endpoint))
+            _default(env, "APPMESH_XDS_ENDPOINT", self.control_plane)
             env.setdefault("APPMESH_INGRESS_PORT", ingress)
             env.setdefault("APPMESH_EGRESS_PORT", egress)
             env.setdefault("APPMESH_INGRESS_ADDRESS", f"{self.network.address}:{ingress}")
@@ -236,30 +295,79 @@ def _xray_daemon(endpoint: str) -> tuple[str, int] | None:
     return ("127.0.0.1" if host in ("", "0.0.0.0") else host), int(port)
 
 
-def _proxy_user(task: TaskDefinition) -> list[str]:
-    """setpriv for the proxy: the ignored uid (App Mesh's 1337) if that user can run this
-    Python, else the ignored group; refused when neither can work, since a proxy whose
-    own traffic is intercepted loops forever."""
+def _proxy_user(task: TaskDefinition) -> tuple[list[str], str | None, str]:
+    """setpriv for the proxy, a group the rules must exempt besides the task's, and what
+    to say. The proxy runs as the ignored uid (App Mesh's 1337) when that user can run
+    this Python. When it cannot (an interpreter under a private home), it runs as root in
+    the ignored group: the task's IgnoredGID, else a group numbered as the IgnoredUID,
+    which the rules then exempt too, so the proxy's own traffic is never intercepted (it
+    would loop) and the task's containers, which run in other groups, still are."""
     props = task.proxy_properties
     uid, gid = props.get("IgnoredUID"), props.get("IgnoredGID")
     if not uid and not gid:
         uid = "1337"
     if uid and can_run(as_uid := ["setpriv", f"--reuid={uid}", f"--regid={gid or uid}"]):
-        return [*as_uid, "--clear-groups"]
+        return [*as_uid, "--clear-groups"], None, ""
     if gid:
-        return ["setpriv", f"--regid={gid}", "--clear-groups"]
-    raise TaskDefinitionError(
-        f"the proxy must run as IgnoredUID {uid}, and that user cannot run {sys.executable} "
-        "here (is it under a private home?); set IgnoredGID in proxyConfiguration too, "
-        "or use --network-mode explicit"
+        note = (
+            ""
+            if not uid
+            else (
+                f"the proxy runs as root in IgnoredGID {gid}: IgnoredUID {uid} cannot run "
+                f"{sys.executable} here"
+            )
+        )
+        return ["setpriv", f"--regid={gid}", "--clear-groups"], None, note
+    note = (
+        f"the proxy runs as root in group {uid}, and the rules exempt that group too: "
+        f"IgnoredUID {uid} cannot run {sys.executable} here (set IgnoredGID to choose the group)"
     )
+    return ["setpriv", f"--regid={uid}", "--clear-groups"], uid, note
+
+
+def run_as(user: str) -> list[str]:
+    """setpriv for ECS's ``user``: ``uid``, ``uid:gid``, ``name`` or ``name:group``."""
+    name, _, group = user.partition(":")
+    try:
+        if name.isdigit():
+            uid = int(name)
+            primary = int(group) if group.isdigit() else _gid_of(uid)
+        else:
+            entry = pwd.getpwnam(name)
+            uid, primary = entry.pw_uid, entry.pw_gid
+        if group and not group.isdigit():
+            primary = grp.getgrnam(group).gr_gid
+    except KeyError as exc:
+        raise TaskDefinitionError(f"user {user}: no such user or group on this machine") from exc
+    return ["setpriv", f"--reuid={uid}", f"--regid={primary}", "--clear-groups"]
+
+
+def _gid_of(uid: int) -> int:
+    try:
+        return pwd.getpwuid(uid).pw_gid
+    except KeyError:  # a bare number, as containers use: its group is the same number
+        return uid
+
+
+def is_xray_daemon(container: Container) -> bool:
+    """A container of AWS's X-Ray daemon image (public.ecr.aws/xray/aws-xray-daemon,
+    amazon/aws-xray-daemon, or a copy in a registry of one's own)."""
+    return re.search(r"(^|/)aws-xray-daemon(:|@|$)", container.image) is not None
+
+
+def _default(env: dict[str, str], key: str, value: str) -> None:
+    """Set ``key`` unless the container sets it to something (empty counts as unset, as
+    for the Envoy image's agent)."""
+    if not env.get(key, "").strip():
+        env[key] = value
 
 
 def can_run(prefix: list[str]) -> bool:
     """Whether ``prefix`` can start this interpreter with our packages (a user that cannot
     read the interpreter's prefix falls back to a bare standard library)."""
     code = f"import sys, proxy.server; sys.exit(sys.prefix != {sys.prefix!r})"
-    command = [*prefix, "--clear-groups", sys.executable, "-c", code]
+    groups = [] if "--clear-groups" in prefix else ["--clear-groups"]
+    command = [*prefix, *groups, sys.executable, "-c", code]
     try:
         return subprocess.run(command, capture_output=True, timeout=30).returncode == 0
     except (OSError, subprocess.TimeoutExpired):

@@ -16,7 +16,9 @@ placement's business (``placement.Explicit`` or ``placement.Awsvpc``).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import resource
 import shlex
 import shutil
 import signal
@@ -27,8 +29,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from appmesh_api.ecs.logs import LogShipper
 from appmesh_api.ecs.network import NetworkError
-from appmesh_api.ecs.placement import Placement
+from appmesh_api.ecs.placement import Placement, is_xray_daemon
 from appmesh_api.ecs.taskdef import Container, TaskDefinition, TaskDefinitionError
 
 POLL = 0.1
@@ -43,6 +46,7 @@ class _Running:
     healthy: bool | None = None  # None: no verdict yet (or no health check)
     failures: int = 0
     next_check: float = 0.0
+    count_after: float = 0.0  # the next failed probe to count toward retries
     log: Path | None = None
     exit_code: int | None = field(default=None)
 
@@ -59,12 +63,16 @@ class TaskRunner:
         self.task, self.commands, self.placement, self.say = task, commands, placement, say
         self.log_dir = log_dir
         self.on_network: Callable[[str], object] | None = None  # told the placement, once made
+        self.logs: LogShipper | None = None  # awslogs, when a container asks for it
         self.running: dict[str, _Running] = {}
         self.exited: dict[str, int] = {}
         self._stopping = False
+        self.notes: list[str] = [*task.not_applied, *placement.notes]
         for name in commands:
             task.container(name)  # unknown names fail now, not half-way through
         self._programs = {c.name: self._program(c) for c in task.containers}
+        for container in task.containers:
+            _check_limits(container)
 
     # -- what each container runs -------------------------------------------------------------
     def _program(self, container: Container) -> list[str]:
@@ -77,10 +85,32 @@ class TaskRunner:
             return own
         if own[:2] in (["sh", "-c"], ["/bin/sh", "-c"]):
             return own
+        if is_xray_daemon(container):
+            return self._xray_daemon(container)
         raise TaskDefinitionError(
             f"container {container.name}: its image cannot run here (no container engine); "
             f"give the command to run instead: --container {container.name}='COMMAND'"
         )
+
+    def _xray_daemon(self, container: Container) -> list[str]:
+        """AWS's X-Ray daemon image: appmesh-local's own daemon on the container's port,
+        sending to the control plane's X-Ray; or, when ``serve``'s daemon already holds
+        that port where the task runs (explicit mode), that one."""
+        port = next((p for p, protocol in container.ports if protocol == "udp"), 2000)
+        if self.placement.xray_port_taken(port):
+            self.notes.append(
+                f"container {container.name} ({container.image}): serve's X-Ray daemon on "
+                f"127.0.0.1:{port} stands in for it"
+            )
+            return ["sleep", "infinity"]
+        self.notes.append(
+            f"container {container.name} ({container.image}): appmesh-local's X-Ray daemon on "
+            f"127.0.0.1:{port} stands in for it, sending to {self.placement.control_plane}"
+        )
+        return [
+            sys.executable, "-m", "appmesh_api.cli", "xray-daemon",
+            "--bind", f"127.0.0.1:{port}", "--endpoint", self.placement.control_plane,
+        ]  # fmt: skip
 
     def _environment(self, container: Container) -> dict[str, str]:
         return self.placement.environment(container, {**os.environ, **container.environment})
@@ -93,6 +123,10 @@ class TaskRunner:
         previous = signal.signal(signal.SIGTERM, lambda *_: self._request_stop())
         code = 0
         try:
+            for note in self.notes:
+                self.say(f"  not as on ECS: {note}")
+            for line in self.logs.open(self.log_dir) if self.logs else []:
+                self.say(f"  {line}")
             self.placement.start()
             self.say(f"  network: {self.placement.description}")
             if self.on_network is not None:
@@ -112,6 +146,8 @@ class TaskRunner:
             code = 1
         finally:
             self.stop()
+            if self.logs is not None:
+                self.logs.close()
             self.placement.close()
             signal.signal(signal.SIGTERM, previous)
         return code
@@ -157,14 +193,25 @@ class TaskRunner:
             stdout=log.open("ab"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            cwd=container.working_directory or None,
+            preexec_fn=_limits(container) if container.ulimits else None,
         )
         now = time.monotonic()
         state = _Running(container, process, now, log=log)
         if container.health_check is not None:
             state.next_check = now + max(container.health_check.start_period, 1.0)
         self.running[container.name] = state
-        kind = "appmesh-proxy" if container.name == self.task.proxy_container else "command"
+        kind = self._kind(container)
         self.say(f"  started {container.name} ({kind}, pid {process.pid}, log {log})")
+
+    def _kind(self, container: Container) -> str:
+        """What runs in place of the image, said plainly."""
+        if container.name == self.task.proxy_container:
+            return "appmesh-proxy"
+        program = shlex.join(self._programs[container.name])
+        if container.name in self.commands or not container.image:
+            return f"command: {program}"
+        return f"in place of image {container.image}: {program}"
 
     def _check_health(self) -> None:
         now = time.monotonic()
@@ -184,8 +231,11 @@ class TaskRunner:
                     self.say(f"  {name} is HEALTHY")
                 state.healthy, state.failures = True, 0
                 continue
+            if now - state.started < check.start_period or now < state.count_after:
+                continue  # as on ECS: none in the start period, then one per interval
+            state.count_after = now + check.interval
             state.failures += 1
-            if state.failures >= check.retries and now - state.started > check.start_period:
+            if state.failures >= check.retries:
                 if state.healthy is not False:
                     self.say(f"  {name} is UNHEALTHY ({check.command[-1]})")
                 state.healthy = False
@@ -212,12 +262,13 @@ class TaskRunner:
             state = self.running.pop(name, None)
             if state is None:
                 continue
-            state.process.send_signal(signal.SIGTERM)
+            _signal_all(state.process, signal.SIGTERM)
+            timeout = state.container.stop_timeout or STOP_TIMEOUT
             try:
-                state.process.wait(timeout=STOP_TIMEOUT)
+                state.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                self.say(f"  {name} did not stop in {STOP_TIMEOUT:.0f} s; killing it")
-                state.process.kill()
+                self.say(f"  {name} did not stop in {timeout:.0f} s; killing it")
+                _signal_all(state.process, signal.SIGKILL)
                 state.process.wait()
             self.say(f"  stopped {name}")
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -247,3 +298,34 @@ def _probe(
         return finished.returncode == 0
     except (subprocess.TimeoutExpired, OSError):
         return False
+
+
+def _check_limits(container: Container) -> None:
+    """A hard limit above this process's own can be set only by root: refuse it now."""
+    if os.geteuid() == 0:
+        return
+    for name, soft, hard in container.ulimits:
+        _, ours = resource.getrlimit(getattr(resource, f"RLIMIT_{name.upper()}"))
+        if ours != resource.RLIM_INFINITY and (hard > ours or soft > hard):
+            raise TaskDefinitionError(
+                f"container {container.name}: ulimit {name} {soft}/{hard} is above this "
+                f"user's hard limit {ours}; run as root or lower it"
+            )
+
+
+def _limits(container: Container) -> Callable[[], None]:
+    """``ulimits``, set in the child before it runs its program (as Docker's --ulimit)."""
+    limits = [(getattr(resource, f"RLIMIT_{n.upper()}"), s, h) for n, s, h in container.ulimits]
+
+    def apply() -> None:
+        for which, soft, hard in limits:
+            resource.setrlimit(which, (soft, hard))
+
+    return apply
+
+
+def _signal_all(process: subprocess.Popen, signum: int) -> None:
+    """Every process of the container (its session), as stopping a container stops all
+    of its processes, not only the first (a ``sh -c`` and what it started)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)

@@ -1,9 +1,11 @@
 """A task definition, as RegisterTaskDefinition takes it or DescribeTaskDefinition returns it.
 
-Only what running it locally needs is read: containers (name, command, entryPoint,
-environment, essential, dependsOn, healthCheck) and the ``APPMESH`` proxy
-configuration (the proxy container's name and its properties: AppPorts,
-ProxyIngressPort, ProxyEgressPort, IgnoredUID, EgressIgnoredIPs...).
+Every field is accounted for (``fields``): what running it here honours is read
+(containers' name, image, command, entryPoint, environment, essential, dependsOn,
+healthCheck, user, ulimits, portMappings, logConfiguration, workingDirectory,
+stopTimeout, and the ``APPMESH`` proxy configuration), what has no meaning for local
+processes is named in the run's output, and anything else is refused, so nothing a
+task definition asks for is dropped without a word.
 """
 
 from __future__ import annotations
@@ -13,11 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from appmesh_api.ecs import fields
+from appmesh_api.ecs.fields import TaskDefinitionError
+
 CONDITIONS = ("START", "COMPLETE", "SUCCESS", "HEALTHY")
-
-
-class TaskDefinitionError(ValueError):
-    """A task definition that cannot be run; the message says what to change."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,13 @@ class Container:
     essential: bool = True
     depends_on: list[tuple[str, str]] = field(default_factory=list)  # (container, condition)
     health_check: HealthCheck | None = None
+    image: str = ""
+    user: str = ""  # "uid", "uid:gid", "name" or "name:group"
+    ulimits: list[tuple[str, int, int]] = field(default_factory=list)  # (name, soft, hard)
+    ports: list[tuple[int, str]] = field(default_factory=list)  # (containerPort, protocol)
+    log: dict[str, str] | None = None  # awslogs options
+    working_directory: str = ""
+    stop_timeout: float | None = None
 
 
 @dataclass
@@ -46,6 +54,7 @@ class TaskDefinition:
     containers: list[Container]
     proxy_container: str | None
     proxy_properties: dict[str, str]
+    not_applied: list[str] = field(default_factory=list)  # said when the task starts
 
     def container(self, name: str) -> Container:
         for container in self.containers:
@@ -72,6 +81,9 @@ def parse(document: Any, source: str = "task definition") -> TaskDefinition:
     specs = document.get("containerDefinitions")
     if not isinstance(specs, list) or not specs:
         raise TaskDefinitionError(f"{source}: containerDefinitions is missing or empty")
+    not_applied = fields.check_task(document, source)
+    for spec in specs:
+        not_applied += fields.check_container(spec, source)
     containers = [_container(spec, source) for spec in specs]
     names = [c.name for c in containers]
     for container in containers:
@@ -95,7 +107,7 @@ def parse(document: Any, source: str = "task definition") -> TaskDefinition:
             f"{source}: proxyConfiguration names container {proxy_name}, which is not defined"
         )
     properties = {str(p["name"]): str(p["value"]) for p in proxy.get("properties") or []}
-    return TaskDefinition(family, containers, proxy_name, properties)
+    return TaskDefinition(family, containers, proxy_name, properties, not_applied)
 
 
 def _container(spec: Any, source: str) -> Container:
@@ -122,4 +134,11 @@ def _container(spec: Any, source: str) -> Container:
             for d in spec.get("dependsOn") or []
         ],
         health_check=health,
+        image=str(spec.get("image") or ""),
+        user=str(spec.get("user") or ""),
+        ulimits=[fields.ulimit(u, source) for u in spec.get("ulimits") or []],
+        ports=[fields.port_mapping(m, source) for m in spec.get("portMappings") or []],
+        log=fields.awslogs(spec.get("logConfiguration"), str(spec["name"]), source),
+        working_directory=str(spec.get("workingDirectory") or ""),
+        stop_timeout=None if spec.get("stopTimeout") is None else float(spec["stopTimeout"]),
     )

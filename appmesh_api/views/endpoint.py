@@ -27,7 +27,9 @@ def default_endpoint() -> str:
     return os.environ.get("AWS_ENDPOINT_URL") or DEFAULT_ENDPOINT
 
 
-def client(service: Literal["appmesh", "xray", "ecs"], endpoint: str) -> Any:
+def client(
+    service: Literal["appmesh", "xray", "ecs", "logs"], endpoint: str, region: str | None = None
+) -> Any:
     """A client that fails fast: one attempt, a short connect timeout."""
     session = boto3.Session()
     key: str | None = None  # None: the session's own credentials
@@ -37,7 +39,7 @@ def client(service: Literal["appmesh", "xray", "ecs"], endpoint: str) -> Any:
     return session.client(
         service,
         endpoint_url=endpoint,
-        region_name=session.region_name or DEFAULT_REGION,
+        region_name=region or session.region_name or DEFAULT_REGION,
         config=Config(retries={"max_attempts": 1}, connect_timeout=3, read_timeout=30),
         aws_access_key_id=key,
         aws_secret_access_key=secret,

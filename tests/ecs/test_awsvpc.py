@@ -21,7 +21,6 @@ import urllib.request
 import pytest
 
 from appmesh_api.ecs.network import NETNS_RUN, missing_tools
-from appmesh_api.ecs.placement import can_run
 from tests.conftest import make_client, new_account
 from tests.ecs.test_run_task import APP, MESH, run_task, task_definition
 
@@ -131,18 +130,3 @@ def test_two_awsvpc_tasks_on_the_same_ports_talk_through_iptables(server, tmp_pa
         assert output.index("stopped app") < output.index("stopped envoy"), output
     for namespace, _ in places.values():  # each task gave its namespace back
         assert not (NETNS_RUN / namespace).exists()
-
-
-def test_awsvpc_refuses_an_ignored_uid_that_cannot_run_the_proxy(server, tmp_path):
-    """Without IgnoredGID, a uid that cannot run this Python is refused, not ignored:
-    a proxy whose own traffic were intercepted would loop."""
-    if can_run(["setpriv", "--reuid=1337", "--regid=1337"]):
-        pytest.skip("uid 1337 can run this Python here, so there is nothing to refuse")
-    definition = task_definition("uidonly", new_account(), "x", APP_PORT, PORTS)
-    path = tmp_path / "uidonly.json"
-    path.write_text(json.dumps(definition))  # IgnoredUID 1337 only
-    mode = ("--network-mode", "awsvpc")
-    task = run_task(server, "123456789012", path, "sleep 30", tmp_path / "u", mode)
-    output = task.communicate(timeout=60)[0]
-    assert task.returncode == 2, output
-    assert "set IgnoredGID in proxyConfiguration too" in output
