@@ -55,7 +55,8 @@ def jq(template: str, **arguments: object) -> dict:
 
 
 def sidecars(app: str, mesh: str, prefix: str = "colorapp") -> dict:
-    """``generate_sidecars APP`` of create-task-defs.sh: the envoy and X-Ray containers."""
+    """``generate_sidecars APP`` of create-task-defs.sh (or the Fargate walkthrough's
+    script, whose X-Ray template names its prefix variable differently)."""
     logs = {"ECS_SERVICE_LOG_GROUP": LOG_GROUP, "AWS_REGION": "us-east-1"}
     envoy = jq(
         f"{prefix}-envoy-container.json",
@@ -66,7 +67,8 @@ def sidecars(app: str, mesh: str, prefix: str = "colorapp") -> dict:
         AWS_LOG_STREAM_PREFIX=f"{app}-envoy",
         **logs,
     )
-    xray = jq(f"{prefix}-xray-container.json", AWS_LOG_STREAM_PREFIX=f"{app}-xray", **logs)
+    variable = "AWS_LOG_STREAM_PREFIX" + ("_ENVOY" if prefix == "fargate" else "")
+    xray = jq(f"{prefix}-xray-container.json", **{variable: f"{app}-xray"}, **logs)
     return {"ENVOY_CONTAINER_JSON": envoy, "XRAY_CONTAINER_JSON": xray}
 
 
@@ -93,14 +95,15 @@ def colorgateway(mesh: str) -> dict:
     )
 
 
-def colorteller(mesh: str, color: str, template: str = "colorapp-colorteller") -> dict:
+def colorteller(mesh: str, color: str, prefix: str = "colorapp") -> dict:
     app = f"colorteller-{color}"
+    template = "colorteller-base-task-def" if prefix == "colorapp" else "colorteller-task-def"
     return jq(
-        f"{template}-base-task-def.json" if "fargate" not in template else f"{template}.json",
-        NAME=f"colorapp-ColorTeller-{color}",
+        f"{prefix}-{template}.json",
+        NAME=f"{prefix}-colorteller-{color}",
         COLOR=color,
         **common(app),
-        **sidecars(app, mesh),
+        **sidecars(app, mesh, prefix),
     )
 
 
@@ -255,3 +258,66 @@ def test_colorapp_task_definitions_carry_traffic_through_their_sidecars(server, 
         assert "xray-daemon (public.ecr.aws/xray/aws-xray-daemon): appmesh-local's X-Ray" in output
         assert output.index("envoy is HEALTHY") < output.index("started app"), output
         assert output.index("stopped app") < output.index("stopped envoy"), output
+
+
+TELLER = f'{" ".join(APP)} teller "$COLOR" "$SERVER_PORT"'
+
+
+def test_the_fargate_walkthroughs_colorteller_joins_its_mesh(server, tmp_path):
+    """The Fargate walkthrough's green teller, after its mesh template (which adds the
+    green node to the colorapp's): accepted as it is, its proxy LIVE and registered."""
+    account, mesh = new_account(), "colorapp-mesh"
+    make_client(server.endpoint, "appmesh", account).create_mesh(meshName=mesh)
+    deploy(
+        server, account, "colorapp-mesh", "fargate-appmesh-colorapp.yaml",
+        EnvironmentName="colorapp", ServicesDomain=DOMAIN, AppMeshMeshName=mesh,
+    )  # fmt: skip
+    make_client(server.endpoint, "logs", account).create_log_group(logGroupName=LOG_GROUP)
+    path = tmp_path / "colorteller-green.json"
+    path.write_text(json.dumps(colorteller(mesh, "green", prefix="fargate")))
+    task = Task(server, account, str(path), tmp_path / "green", app=TELLER)
+    try:
+        task.wait_for("started app")
+        joined(task, server, account, "colorteller-green-vn")
+        print(f"one task, start to proxy HEALTHY: {task.seconds_to('envoy is HEALTHY'):.1f} s")
+    finally:
+        output = task.stop()
+    assert "requiresCompatibilities FARGATE: the task runs on this machine" in output, output
+
+
+BASICS = "howto-ecs-basics"
+
+
+def test_howto_ecs_basics_task_definitions_run_by_family_from_its_stack(server, tmp_path):
+    """The walkthrough's step 2 deployed through CloudFormation, then each of its task
+    definitions run by family, as ``aws ecs run-task --task-definition FAMILY`` would."""
+    account = new_account()
+    ecr = f"{account}.dkr.ecr.us-east-1.amazonaws.com/{BASICS}"
+    deploy(
+        server, account, f"appmesh-{BASICS}", f"{BASICS}-2-meshify.yaml",
+        ProjectName=BASICS, EnvoyImage=ENVOY_IMAGE, CloudWatchAgentImage=f"{ecr}/cwagent:1",
+        ColorAppImage=f"{ecr}/colorapp:1", FrontAppImage=f"{ecr}/feapp:1",
+    )  # fmt: skip
+    registered = make_client(server.endpoint, "ecs", account).list_task_definition_families()
+    assert {f"{BASICS}-color", f"{BASICS}-front"} <= set(registered["families"])
+    cwagent = "sleep infinity"  # a stand-in for the agent image, runnable as its user 1337
+    tasks = {}
+    try:
+        tasks["color"] = Task(
+            server, account, f"{BASICS}-color", tmp_path / "color",
+            app=f'{" ".join(APP)} teller "$COLOR" "$PORT"', cwagent=cwagent,
+        )  # fmt: skip
+        tasks["front"] = Task(
+            server, account, f"{BASICS}-front:1", tmp_path / "front",
+            app=f'{" ".join(APP)} gateway "$PORT" "http://$COLOR_HOST/"', cwagent=cwagent,
+        )  # fmt: skip
+        for name, task in tasks.items():
+            task.wait_for("started app")
+            joined(task, server, account, f"{BASICS}-{name}-node")
+    finally:
+        outputs = [task.stop() for task in tasks.values()]
+    for output in outputs:
+        assert "container xray (public.ecr.aws/xray/aws-xray-daemon)" in output, output
+        # dependsOn: the app waits for envoy HEALTHY and xray START; envoy for xray START.
+        assert output.index("started xray") < output.index("started envoy"), output
+        assert output.index("envoy is HEALTHY") < output.index("started app"), output
