@@ -200,12 +200,12 @@ def joined(task: Task, server, account: str, node: str) -> None:
     assert mine[0]["ingressAddress"] == f"{task.address}:15000", mine
 
 
-def colors_through(address: str, requests: int = 30) -> collections.Counter:
+def colors_through(address: str, requests: int = 30, port: int = 9080) -> collections.Counter:
     seen: collections.Counter = collections.Counter()
     deadline = time.monotonic() + 60
     while sum(seen.values()) < requests and time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"http://{address}:9080/color", timeout=5) as reply:
+            with urllib.request.urlopen(f"http://{address}:{port}/color", timeout=5) as reply:
                 seen[json.loads(reply.read())["color"]] += 1
         except OSError:
             time.sleep(0.3)
@@ -290,7 +290,8 @@ BASICS = "howto-ecs-basics"
 
 def test_howto_ecs_basics_task_definitions_run_by_family_from_its_stack(server, tmp_path):
     """The walkthrough's step 2 deployed through CloudFormation, then each of its task
-    definitions run by family, as ``aws ecs run-task --task-definition FAMILY`` would."""
+    definitions run by family, as ``aws ecs run-task --task-definition FAMILY`` would,
+    and the front app's calls reach the color app through both proxies."""
     account = new_account()
     ecr = f"{account}.dkr.ecr.us-east-1.amazonaws.com/{BASICS}"
     deploy(
@@ -314,6 +315,10 @@ def test_howto_ecs_basics_task_definitions_run_by_family_from_its_stack(server, 
         for name, task in tasks.items():
             task.wait_for("started app")
             joined(task, server, account, f"{BASICS}-{name}-node")
+        # front -> color.howto-ecs-basics.mesh.local: an awsCloudMap node, reached at its
+        # connected proxy (no ECS service registers the task in Cloud Map here).
+        seen = colors_through(tasks["front"].address, requests=5, port=8080)
+        assert seen == {"green": 5}, seen
     finally:
         outputs = [task.stop() for task in tasks.values()]
     for output in outputs:
