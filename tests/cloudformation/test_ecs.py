@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from appmesh_api.ecs.commands import fetch_registered
 from tests.cloudformation.templates import body
 from tests.conftest import make_client
 
@@ -78,3 +79,25 @@ def test_a_task_definition_keeps_its_proxy_configuration(server, account):
     assert envoy["environment"] == [
         {"name": "APPMESH_RESOURCE_ARN", "value": "mesh/color/virtualNode/blue"}
     ]
+
+
+def test_a_template_task_definition_runs_by_family(server, account, monkeypatch):
+    """What ``appmesh-local ecs run-task --task-definition colorteller`` reads back: the
+    registered revision, with its proxy configuration and containers as the template
+    wrote them (PascalCase become the ECS API's camelCase)."""
+    cfn = make_client(server.endpoint, "cloudformation", account)
+    cfn.create_stack(StackName="ecs-run", TemplateBody=body(ENVOY_TASK))
+    for key, value in (("AWS_ACCESS_KEY_ID", account), ("AWS_SECRET_ACCESS_KEY", "local"),
+                       ("AWS_DEFAULT_REGION", "us-east-1")):  # fmt: skip
+        monkeypatch.setenv(key, value)
+    task = fetch_registered("colorteller", server.endpoint)
+    assert (task.family, task.proxy_container) == ("colorteller", "envoy")
+    assert task.proxy_properties["AppPorts"] == "9080"
+    assert task.proxy_properties["IgnoredUID"] == "1337"
+    app, envoy = task.containers
+    assert app.depends_on == [("envoy", "HEALTHY")] and app.ports == [(9080, "tcp")]
+    assert envoy.user == "1337"
+    assert envoy.environment == {"APPMESH_RESOURCE_ARN": "mesh/color/virtualNode/blue"}
+    assert "task cpu 256: not enforced (the containers are processes of this machine)" in (
+        task.not_applied
+    )
