@@ -43,6 +43,8 @@ class LogShipper:
         self._thread: threading.Thread | None = None
 
     def stream_name(self, container: Container) -> str:
+        """``PREFIX/CONTAINER/TASK_ID`` as on ECS. Without a prefix ECS named the stream
+        after the Docker container id; here it is ``CONTAINER/TASK_ID`` (UNCONFIRMED)."""
         assert container.log is not None
         prefix = container.log.get("awslogs-stream-prefix")
         return "/".join([*([prefix] if prefix else []), container.name, self.task_id])

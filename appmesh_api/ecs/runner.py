@@ -219,6 +219,9 @@ class TaskRunner:
             check = state.container.health_check
             if check is None or now < state.next_check:
                 continue
+            # Until the first pass, probe every second rather than every interval, so the
+            # app starts about when its proxy is LIVE (UNCONFIRMED: Docker's first probe
+            # waits one interval); failures still count once per interval, as on ECS.
             state.next_check = now + (check.interval if state.healthy else 1.0)
             passed = _probe(
                 check.command,
