@@ -71,8 +71,9 @@ def check_task(document: dict[str, Any], source: str) -> list[str]:
     mode = document.get("networkMode")
     if mode and mode not in _NETWORK_MODES:
         raise TaskDefinitionError(
-            f"{source}: networkMode {mode} is not supported here; awsvpc (a namespace of the "
-            "task's own, or explicit mode) and host (explicit mode) are"
+            f"{source}: networkMode {mode} is not supported here (ECS registers bridge when "
+            "none is given); awsvpc (a namespace of the task's own, or explicit mode) and "
+            "host (explicit mode) are"
         )
     return said
 

@@ -25,6 +25,7 @@ def task_definition(family: str, account: str, node: str, app_port: int, ports: 
     arn = f"arn:aws:appmesh:us-east-1:{account}:mesh/{MESH}/virtualNode/{node}"
     return {
         "family": family,
+        "networkMode": "awsvpc",
         "proxyConfiguration": {
             "type": "APPMESH",
             "containerName": "envoy",
