@@ -38,15 +38,18 @@ import h2.exceptions
 import h2.settings
 
 from proxy.codec.address import format_address
-from proxy.observe.stats import HTTP_COUNTERS
+from proxy.observe.stats import HTTP2_DOWNSTREAM_COUNTERS, HTTP_COUNTERS
 from proxy.router.http_types import CHUNKED, CONTENT_LENGTH, NO_BODY, HttpRequest
 from proxy.router.router import Router
 from proxy.stream_info import StreamInfo
 from proxy.upstream.http2 import send_within_window
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from proxy.config.compile import HttpConnectionManagerConfig
     from proxy.context import ProxyContext
+    from proxy.observe.stats import StatsScope
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +163,9 @@ class Http2Connection(asyncio.Protocol):
         self.original_dst = original_dst
         self.scheme = scheme
         self.http_stats = ctx.stats.scope("http", hcm.stat_prefix, HTTP_COUNTERS)
+        self.h2_stats = ctx.stats.scope("http2", "", HTTP2_DOWNSTREAM_COUNTERS)
+        if "streams_active" not in self.h2_stats.gauge_fns:
+            _register_gauges(self.h2_stats, ctx.connections)
         config = h2.config.H2Configuration(
             client_side=False, header_encoding="latin-1", validate_inbound_headers=True
         )
@@ -201,6 +207,10 @@ class Http2Connection(asyncio.Protocol):
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             self.http_stats.counters["downstream_cx_protocol_error"] += 1
+            h2_counters = self.h2_stats.counters
+            h2_counters["goaway_sent"] += 1  # h2 answers a connection error with GOAWAY
+            if isinstance(exc, h2.exceptions.DenialOfServiceError) and "header" in str(exc):
+                h2_counters["header_overflow"] += 1
             log.info("%s: HTTP/2 protocol error from %s: %s", self.hcm.stat_prefix,
                      self.remote_address, exc)  # fmt: skip
             self.flush()
@@ -244,6 +254,7 @@ class Http2Connection(asyncio.Protocol):
             if stream is not None:
                 self._client_ended(stream)
         elif isinstance(event, h2.events.StreamReset):
+            self.h2_stats.counters["rx_reset" if event.remote_reset else "tx_reset"] += 1
             self._on_reset(event.stream_id)
         elif isinstance(event, h2.events.WindowUpdated):
             for stream in list(self._blocked):
@@ -253,6 +264,7 @@ class Http2Connection(asyncio.Protocol):
             if not self.streams:
                 self._close()
         elif isinstance(event, h2.events.TrailersReceived):
+            self.h2_stats.counters["trailers"] += 1
             stream = self.streams.get(event.stream_id)
             if stream is not None and stream.router is not None:
                 stream.router.on_request_end()
@@ -390,6 +402,7 @@ class Http2Connection(asyncio.Protocol):
         if not stream.ended and not self._closed:
             with contextlib.suppress(h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError):
                 self.h2.reset_stream(stream.id, code)
+                self.h2_stats.counters["tx_reset"] += 1
         self._stream_gone(stream)
         self.flush()
 
@@ -405,6 +418,7 @@ class Http2Connection(asyncio.Protocol):
         self.draining = True
         if not self._closed:
             self.h2.close_connection()
+            self.h2_stats.counters["goaway_sent"] += 1
             self.flush()
         self._maybe_finish_drain()
 
@@ -436,6 +450,20 @@ class Http2Connection(asyncio.Protocol):
         if self.transport is not None and not self._closed:
             self._closed = True
             self.transport.close()
+
+
+def _register_gauges(scope: StatsScope, connections: set[object]) -> None:
+    """``http2.streams_active`` and ``http2.pending_send_bytes`` over the live HTTP/2
+    connections, read only when the stats are (nothing to keep in step per frame)."""
+
+    def h2_connections() -> Iterator[Http2Connection]:
+        return (c for c in list(connections) if isinstance(c, Http2Connection))
+
+    scope.gauge_fn("streams_active", lambda: sum(len(c.streams) for c in h2_connections()))
+    scope.gauge_fn(
+        "pending_send_bytes",
+        lambda: sum(len(s.pending) for c in h2_connections() for s in c.streams.values()),
+    )
 
 
 def _as_http1_upgrade(headers: dict[str, str]) -> tuple[str, str]:

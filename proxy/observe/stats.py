@@ -102,6 +102,13 @@ SSL_COUNTERS = (
     "ssl.fail_verify_error",
     "ssl.fail_verify_san",
 )
+# Envoy's HTTP/2 codec stats that this proxy's codecs see: rooted at ``http2.`` for the
+# connection managers' codec, at ``cluster.<name>.http2.`` for upstream connections.
+HTTP2_COUNTERS = ("rx_reset", "tx_reset", "trailers", "goaway_sent")
+HTTP2_DOWNSTREAM_COUNTERS = (*HTTP2_COUNTERS, "header_overflow")
+HTTP2_UPSTREAM_COUNTERS = tuple(
+    f"http2.{name}" for name in (*HTTP2_COUNTERS, "stream_refused_errors")
+)
 LISTENER_COUNTERS = (
     "downstream_cx_total",
     "downstream_cx_destroy",

@@ -20,11 +20,17 @@ import asyncio
 import bisect
 import itertools
 import random
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from typing import TYPE_CHECKING
 
 from proxy.config.cluster import ClusterConfig, Endpoint, LoadAssignment
-from proxy.observe.stats import CLUSTER_COUNTERS, HEALTH_CHECK_COUNTERS, SSL_COUNTERS, Stats
+from proxy.observe.stats import (
+    CLUSTER_COUNTERS,
+    HEALTH_CHECK_COUNTERS,
+    HTTP2_UPSTREAM_COUNTERS,
+    SSL_COUNTERS,
+    Stats,
+)
 from proxy.upstream.health_check import HealthChecker
 from proxy.upstream.host import Host
 from proxy.upstream.outlier import EventLog, OutlierDetector
@@ -32,6 +38,7 @@ from proxy.upstream.resource_manager import ResourceManager
 
 if TYPE_CHECKING:
     from proxy.config.compile import CompiledConfig
+    from proxy.upstream.http2 import Http2UpstreamConnection
 
 
 class Cluster:
@@ -82,6 +89,21 @@ class Cluster:
         scope.gauge_fn(breakers + "rq_open", lambda: int(resources.requests.open))
         scope.gauge_fn(breakers + "rq_retry_open", lambda: int(resources.retries.open))
 
+    def _register_http2_stats(self) -> None:
+        """Envoy's upstream codec stats, ``cluster.<name>.http2.*``, zeros included."""
+        scope = self.stats
+        for name in HTTP2_UPSTREAM_COUNTERS:
+            scope.counters.setdefault(name, 0)
+
+        def connections() -> Iterator[Http2UpstreamConnection]:
+            return (c for h in list(self.hosts.values()) for c in h.pool.multiplexed)
+
+        scope.gauge_fn("http2.streams_active", lambda: sum(len(c.streams) for c in connections()))
+        scope.gauge_fn(
+            "http2.pending_send_bytes",
+            lambda: sum(len(s.pending) for c in connections() for s in c.streams.values()),
+        )
+
     # -- configuration ---------------------------------------------------------------------
     def update(self, config: ClusterConfig, assignment: LoadAssignment | None) -> None:
         """Apply a new version of this cluster, keeping hosts that stay."""
@@ -99,6 +121,8 @@ class Cluster:
         if config.tls is not None:  # Envoy lists a TLS cluster's ssl.* counters, zeros too
             for name in SSL_COUNTERS:
                 self.stats.counters.setdefault(name, 0)
+        if config.http2:
+            self._register_http2_stats()
         if previous.raw.get("transport_socket") != config.raw.get("transport_socket"):
             # Idle connections were made under the old TLS terms (trust, SANs, SNI, or
             # plaintext): like Envoy's drained pools, they carry no new request.

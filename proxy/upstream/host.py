@@ -217,7 +217,8 @@ class HostPool:
         config = self.cluster.config
         if config.http2:
             limit = config.max_requests_per_connection
-            return lambda: Http2UpstreamConnection(self, limit)
+            stats = self.cluster.stats
+            return lambda: Http2UpstreamConnection(self, limit, stats)
         return lambda: UpstreamConnection(self)
 
     def _connect_failed(self, exc: BaseException) -> None:

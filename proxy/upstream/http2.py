@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import h2.config
 import h2.connection
@@ -30,6 +30,9 @@ import h2.events
 import h2.exceptions
 
 from proxy.config.retry import CONNECTION_TERMINATION
+
+if TYPE_CHECKING:
+    from proxy.observe.stats import StatsScope
 
 DEFAULT_MAX_STREAMS = 100  # until the peer's SETTINGS say otherwise (RFC 9113's advice)
 
@@ -156,8 +159,9 @@ class Http2UpstreamStream:
 class Http2UpstreamConnection(asyncio.Protocol):
     """One upstream HTTP/2 connection (h2c with prior knowledge, or TLS with ALPN h2)."""
 
-    def __init__(self, pool: Http2Pool, max_requests: int = 0) -> None:
+    def __init__(self, pool: Http2Pool, max_requests: int, stats: StatsScope) -> None:
         self.pool = pool
+        self.stats = stats.counters  # the cluster's: ``http2.rx_reset`` and friends
         self.max_requests = max_requests  # over the connection's life; 0: unlimited
         config = h2.config.H2Configuration(client_side=True, header_encoding="latin-1")
         self.h2 = h2.connection.H2Connection(config=config)
@@ -206,6 +210,7 @@ class Http2UpstreamConnection(asyncio.Protocol):
         if not self.active:
             with contextlib.suppress(h2.exceptions.ProtocolError):
                 self.h2.close_connection()
+                self.stats["http2.goaway_sent"] += 1
             self._flush()
             self.transport.close()
 
@@ -251,6 +256,7 @@ class Http2UpstreamConnection(asyncio.Protocol):
         elif isinstance(event, h2.events.DataReceived):
             self._on_data(event)
         elif isinstance(event, h2.events.TrailersReceived):
+            self.stats["http2.trailers"] += 1
             stream = self.streams.get(event.stream_id)
             if stream is not None and stream.owner is not None:
                 trailers = [(str(n), str(v)) for n, v in event.headers or ()]
@@ -258,12 +264,21 @@ class Http2UpstreamConnection(asyncio.Protocol):
         elif isinstance(event, h2.events.StreamEnded):
             self._on_end(event.stream_id)
         elif isinstance(event, h2.events.StreamReset):
+            self._count_reset(event)
             self._on_reset(event.stream_id)
         elif isinstance(event, h2.events.WindowUpdated):
             for stream in list(self._blocked):
                 self.push(stream)
         elif isinstance(event, h2.events.ConnectionTerminated):
             self._on_goaway(event.last_stream_id or 0)
+
+    def _count_reset(self, event: h2.events.StreamReset) -> None:
+        if not event.remote_reset:
+            self.stats["http2.tx_reset"] += 1  # h2 reset a stream the peer got wrong
+            return
+        self.stats["http2.rx_reset"] += 1
+        if event.error_code == h2.errors.ErrorCodes.REFUSED_STREAM:
+            self.stats["http2.stream_refused_errors"] += 1
 
     def _on_response(self, stream_id: int, raw: Sequence[tuple[object, object]]) -> None:
         stream = self.streams.get(stream_id)
@@ -381,6 +396,7 @@ class Http2UpstreamConnection(asyncio.Protocol):
         if not self.closed:
             with contextlib.suppress(h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError):
                 self.h2.reset_stream(stream.id, h2.errors.ErrorCodes.CANCEL)
+                self.stats["http2.tx_reset"] += 1
             self._flush()
         self._stream_finished()
 

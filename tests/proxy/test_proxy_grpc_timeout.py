@@ -111,9 +111,11 @@ async def test_without_max_grpc_timeout_the_deadline_travels_upstream() -> None:
 class SilentBackend:
     """An HTTP/2 server that never answers: records each request's headers and the
     RST_STREAM codes it receives, so the proxy's own timer is what ends a call (a grpcio
-    server would race it, holding the deadline the proxy sent)."""
+    server would race it, holding the deadline the proxy sent). With ``reset`` it answers
+    every request with that RST_STREAM instead."""
 
-    def __init__(self) -> None:
+    def __init__(self, reset: h2.errors.ErrorCodes | None = None) -> None:
+        self.reset = reset
         self.heads: list[dict[str, str]] = []
         self.resets: list[int] = []
 
@@ -126,6 +128,8 @@ class SilentBackend:
             for event in conn.receive_data(chunk):
                 if isinstance(event, h2.events.RequestReceived):
                     self.heads.append(dict(event.headers))  # type: ignore[arg-type]
+                    if self.reset is not None:
+                        conn.reset_stream(event.stream_id, self.reset)
                 elif isinstance(event, h2.events.StreamReset):
                     self.resets.append(int(event.error_code or 0))
             writer.write(conn.data_to_send())
@@ -133,8 +137,10 @@ class SilentBackend:
 
 
 @contextlib.asynccontextmanager
-async def silent_backend() -> AsyncIterator[tuple[SilentBackend, int]]:
-    backend = SilentBackend()
+async def silent_backend(
+    reset: h2.errors.ErrorCodes | None = None,
+) -> AsyncIterator[tuple[SilentBackend, int]]:
+    backend = SilentBackend(reset)
     server = await asyncio.start_server(backend.serve, "127.0.0.1", 0)
     try:
         yield backend, server.sockets[0].getsockname()[1]
