@@ -156,9 +156,19 @@ def _validate_string(shape: StringShape, value: Any, path: str, errors: _Collect
         errors.violation(value, path, f"Member must satisfy regular expression pattern: {pattern}")
 
 
+#: What App Mesh's Java service holds: ``integer`` is 32-bit, ``long`` 64-bit. JSON's
+#: numbers are unbounded, so a value outside these is refused rather than stored.
+_INTEGER_BITS = {"integer": 32, "long": 64}
+
+
 def _validate_integer(shape: Shape, value: Any, path: str, errors: _Collector) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         errors.violation(value, path, "Member must be an integer")
+        return
+    bits = _INTEGER_BITS[shape.type_name]
+    low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    if not low <= value <= high:
+        errors.violation(value, path, f"Member must have value between {low} and {high}")
         return
     _check_size(shape, value, value, path, errors, "value")
 
@@ -256,7 +266,8 @@ def _label_text(raw: str, wire_name: str) -> str:
 
 def _parse_body(body: bytes) -> Any:
     try:
-        document = json.loads(body)
+        # JSON on the wire is UTF-8 (RFC 8259); json.loads would also guess UTF-16 and -32.
+        document = json.loads(body.decode("utf-8"), parse_constant=_no_constant)
         # JSON may spell a lone UTF-16 surrogate ("\\ud800"), which no resource name can
         # hold: refuse it here rather than fail when the name is stored or sent back.
         json.dumps(document, ensure_ascii=False).encode("utf-8")
@@ -273,6 +284,11 @@ def _parse_body(body: bytes) -> Any:
         raise BadRequestException(
             "The request body is nested too deeply to be an App Mesh request."
         ) from None
+
+
+def _no_constant(name: str) -> Any:
+    """``NaN``, ``Infinity`` and ``-Infinity`` are Python's JSON, not JSON."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def to_wire(shape: Shape, value: Any) -> Any:
