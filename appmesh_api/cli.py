@@ -655,10 +655,11 @@ def build_parser() -> argparse.ArgumentParser:
     which = up.add_mutually_exclusive_group()
     which.add_argument(
         "--example",
-        choices=["colorapp", "grpc"],
+        choices=["colorapp", "grpc", "mtls"],
         default="colorapp",
-        help="which mesh: colorapp (HTTP, traffic shifting; the default) or grpc (gRPC "
-        "routes by method and metadata, HTTP/2 on every hop)",
+        help="which mesh: colorapp (HTTP, traffic shifting; the default), grpc (gRPC "
+        "routes by method and metadata, HTTP/2 on every hop) or mtls (STRICT mutual TLS "
+        "between two sidecars, certificates made on the spot)",
     )
     which.add_argument(
         "--mesh",

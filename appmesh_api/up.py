@@ -172,11 +172,15 @@ def remove_colorapp(appmesh, name: str = MESH) -> bool:
 def run_example(
     example: str, port: int, endpoint: str | None, say: Callable[[str], None], replicas: int = 1
 ) -> int:
-    """``up --example NAME``: colorapp (HTTP, the default) or grpc."""
+    """``up --example NAME``: colorapp (HTTP, the default), grpc or mtls."""
     if example == "grpc":
         from appmesh_api.examples.grpc_demo import run_grpc
 
         return run_grpc(port, endpoint, say, replicas=replicas)
+    if example == "mtls":
+        from appmesh_api.examples.mtls_demo import run_mtls
+
+        return run_mtls(port, endpoint, say, replicas=replicas)
     return run_colorapp(port, endpoint, say, replicas=replicas)
 
 
