@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+from unittest import mock
 
 import pytest
 
@@ -19,15 +22,33 @@ def aws_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "awscli"]
 
 
-def run_aws(server, account: str, *args: str, use_env_endpoint: bool = False):
-    env = {
-        **os.environ,
+def cli_environment(account: str) -> dict[str, str]:
+    return {
         "AWS_ACCESS_KEY_ID": account,
         "AWS_SECRET_ACCESS_KEY": "local",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_MAX_ATTEMPTS": "1",
         "AWS_PAGER": "",
     }
+
+
+def run_aws_in_process(server, account: str, *args: str) -> subprocess.CompletedProcess:
+    """The same CLI (``awscli.clidriver``, what the ``aws`` script runs), called in this
+    process: a fresh driver and botocore session per call, the environment and the
+    output streams its own for the call. It skips the interpreter's and the CLI's
+    start-up (half a second or more a call), for tests that run the CLI dozens of times."""
+    from awscli.clidriver import create_clidriver
+
+    command = ["--endpoint-url", server.endpoint, "--output", "json", *args]
+    out, err = io.StringIO(), io.StringIO()
+    environment = mock.patch.dict(os.environ, cli_environment(account))
+    with environment, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = create_clidriver().main(command)
+    return subprocess.CompletedProcess(["aws", *command], code, out.getvalue(), err.getvalue())
+
+
+def run_aws(server, account: str, *args: str, use_env_endpoint: bool = False):
+    env = {**os.environ, **cli_environment(account)}
     endpoint = []
     if use_env_endpoint:
         env["AWS_ENDPOINT_URL"] = server.endpoint

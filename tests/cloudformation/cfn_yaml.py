@@ -10,6 +10,7 @@ intrinsic it does not know fails the test instead of being guessed.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,11 +20,12 @@ from typing import Any
 import yaml
 
 
-class _TemplateLoader(yaml.SafeLoader):
-    """SafeLoader that turns ``!Ref x`` / ``!GetAtt a.b`` / ``!Sub s`` into long form."""
+class _TemplateLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The safe loader (on libyaml when PyYAML has it) turning ``!Ref x``, ``!GetAtt a.b``,
+    ``!Sub s`` ... into their long forms."""
 
 
-def _short_form(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+def _short_form(loader: _TemplateLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
     value: Any
     if isinstance(node, yaml.ScalarNode):
         value = loader.construct_scalar(node)
@@ -41,7 +43,9 @@ def _short_form(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[s
 _TemplateLoader.add_multi_constructor("!", _short_form)
 
 
+@functools.cache
 def load(path: Path) -> dict[str, Any]:
+    """The template at ``path`` (read once; callers only read it)."""
     return yaml.load(path.read_text(), Loader=_TemplateLoader)
 
 

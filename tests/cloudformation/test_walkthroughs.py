@@ -1,7 +1,8 @@
 """The aws-app-mesh-examples walkthroughs' CloudFormation templates, deployed unmodified.
 
 Each walkthrough runs as its ``deploy.sh`` (or README) runs it: the real aws CLI's
-``aws cloudformation deploy`` with the same stack names and ``--parameter-overrides``,
+``aws cloudformation deploy`` (in this process, see ``run_aws_in_process``: 37 deploys)
+with the same stack names and ``--parameter-overrides``,
 stacks in the walkthrough's order, a later version of a template as an update of the
 same stack. After every deploy, each App Mesh resource the template declares is read
 back through the App Mesh API and its spec compared, field for field, with the
@@ -24,9 +25,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.api.test_aws_cli import run_aws
+from tests.api.test_aws_cli import run_aws_in_process
 from tests.cloudformation.cfn_yaml import Resolver, Stack, load
-from tests.conftest import REGION, make_client, new_account
+from tests.conftest import REGION, make_client, new_account, start_server
 
 TEMPLATES = Path(__file__).parent / "walkthroughs"
 ENVOY_IMAGE = "840364872350.dkr.ecr.us-west-2.amazonaws.com/aws-appmesh-envoy:v1.29.12.1-prod"
@@ -305,7 +306,7 @@ class Run:
         name, path = self.expand(step.stack), TEMPLATES / self.walkthrough.name / step.template
         parameters = {key: self.expand(value) for key, value in step.parameters.items()}
         started = time.monotonic()
-        result = run_aws(
+        result = run_aws_in_process(
             self.server, self.account, "cloudformation", "deploy", "--no-fail-on-empty-changeset",
             "--stack-name", name, "--template-file", str(path), "--capabilities", "CAPABILITY_IAM",
             "--parameter-overrides", *(f"{key}={value}" for key, value in parameters.items()),
@@ -512,9 +513,21 @@ def check_gone(run: Run, declared: list[Declared]) -> None:
         assert raised.value.response["Error"]["Code"] == "NotFoundException", resource
 
 
+@pytest.fixture(scope="module")
+def memory_server(tmp_path_factory):
+    """One server for all the walkthroughs, in memory: the session's server saves every
+    moto write to its data directory (a VPC stack's delete took 1.5 s instead of 10 ms),
+    and what a restart keeps is test_restart.py's subject, not this module's."""
+    running = start_server(tmp_path_factory.mktemp("walkthroughs"))
+    yield running
+    running.stop()
+
+
 @pytest.mark.parametrize("walkthrough", WALKTHROUGHS, ids=lambda walkthrough: walkthrough.name)
-def test_a_walkthrough_deploys_in_order_matches_its_templates_and_deletes(server, walkthrough):
-    run = Run(server, walkthrough)
+def test_a_walkthrough_deploys_in_order_matches_its_templates_and_deletes(
+    memory_server, walkthrough
+):
+    run = Run(memory_server, walkthrough)
     for name in walkthrough.prepare:
         run.variables.update(PREPARATIONS[name](run))
     ever: dict[str, Declared] = {}
