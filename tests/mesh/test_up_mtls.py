@@ -73,10 +73,16 @@ def test_up_mtls_encrypts_refuses_plaintext_and_strangers_and_stops_cleanly():
         assert stat(backend, ".ssl.handshake") >= 1  # the front's mTLS connection
         assert "ssl.versions.TLSv1" in backend
         refused = stat(backend, ".ssl.fail_verify_no_cert")
+        errors = stat(backend, ".ssl.connection_error")
 
         assert run(plaintext).returncode != 0  # STRICT: no plaintext
+        backend = run(backend_stats).stdout
+        assert stat(backend, ".ssl.connection_error") == errors + 1
+        assert stat(backend, ".ssl.fail_verify_no_cert") == refused
         assert run(no_cert).returncode != 0  # mTLS: no certificate, no entry
-        assert stat(run(backend_stats).stdout, ".ssl.fail_verify_no_cert") == refused + 1
+        backend = run(backend_stats).stdout
+        assert stat(backend, ".ssl.fail_verify_no_cert") == refused + 1
+        assert stat(backend, ".ssl.connection_error") == errors + 1
     finally:
         up.send_signal(signal.SIGINT)
         output, _ = up.communicate(timeout=60)
