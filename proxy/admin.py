@@ -1,7 +1,11 @@
-"""Envoy's admin endpoint (port 9901 in App Mesh) on aiohttp.
+"""Envoy's admin endpoint (port 9901 in App Mesh), on a small HTTP/1.1 server of its own.
 
-The admin interface is off the data path, so it uses aiohttp for convenience. Output
-formats follow Envoy's so existing tooling works: ``/server_info`` (the ECS health check
+The admin interface is off the data path, but it is open in every sidecar from the
+start, so it must not cost what a web framework costs: aiohttp alone was 12 MB of a
+sidecar's memory. It is served here with httptools (which the data path's codec loads
+anyway): GET and HEAD on a fixed set of paths, keep-alive, one response per request in
+order; 404 for other paths and 405 for other methods, as before. Output formats follow
+Envoy's so existing tooling works: ``/server_info`` (the ECS health check
 greps its ``state``), ``/ready``, ``/stats`` (``name: value`` lines, ``?filter=``,
 ``?format=json``, ``?usedonly``), ``/stats/prometheus``, ``/clusters`` (``::``-separated
 text or ``?format=json``), ``/config_dump`` (``?include_eds``), ``/listeners`` and
@@ -13,16 +17,20 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, Protocol, cast
+from urllib.parse import parse_qsl, unquote
 
-from aiohttp import web
-from aiohttp.typedefs import Handler
+import httptools
 
 from envoy_bootstrap.envoy_types import PREFIX as TYPE_PREFIX
 from proxy.config.access_log import DEFAULT_FORMAT, compile_text_format
 from proxy.config.regex import RegexError, compile_re2
 from proxy.observe.access_log import AccessLogSink
 from proxy.stream_info import StreamInfo
+from proxy.timers import http_date
 
 if TYPE_CHECKING:
     from proxy.config.bootstrap import BootstrapConfig
@@ -38,9 +46,112 @@ PROXY_VERSION = "appmesh-local/0.1.0/1.0/Clean/RELEASE/Python"
 _ADMIN_LOG_FORMAT = compile_text_format(DEFAULT_FORMAT)
 
 
-def _json(data: Any) -> web.Response:
+@dataclass(frozen=True)
+class AdminRequest:
+    """One admin request: what the handlers read of it."""
+
+    method: str
+    path: str
+    query: dict[str, str]  # the first value of each name, as aiohttp's ``query.get`` gave
+    path_qs: str
+    version: str
+    headers: dict[str, str]  # lower-case names
+
+
+@dataclass(frozen=True)
+class AdminResponse:
+    text: str
+    status: int = 200
+    content_type: str = "text/plain"
+
+    def encode(self, head_only: bool, keep_alive: bool) -> bytes:
+        body = self.text.encode()
+        reason = HTTPStatus(self.status).phrase
+        head = (
+            f"HTTP/1.1 {self.status} {reason}\r\n"
+            f"Content-Type: {self.content_type}; charset=utf-8\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            f"Date: {http_date(time.time())}\r\n"
+            + ("" if keep_alive else "Connection: close\r\n")
+            + ("Allow: GET,HEAD\r\n" if self.status == 405 else "")
+            + "\r\n"
+        )
+        return head.encode("latin-1") + (b"" if head_only else body)
+
+
+Handler = Callable[[AdminRequest], AdminResponse]
+
+
+def _json(data: Any) -> AdminResponse:
     # Envoy pretty-prints admin JSON with one-space indents.
-    return web.Response(text=json.dumps(data, indent=1) + "\n", content_type="application/json")
+    return AdminResponse(json.dumps(data, indent=1) + "\n", content_type="application/json")
+
+
+class _AdminConnection(asyncio.Protocol):
+    """One admin client connection, parsed by httptools; answered request by request."""
+
+    def __init__(self, admin: AdminServer) -> None:
+        self.admin = admin
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.peer = ""
+        self._url = b""
+        self._headers: dict[str, str] = {}
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        self.admin.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else ""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.admin.connections.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._close()
+        except httptools.HttpParserError:
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.write(AdminResponse("Bad Request\n", 400).encode(False, False))
+            self._close()
+
+    def on_message_begin(self) -> None:
+        self._url, self._headers = b"", {}
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_message_complete(self) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        url = httptools.parse_url(self._url)
+        path = unquote((url.path or b"/").decode("latin-1"))
+        query_text = (url.query or b"").decode("latin-1")
+        query: dict[str, str] = {}
+        for name, value in parse_qsl(query_text, keep_blank_values=True):
+            query.setdefault(name, value)
+        request = AdminRequest(
+            method=self.parser.get_method().decode("latin-1"),
+            path=path,
+            query=query,
+            path_qs=path + (f"?{query_text}" if query_text else ""),
+            version=self.parser.get_http_version(),
+            headers=self._headers,
+        )
+        keep_alive = self.parser.should_keep_alive()
+        response = self.admin.respond(request, self.peer)
+        self.transport.write(response.encode(request.method == "HEAD", keep_alive))
+        if not keep_alive:
+            self._close()
+
+    def _close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
 
 
 def _socket(host: str, port: int) -> dict[str, Any]:
@@ -74,72 +185,81 @@ class AdminServer:
     def __init__(self, server: ServerView, access_log: str | None = None) -> None:
         self.server = server
         self.bound: tuple[str, int] | None = None
-        self._runner: web.AppRunner | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self.connections: set[_AdminConnection] = set()
         self._access_log_path = access_log
         self._access_log: AccessLogSink | None = None
-        app = web.Application(middlewares=[self._log_request] if access_log else [])
-        app.router.add_get("/", self.index)
-        app.router.add_get("/server_info", self.server_info)
-        app.router.add_get("/ready", self.ready)
-        app.router.add_get("/stats", self.stats)
-        app.router.add_get("/stats/prometheus", self.prometheus)
-        app.router.add_get("/clusters", self.clusters)
-        app.router.add_get("/config_dump", self.config_dump)
-        app.router.add_get("/listeners", self.listeners)
-        app.router.add_get("/certs", self.certs)
-        self.app = app
+        self.routes: dict[str, Handler] = {
+            "/": self.index,
+            "/server_info": self.server_info,
+            "/ready": self.ready,
+            "/stats": self.stats,
+            "/stats/prometheus": self.prometheus,
+            "/clusters": self.clusters,
+            "/config_dump": self.config_dump,
+            "/listeners": self.listeners,
+            "/certs": self.certs,
+        }
 
     async def start(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
         if self._access_log_path:
-            loop = asyncio.get_running_loop()
             self._access_log = AccessLogSink(self._access_log_path, loop)
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
-        await site.start()
-        addresses = self._runner.addresses
-        name = addresses[0] if addresses else (host, port)
+        self._server = await loop.create_server(
+            lambda: _AdminConnection(self), host, port, reuse_address=True
+        )
+        name = self._server.sockets[0].getsockname() if self._server.sockets else (host, port)
         self.bound = (name[0], name[1])
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._server is not None:
+            self._server.close()
+            for conn in list(self.connections):
+                conn._close()
+            await self._server.wait_closed()
+            self._server = None
         if self._access_log is not None:
             self._access_log.close()
             self._access_log = None
 
-    @web.middleware
-    async def _log_request(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    def respond(self, request: AdminRequest, peer: str) -> AdminResponse:
+        """Route one request, and write the admin access log's line when one is set."""
+        started = asyncio.get_running_loop().time()
+        handler = self.routes.get(request.path)
+        if handler is None:
+            response = AdminResponse("404: Not Found", 404)
+        elif request.method not in ("GET", "HEAD"):
+            response = AdminResponse("405: Method Not Allowed", 405)
+        else:
+            response = handler(request)
+        if self._access_log is not None:
+            self._log_request(request, response, peer, started)
+        return response
+
+    def _log_request(
+        self, request: AdminRequest, response: AdminResponse, peer: str, started: float
+    ) -> None:
         """The bootstrap's ``admin.access_log``: one line per admin request, in Envoy's
         default format (the ECS health check's curls included, as with Envoy)."""
-        loop = asyncio.get_running_loop()
-        peer = request.transport.get_extra_info("peername") if request.transport else None
-        info = StreamInfo(
-            loop.time(), f"HTTP/{request.version.major}.{request.version.minor}",
-            f"{peer[0]}:{peer[1]}" if peer else "", "", 0,
-        )  # fmt: skip
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        info.request_headers = {**headers, ":method": request.method, ":path": request.path_qs,
-                                ":authority": request.host}  # fmt: skip
-        response = await handler(request)
-        info.end = loop.time()
+        assert self._access_log is not None
+        info = StreamInfo(started, f"HTTP/{request.version}", peer, "", 0)
+        info.request_headers = {**request.headers, ":method": request.method,
+                                ":path": request.path_qs,
+                                ":authority": request.headers.get("host", "")}  # fmt: skip
+        info.end = asyncio.get_running_loop().time()
         info.response_code = response.status
-        info.bytes_sent = getattr(response, "content_length", None) or 0
-        if self._access_log is not None:
-            self._access_log.write(_ADMIN_LOG_FORMAT(info))
-        return response
+        info.bytes_sent = len(response.text.encode())
+        self._access_log.write(_ADMIN_LOG_FORMAT(info))
 
     def _bootstrap(self) -> dict[str, Any]:
         bootstrap = self.server.bootstrap
         return dict(bootstrap.raw) if bootstrap is not None else {"node": self.server.node}
 
     # -- handlers ---------------------------------------------------------------------------
-    async def index(self, request: web.Request) -> web.Response:
-        paths = sorted(r.resource.canonical for r in self.app.router.routes() if r.resource)
-        return web.Response(text="\n".join(paths) + "\n")
+    def index(self, request: AdminRequest) -> AdminResponse:
+        return AdminResponse("\n".join(sorted(self.routes)) + "\n")
 
-    async def server_info(self, request: web.Request) -> web.Response:
+    def server_info(self, request: AdminRequest) -> AdminResponse:
         uptime = f"{int(time.time() - self.server.started_at)}s"
         return _json(
             {
@@ -153,17 +273,17 @@ class AdminServer:
             }
         )
 
-    async def ready(self, request: web.Request) -> web.Response:
+    def ready(self, request: AdminRequest) -> AdminResponse:
         state = self.server.state
-        return web.Response(text=f"{state}\n", status=200 if state == "LIVE" else 503)
+        return AdminResponse(f"{state}\n", status=200 if state == "LIVE" else 503)
 
-    async def stats(self, request: web.Request) -> web.Response:
+    def stats(self, request: AdminRequest) -> AdminResponse:
         stats = self.server.stats
         pattern = request.query.get("filter")
         try:  # RE2: a client's pattern runs in linear time on the loop that carries traffic
             name_filter = compile_re2(pattern) if pattern else None
         except RegexError as exc:
-            return web.Response(status=400, text=f"Invalid regex: {exc}\n")
+            return AdminResponse(f"Invalid regex: {exc}\n", 400)
         everything: list[tuple[str, float]] = [(name, value) for name, value, _ in stats.snapshot()]
         if self.server.observability is not None:  # the metrics extension's appmesh.* stats
             everything = sorted([*everything, *self.server.observability.stat_rows()])
@@ -176,24 +296,24 @@ class AdminServer:
         if request.query.get("format") == "json":
             return _json({"stats": [{"name": n, "value": v} for n, v in rows]})
         if request.query.get("format") == "prometheus":
-            return await self.prometheus(request)
-        return web.Response(text="".join(f"{n}: {v}\n" for n, v in rows))
+            return self.prometheus(request)
+        return AdminResponse("".join(f"{n}: {v}\n" for n, v in rows))
 
-    async def prometheus(self, request: web.Request) -> web.Response:
+    def prometheus(self, request: AdminRequest) -> AdminResponse:
         observability = self.server.observability
         if observability is None:
             text = self.server.stats.render_prometheus()
         else:  # with App Mesh's stats tags and the metrics extension's envoy_appmesh_*
             text = observability.render_prometheus()
-        return web.Response(text=text, content_type="text/plain")
+        return AdminResponse(text, content_type="text/plain")
 
-    async def clusters(self, request: web.Request) -> web.Response:
+    def clusters(self, request: AdminRequest) -> AdminResponse:
         clusters = list(self.server.ctx.clusters.clusters.values())
         if request.query.get("format") == "json":
             return _json({"cluster_statuses": [_cluster_json(c) for c in clusters]})
-        return web.Response(text="".join(_cluster_text(c) for c in clusters))
+        return AdminResponse("".join(_cluster_text(c) for c in clusters))
 
-    async def listeners(self, request: web.Request) -> web.Response:
+    def listeners(self, request: AdminRequest) -> AdminResponse:
         handles = self.server.listeners
         if request.query.get("format") == "json":
             statuses = [
@@ -202,12 +322,12 @@ class AdminServer:
             ]
             return _json({"listener_statuses": statuses})
         lines = [f"{name}::{h.bound[0]}:{h.bound[1]}\n" for name, h in handles.items()]
-        return web.Response(text="".join(lines))
+        return AdminResponse("".join(lines))
 
-    async def certs(self, request: web.Request) -> web.Response:
+    def certs(self, request: AdminRequest) -> AdminResponse:
         return _json({"certificates": []})
 
-    async def config_dump(self, request: web.Request) -> web.Response:
+    def config_dump(self, request: AdminRequest) -> AdminResponse:
         config = self.server.config
         version = config.version
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 
 from proxy.codec import tls
 from proxy.codec.http1 import Http1Connection
-from proxy.codec.http2 import Http2Connection
 from proxy.codec.tcp import TcpProxyConnection
 from proxy.interception.original_dst import original_destination
 from proxy.observe.stats import LISTENER_COUNTERS, SSL_COUNTERS
@@ -220,6 +219,8 @@ class ListenerHandle:
             self.stats.counters["no_filter_chain_match"] += 1
             return _Reject()
         if chain.http is not None and chain.http.codec_type == "HTTP2":
+            from proxy.codec.http2 import Http2Connection  # h2 loads with the first one
+
             protocol = Http2Connection(self.ctx, chain.http, original_dst)
         elif chain.http is not None:
             protocol = Http1Connection(self.ctx, chain.http, self, chain.name, original_dst)

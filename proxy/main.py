@@ -33,12 +33,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.credentials import Credentials
-
 from envoy_bootstrap.bootstrap import build_bootstrap, xds_endpoint
 from envoy_bootstrap.command_line import LOG_LEVELS, command_line
 from proxy.config.bootstrap import BootstrapConfig, compile_bootstrap, load_bootstrap
-from proxy.xds_auth import credentials_from, node_account, xds_signer
+from proxy.xds_auth import Credentials, credentials_from, node_account, xds_signer
 
 log = logging.getLogger("appmesh_proxy")
 

@@ -30,6 +30,11 @@ stops answering within ``connect_timeout`` (new connections) or the long-poll's 
 timeout (``wait_seconds`` + 15 s, held ones) is left then. The new replica's versions
 differ from the old one's (each has its own boot prefix), so it answers the first poll
 at once with its full config, which the proxy applies like any update.
+
+Each loop holds one keep-alive HTTP/1.1 connection (``_Connection``, parsed by httptools,
+which the data path loads anyway) rather than an aiohttp session: the client is open in
+every sidecar, and aiohttp was 12 MB of one. The connection is dropped on any error and
+when the loops move to another replica.
 """
 
 from __future__ import annotations
@@ -39,11 +44,13 @@ import contextlib
 import json
 import logging
 import random
+import ssl
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
+import httptools
 
 from envoy_bootstrap.envoy_types import (
     CLUSTER,
@@ -130,7 +137,7 @@ class XdsClient:
         self._unreachable = False  # reported as unreachable, not yet reachable again
         self.first_applied = asyncio.Event()
         self.subs = {kind: _Subscription(kind, url) for kind, url in KINDS.items()}
-        self._session: aiohttp.ClientSession | None = None
+        self._connections: dict[str, _Connection] = {}  # per loop (kind)
         self._applier: asyncio.Task[None] | None = None
         self._warm_deadline: float | None = None
         if stats is not None:
@@ -144,12 +151,7 @@ class XdsClient:
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
-        """Open the session and start the wildcard subscriptions (LDS, CDS)."""
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(
-                total=self.wait_seconds + 15, sock_connect=self.connect_timeout
-            )
-        )
+        """Start the wildcard subscriptions (LDS, CDS)."""
         for kind in WILDCARD_KINDS:
             self._start_loop(self.subs[kind])
 
@@ -162,9 +164,9 @@ class XdsClient:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for conn in self._connections.values():
+            conn.close()
+        self._connections.clear()
 
     def _start_loop(self, sub: _Subscription) -> None:
         if sub.task is not None:
@@ -178,7 +180,8 @@ class XdsClient:
             used = self.endpoint
             try:
                 response = await self._request(sub, used)
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            except (OSError, XdsHttpError, TimeoutError, ValueError) as exc:
+                self._drop_connection(sub.kind)
                 self._lost(sub, exc)
                 failures += 1
                 if self._fail_over(used, exc) and failures <= len(self.endpoints):
@@ -244,7 +247,6 @@ class XdsClient:
 
     async def _request(self, sub: _Subscription, endpoint: str) -> dict[str, Any] | None:
         """One long-poll to ``endpoint``; ``None`` on 304 (nothing new within ``wait``)."""
-        assert self._session is not None
         body: dict[str, Any] = {
             "version_info": "" if sub.force_refresh else sub.version,
             "node": self.node,
@@ -258,17 +260,32 @@ class XdsClient:
         url = f"{endpoint}/v3/discovery:{sub.kind}?wait={self.wait_seconds}"
         data = json.dumps(body).encode()
         headers = self.sign(url, data) if self.sign else {"content-type": "application/json"}
-        async with self._session.post(url, data=data, headers=headers) as resp:
-            if resp.status == 304:
-                return None
-            if resp.status != 200:
-                raise aiohttp.ClientResponseError(
-                    resp.request_info, (), status=resp.status, message=await resp.text()
-                )
-            data = await resp.json(content_type=None)
-        if not isinstance(data, dict):
+        conn = self._connection(sub.kind, endpoint)
+        async with asyncio.timeout(self.wait_seconds + 15):
+            status, answer = await conn.post(url, data, headers, self.connect_timeout)
+        if status == 304:
+            return None
+        if status != 200:
+            text = answer.decode("utf-8", "replace").strip()
+            raise XdsHttpError(f"HTTP {status} from {url}: {text}")
+        response = json.loads(answer)
+        if not isinstance(response, dict):
             raise ValueError("DiscoveryResponse is not an object")
-        return data
+        return response
+
+    def _connection(self, kind: str, endpoint: str) -> _Connection:
+        """The loop's connection to ``endpoint`` (a new one after a failover)."""
+        conn = self._connections.get(kind)
+        if conn is None or conn.endpoint != endpoint:
+            if conn is not None:
+                conn.close()
+            conn = self._connections[kind] = _Connection(endpoint)
+        return conn
+
+    def _drop_connection(self, kind: str) -> None:
+        conn = self._connections.pop(kind, None)
+        if conn is not None:
+            conn.close()
 
     async def _stage(self, sub: _Subscription, response: dict[str, Any]) -> bool:
         """Hand a response to the applier and wait for its verdict.
@@ -499,4 +516,103 @@ _NOT_HTTP1 = (
 def _answered_without_http1(exc: Exception) -> bool:
     """The server answered, but not with an HTTP/1.1 status line: an HTTP/2-only server
     such as a gRPC ADS port opens with its SETTINGS frame instead."""
-    return isinstance(exc, aiohttp.ClientResponseError) and "Bad status line" in str(exc.message)
+    return isinstance(exc, XdsHttpError) and exc.not_http1
+
+
+class XdsHttpError(Exception):
+    """An answer that is not a usable HTTP/1.1 response, or a status other than 200/304."""
+
+    def __init__(self, message: str, *, not_http1: bool = False) -> None:
+        super().__init__(message)
+        self.not_http1 = not_http1
+
+
+class _Connection:
+    """One keep-alive HTTP/1.1 connection to a control-plane endpoint; one request at a
+    time (each long-poll loop has its own). Responses are parsed by httptools."""
+
+    def __init__(self, endpoint: str) -> None:
+        parts = urlsplit(endpoint)
+        self.endpoint = endpoint
+        self.secure = parts.scheme == "https"
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or (443 if self.secure else 80)
+        self.authority = parts.netloc
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def post(
+        self, url: str, body: bytes, headers: dict[str, str], connect_timeout: float
+    ) -> tuple[int, bytes]:
+        """``POST url``: the status and the body. Raises ``OSError``, ``TimeoutError`` or
+        ``XdsHttpError``; the caller drops the connection then. A kept-alive connection
+        the server closed while it idled is replaced once, at once."""
+        reused = self._writer is not None and not self._writer.is_closing()
+        if not reused:
+            await self._open(connect_timeout)
+        try:
+            return await self._exchange(url, body, headers)
+        except (ConnectionError, _ClosedBeforeAnswer):
+            if not reused:
+                raise
+        self.close()
+        await self._open(connect_timeout)
+        return await self._exchange(url, body, headers)
+
+    async def _exchange(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        assert self._reader is not None and self._writer is not None
+        parts = urlsplit(url)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        fields = {"Host": self.authority, "User-Agent": "appmesh-proxy", **headers}
+        fields["Content-Length"] = str(len(body))
+        head = f"POST {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items())
+        self._writer.write(head.encode("latin-1") + b"\r\n" + body)
+        response = _Response()
+        parser = httptools.HttpResponseParser(response)
+        while not response.complete:
+            chunk = await self._reader.read(65536)
+            if not chunk and not response.began:
+                raise _ClosedBeforeAnswer(f"{self.endpoint} closed the connection")
+            if not chunk:
+                raise XdsHttpError(f"{self.endpoint} closed the connection mid-response")
+            try:
+                parser.feed_data(chunk)
+            except httptools.HttpParserError as exc:
+                raise XdsHttpError(f"bad response: {exc}", not_http1=not response.began) from exc
+        if not parser.should_keep_alive():
+            self.close()
+        return parser.get_status_code(), b"".join(response.body)
+
+    async def _open(self, connect_timeout: float) -> None:
+        context = ssl.create_default_context() if self.secure else None
+        async with asyncio.timeout(connect_timeout):
+            self._reader, self._writer = await asyncio.open_connection(
+                self.host, self.port, ssl=context
+            )
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = self._reader = None
+
+
+class _ClosedBeforeAnswer(XdsHttpError):
+    """The server closed the connection before any byte of its answer."""
+
+
+class _Response:
+    """httptools' callbacks for one response."""
+
+    def __init__(self) -> None:
+        self.began = False
+        self.complete = False
+        self.body: list[bytes] = []
+
+    def on_status(self, status: bytes) -> None:
+        self.began = True
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.complete = True

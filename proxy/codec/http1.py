@@ -33,7 +33,6 @@ import httptools
 
 from proxy import stream_info as flags
 from proxy.codec.address import format_address
-from proxy.codec.http2 import Http2Connection
 from proxy.observe.stats import HTTP_COUNTERS
 from proxy.router.http_types import CHUNKED, CONTENT_LENGTH, NO_BODY, HttpRequest
 from proxy.router.router import Router
@@ -560,6 +559,8 @@ class Http1Connection(asyncio.Protocol):
         self._closed = True  # this object is done; the HTTP/2 codec owns the transport
         self.ctx.connections.discard(self)
         scheme = "https" if transport.get_extra_info("ssl_object") is not None else "http"
+        from proxy.codec.http2 import Http2Connection  # h2 loads with the first one
+
         protocol = Http2Connection(self.ctx, self.hcm, self.original_dst, scheme)
         if self._listener is not None:
             self._listener.adopt(protocol)

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-import re2
-
 #: Envoy's default ``re2.max_program_size.error_level``.
 MAX_PROGRAM_SIZE = 100
 
@@ -32,6 +30,8 @@ class RegexError(ValueError):
 
 
 def compile_re2(pattern: str, *, ignore_case: bool = False) -> Regex:
+    import re2  # here, not at the top: a config without regexes never loads RE2 (2.6 MB)
+
     options = re2.Options()
     options.log_errors = False  # the refusal says why; no absl line on stderr
     options.case_sensitive = not ignore_case

@@ -13,13 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from proxy.upstream.http2 import Http2UpstreamStream
+from proxy.upstream.http1 import UpstreamConnection
 
 if TYPE_CHECKING:
     from proxy.timers import Timer, TimerWheel
     from proxy.upstream.cluster_manager import Cluster
     from proxy.upstream.host import Host
-    from proxy.upstream.http1 import UpstreamConnection
+    from proxy.upstream.http2 import Http2UpstreamStream
 
     Exchange = UpstreamConnection | Http2UpstreamStream
 
@@ -75,10 +75,10 @@ class Attempt:
         self.conn = conn
         self.start = now
         if isinstance(head, bytes):
-            assert not isinstance(conn, Http2UpstreamStream)
+            assert isinstance(conn, UpstreamConnection)
             conn.begin(self, head, body, is_head, complete, bool(upgrade))
         else:
-            assert isinstance(conn, Http2UpstreamStream)
+            assert not isinstance(conn, UpstreamConnection)
             conn.begin(self, head, body, is_head, complete)
 
     def arm_per_try(

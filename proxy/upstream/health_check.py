@@ -21,11 +21,6 @@ import contextlib
 import random
 from typing import TYPE_CHECKING
 
-import h2.config
-import h2.connection
-import h2.events
-import h2.exceptions
-
 from proxy.upstream import tls
 
 if TYPE_CHECKING:
@@ -58,7 +53,26 @@ async def _h2_exchange(
     body: bytes = b"",
 ) -> tuple[int, dict[str, str], bytes]:
     """One request over a new HTTP/2 (prior knowledge) connection: the response status,
-    its headers and trailers in one dict, and the body."""
+    its headers and trailers in one dict, and the body. A protocol error is a
+    ``ValueError``. h2 is imported here: only gRPC health checks need it."""
+    import h2.exceptions
+
+    try:
+        return await _h2_request(reader, writer, head, body)
+    except h2.exceptions.ProtocolError as exc:
+        raise ValueError(f"HTTP/2 health check: {exc}") from exc
+
+
+async def _h2_request(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    head: list[tuple[str, str]],
+    body: bytes,
+) -> tuple[int, dict[str, str], bytes]:
+    import h2.config
+    import h2.connection
+    import h2.events
+
     conn = h2.connection.H2Connection(
         h2.config.H2Configuration(client_side=True, header_encoding="latin-1")
     )
@@ -111,7 +125,7 @@ class HealthChecker:
         try:
             async with asyncio.timeout(self.config.timeout):
                 passed = await self._probe(host.host, port)
-        except (OSError, TimeoutError, EOFError, ValueError, h2.exceptions.ProtocolError):
+        except (OSError, TimeoutError, EOFError, ValueError):
             counters["health_check.network_failure"] += 1
             passed = False
         counters["health_check.success" if passed else "health_check.failure"] += 1

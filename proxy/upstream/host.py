@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Protocol
 from proxy.config.retry import CONNECT_FAILURE
 from proxy.upstream import tls
 from proxy.upstream.http1 import UpstreamConnection, UpstreamStream
-from proxy.upstream.http2 import Http2UpstreamConnection
 
 if TYPE_CHECKING:
     from proxy.config.cluster import ClusterConfig, Endpoint
     from proxy.observe.stats import StatsScope
+    from proxy.upstream.http2 import Http2UpstreamConnection
     from proxy.upstream.resource_manager import ResourceManager
 
 
@@ -216,6 +216,8 @@ class HostPool:
     def _protocol_factory(self) -> Callable[[], UpstreamConnection | Http2UpstreamConnection]:
         config = self.cluster.config
         if config.http2:
+            from proxy.upstream.http2 import Http2UpstreamConnection  # h2: HTTP/2 clusters only
+
             limit = config.max_requests_per_connection
             stats = self.cluster.stats
             return lambda: Http2UpstreamConnection(self, limit, stats)
@@ -245,7 +247,7 @@ class HostPool:
         """A connection became free: the oldest waiter gets it, else it idles."""
         if conn.closed:
             return
-        if isinstance(conn, Http2UpstreamConnection):
+        if not isinstance(conn, UpstreamConnection):
             return self._assign_streams(conn)
         stream = self._pop_waiter()
         if stream is not None:
@@ -271,7 +273,7 @@ class HostPool:
 
     def release(self, conn: UpstreamConnection | Http2UpstreamConnection) -> None:
         """The connection finished a request and may carry another."""
-        if isinstance(conn, Http2UpstreamConnection):
+        if not isinstance(conn, UpstreamConnection):
             return self._assign_streams(conn)
         limit = self.cluster.config.max_requests_per_connection
         if limit and conn.requests >= limit:
@@ -280,7 +282,7 @@ class HostPool:
         self._assign(conn)
 
     def on_closed(self, conn: UpstreamConnection | Http2UpstreamConnection) -> None:
-        if isinstance(conn, Http2UpstreamConnection):
+        if not isinstance(conn, UpstreamConnection):
             if conn in self.multiplexed:
                 self.multiplexed.remove(conn)
         elif conn in self.idle:
