@@ -181,15 +181,21 @@ def server_info(task: Task) -> dict:
 
 
 def deploy(server, account: str, name: str, template: str, **parameters: str) -> None:
+    """Create the stack, or update it when it exists (as ``aws cloudformation deploy``)."""
     cfn = make_client(server.endpoint, "cloudformation", account)
-    cfn.create_stack(
+    exists = any(
+        stack["StackName"] == name for stack in cfn.list_stacks()["StackSummaries"]
+        if stack["StackStatus"] != "DELETE_COMPLETE"
+    )  # fmt: skip
+    (cfn.update_stack if exists else cfn.create_stack)(
         StackName=name,
         TemplateBody=(EXAMPLES / template).read_text(),
         Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
         Capabilities=["CAPABILITY_IAM"],
     )
     stack = cfn.describe_stacks(StackName=name)["Stacks"][0]
-    assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
+    wanted = "UPDATE_COMPLETE" if exists else "CREATE_COMPLETE"
+    assert stack["StackStatus"] == wanted, stack.get("StackStatusReason")
 
 
 def joined(task: Task, server, account: str, node: str) -> None:
@@ -291,14 +297,16 @@ BASICS = "howto-ecs-basics"
 def test_howto_ecs_basics_task_definitions_run_by_family_from_its_stack(server, tmp_path):
     """The walkthrough's step 2 deployed through CloudFormation, then each of its task
     definitions run by family, as ``aws ecs run-task --task-definition FAMILY`` would,
-    and the front app's calls reach the color app through both proxies."""
+    and the front app's calls reach the color app through both proxies; then step 3
+    (an update of the stack) and its color-v2 task, which gets half of the calls."""
     account = new_account()
     ecr = f"{account}.dkr.ecr.us-east-1.amazonaws.com/{BASICS}"
-    deploy(
-        server, account, f"appmesh-{BASICS}", f"{BASICS}-2-meshify.yaml",
-        ProjectName=BASICS, EnvoyImage=ENVOY_IMAGE, CloudWatchAgentImage=f"{ecr}/cwagent:1",
-        ColorAppImage=f"{ecr}/colorapp:1", FrontAppImage=f"{ecr}/feapp:1",
-    )  # fmt: skip
+    parameters = {
+        "ProjectName": BASICS, "EnvoyImage": ENVOY_IMAGE,
+        "CloudWatchAgentImage": f"{ecr}/cwagent:1", "ColorAppImage": f"{ecr}/colorapp:1",
+        "FrontAppImage": f"{ecr}/feapp:1",
+    }  # fmt: skip
+    deploy(server, account, f"appmesh-{BASICS}", f"{BASICS}-2-meshify.yaml", **parameters)
     registered = make_client(server.endpoint, "ecs", account).list_task_definition_families()
     assert {f"{BASICS}-color", f"{BASICS}-front"} <= set(registered["families"])
     cwagent = "sleep infinity"  # a stand-in for the agent image, runnable as its user 1337
@@ -319,6 +327,17 @@ def test_howto_ecs_basics_task_definitions_run_by_family_from_its_stack(server, 
         # connected proxy (no ECS service registers the task in Cloud Map here).
         seen = colors_through(tasks["front"].address, requests=5, port=8080)
         assert seen == {"green": 5}, seen
+        # Step 3 as the walkthrough's deploy.sh runs it: an update of the same stack adds
+        # color-v2 (blue) and a router sending each half the traffic.
+        deploy(server, account, f"appmesh-{BASICS}", f"{BASICS}-3-routing.yaml", **parameters)
+        tasks["color-v2"] = Task(
+            server, account, f"{BASICS}-color-v2", tmp_path / "color-v2",
+            app=f'{" ".join(APP)} teller "$COLOR" "$PORT"', cwagent=cwagent,
+        )  # fmt: skip
+        tasks["color-v2"].wait_for("started app")
+        joined(tasks["color-v2"], server, account, f"{BASICS}-color-v2-node")
+        seen = colors_through(tasks["front"].address, requests=40, port=8080)
+        assert set(seen) == {"green", "blue"}, seen
     finally:
         outputs = [task.stop() for task in tasks.values()]
     for output in outputs:
