@@ -82,6 +82,15 @@ def check_container(spec: Any, source: str) -> list[str]:
     if not isinstance(spec, dict) or not spec.get("name"):
         raise TaskDefinitionError(f"{source}: every container definition needs a name")
     name, said = spec["name"], []
+    for mapping in spec.get("portMappings") or []:
+        protocol = str(mapping.get("protocol", "tcp")).lower()
+        if protocol not in ("tcp", "udp"):
+            # howto-timeout-policy writes 'http'; its tasks ran on ECS (UNCONFIRMED: what
+            # ECS made of it is not documented), and http runs over TCP.
+            said.append(
+                f"container {name}: port {mapping.get('containerPort')} protocol {protocol} "
+                "taken as tcp (a port mapping's protocols are tcp and udp)"
+            )
     for key, value in spec.items():
         if key in _CONTAINER_HONOURED or _empty(value):
             continue
@@ -132,9 +141,7 @@ def port_mapping(item: Any, source: str) -> tuple[int, str]:
             f"{source}: hostPort {host} differs from containerPort {port}: each task here has "
             "its own address (awsvpc), where the host ports and container ports must match"
         )
-    if protocol not in ("tcp", "udp"):
-        raise TaskDefinitionError(f"{source}: port {port}: protocol must be tcp or udp")
-    return port, protocol
+    return port, protocol if protocol == "udp" else "tcp"
 
 
 AWSLOGS_OPTIONS = {

@@ -28,6 +28,7 @@ from botocore.exceptions import ClientError
 from tests.api.test_aws_cli import run_aws_in_process
 from tests.cloudformation.cfn_yaml import Resolver, Stack, load
 from tests.conftest import REGION, make_client, new_account, start_server
+from tests.ecs.registered import check_task_definitions
 
 TEMPLATES = Path(__file__).parent / "walkthroughs"
 ENVOY_IMAGE = "840364872350.dkr.ecr.us-west-2.amazonaws.com/aws-appmesh-envoy:v1.29.12.1-prod"
@@ -531,12 +532,15 @@ def test_a_walkthrough_deploys_in_order_matches_its_templates_and_deletes(
     for name in walkthrough.prepare:
         run.variables.update(PREPARATIONS[name](run))
     ever: dict[str, Declared] = {}
+    tasks: set[str] = set()
     for step in walkthrough.steps:
         if step.before:
             run.variables.update(PREPARATIONS[step.before](run))
         previous = run.deployed.get(run.expand(step.stack))
         stack = run.deploy(step)
         check_stack(run, stack)
+        # its task definitions are ones `appmesh-local ecs run-task FAMILY` runs as they are
+        tasks.update(check_task_definitions(run.server.endpoint, run.account, run.client("ecs")))
         declared = declared_app_mesh(stack)
         check_app_mesh(run, declared)
         if previous is not None:  # an update: what the new version dropped is gone
@@ -549,6 +553,7 @@ def test_a_walkthrough_deploys_in_order_matches_its_templates_and_deletes(
     check_gone(run, list(ever.values()))
     assert run.client("appmesh").list_meshes()["meshes"] == []
     assert run.client("servicediscovery").list_namespaces()["Namespaces"] == []
+    print(f"\n{walkthrough.name}: task definitions run-task accepts: {sorted(tasks)}")
     print(
         f"\n{walkthrough.name}: "
         + ", ".join(f"{what} {seconds:.1f} s" for what, seconds in run.seconds)

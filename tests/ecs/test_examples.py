@@ -35,6 +35,7 @@ pytestmark = pytest.mark.skipif(
     bool(missing_tools()), reason=f"awsvpc mode needs {', '.join(missing_tools())}"
 )
 EXAMPLES = Path(__file__).parent / "examples"
+TEMPLATES = Path(__file__).parents[1] / "cloudformation" / "walkthroughs"  # the same commit
 ENVOY_IMAGE = "840364872350.dkr.ecr.us-west-2.amazonaws.com/aws-appmesh-envoy:v1.29.12.1-prod"
 DOMAIN = "default.svc.cluster.local"
 LOG_GROUP = "colorapp-ecs-services"
@@ -189,7 +190,9 @@ def deploy(server, account: str, name: str, template: str, **parameters: str) ->
     )  # fmt: skip
     (cfn.update_stack if exists else cfn.create_stack)(
         StackName=name,
-        TemplateBody=(EXAMPLES / template).read_text(),
+        TemplateBody=(
+            EXAMPLES / template if "/" not in template else TEMPLATES / template
+        ).read_text(),
         Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
         Capabilities=["CAPABILITY_IAM"],
     )
@@ -222,7 +225,7 @@ def test_colorapp_task_definitions_carry_traffic_through_their_sidecars(server, 
     account, mesh = new_account(), "colorapp-mesh"
     make_client(server.endpoint, "appmesh", account).create_mesh(meshName=mesh)
     deploy(
-        server, account, "colorapp-mesh", "colorapp-appmesh-colorapp.yaml",
+        server, account, "colorapp-mesh", "colorapp/servicemesh/appmesh-colorapp.yaml",
         EnvironmentName="colorapp", ServicesDomain=DOMAIN, AppMeshMeshName=mesh,
     )  # fmt: skip
     make_client(server.endpoint, "logs", account).create_log_group(logGroupName=LOG_GROUP)
@@ -306,7 +309,7 @@ def test_howto_ecs_basics_task_definitions_run_by_family_from_its_stack(server, 
         "CloudWatchAgentImage": f"{ecr}/cwagent:1", "ColorAppImage": f"{ecr}/colorapp:1",
         "FrontAppImage": f"{ecr}/feapp:1",
     }  # fmt: skip
-    deploy(server, account, f"appmesh-{BASICS}", f"{BASICS}-2-meshify.yaml", **parameters)
+    deploy(server, account, f"appmesh-{BASICS}", f"{BASICS}/deploy/2-meshify.yaml", **parameters)
     registered = make_client(server.endpoint, "ecs", account).list_task_definition_families()
     assert {f"{BASICS}-color", f"{BASICS}-front"} <= set(registered["families"])
     cwagent = "sleep infinity"  # a stand-in for the agent image, runnable as its user 1337
@@ -329,7 +332,8 @@ def test_howto_ecs_basics_task_definitions_run_by_family_from_its_stack(server, 
         assert seen == {"green": 5}, seen
         # Step 3 as the walkthrough's deploy.sh runs it: an update of the same stack adds
         # color-v2 (blue) and a router sending each half the traffic.
-        deploy(server, account, f"appmesh-{BASICS}", f"{BASICS}-3-routing.yaml", **parameters)
+        step3 = f"{BASICS}/deploy/3-routing.yaml"
+        deploy(server, account, f"appmesh-{BASICS}", step3, **parameters)
         tasks["color-v2"] = Task(
             server, account, f"{BASICS}-color-v2", tmp_path / "color-v2",
             app=f'{" ".join(APP)} teller "$COLOR" "$PORT"', cwagent=cwagent,
