@@ -114,6 +114,11 @@ class ClusterConfig:
     cleanup_interval: float = 5.0  # ORIGINAL_DST: how long an unused destination is kept
     target_virtual_node: str = ""  # App Mesh's aggregate_stats metadata, for metrics
     tls: ClientTls | None = None  # TLS origination (UpstreamTlsContext)
+    # Envoy's HTTP/1 client codec: 80 KiB of response head (http_parser's own limit, and
+    # common_http_protocol_options.max_response_headers_kb since Envoy 1.32) and
+    # common_http_protocol_options.max_headers_count (100) response headers.
+    max_response_headers_kb: int = 80
+    max_response_headers_count: int = 100
 
 
 def compile_load_assignment(spec: dict[str, Any]) -> LoadAssignment:
@@ -291,6 +296,8 @@ def compile_cluster(spec: dict[str, Any], secrets: Secrets = _NO_SECRETS) -> Clu
         cleanup_interval=duration(spec.get("cleanup_interval"), 5.0) or 5.0,
         target_virtual_node=aggregate_stats_tag(spec, "TargetVirtualNode"),
         tls=_client_tls(name, spec.get("transport_socket"), secrets),
+        max_response_headers_kb=uint(common.get("max_response_headers_kb"), 80) or 80,
+        max_response_headers_count=uint(common.get("max_headers_count"), 100) or 100,
     )
 
 

@@ -63,6 +63,7 @@ CONNECT_FAILURE = "connection failure"
 CONNECTION_TERMINATION = "connection termination"
 PER_TRY_TIMEOUT = "per try timeout"
 OVERFLOW = "overflow"
+PROTOCOL_ERROR = "protocol error"  # the upstream broke HTTP (or its head was too large)
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,9 @@ def problem(kind: str, resource: dict[str, Any]) -> str | None:
 def listener_problem(spec: dict[str, Any]) -> str | None:
     """Why a ``Listener`` cannot be served as written, if it cannot."""
     name = spec.get("name", "")
+    problem = _buffer_limit_problem(spec)
+    if problem:
+        return f"listener {name}: {problem}"
     chains = list(spec.get("filter_chains") or ())
     if isinstance(spec.get("default_filter_chain"), dict):
         chains.append(spec["default_filter_chain"])
@@ -84,7 +87,29 @@ def _chain_problem(chain: dict[str, Any]) -> str | None:
     return None
 
 
+#: Envoy's default per_connection_buffer_limit_bytes. A stream here holds less than this
+#: (the sockets' write buffers, one read, a request body kept for retries up to 1 MiB),
+#: so a limit at least this large is kept; a smaller one is not promised.
+DEFAULT_BUFFER_LIMIT = 1 << 20
+
+
+def _buffer_limit_problem(spec: dict[str, Any]) -> str | None:
+    limit = spec.get("per_connection_buffer_limit_bytes")
+    if isinstance(limit, dict):
+        limit = limit.get("value")
+    if limit is None or int(limit) >= DEFAULT_BUFFER_LIMIT:
+        return None
+    return (
+        f"per_connection_buffer_limit_bytes below {DEFAULT_BUFFER_LIMIT} {NOT_YET} "
+        f"(asked for {int(limit)})"
+    )
+
+
 def _hcm_problem(config: dict[str, Any]) -> str | None:
+    common = config.get("common_http_protocol_options") or {}
+    if isinstance(common, dict) and "max_response_headers_kb" in common:
+        # Envoy's own rule: response heads are bounded per cluster, not per listener.
+        return "max_response_headers_kb cannot be set on http_connection_manager"
     codec = str(config.get("codec_type", "AUTO"))
     if codec == "HTTP3":
         return f"codec_type {codec} {NOT_YET}; this proxy speaks HTTP/1.1 and HTTP/2"
@@ -150,6 +175,9 @@ def cluster_problem(spec: dict[str, Any]) -> str | None:
             return f"cluster {name}: upstream {problem}"
     if spec.get("transport_socket_matches"):
         return f"cluster {name}: transport_socket_matches {NOT_YET}"
+    problem = _buffer_limit_problem(spec)
+    if problem:
+        return f"cluster {name}: {problem}"
     options = _explicit_http2_options(spec)
     if options:
         problem = _http2_options_problem(options)

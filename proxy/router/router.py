@@ -24,7 +24,12 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 from proxy import stream_info as flags
-from proxy.config.retry import CONNECT_FAILURE, CONNECTION_TERMINATION, PER_TRY_TIMEOUT
+from proxy.config.retry import (
+    CONNECT_FAILURE,
+    CONNECTION_TERMINATION,
+    PER_TRY_TIMEOUT,
+    PROTOCOL_ERROR,
+)
 from proxy.config.routing import (
     HeaderMutation,
     RequestView,
@@ -75,7 +80,8 @@ class Router:
     """Routes and proxies one HTTP request; created by the codec at end of headers."""
 
     __slots__ = (
-        "_active_at", "_backoff", "_body", "_down_eof", "_duration", "_global", "_head",
+        "_active_at", "_backoff", "_body", "_down_eof", "_down_writable", "_duration", "_global",
+        "_head",
         "_holding_retry", "_idle", "_reading", "_silent_retries", "_timeout", "_tried", "_tunnel",
         "_up_eof", "_upgrade_counted",
         "_upstream_blocked", "_ws_key", "attempt", "cluster", "ctx", "done", "downstream", "hcm",
@@ -110,6 +116,7 @@ class Router:
         self._active_at = info.start
         self._holding_retry = self._upstream_blocked = False
         self._reading = True
+        self._down_writable = True  # the client's connection takes more response bytes
         self._tried: set[Host] = set()
         self._tunnel = self._down_eof = self._up_eof = self._upgrade_counted = False
         self._ws_key = ""  # the Sec-WebSocket-Key this proxy made up for an RFC 8441 client
@@ -226,6 +233,14 @@ class Router:
         self._finish()
 
     def on_downstream_writable(self, writable: bool) -> None:
+        """Response backpressure: a client that does not read pauses the upstream's reads,
+        so a stream holds at most the two sockets' write buffers, never the whole body."""
+        if writable == self._down_writable:
+            return
+        self._down_writable = writable
+        if self.cluster is not None:
+            paused = "paused" if not writable else "resumed"
+            self.cluster.stats.counters[f"upstream_flow_control_{paused}_reading_total"] += 1
         attempt = self.attempt
         if attempt is not None and attempt.conn is not None:
             attempt.conn.set_reading(writable)
@@ -238,6 +253,9 @@ class Router:
             self.downstream.set_reading(wanted)
 
     def _set_upstream_blocked(self, blocked: bool) -> None:
+        if blocked != self._upstream_blocked and self.cluster is not None:
+            state = "backed_up" if blocked else "drained"
+            self.cluster.stats.counters[f"upstream_flow_control_{state}_total"] += 1
         self._upstream_blocked = blocked
         self._update_reading()
 
@@ -288,6 +306,8 @@ class Router:
         request = self.request
         is_head = request.method == "HEAD"
         attempt.begin(conn, self._head, body, is_head, self.request_complete, now, request.upgrade)
+        if not self._down_writable:  # the client was already behind: read only as it reads
+            conn.set_reading(False)
         if self.request_complete:
             self._arm_per_try(attempt)
         self._update_reading()
@@ -437,10 +457,14 @@ class Router:
         body = _RESET_BODY + reason.encode()
         if detail:
             body += b", transport failure reason: " + detail.encode()
-        flag = flags.UPSTREAM_CONNECTION_FAILURE
-        if reason != CONNECT_FAILURE:
-            flag = flags.UPSTREAM_CONNECTION_TERMINATION
-        self.local_reply(503, body, flag, "upstream_reset_before_response_started")
+        if reason == PROTOCOL_ERROR:  # Envoy: 502 UPE, counted on the cluster
+            cluster.stats.counters["upstream_cx_protocol_error"] += 1
+            flag, status = flags.UPSTREAM_PROTOCOL_ERROR, 502
+        else:
+            flag, status = flags.UPSTREAM_CONNECTION_TERMINATION, 503
+            if reason == CONNECT_FAILURE:
+                flag = flags.UPSTREAM_CONNECTION_FAILURE
+        self.local_reply(status, body, flag, "upstream_reset_before_response_started")
 
     def _on_per_try_timeout(self, attempt: Attempt) -> None:
         attempt.per_try = None

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from proxy.config.retry import CONNECT_FAILURE
 from proxy.upstream import tls
-from proxy.upstream.http1 import UpstreamConnection, UpstreamStream
+from proxy.upstream.http1 import HeadLimits, UpstreamConnection, UpstreamStream
 
 if TYPE_CHECKING:
     from proxy.config.cluster import ClusterConfig, Endpoint
@@ -221,7 +221,9 @@ class HostPool:
             limit = config.max_requests_per_connection
             stats = self.cluster.stats
             return lambda: Http2UpstreamConnection(self, limit, stats)
-        return lambda: UpstreamConnection(self)
+        kib, count = config.max_response_headers_kb, config.max_response_headers_count
+        limits = HeadLimits(kib * 1024, count)
+        return lambda: UpstreamConnection(self, limits)
 
     def _connect_failed(self, exc: BaseException) -> None:
         self.connecting -= 1

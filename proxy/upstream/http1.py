@@ -17,11 +17,12 @@ the connection closes (the upstream saw ``connection: upgrade``).
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import httptools
 
-from proxy.config.retry import CONNECTION_TERMINATION
+from proxy.config.retry import CONNECTION_TERMINATION, PROTOCOL_ERROR
 
 if TYPE_CHECKING:
     from proxy.upstream.http2 import Http2UpstreamStream
@@ -52,15 +53,32 @@ class ConnectionPool(Protocol):
     def on_closed(self, conn: UpstreamConnection) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class HeadLimits:
+    """How much response head the connection holds (Envoy's HTTP/1 client codec: 80 KiB,
+    100 headers). Past either, the response is a protocol error: a 502 for the client."""
+
+    max_bytes: int = 80 * 1024
+    max_count: int = 100
+
+
+class _HeadTooLarge(Exception):
+    """Raised inside httptools' callback, which wraps it as a parser error."""
+
+
 class UpstreamConnection(asyncio.Protocol):
     """One upstream HTTP/1.1 connection; at most one request in flight."""
 
     __slots__ = (
         "_close_delimited",
+        "_head_bytes",
+        "_head_raw",
         "_headers",
+        "_in_head",
         "_interim",
         "_is_head",
         "_keep_alive",
+        "_limits",
         "_request_done",
         "_response_done",
         "_tunnel",
@@ -76,8 +94,12 @@ class UpstreamConnection(asyncio.Protocol):
         "upgrading",
     )
 
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: ConnectionPool, limits: HeadLimits = HeadLimits()) -> None:
         self.pool = pool
+        self._limits = limits
+        self._in_head = False  # a response head is being parsed
+        self._head_bytes = 0  # its header names and values so far
+        self._head_raw = 0  # bytes received while it was incomplete
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.stream: UpstreamStream | None = None
@@ -119,9 +141,15 @@ class UpstreamConnection(asyncio.Protocol):
             rest = data[upgrade.args[0] :]
             if rest and self.stream is not None:
                 self.stream.on_upstream_data(rest)
-        except httptools.HttpParserError:
-            self._reset(CONNECTION_TERMINATION)
+        except httptools.HttpParserError as error:
+            too_large = isinstance(error.__context__, _HeadTooLarge)
+            self._reset(PROTOCOL_ERROR if too_large else CONNECTION_TERMINATION)
             return
+        if self._in_head:  # httptools keeps a partial head whole: bound what it holds
+            self._head_raw += len(data)
+            if self._head_raw > self._limits.max_bytes:
+                self._reset(PROTOCOL_ERROR)
+                return
         stream = self.stream
         if stream is not None:
             if stream.discarded:
@@ -219,11 +247,18 @@ class UpstreamConnection(asyncio.Protocol):
     # -- httptools callbacks ------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._headers = []
+        self._in_head = True
+        self._head_bytes = self._head_raw = 0
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+        headers = self._headers
+        headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+        self._head_bytes += len(name) + len(value)
+        if len(headers) > self._limits.max_count or self._head_bytes > self._limits.max_bytes:
+            raise _HeadTooLarge
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         parser = self.parser
         status = parser.get_status_code()
         if 100 <= status < 200 and status != 101:
@@ -277,6 +312,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self.closed:
             return
         if self._keep_alive and self._request_done and not self._close_delimited:
+            self.set_reading(True)  # paused for a slow client: idle, it must see a close
             self.pool.release(self)
         else:
             self.close()

@@ -53,3 +53,18 @@ def test_grpc_health_checks_are_served_except_fields_not_applied() -> None:
 
 def h2_cluster_with_check(check: dict) -> dict:
     return {**h2_cluster({}), "health_checks": [check]}
+
+
+def test_a_buffer_limit_below_what_a_stream_may_hold_is_refused() -> None:
+    """Envoy's default (1 MiB) and larger are kept (a stream holds less); smaller are not."""
+    for limit, refused in ((1 << 20, False), (4 << 20, False), (32768, True)):
+        listener = {**http_listener("l", []), "per_connection_buffer_limit_bytes": limit}
+        assert (problem(LISTENER_URL, listener) is not None) == refused, limit
+        small = cluster("c", [1], per_connection_buffer_limit_bytes={"value": limit})
+        assert (problem(CLUSTER_URL, small) is not None) == refused, limit
+
+
+def test_max_response_headers_kb_belongs_on_the_cluster_not_the_hcm() -> None:
+    common = {"max_response_headers_kb": 100}
+    hcm = http_listener("l", [], common_http_protocol_options=common)
+    assert "http_connection_manager" in (problem(LISTENER_URL, hcm) or "")

@@ -12,13 +12,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "proxy"))
 
 from proxy_envoy import cluster, http_listener, route, vhost
-from proxy_harness import backends, raw_connection, read_response, running_proxy
+from proxy_harness import (
+    backends,
+    raw_connection,
+    raw_server,
+    read_request_head,
+    read_response,
+    running_proxy,
+)
 
 __all__ = [
     "backends",
     "cluster",
     "http_listener",
     "raw_connection",
+    "raw_server",
+    "read_request_head",
     "read_response",
     "route",
     "running_proxy",
