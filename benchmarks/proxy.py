@@ -24,25 +24,33 @@ import json
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appmesh_api.localports import free_port, wait_for_port
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.harness import (
+    ROOT,
+    BenchPath,
+    Processes,
+    can_pin,
+    cpu_seconds,
+    free_port,
+    load_average,
+    rss_mb,
+    wait_for_port,
+)
+
+__all__ = ["BenchPath", "cpu_seconds", "free_port", "rss_mb", "wait_for_port"]
 SERVE = ROOT / "benchmarks" / "proxy_serve.py"  # the proxy child process
-sys.path.insert(0, str(ROOT))
 
 BODY = "x" * 99 + "\n"  # 100 bytes
 SERVICE = "app.bench.local"
 HOST = f"{SERVICE}:8080"  # the virtual service and its router's port
 MESH = "bench"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 GOAL_ADDED_P50_MS, GOAL_VS_NGINX, GOAL_VCPU_PER_1K, GOAL_RSS_MB = 0.25, 0.25, 0.15, 30.0
 
 
@@ -62,19 +70,6 @@ def ensure_tools() -> None:
     if subprocess.run(install, env=env, check=False).returncode != 0:
         subprocess.run(["apt-get", "update"], env=env, check=True)
         subprocess.run(install, env=env, check=True)
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def nginx_command(tmp: Path, name: str, port: int, upstream_port: int | None) -> list[str]:
@@ -171,35 +166,6 @@ def proxy_supports_reuse_port() -> bool:
 
 
 # -- measurement --------------------------------------------------------------------------------
-@dataclass
-class BenchPath:
-    """One way to reach the upstream: a port, the processes it adds, and its hop count."""
-
-    name: str
-    port: int
-    pids: list[int] = field(default_factory=list)
-    hops: int = 0
-    samples: dict[str, list[float]] = field(default_factory=dict)
-
-    def add(self, **values: float) -> None:
-        for key, value in values.items():
-            self.samples.setdefault(key, []).append(value)
-
-    def median(self, key: str) -> float:
-        return statistics.median(self.samples[key]) if self.samples.get(key) else float("nan")
-
-    def ratio(self, key: str, base: BenchPath) -> float:
-        """Median over rounds of this path's ``key`` over ``base``'s in the same round
-        (pairs cancel the slow drifts a shared VM shows)."""
-        pairs = zip(self.samples[key], base.samples[key], strict=True)
-        return statistics.median(mine / theirs for mine, theirs in pairs)
-
-    def added(self, key: str, base: BenchPath) -> float:
-        """Median over rounds of (this path's ``key`` - ``base``'s) / hops."""
-        pairs = zip(self.samples[key], base.samples[key], strict=True)
-        return statistics.median((mine - theirs) / self.hops for mine, theirs in pairs)
-
-
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
@@ -294,75 +260,67 @@ def main() -> None:
     parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     args = parser.parse_args()
     ensure_tools()
-    pin = not args.no_pin and (os.cpu_count() or 1) >= 2
+    pin = can_pin(args.no_pin)
     workers = args.workers
     if workers > 1 and not proxy_supports_reuse_port():
         print(f"--workers {workers}: skipped, the proxy's listeners do not set SO_REUSEPORT")
         workers = 1
-    on_cpu0 = ["taskset", "-c", "0"] if pin else []
-    processes: list[subprocess.Popen] = []
-    with tempfile.TemporaryDirectory(prefix="proxy-bench-") as tmp_name:
-        tmp = Path(tmp_name)
-
-        def start(command: list[str], port: int) -> int:
-            log = (tmp / f"{port}.out").open("wb")
-            process = subprocess.Popen(on_cpu0 + command, stdout=log, stderr=subprocess.STDOUT)
-            processes.append(process)
-            wait_for_port(port, process, timeout=20)
-            return process.pid
+    with (
+        tempfile.TemporaryDirectory(prefix="proxy-bench-") as tmp_name,
+        Processes(Path(tmp_name), pin) as procs,
+    ):
 
         def start_proxy(
             name: str, listen: int, ingress: int, egress: int, target: int
         ) -> list[int]:
             resources = translate_for(name, up_port, target, ingress, egress, workers > 1)
-            pids = []
-            for index in range(workers):
-                config = tmp / f"{name}-{index}.json"
-                config.write_text(json.dumps({"resources": resources, "admin": free_port()}))
-                pids.append(start([sys.executable, str(SERVE), str(config)], listen))
-            return pids
+            return serve_proxy(procs, f"{name}-{listen}", resources, listen, workers)
 
-        try:
-            up_port, ngx_port = free_port(), free_port()
-            upstream = start(nginx_command(tmp, "up", up_port, None), up_port)
-            ngx = start(nginx_command(tmp, "rp", ngx_port, up_port), ngx_port)
-            ing_port, egr_port, one_port = free_port(), free_port(), free_port()
-            ingress = start_proxy("app", ing_port, ing_port, free_port(), up_port)
-            egress = start_proxy("client", egr_port, free_port(), egr_port, ing_port)
-            # The egress proxy alone, its ``app`` endpoint being the upstream itself.
-            egress_one = start_proxy("client", one_port, free_port(), one_port, up_port)
-            paths = [
-                BenchPath("direct", up_port),
-                BenchPath("nginx reverse proxy", ngx_port, [ngx], 1),
-                BenchPath("proxy 1 hop (ingress)", ing_port, ingress, 1),
-                BenchPath("proxy 1 hop (egress+retry)", one_port, egress_one, 1),
-                BenchPath("proxy 2 hops", egr_port, egress + ingress, 2),
-            ]
-            mode = "pinned: wrk CPU 1, servers CPU 0" if pin else "unpinned"
-            print(
-                f"{args.rounds} rounds x {len(paths)} paths x (c1 + c32) x {args.duration:g} s, "
-                f"{mode}, proxy workers: {workers}",
-                flush=True,
-            )
-            for path in paths:  # warm connection pools and caches
-                run_wrk(path.port, 32, 1, pin)
-            for round_ in range(1, args.rounds + 1):
-                for path in paths:
-                    measure(path, upstream, args.duration, pin)
-                    print(
-                        f"  round {round_}: {path.name:<27} {path.samples['rps'][-1]:>8.0f} req/s"
-                        f"  p50 {path.samples['p50'][-1]:.3f} ms",
-                        flush=True,
-                    )
-            report(paths)
-        finally:
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                try:
-                    process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+        up_port, ngx_port = free_port(), free_port()
+        upstream = procs.start(nginx_command(procs.tmp, "up", up_port, None), up_port)
+        ngx = procs.start(nginx_command(procs.tmp, "rp", ngx_port, up_port), ngx_port)
+        ing_port, egr_port, one_port = free_port(), free_port(), free_port()
+        ingress = start_proxy("app", ing_port, ing_port, free_port(), up_port)
+        egress = start_proxy("client", egr_port, free_port(), egr_port, ing_port)
+        # The egress proxy alone, its ``app`` endpoint being the upstream itself.
+        egress_one = start_proxy("client", one_port, free_port(), one_port, up_port)
+        paths = [
+            BenchPath("direct", up_port),
+            BenchPath("nginx reverse proxy", ngx_port, [ngx], 1),
+            BenchPath("proxy 1 hop (ingress)", ing_port, ingress, 1),
+            BenchPath("proxy 1 hop (egress+retry)", one_port, egress_one, 1),
+            BenchPath("proxy 2 hops", egr_port, egress + ingress, 2),
+        ]
+        mode = "pinned: wrk CPU 1, servers CPU 0" if pin else "unpinned"
+        print(
+            f"{args.rounds} rounds x {len(paths)} paths x (c1 + c32) x {args.duration:g} s, "
+            f"{mode}, proxy workers: {workers}, load average {load_average()}",
+            flush=True,
+        )
+        for path in paths:  # warm connection pools and caches
+            run_wrk(path.port, 32, 1, pin)
+        for round_ in range(1, args.rounds + 1):
+            for path in paths:
+                measure(path, upstream, args.duration, pin)
+                print(
+                    f"  round {round_}: {path.name:<27} {path.samples['rps'][-1]:>8.0f} req/s"
+                    f"  p50 {path.samples['p50'][-1]:.3f} ms",
+                    flush=True,
+                )
+        report(paths)
+        print(f"load average at the end: {load_average()}")
+
+
+def serve_proxy(
+    procs: Processes, name: str, resources: list[dict[str, Any]], port: int, workers: int = 1
+) -> list[int]:
+    """``workers`` proxy_serve.py processes applying ``resources``, listening on ``port``."""
+    pids = []
+    for index in range(workers):
+        config = procs.tmp / f"{name}-{index}.json"
+        config.write_text(json.dumps({"resources": resources, "admin": free_port()}))
+        pids.append(procs.start([sys.executable, str(SERVE), str(config)], port))
+    return pids
 
 
 if __name__ == "__main__":

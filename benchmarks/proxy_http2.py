@@ -22,7 +22,6 @@ throughput ≥ 0.25x nginx's with one worker); the exit code is not.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -33,17 +32,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from appmesh_api.localports import free_port, wait_for_port
-from benchmarks.proxy import (
-    BODY,
-    HOST,
-    SERVE,
+from benchmarks.harness import (
     BenchPath,
+    Processes,
+    can_pin,
     cpu_seconds,
-    nginx_command,
+    free_port,
+    load_average,
     rss_mb,
-    translate_for,
+    wait_for_port,
 )
+from benchmarks.proxy import BODY, HOST, nginx_command, serve_proxy, translate_for
 
 GOAL_VS_NGINX = 0.25
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -124,58 +123,41 @@ def main() -> None:
     parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     args = parser.parse_args()
     ensure_h2load()
-    pin = not args.no_pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
-    on_cpu0 = ["taskset", "-c", "0"] if pin else []
-    processes: list[subprocess.Popen] = []
-    with tempfile.TemporaryDirectory(prefix="proxy-h2-bench-") as tmp_name:
-        tmp = Path(tmp_name)
-
-        def start(command: list[str], port: int) -> int:
-            log = (tmp / f"{port}.out").open("wb")
-            process = subprocess.Popen(on_cpu0 + command, stdout=log, stderr=subprocess.STDOUT)
-            processes.append(process)
-            wait_for_port(port, process, timeout=20)
-            return process.pid
+    pin = can_pin(args.no_pin)
+    with (
+        tempfile.TemporaryDirectory(prefix="proxy-h2-bench-") as tmp_name,
+        Processes(Path(tmp_name), pin) as procs,
+    ):
 
         def start_proxy(name: str, port: int, target: int, protocol: str) -> list[int]:
             resources = translate_for(name, target, target, port, free_port(), False, protocol)
-            config = tmp / f"{name}-{protocol}.json"
-            config.write_text(json.dumps({"resources": resources, "admin": free_port()}))
-            return [start([sys.executable, str(SERVE), str(config)], port)]
+            return serve_proxy(procs, f"{name}-{protocol}", resources, port)
 
-        try:
-            up_port, up_h2, ngx_port = free_port(), free_port(), free_port()
-            start(h2_upstream_command(tmp, up_port, up_h2), up_port)
-            wait_for_port(up_h2, processes[-1], timeout=20)
-            ngx = start(h2_front_command(tmp, ngx_port, up_port), ngx_port)
-            h1_port, h2_port = free_port(), free_port()
-            to_h1 = start_proxy("app", h1_port, up_port, "http")
-            to_h2 = start_proxy("app", h2_port, up_h2, "http2")
-            paths = [
-                BenchPath("direct (h2c)", up_h2),
-                BenchPath("nginx h2 -> h1", ngx_port, [ngx], 1),
-                BenchPath("proxy h2 -> h1", h1_port, to_h1, 1),
-                BenchPath("proxy h2 -> h2", h2_port, to_h2, 1),
-            ]
-            mode = "pinned: h2load CPU 1, servers CPU 0" if pin else "unpinned"
-            print(f"{args.rounds} rounds x {len(paths)} paths x (1x1 + 8x10) x "
-                  f"{args.duration} s, {mode}", flush=True)  # fmt: skip
+        up_port, up_h2, ngx_port = free_port(), free_port(), free_port()
+        procs.start(h2_upstream_command(procs.tmp, up_port, up_h2), up_port)
+        wait_for_port(up_h2, procs.started[-1], timeout=20)
+        ngx = procs.start(h2_front_command(procs.tmp, ngx_port, up_port), ngx_port)
+        h1_port, h2_port = free_port(), free_port()
+        to_h1 = start_proxy("app", h1_port, up_port, "http")
+        to_h2 = start_proxy("app", h2_port, up_h2, "http2")
+        paths = [
+            BenchPath("direct (h2c)", up_h2),
+            BenchPath("nginx h2 -> h1", ngx_port, [ngx], 1),
+            BenchPath("proxy h2 -> h1", h1_port, to_h1, 1),
+            BenchPath("proxy h2 -> h2", h2_port, to_h2, 1),
+        ]
+        mode = "pinned: h2load CPU 1, servers CPU 0" if pin else "unpinned"
+        print(f"{args.rounds} rounds x {len(paths)} paths x (1x1 + 8x10) x "
+              f"{args.duration} s, {mode}, load average {load_average()}", flush=True)  # fmt: skip
+        for path in paths:
+            run_h2load(path.port, 8, 10, 1, pin)
+        for round_ in range(1, args.rounds + 1):
             for path in paths:
-                run_h2load(path.port, 8, 10, 1, pin)
-            for round_ in range(1, args.rounds + 1):
-                for path in paths:
-                    measure(path, args.duration, pin)
-                    print(f"  round {round_}: {path.name:<18} {path.samples['rps'][-1]:>8.0f}"
-                          " req/s", flush=True)  # fmt: skip
-            report(paths)
-        finally:
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                try:
-                    process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+                measure(path, args.duration, pin)
+                print(f"  round {round_}: {path.name:<18} {path.samples['rps'][-1]:>8.0f}"
+                      " req/s", flush=True)  # fmt: skip
+        report(paths)
+        print(f"load average at the end: {load_average()}")
 
 
 if __name__ == "__main__":
