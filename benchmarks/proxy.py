@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ BODY = "x" * 99 + "\n"  # 100 bytes
 SERVICE = "app.bench.local"
 HOST = f"{SERVICE}:8080"  # the virtual service and its router's port
 MESH = "bench"
+GRPC_SERVICE = "bench.Echo"  # benchmarks/grpc_peer.py's service
 GOAL_ADDED_P50_MS, GOAL_VS_NGINX, GOAL_VCPU_PER_1K, GOAL_RSS_MB = 0.25, 0.25, 0.15, 30.0
 
 
@@ -83,6 +85,12 @@ def nginx_command(tmp: Path, name: str, port: int, upstream_port: int | None) ->
             "keepalive_requests 1000000; keepalive_timeout 300s; }"
         )
         location = 'proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";'
+    server = f"server {{ listen 127.0.0.1:{port}; location / {{ {location} }} }}"
+    return nginx_with(tmp, name, f"{upstream}\n  {server}")
+
+
+def nginx_with(tmp: Path, name: str, servers: str) -> list[str]:
+    """nginx (one worker, no master) running ``servers`` (upstream and server blocks)."""
     # Debian's nginx creates its compiled-in temp dirs unless told otherwise.
     built = subprocess.run(["nginx", "-V"], capture_output=True, text=True).stderr
     temps = "".join(
@@ -96,31 +104,73 @@ pid {tmp}/{name}.pid; error_log {tmp}/{name}.log warn;
 events {{ worker_connections 4096; }}
 http {{
   access_log off; keepalive_requests 1000000; keepalive_timeout 300s; {temps}
-  {upstream}
-  server {{ listen 127.0.0.1:{port}; location / {{ {location} }} }}
+  {servers}
 }}
 """
     (tmp / f"{name}.conf").write_text(text)
     return ["nginx", "-e", str(tmp / f"{name}.log"), "-c", str(tmp / f"{name}.conf")]
 
 
-def mesh_snapshot(app_port: int, endpoint_port: int, protocol: str = "http") -> Any:
+@dataclass(frozen=True)
+class MeshTls:
+    """TLS between the proxies, from files: ``app``'s listener is STRICT with ``chain`` /
+    ``key``; ``client`` trusts ``ca`` for the backend, and with ``client_chain`` /
+    ``client_key`` presents them (mutual TLS, the listener then validating against ``ca``)."""
+
+    ca: str
+    chain: str
+    key: str
+    client_chain: str = ""
+    client_key: str = ""
+
+    def listener(self) -> dict[str, Any]:
+        tls: dict[str, Any] = {
+            "mode": "STRICT",
+            "certificate": {"file": {"certificateChain": self.chain, "privateKey": self.key}},
+        }
+        if self.client_chain:
+            tls["validation"] = {"trust": {"file": {"certificateChain": self.ca}}}
+        return tls
+
+    def client_policy(self) -> dict[str, Any]:
+        tls: dict[str, Any] = {
+            "enforce": True,
+            "validation": {"trust": {"file": {"certificateChain": self.ca}}},
+        }
+        if self.client_chain:
+            files = {"certificateChain": self.client_chain, "privateKey": self.client_key}
+            tls["certificate"] = {"file": files}
+        return {"tls": tls}
+
+
+def mesh_snapshot(
+    app_port: int, endpoint_port: int, protocol: str = "http", tls: MeshTls | None = None
+) -> Any:
     """A small mesh: node ``app`` (listening on the upstream's port) behind router ``app`` and
     service app.bench.local; node ``client`` has that service as its backend. Proxies of
-    ``app`` are reached at 127.0.0.1:``endpoint_port`` (a registered endpoint)."""
+    ``app`` are reached at 127.0.0.1:``endpoint_port`` (a registered endpoint). With ``tls``
+    the hop between the two proxies is TLS (or mutual TLS)."""
     from envoy_bootstrap.snapshot import MeshSnapshot
 
     def node(name: str, port: int | None, backends: tuple[str, ...] = ()) -> dict[str, Any]:
         spec: dict[str, Any] = {"serviceDiscovery": {"dns": {"hostname": f"{name}.bench.local"}}}
         if port:
-            spec["listeners"] = [{"portMapping": {"port": port, "protocol": protocol}}]
-        spec["backends"] = [{"virtualService": {"virtualServiceName": b}} for b in backends]
+            listener = {"portMapping": {"port": port, "protocol": protocol}}
+            spec["listeners"] = [{**listener, "tls": tls.listener()} if tls else listener]
+        spec["backends"] = [
+            {"virtualService": {"virtualServiceName": b,
+                                **({"clientPolicy": tls.client_policy()} if tls else {})}}
+            for b in backends
+        ]  # fmt: skip
         return {"meshName": MESH, "virtualNodeName": name, "spec": spec}
 
     targets = [{"virtualNode": "app", "weight": 1}]  # no retryPolicy: App Mesh's default
     route = {"httpRoute": {"match": {"prefix": "/"}, "action": {"weightedTargets": targets}}}
     router = {"listeners": [{"portMapping": {"port": 8080, "protocol": protocol}}]}
-    if protocol != "http":
+    if protocol == "grpc":
+        grpc_match = {"serviceName": GRPC_SERVICE}
+        route = {"grpcRoute": {"match": grpc_match, "action": {"weightedTargets": targets}}}
+    elif protocol != "http":
         route = {f"{protocol}Route": route["httpRoute"]}
     provider = {"virtualRouter": {"virtualRouterName": "app"}}
     return MeshSnapshot(
@@ -143,13 +193,14 @@ def translate_for(
     egress: int,
     reuse_port: bool,
     protocol: str = "http",
+    tls: MeshTls | None = None,
 ) -> list[dict[str, Any]]:
     """Envoy resources for proxy ``name``; the ``app`` cluster's endpoint is ``target_port``."""
     from envoy_bootstrap.snapshot import NodeIdentity
     from envoy_bootstrap.translate import translate
 
     identity = NodeIdentity("virtualNode", name, ingress, egress, "127.0.0.1", "127.0.0.1")
-    snapshot = mesh_snapshot(app_port, target_port, protocol)
+    snapshot = mesh_snapshot(app_port, target_port, protocol, tls)
     resources = [dict(r) for r in translate(snapshot, identity).all()]
     if reuse_port:
         for resource in resources:
