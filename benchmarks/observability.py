@@ -16,26 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.proxy import (
-    SERVE,
-    cpu_seconds,
-    ensure_tools,
-    free_port,
-    nginx_command,
-    run_wrk,
-    translate_for,
-    wait_for_port,
-)
+from benchmarks.harness import Processes, can_pin, cpu_seconds, free_port, load_average
+from benchmarks.proxy import SERVE, ensure_tools, nginx_command, run_wrk, translate_for
 
 NODE_ID = "mesh/bench/virtualNode/client"
 
@@ -65,58 +55,47 @@ def main() -> None:
     parser.add_argument("--no-pin", action="store_true")
     args = parser.parse_args()
     ensure_tools()
-    pin = not args.no_pin and (os.cpu_count() or 1) >= 2
-    on_cpu0 = ["taskset", "-c", "0"] if pin else []
+    pin = can_pin(args.no_pin)
     sinks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
     for sink in sinks:  # bound but never read: the kernel drops what overflows
         sink.bind(("127.0.0.1", 0))
     daemon, statsd = (sink.getsockname()[1] for sink in sinks)
-    processes: list[subprocess.Popen] = []
-    with tempfile.TemporaryDirectory(prefix="obs-bench-") as tmp_name:
-        tmp = Path(tmp_name)
-
-        def start(command: list[str], port: int) -> int:
-            log = (tmp / f"{port}.out").open("wb")
-            process = subprocess.Popen(on_cpu0 + command, stdout=log, stderr=subprocess.STDOUT)
-            processes.append(process)
-            wait_for_port(port, process, timeout=20)
-            return process.pid
+    with (
+        tempfile.TemporaryDirectory(prefix="obs-bench-") as tmp_name,
+        Processes(Path(tmp_name), pin) as procs,
+    ):
 
         def start_proxy(serve: Path, env: dict[str, str]) -> tuple[int, int]:
             port = free_port()
             resources = translate_for("client", up_port, up_port, free_port(), port, False)
             config = {"resources": resources, "admin": free_port(), "env": env, "node_id": NODE_ID}
-            path = tmp / f"proxy-{port}.json"
+            path = procs.tmp / f"proxy-{port}.json"
             path.write_text(json.dumps(config))
-            return port, start([sys.executable, str(serve), str(path)], port)
+            return port, procs.start([sys.executable, str(serve), str(path)], port)
 
-        try:
-            up_port = free_port()
-            start(nginx_command(tmp, "up", up_port, None), up_port)
-            paths: dict[str, tuple[int, int]] = {}
-            if args.baseline:
-                baseline = args.baseline / "benchmarks" / "proxy_serve.py"
-                paths["baseline (before)"] = start_proxy(baseline, {})
-            for name, env in variants(daemon, statsd).items():
-                paths[name] = start_proxy(SERVE, env)
-            for port, _ in paths.values():
-                run_wrk(port, 32, 1, pin)  # warm up
-            rps: dict[str, list[float]] = {name: [] for name in paths}
-            cpu: dict[str, list[float]] = {name: [] for name in paths}
-            for round_ in range(1, args.rounds + 1):
-                for name, (port, pid) in paths.items():
-                    before = cpu_seconds(pid)
-                    result = run_wrk(port, 32, args.duration, pin)
-                    used = cpu_seconds(pid) - before
-                    rps[name].append(result["rps"])
-                    cpu[name].append(used / max(result["rps"] * args.duration, 1) * 1e6)
-                    print(f"  round {round_}: {name:<24} {result['rps']:>8.0f} req/s", flush=True)
-            report(rps, cpu)
-        finally:
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                process.wait(timeout=5)
+        up_port = free_port()
+        procs.start(nginx_command(procs.tmp, "up", up_port, None), up_port)
+        paths: dict[str, tuple[int, int]] = {}
+        if args.baseline:
+            baseline = args.baseline / "benchmarks" / "proxy_serve.py"
+            paths["baseline (before)"] = start_proxy(baseline, {})
+        for name, env in variants(daemon, statsd).items():
+            paths[name] = start_proxy(SERVE, env)
+        print(f"load average {load_average()}", flush=True)
+        for port, _ in paths.values():
+            run_wrk(port, 32, 1, pin)  # warm up
+        rps: dict[str, list[float]] = {name: [] for name in paths}
+        cpu: dict[str, list[float]] = {name: [] for name in paths}
+        for round_ in range(1, args.rounds + 1):
+            for name, (port, pid) in paths.items():
+                before = cpu_seconds(pid)
+                result = run_wrk(port, 32, args.duration, pin)
+                used = cpu_seconds(pid) - before
+                rps[name].append(result["rps"])
+                cpu[name].append(used / max(result["rps"] * args.duration, 1) * 1e6)
+                print(f"  round {round_}: {name:<24} {result['rps']:>8.0f} req/s", flush=True)
+        report(rps, cpu)
+        print(f"load average at the end: {load_average()}")
 
 
 def report(rps: dict[str, list[float]], cpu: dict[str, list[float]]) -> None:
