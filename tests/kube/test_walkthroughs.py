@@ -27,8 +27,9 @@ NAMES = sorted(p.name.removesuffix(".yaml.template") for p in WALKTHROUGHS.glob(
 SKIPPED = "skipped (not an App Mesh kind: appmesh-local runs no workloads)"
 
 
-def render(name: str, **changes: str) -> str:
-    """The template with the walkthrough's variables set; images are never run here."""
+def render(name: str, template: str | None = None, **changes: str) -> str:
+    """The walkthrough's manifest (or its other ``template``, a file under ``walkthroughs/``)
+    with the walkthrough's variables set; images are never run here."""
     values = {
         "APP_NAMESPACE": f"howto-k8s-{name}",
         "MESH_NAME": f"howto-k8s-{name}",
@@ -38,7 +39,7 @@ def render(name: str, **changes: str) -> str:
         "ENVOY_IMAGE": "public.ecr.aws/appmesh/aws-appmesh-envoy:v1.29.12.1-prod",
         **changes,
     }
-    text = (WALKTHROUGHS / f"{name}.yaml.template").read_text()
+    text = (WALKTHROUGHS / (template or f"{name}.yaml.template")).read_text()
     return re.sub(r"\$\{([A-Z_]+)\}", lambda m: values.get(m[1], f"example/{m[1].lower()}"), text)
 
 
@@ -98,7 +99,47 @@ def test_walkthrough_applies_and_every_app_mesh_object_is_active(server, walkthr
         item = items[(document["kind"], document["metadata"]["name"])]
         assert item["status"]["conditions"][0]["status"] == "True", item["status"]
         _check_listeners(appmesh, mesh, document)
+    _check_gateway_routes(appmesh, mesh, app_mesh_documents(text))
     CHECKS[name](appmesh, mesh, f"howto-k8s-{name}")
+
+
+# The walkthrough's gatewayroutes/ templates in the order its scripts apply them: deploy.sh
+# applies prefix-match after the manifest, then `./gwroute_setup.sh all` the others.
+GATEWAY_ROUTE_STEPS = [
+    "prefix-match",
+    "path-match",
+    "header-match",
+    "query-match",
+    "method-match",
+    "rewrite-prefix",
+    "rewrite-path",
+]
+
+
+def test_http_ingress_v2_gateway_routes_are_active_and_as_written(server, tmp_path):
+    """howto-k8s-http-ingress-v2's seven gateway routes (prefix, exact path, header, query
+    parameter and method matches; prefix and path rewrites), applied one file at a time on
+    top of the manifest as its scripts do: each is Active and App Mesh holds its spec."""
+    name = "http-ingress-v2"
+    account = new_account()
+    steps = [("manifest", render(name))] + [
+        (step, render(name, f"{name}-gatewayroutes/{step}.yaml.template"))
+        for step in GATEWAY_ROUTE_STEPS
+    ]
+    for step, text in steps:
+        path = tmp_path / f"{step}.yaml"
+        path.write_text(text)
+        result = kube(server, account, "apply", "--skip-other-kinds", "-f", str(path))
+        assert result.returncode == 0, result.stdout + result.stderr
+    documents = [d for _, text in steps for d in app_mesh_documents(text)]
+    listed = json.loads(kube(server, account, "get", "gatewayroutes", "-o", "json").stdout)
+    statuses = {i["metadata"]["name"]: i["status"] for i in listed["items"]}
+    assert sorted(statuses) == sorted(GATEWAY_ROUTE_STEPS)
+    for route, status in statuses.items():
+        assert status["conditions"][0]["status"] == "True", (route, status)
+    mesh = next(aws_name(d) for d in documents if d["kind"] == "Mesh")
+    appmesh = make_client(server.endpoint, "appmesh", account)
+    assert _check_gateway_routes(appmesh, mesh, documents) == len(GATEWAY_ROUTE_STEPS)
 
 
 def test_without_the_flag_a_walkthrough_is_refused_and_nothing_is_made(server, tmp_path):
@@ -145,6 +186,45 @@ def _check_listeners(appmesh, mesh: str, document: dict) -> None:
         return
     expected = without_health_checks(document["spec"]["listeners"])
     assert without_health_checks(described["listeners"]) == expected, document["metadata"]
+
+
+def _check_gateway_routes(appmesh, mesh: str, documents: list[dict]) -> int:
+    """Every GatewayRoute's App Mesh spec (priority, match, action target and rewrite) is its
+    manifest spec with the controller's references resolved; the number checked."""
+    routes = [d for d in documents if d["kind"] == "GatewayRoute"]
+    if not routes:
+        return 0
+    gateway = aws_name(next(d for d in documents if d["kind"] == "VirtualGateway"))
+    services = {
+        (d["metadata"]["namespace"], d["metadata"]["name"]): aws_name(d)
+        for d in documents
+        if d["kind"] == "VirtualService"
+    }
+    for route in routes:
+        described = appmesh.describe_gateway_route(
+            meshName=mesh, virtualGatewayName=gateway, gatewayRouteName=aws_name(route)
+        )["gatewayRoute"]
+        assert described["status"]["status"] == "ACTIVE", described
+        spec = {k: v for k, v in route["spec"].items() if k not in ("awsName", "meshRef")}
+        expected = _resolved(spec, route["metadata"]["namespace"], services)
+        assert described["spec"] == expected, route["metadata"]["name"]
+    return len(routes)
+
+
+def _resolved(value: Any, namespace: str, services: dict[tuple[str, str], str]) -> Any:
+    """``value`` with each ``virtualServiceRef`` replaced by the App Mesh name it names."""
+    if isinstance(value, list):
+        return [_resolved(v, namespace, services) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for key, item in value.items():
+        if key == "virtualServiceRef":
+            ref = (item.get("namespace") or namespace, item["name"])
+            out["virtualServiceName"] = services[ref]
+        else:
+            out[key] = _resolved(item, namespace, services)
+    return out
 
 
 def _node(appmesh, mesh: str, name: str, ns: str) -> dict[str, Any]:
