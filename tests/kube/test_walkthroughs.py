@@ -142,6 +142,38 @@ def test_http_ingress_v2_gateway_routes_are_active_and_as_written(server, tmp_pa
     assert _check_gateway_routes(appmesh, mesh, documents) == len(GATEWAY_ROUTE_STEPS)
 
 
+# howto-k8s-grpc-ingress-v2's README has the user `kubectl edit` the metadata-match route's
+# grpcRoute.match three times: another service name, an exact metadata match, then a
+# metadata name alone. (Its edits show `awsName: metadata-match_howto-k8s-grpc-v2`, from an
+# older manifest; the vendored one sets none, so the edited object keeps the default.)
+GRPC_MATCH_EDITS = [
+    {"serviceName": "Hello2"},
+    {"metadata": [{"match": {"exact": "iphone"}, "name": "device"}], "serviceName": "Hello"},
+    {"metadata": [{"name": "device"}], "serviceName": "Hello"},
+]
+
+
+@pytest.mark.parametrize("match", GRPC_MATCH_EDITS, ids=["service", "exact", "name-only"])
+def test_grpc_ingress_v2_edited_gateway_route_is_active_and_as_written(
+    server, walkthrough, tmp_path, match
+):
+    name = "grpc-ingress-v2"
+    _, account, appmesh = walkthrough(name)
+    documents = app_mesh_documents(render(name))
+    route = next(d for d in documents if d["kind"] == "GatewayRoute")
+    route["spec"]["grpcRoute"]["match"] = match
+    path = tmp_path / "edited.yaml"
+    path.write_text(yaml.safe_dump(route))
+    result = kube(server, account, "apply", "-f", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "gatewayroute.appmesh.k8s.aws/metadata-match configured" in result.stdout
+    listed = kube(server, account, "get", "gatewayroutes", "-o", "json")
+    [item] = json.loads(listed.stdout)["items"]
+    assert item["status"]["conditions"][0]["status"] == "True", item["status"]
+    mesh = next(aws_name(d) for d in documents if d["kind"] == "Mesh")
+    assert _check_gateway_routes(appmesh, mesh, documents) == 1
+
+
 def test_without_the_flag_a_walkthrough_is_refused_and_nothing_is_made(server, tmp_path):
     account = new_account()
     path = tmp_path / "http-headers.yaml"
