@@ -30,7 +30,6 @@ import functools
 import hashlib
 import io
 import logging
-import os
 import pickle
 import threading
 import time
@@ -39,6 +38,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from appmesh_api import sidestate_parts as parts
 
 log = logging.getLogger("appmesh_local.side_services")
 
@@ -295,13 +296,22 @@ def _is_backend(cls: type) -> bool:
 
 
 class _Pickler(pickle.Pickler):
-    """pickle with reductions for what moto's models hold and pickle refuses."""
+    """pickle with reductions for what moto's models hold and pickle refuses.
 
-    def __init__(self, stream: io.BytesIO, root: Any) -> None:
+    With a ``snapshot`` (saving a backend to the data dir), moto's default EC2 images are
+    left out and S3 object bytes are written beside, as ``snapshot`` decides.
+    """
+
+    def __init__(self, stream: io.BytesIO, root: Any, snapshot: _Snapshot | None = None) -> None:
         super().__init__(stream, protocol=pickle.HIGHEST_PROTOCOL)
         self.root = root
+        self.snapshot = snapshot
 
     def reducer_override(self, obj: Any) -> Any:
+        if self.snapshot is not None:
+            special = self.snapshot.reduce(obj)
+            if special is not None:
+                return special
         cls = type(obj)
         if _is_backend(cls):
             if obj is self.root:
@@ -314,10 +324,34 @@ class _Pickler(pickle.Pickler):
         return NotImplemented if reducer is None else reducer(obj)
 
 
-def dumps(obj: Any, root: Any = None) -> bytes:
+class _Snapshot:
+    """What one save of a backend to the data dir pickles differently (``sidestate_parts``)."""
+
+    def __init__(
+        self, root: Any, special: dict[int, Any], table: str, blobs: parts.Blobs | None
+    ) -> None:
+        self.root = root
+        self.special = special
+        self.table = table
+        self.blobs = blobs
+        self.refs: set[str] = set()  # the S3 object files this snapshot refers to
+
+    def reduce(self, obj: Any) -> Any:
+        found = self.special.get(id(obj))
+        if found is not None:
+            return found
+        if obj is self.root and self.special:  # EC2: load into a fresh backend's defaults
+            args = (type(obj), obj.region_name, obj.account_id, self.table)
+            return parts.fresh_backend, args, vars(obj)
+        if self.blobs is not None and type(obj) is self.blobs.key_type:
+            return self.blobs.reduce(obj, self.refs)
+        return None
+
+
+def dumps(obj: Any, root: Any = None, snapshot: _Snapshot | None = None) -> bytes:
     """Pickle ``obj`` (a backend, or a resource of one) with moto's reductions."""
     stream = io.BytesIO()
-    _Pickler(stream, root).dump(obj)
+    _Pickler(stream, root, snapshot).dump(obj)
     return stream.getvalue()
 
 
@@ -358,6 +392,15 @@ class SideState:
         self.restored: set[tuple[str, str]] = set()  # (service, account) that came back
         self.measure = _Measure()
         self.ready = threading.Event()  # set once ``restore`` is done: requests wait for it
+        self._defaults = parts.Ec2Defaults(self.folder / parts.DEFAULTS_FOLDER)
+        self._blobs: parts.Blobs | None = None
+        self._blob_refs: dict[tuple[str, str, str], set[str]] = {}
+
+    def blobs(self) -> parts.Blobs:
+        if self._blobs is None:
+            self._blobs = parts.Blobs(self.folder / parts.BLOB_FOLDER)
+            self._blobs.scan()
+        return self._blobs
 
     # paths
     def path(self, service: str, account: str, region: str) -> Path:
@@ -430,13 +473,18 @@ class SideState:
         for path in sorted(self.folder.glob(f"*/*/*{_SUFFIX}")):
             path.unlink(missing_ok=True)
         self._digests.clear()
+        self._blob_refs.clear()
+        self.blobs().collect(set())
+        for table in (self.folder / parts.DEFAULTS_FOLDER).glob("*"):
+            table.unlink(missing_ok=True)
 
     def save(self, service: str, account: str, region: str, backend: Any) -> None:
         if service in self._refused:
             return
         started = time.perf_counter()
+        snapshot = self._snapshot(service, backend)
         try:
-            data = self._pickle(backend)
+            data = self._pickle(backend, snapshot)
         except Exception as error:  # any refusal: this service stays in memory
             self._refused.add(service)
             log.warning(
@@ -449,21 +497,30 @@ class SideState:
         key = (service, account, region)
         digest = hashlib.blake2b(data, digest_size=16).digest()
         if self._digests.get(key) != digest:
-            _write_atomically(self.path(service, account, region), data)
+            parts.write_atomically(self.path(service, account, region), data)
             self._digests[key] = digest
+        if snapshot.blobs is not None:  # only now may a file the old snapshot named go
+            self._blob_refs[key] = snapshot.refs
+            snapshot.blobs.collect(set().union(*self._blob_refs.values()))
         self.measure.writes += 1
         self.measure.seconds += time.perf_counter() - started
         self.measure.largest = max(self.measure.largest, len(data))
 
+    def _snapshot(self, service: str, backend: Any) -> _Snapshot:
+        special, table = self._defaults.reductions(backend) if service == "ec2" else ({}, "")
+        return _Snapshot(backend, special, table, self.blobs() if service == "s3" else None)
+
     @staticmethod
-    def _pickle(backend: Any) -> bytes:
+    def _pickle(backend: Any, snapshot: _Snapshot) -> bytes:
         """Pickle, retrying when a concurrent read resized a dict under the pickler."""
         for _attempt in range(4):
             try:
-                return dumps(backend, root=backend)
+                snapshot.refs = set()
+                return dumps(backend, root=backend, snapshot=snapshot)
             except RuntimeError:
                 continue
-        return dumps(backend, root=backend)
+        snapshot.refs = set()
+        return dumps(backend, root=backend, snapshot=snapshot)
 
     # restoring
     def restore(self) -> int:
@@ -475,6 +532,8 @@ class SideState:
             for path in sorted(self.folder.glob(f"*/*/*{_SUFFIX}")):
                 service, account = path.parent.parent.name, path.parent.name
                 loading.ensure(service, account, path.stem)
+        if self._blob_refs or (self.folder / parts.BLOB_FOLDER).is_dir():
+            self.blobs().collect(set().union(*self._blob_refs.values()))
         return loading.count
 
     def install(self, service: str, account: str, region: str, backend: Any) -> None:
@@ -527,25 +586,22 @@ class _Loading:
             return
         self.done.add(key)
         data = path.read_bytes()
+        refs: set[str] = set()
         try:
-            backend = loads(data)
+            folder = self.state.folder / parts.DEFAULTS_FOLDER
+            with self.state.blobs().loading(refs), parts.loading_from(folder):
+                backend = loads(data)
         except Exception as error:  # an old or broken file costs its state only
             problem = f"{type(error).__name__}: {error}"
             log.warning("side service %s not restored from %s: %s", service, path, problem)
             return
+        finally:
+            parts.loaded(account, region)
+        if refs:
+            self.state._blob_refs[key] = refs
         self.state.install(service, account, region, backend)
         self.state._digests[key] = hashlib.blake2b(data, digest_size=16).digest()
         self.count += 1
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")
-    with scratch.open("wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(scratch, path)
 
 
 # The server's one state: moto's backends are process-wide, and so is what saves them.

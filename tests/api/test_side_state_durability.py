@@ -379,3 +379,79 @@ def test_parallel_writes_and_a_presigned_upload_are_all_there_after_kill_9(tmp_p
         assert taken.value.response["Error"]["Code"] == "BucketAlreadyExists"
     finally:
         second.stop()
+
+
+def test_ec2_keeps_moto_defaults_out_of_its_snapshot_and_back_once_after_kill_9(tmp_path):
+    """A user's VPC, subnet, security group, instance and image come back; moto's default
+    images come back once each, as they were (the snapshot holds only their ids)."""
+    account, data = new_account(), tmp_path / "data"
+    first = start_server(tmp_path, data_dir=data)
+    ec2 = make_client(first.endpoint, "ec2", account)
+    images_before = ec2.describe_images(Owners=["amazon"])["Images"]
+    vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.42.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="durable", Description="d", VpcId=vpc)["GroupId"]
+    instance = ec2.run_instances(
+        ImageId=images_before[0]["ImageId"], MinCount=1, MaxCount=1, SubnetId=subnet
+    )["Instances"][0]["InstanceId"]
+    image = ec2.create_image(InstanceId=instance, Name="durable-image")["ImageId"]
+    changed = images_before[1]["ImageId"]  # a default image changed is saved whole
+    ec2.modify_image_attribute(
+        ImageId=changed, LaunchPermission={"Add": [{"UserId": "111122223333"}]}
+    )
+    snapshot = data / "moto" / "ec2" / account / "us-east-1.pickle"
+    assert snapshot.stat().st_size < 150_000  # was ~780 kB with moto's defaults in it
+    second = restarted(tmp_path, first)
+    try:
+        ec2 = make_client(second.endpoint, "ec2", account)
+        assert [v["VpcId"] for v in ec2.describe_vpcs(VpcIds=[vpc])["Vpcs"]] == [vpc]
+        assert (
+            len(ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"])
+            == 1
+        )
+        assert ec2.describe_subnets(SubnetIds=[subnet])["Subnets"][0]["VpcId"] == vpc
+        assert ec2.describe_security_groups(GroupIds=[group])["SecurityGroups"][0]["VpcId"] == vpc
+        found = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"]
+        assert found[0]["SubnetId"] == subnet
+        assert ec2.describe_images(ImageIds=[image])["Images"][0]["Name"] == "durable-image"
+        images_after = ec2.describe_images(Owners=["amazon"])["Images"]
+        ids = [each["ImageId"] for each in images_after]
+        assert len(ids) == len(set(ids)) == len(images_before)
+        assert sorted(images_after, key=lambda i: i["ImageId"]) == sorted(
+            images_before, key=lambda i: i["ImageId"]
+        )  # the same snapshot ids and creation dates too
+        permissions = ec2.describe_image_attribute(ImageId=changed, Attribute="launchPermission")
+        assert {"UserId": "111122223333"} in permissions["LaunchPermissions"]
+    finally:
+        second.stop()
+
+
+def test_s3_object_bytes_are_written_once_beside_the_snapshot_and_collected(tmp_path):
+    account, data = new_account(), tmp_path / "data"
+    first = start_server(tmp_path, data_dir=data)
+    s3 = make_client(first.endpoint, "s3", account)
+    s3.create_bucket(Bucket=f"durable-{account}")
+    big = bytes(range(256)) * 40_000  # 10 MB
+    s3.put_object(Bucket=f"durable-{account}", Key="big", Body=big)
+    s3.put_object(Bucket=f"durable-{account}", Key="gone", Body=b"short-lived")
+    blobs = data / "moto" / "s3-objects"
+    files = {p.name: p.stat().st_mtime_ns for p in blobs.iterdir()}
+    assert len(files) == 2
+    snapshot = data / "moto" / "s3" / account / "aws.pickle"
+    assert snapshot.stat().st_size < 100_000
+    s3.delete_object(Bucket=f"durable-{account}", Key="gone")
+    s3.put_object(Bucket=f"durable-{account}", Key="small", Body=b"hello")
+    after = {p.name: p.stat().st_mtime_ns for p in blobs.iterdir()}
+    assert len(after) == 2  # 'gone' collected, 'small' added; 'big' not written again
+    assert [after[name] for name in files if name in after] == [
+        files[name] for name in files if name in after
+    ]
+    second = restarted(tmp_path, first)
+    try:
+        s3 = make_client(second.endpoint, "s3", account)
+        assert s3.get_object(Bucket=f"durable-{account}", Key="big")["Body"].read() == big
+        assert s3.get_object(Bucket=f"durable-{account}", Key="small")["Body"].read() == b"hello"
+        with pytest.raises(ClientError):
+            s3.get_object(Bucket=f"durable-{account}", Key="gone")
+    finally:
+        second.stop()
