@@ -22,7 +22,7 @@ import os
 import pickle
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,26 @@ class _Known:
     backend: Any
     images: dict[str, tuple[Any, ...]]  # id -> (image, its attributes, snapshot, ..., volume, ...)
     table: str  # the digest of the file holding the drawn values
+    everything: list[Any] = field(default_factory=list)  # every image, snapshot and volume
+    expected: list[dict[str, Any]] = field(default_factory=list)  # and their attributes
+    unchanged: dict[int, Any] = field(default_factory=dict)  # the reductions if none changed
+
+    def __post_init__(self) -> None:
+        for image, attrs, *inner in self.images.values():
+            self.everything.append(image)
+            self.expected.append(attrs)
+            for model, model_attrs in zip(inner[::2], inner[1::2], strict=True):
+                if model is not None:
+                    self.everything.append(model)
+                    self.expected.append(model_attrs)
+
+    def none_changed(self, amis: dict[str, Any]) -> bool:
+        """One C-level comparison of everything (the common case: a save that did not
+        touch moto's images)."""
+        ids, images = list(self.images), [each[0] for each in self.images.values()]
+        if list(map(amis.get, ids)) != images:
+            return False
+        return list(map(vars, self.everything)) == self.expected
 
 
 class Ec2Defaults:
@@ -83,7 +103,8 @@ class Ec2Defaults:
 
     The first save of a backend compares each image with a fresh backend's (slow: tens of
     milliseconds) and writes the values moto drew to ``ec2-defaults/<digest>`` once; a
-    later save only compares each image's attributes with what they were then.
+    later save compares all images' attributes with what they were then in one go, and
+    image by image only when one of them changed.
     """
 
     def __init__(self, folder: Path) -> None:
@@ -120,6 +141,14 @@ class Ec2Defaults:
         """``id(object)`` -> its reduction, for each unchanged default image and snapshot;
         and the digest of the drawn values' file."""
         known = self.known(backend)
+        if not known.none_changed(backend.amis):
+            return self._compare(backend, known), known.table
+        if not known.unchanged:
+            known.unchanged = self._compare(backend, known)
+        return known.unchanged, known.table
+
+    @staticmethod
+    def _compare(backend: Any, known: _Known) -> dict[int, Any]:
         found: dict[int, Any] = {}
         amis = backend.amis
         for image_id, (image, attrs, snap, snap_attrs, vol, vol_attrs) in known.images.items():
@@ -133,7 +162,7 @@ class Ec2Defaults:
             found[id(image)] = (_default_image, args)
             if snap is not None:
                 found[id(snap)] = (_default_image_snapshot, args)
-        return found, known.table
+        return found
 
 
 def _volume_of(image: Any) -> Any:
