@@ -18,7 +18,9 @@ What moto holds that pickle refuses is reduced to what rebuilds it: locks come b
 unlocked, cryptography keys and certificates as DER, ``defaultdict`` factories that are
 lambdas as an equivalent picklable factory, and references to another service's backend
 as a reference to that live backend. A service that still does not pickle (a running
-thread, say) is named once in the log and stays in memory only.
+thread, say) is named once in the log and stays in memory only. moto's unchanged default
+EC2 images and S3 object bytes stay out of the pickles (``sidestate_parts``), so a save
+costs what the account made, not what moto holds.
 
 Loading a pickle runs code: the data directory is trusted as the user's own.
 """
