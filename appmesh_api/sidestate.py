@@ -596,6 +596,8 @@ class _Loading:
         except Exception as error:  # an old or broken file costs its state only
             problem = f"{type(error).__name__}: {error}"
             log.warning("side service %s not restored from %s: %s", service, path, problem)
+            blobs = self.state.blobs()  # which object files it names is not known: keep all
+            self.state._blob_refs[key] = set(blobs.on_disk) if service == "s3" else set()
             return
         finally:
             parts.loaded(account, region)

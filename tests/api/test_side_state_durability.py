@@ -455,3 +455,30 @@ def test_s3_object_bytes_are_written_once_beside_the_snapshot_and_collected(tmp_
             s3.get_object(Bucket=f"durable-{account}", Key="gone")
     finally:
         second.stop()
+
+
+def test_an_s3_snapshot_that_cannot_be_loaded_keeps_its_object_files(tmp_path):
+    account, data = new_account(), tmp_path / "data"
+    first = start_server(tmp_path, data_dir=data)
+    s3 = make_client(first.endpoint, "s3", account)
+    s3.create_bucket(Bucket=f"kept-{account}")
+    s3.put_object(Bucket=f"kept-{account}", Key="k", Body=b"still here")
+    first.stop(signal.SIGKILL)
+    snapshot = data / "moto" / "s3" / account / "aws.pickle"
+    good = snapshot.read_bytes()
+    snapshot.write_bytes(b"not a pickle")
+    files = sorted(p.name for p in (data / "moto" / "s3-objects").iterdir())
+    second = start_server(tmp_path, data_dir=data)
+    make_client(second.endpoint, "s3", account).list_buckets()  # waits for the restore
+    second.stop(signal.SIGKILL)
+    assert "side service s3 not restored" in second.log()
+    assert sorted(p.name for p in (data / "moto" / "s3-objects").iterdir()) == files
+    snapshot.write_bytes(good)
+    third = start_server(tmp_path, data_dir=data)
+    try:
+        got = make_client(third.endpoint, "s3", account).get_object(
+            Bucket=f"kept-{account}", Key="k"
+        )
+        assert got["Body"].read() == b"still here"
+    finally:
+        third.stop()
