@@ -118,20 +118,19 @@ class _Stream:
             self.outbox.put_nowait(to_proto(response))
 
     async def watch(self) -> None:
-        """Push every subscribed type whenever the node's mesh moves to a new version."""
+        """Push every subscribed type whenever the node's config version moves: only
+        changes the node depends on wake this stream (``node_watch``)."""
+        while self.node is None:
+            await asyncio.sleep(0.05)
         seen = -1
         while True:
-            if self.node is None:
-                await asyncio.sleep(0.05)
-                continue
-            mesh = self.node.mesh
-            current = self.discovery.feed.version(mesh)
-            if current == seen:
-                current = await self.discovery.feed.wait(mesh, seen, WATCH_SECONDS)
-            if self.discovery.feed.closed:
-                return
-            seen = current
             try:
+                current = self.discovery.node_version(self.node)
+                if current == seen:
+                    current = await self.discovery.wait_node(self.node, WATCH_SECONDS)
+                if self.discovery.feed.closed:
+                    return
+                seen = current
                 for type_name in list(self.subscribed):
                     self.push(type_name)
             except XdsError as error:

@@ -28,6 +28,8 @@ from appmesh_api.acm import CertificateExporter, CertificateRef, references
 from appmesh_api.arns import parse_arn
 from appmesh_api.changefeed import ChangeFeed
 from appmesh_api.cloudmap import CloudMapQuery, CloudMapResolver
+from appmesh_api.dependency_index import DependencyIndex
+from appmesh_api.node_watch import NodeWatchers
 from appmesh_api.proxies import MAX_PROXIES_PER_RESOURCE, ProxyRegistry
 from appmesh_api.settings import DEFAULT_REGION, Settings
 from appmesh_api.store import Key, MeshKey, Store
@@ -191,15 +193,35 @@ class SnapshotCache:
         self.certificates = certificates
         self._meshes: dict[MeshKey, MeshSnapshot] = {}
         self._nodes: dict[tuple[MeshKey, NodeIdentity], tuple[int, dict[str, list[dict]]]] = {}
+        self._indexes: dict[MeshKey, DependencyIndex] = {}
+        self.watchers = NodeWatchers(feed, self.mesh_snapshot)
 
     def mesh_snapshot(self, mesh: MeshKey) -> MeshSnapshot:
+        """The mesh at the feed's version; moving to a new one diffs against the previous
+        snapshot, moves the affected nodes' versions and wakes their watchers."""
         version = self.feed.version(mesh)
         cached = self._meshes.get(mesh)
         if cached is not None and cached.version == version:
             return cached
-        snapshot = self._build(mesh, version)
+        try:
+            snapshot = self._build(mesh, version)
+        except XdsError:
+            self._meshes.pop(mesh, None)
+            self._indexes.pop(mesh, None)
+            raise
         self._meshes[mesh] = snapshot
+        index = self._indexes.get(mesh)
+        if cached is None or index is None:
+            self._indexes[mesh] = DependencyIndex()
+        else:
+            self.watchers.wake(mesh, index.advance(cached, snapshot))
         return snapshot
+
+    def node_version(self, node: ResolvedNode) -> int:
+        """The node's config version: the mesh version its closure last changed at."""
+        snapshot = self.mesh_snapshot(node.mesh)
+        identity = node.identity
+        return self._indexes[node.mesh].version(snapshot, (identity.kind, identity.name))
 
     def _build(self, mesh: MeshKey, version: int) -> MeshSnapshot:
         """Read one mesh out of the store. Records are replaced, never mutated, on write,
@@ -246,7 +268,7 @@ class SnapshotCache:
     def resources(self, node: ResolvedNode) -> tuple[int, dict[str, list[dict]]]:
         """(version, type name -> resources) for a node, translated at most once per version."""
         key = (node.mesh, node.identity)
-        version = self.feed.version(node.mesh)
+        version = self.node_version(node)
         cached = self._nodes.get(key)
         if cached is not None and cached[0] == version:
             return cached
@@ -336,7 +358,9 @@ class DiscoveryService:
                 )
             log.info("proxy %s connected for %s %s", node.get("id"), identity.kind, identity.name)
             self.store.save_proxies(self.registry.rows())
-            self.feed.publish(resolved.mesh)
+            if resolved.ingress_address is not None:
+                # A new endpoint of its node; a proxy without an address changes no config.
+                self.feed.publish(resolved.mesh)
         self._record_ack(state, request)
         return resolved
 
@@ -376,9 +400,8 @@ class DiscoveryService:
         if not seen:  # a first request: give the ACM material it names a moment to arrive
             self.cache.mesh_snapshot(resolved.mesh)
             await self.certificates.settled(resolved.mesh, ACM_FIRST_FETCH_SECONDS)
-        current = self.feed.version(resolved.mesh)
-        if wait > 0 and seen == self.version_string(current):
-            current = await self.feed.wait(resolved.mesh, current, wait)
+        if wait > 0 and seen == self.version_string(self.node_version(resolved)):
+            current = await self.wait_node(resolved, wait)
             if self.version_string(current) == seen:
                 return None
         return self.response(resolved, type_name, request.get("resource_names") or ())
@@ -405,6 +428,27 @@ class DiscoveryService:
             "type_url": TYPE_URLS[type_name],
             "nonce": version_info,
         }
+
+    def node_version(self, resolved: ResolvedNode) -> int:
+        try:
+            return self.cache.node_version(resolved)
+        except ResourceNotFound as exc:
+            raise XdsError(404, NOT_FOUND, str(exc)) from exc
+
+    async def wait_node(self, resolved: ResolvedNode, timeout: float) -> int:
+        """Wait until the node's config version moves (or ``timeout``); its version then."""
+        seen = self.node_version(resolved)
+        key = (resolved.identity.kind, resolved.identity.name)
+        deadline = time.monotonic() + timeout
+        while not self.feed.closed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            await self.cache.watchers.wait(resolved.mesh, key, left)
+            current = self.node_version(resolved)
+            if current != seen:
+                return current
+        return self.node_version(resolved)
 
     def expire(self) -> None:
         """Forget silent proxies (their meshes change), and save who is connected."""

@@ -26,12 +26,17 @@ from pathlib import Path
 import aiohttp
 from botocore.credentials import Credentials
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from control_plane import client, free_port, wait_for_port
+# benchmarks/proxy.py would shadow the proxy package: import it before adding this
+# directory (last) to the path for the sibling benchmark modules.
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+from proxy.xds_auth import node_account, xds_signer  # noqa: E402
 
-from envoy_bootstrap.snapshot import MeshSnapshot, NodeIdentity
-from envoy_bootstrap.translate import translate
-from proxy.xds_auth import node_account, xds_signer
+sys.path.append(str(HERE))
+from control_plane import client, free_port, wait_for_port  # noqa: E402
+
+from envoy_bootstrap.snapshot import MeshSnapshot, NodeIdentity  # noqa: E402
+from envoy_bootstrap.translate import translate  # noqa: E402
 
 
 def _node(mesh: str, name: str, backends: list[str]) -> dict:

@@ -13,7 +13,7 @@ from google.rpc import status_pb2
 
 from envoy_bootstrap.bootstrap import build_bootstrap
 from envoy_bootstrap.validate import message_class
-from tests.api.helpers import build_mesh, http_route_spec
+from tests.api.helpers import build_mesh, http_node_spec, http_route_spec
 from tests.signing import proxies_of, signed_headers
 from tests.xds.test_discovery import CLUSTER, LISTENER
 
@@ -48,6 +48,11 @@ def names_of(response: discovery_pb2.DiscoveryResponse) -> set[str]:
 
 def test_an_ads_stream_gets_every_type_and_a_push_on_change(server, appmesh, account):
     build_mesh(appmesh, "ads")
+    # blue reaches color.local, so the route change below is in its config.
+    backends = [{"virtualService": {"virtualServiceName": "color.local"}}]
+    appmesh.update_virtual_node(
+        meshName="ads", virtualNodeName="blue", spec=http_node_spec(backends=backends)
+    )
     arn = f"arn:aws:appmesh:us-east-1:{account}:mesh/ads/virtualNode/blue"
 
     async def scenario() -> None:
