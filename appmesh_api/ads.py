@@ -25,6 +25,7 @@ import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import any_pb2, json_format
 
+from appmesh_api.ads_delta import DeltaStream
 from appmesh_api.adsauth import authorities, verify_call
 from appmesh_api.adstls import AdsCertificate, local_names
 from appmesh_api.discovery import TYPE_URLS, DiscoveryService, ResolvedNode, XdsError
@@ -154,12 +155,26 @@ class AggregatedDiscovery(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
     async def StreamAggregatedResources(
         self, request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest], context
     ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
+        async for item in self._serve(_Stream, request_iterator, context):
+            yield item
+
+    async def DeltaAggregatedResources(
+        self, request_iterator: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest], context
+    ) -> AsyncIterator[discovery_pb2.DeltaDiscoveryResponse]:
+        """Incremental ADS (``ads_delta``): only the resources that changed."""
+        async for item in self._serve(DeltaStream, request_iterator, context):
+            yield item
+
+    async def _serve(
+        self, kind: type[_Stream] | type[DeltaStream], request_iterator: AsyncIterator, context
+    ) -> AsyncIterator[Any]:
+        """Authenticate the call, then run its reader and watcher and yield its outbox."""
         account = self._account(dict(context.invocation_metadata() or ()))
         if isinstance(account, XdsError):
             log.info("refusing ADS stream: %s", account.message)
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, account.message)
             return
-        stream = _Stream(self.discovery, account)
+        stream = kind(self.discovery, account)
 
         async def read() -> None:
             try:

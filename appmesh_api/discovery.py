@@ -15,12 +15,12 @@ translated once per node and reused for every type and every proxy of that node.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
+import hashlib
+import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -274,8 +274,7 @@ class SnapshotCache:
             return cached
         snapshot = self.mesh_snapshot(node.mesh)
         started = time.perf_counter()
-        with _collector_paused():
-            translated = translate(snapshot, node.identity)
+        translated = translate(snapshot, node.identity)
         by_type = {
             name: list(getattr(translated, field)) for name, field in _RESOURCE_FIELDS.items()
         }
@@ -328,6 +327,7 @@ class DiscoveryService:
         )
         self.cache = SnapshotCache(store, feed, self.registry, self.cloudmap, self.certificates)
         self.boot = uuid.uuid4().hex[:8]
+        self._digests: dict[tuple, tuple[int, dict[str, tuple[str, dict]]]] = {}
 
     def version_string(self, version: int) -> str:
         return f"{self.boot}-{version}"
@@ -429,6 +429,20 @@ class DiscoveryService:
             "nonce": version_info,
         }
 
+    def delta_resources(
+        self, resolved: ResolvedNode, type_name: str
+    ) -> tuple[int, dict[str, tuple[str, dict]]]:
+        """(node version, name -> (resource version, resource)) of one type, for
+        incremental ADS; digests are computed once per node version and type."""
+        response = self.response(resolved, type_name, ())
+        version = int(response["version_info"].rpartition("-")[2])
+        key = (resolved.mesh, resolved.identity, type_name)
+        cached = self._digests.get(key)
+        if cached is None or cached[0] != version:
+            named = {_resource_name(r): (resource_version(r), r) for r in response["resources"]}
+            cached = self._digests[key] = (version, named)
+        return cached
+
     def node_version(self, resolved: ResolvedNode) -> int:
         try:
             return self.cache.node_version(resolved)
@@ -473,17 +487,11 @@ class DiscoveryService:
                 self.feed.publish(mesh)
 
 
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Translation allocates many small dicts that all stay alive; pausing the cycle
-    collector while it runs saves ~35% at 10,000 resources (nothing here forms cycles)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+def resource_version(resource: Mapping[str, Any]) -> str:
+    """A resource's own version (incremental xDS): a digest of its content, so equal
+    content has equal versions across replicas and restarts."""
+    text = json.dumps(resource, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _resource_name(resource: Mapping[str, Any]) -> str:

@@ -15,7 +15,7 @@ of router r1 with boto3 and measures, from the moment UpdateRoute returned:
   same window plus one second.
 
 The mesh is built once (through this checkout's server) and each tree serves a copy.
-Bounded: a parked watcher waits at most 60 s, a run at most 900 s.
+Bounded: a parked watcher waits at most 60 s, a run at most 600 s.
 """
 
 from __future__ import annotations
@@ -62,9 +62,8 @@ def start(tree: Path, data_dir: str, nodes: int, services: int) -> tuple[subproc
     command += ["--data-dir", data_dir, "--xds-port", "0", "--log-level", "warning"]
     command += ["--xray-daemon-port", "0"]
     env = {**os.environ, "PYTHONPATH": str(tree), "APPMESH_LOCAL_QUOTAS": quotas}
-    process = subprocess.Popen(
-        command, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    log = open(Path(tempfile.gettempdir()) / f"bigmesh-serve-{port}.log", "wb")  # noqa: SIM115
+    process = subprocess.Popen(command, cwd=tree, env=env, stdout=log, stderr=log)
     wait_for_port(port, process)
     return process, f"http://127.0.0.1:{port}"
 
@@ -144,7 +143,13 @@ async def one_run(endpoint: str, watchers: int, services: int, weight: int) -> d
 
         async def current(watcher: Watcher) -> None:
             async with gate:
-                watcher.version = (await watcher.ask(session))[1]
+                for attempt in range(3):  # a pooled connection the server closed idle
+                    try:
+                        watcher.version = (await watcher.ask(session))[1]
+                        return
+                    except aiohttp.ClientError:
+                        if attempt == 2:
+                            raise
 
         # Register every proxy first, then read each one's current version: the
         # registrations themselves move versions, and a parked poll must hold the latest.
@@ -212,7 +217,7 @@ def run_tree(tree: Path, built: str, args: argparse.Namespace) -> list[dict]:
             results = []
             for i, count in enumerate(args.watchers):
                 result = asyncio.run(
-                    asyncio.wait_for(one_run(endpoint, count, args.services, 2 + i), 900)
+                    asyncio.wait_for(one_run(endpoint, count, args.services, 2 + i), 600)
                 )
                 print("  " + json.dumps(result))
                 results.append(result)
@@ -229,9 +234,12 @@ def main() -> None:
     parser.add_argument("--services", type=int, default=2500)
     parser.add_argument("--watchers", type=int, nargs="+", default=[1000, 5000])
     parser.add_argument("--tree", type=Path, nargs="+", default=[Path(__file__).parents[1]])
+    parser.add_argument("--built", help="a data dir this script built before (skips building)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as built:
-        build(built, args)
+    with tempfile.TemporaryDirectory() as scratch:
+        built = args.built or scratch
+        if not args.built:
+            build(built, args)
         for tree in args.tree:
             print(f"serve from {tree}")
             run_tree(tree.resolve(), built, args)
