@@ -214,7 +214,9 @@ class SnapshotCache:
         if cached is None or index is None:
             self._indexes[mesh] = DependencyIndex()
         else:
-            self.watchers.wake(mesh, index.advance(cached, snapshot))
+            affected = index.advance(cached, snapshot)
+            log.debug("%s at version %d: %d nodes affected", mesh.mesh, version, len(affected))
+            self.watchers.wake(mesh, affected)
         return snapshot
 
     def node_version(self, node: ResolvedNode) -> int:

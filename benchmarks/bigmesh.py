@@ -59,7 +59,8 @@ def start(tree: Path, data_dir: str, nodes: int, services: int) -> tuple[subproc
         f"virtual-routers-per-mesh={services + 10}"
     )
     command = [sys.executable, "-m", "appmesh_api.cli", "serve", "--port", str(port)]
-    command += ["--data-dir", data_dir, "--xds-port", "0", "--log-level", "warning"]
+    command += ["--data-dir", data_dir, "--xds-port", "0"]
+    command += ["--log-level", os.environ.get("BIGMESH_LOG_LEVEL", "warning")]
     command += ["--xray-daemon-port", "0"]
     env = {**os.environ, "PYTHONPATH": str(tree), "APPMESH_LOCAL_QUOTAS": quotas}
     log = open(Path(tempfile.gettempdir()) / f"bigmesh-serve-{port}.log", "wb")  # noqa: SIM115
@@ -157,8 +158,18 @@ async def one_run(endpoint: str, watchers: int, services: int, weight: int) -> d
             await asyncio.gather(*(current(w) for w in crowd))
         arrivals: dict[int, float] = {}
 
+        failed: list[BaseException] = []
+
         async def park(j: int, watcher: Watcher) -> None:
-            status, version = await watcher.ask(session, wait=60)
+            # A fresh connection each: a pooled one the server closed idle would fail.
+            async with aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(force_close=True), timeout=timeout
+            ) as own:
+                try:
+                    status, version = await watcher.ask(own, wait=60)
+                except aiohttp.ClientError as error:
+                    failed.append(error)
+                    return
             if status == 200 and version != watcher.version:
                 arrivals[j] = time.perf_counter()
 
@@ -193,6 +204,7 @@ async def one_run(endpoint: str, watchers: int, services: int, weight: int) -> d
         "unaffected_answered": needless,
         "answered_before_change": early,
         "waited_s": round(all_in - returned, 3),
+        "failed_polls": len(failed),
     }
 
 
