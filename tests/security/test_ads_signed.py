@@ -114,7 +114,16 @@ def _stream(
                 await call.write(discovery_pb2.DiscoveryRequest(node=node, type_url=LISTENER))
                 response = await asyncio.wait_for(call.read(), 10)
             except grpc.aio.AioRpcError as error:
-                return error.code()
+                if error.code() is not grpc.StatusCode.INTERNAL:
+                    return error.code()
+                # the write raced the server's refusal and grpc core reports that as its own
+                # INTERNAL error: ask again without writing, a refusal comes before any request
+                again = stub.StreamAggregatedResources(metadata=metadata or None)
+                try:
+                    await asyncio.wait_for(again.read(), 10)
+                except grpc.aio.AioRpcError as refused:
+                    return refused.code()
+                return grpc.StatusCode.INTERNAL
             call.cancel()
             return str(response.type_url)
 
