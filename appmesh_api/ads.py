@@ -30,6 +30,7 @@ from appmesh_api.adsauth import authorities, verify_call
 from appmesh_api.adstls import AdsCertificate, local_names
 from appmesh_api.discovery import TYPE_URLS, DiscoveryService, ResolvedNode, XdsError
 from appmesh_api.frontdoor.refusals import Refusal
+from appmesh_api.frontdoor.signatures import Secret
 from appmesh_api.identity import account_of, parse_credential_scope, signing_secret
 from appmesh_api.settings import Settings
 from envoy_bootstrap.validate import parse_resource
@@ -218,7 +219,7 @@ class AggregatedDiscovery(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 return XdsError(403, 7, f"{refusal.codes[0]}: {refusal.message}")
         return account_of(scope.access_key, self.settings)
 
-    def _secret_for(self, access_key: str) -> str | None:
+    def _secret_for(self, access_key: str) -> str | Secret | None:
         return signing_secret(access_key, self.settings)
 
 

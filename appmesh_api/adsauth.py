@@ -20,11 +20,11 @@ host is refused, as AWS refuses a request signed for another endpoint.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 from appmesh_api.frontdoor import refusals
-from appmesh_api.frontdoor.signatures import SignedRequest, verify
+from appmesh_api.frontdoor.signatures import SecretLookup, SignedRequest, verify
 
 ADS_PATH = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 _DEFAULT_PORTS = ("80", "443")
@@ -62,7 +62,7 @@ def _has_port(name: str) -> bool:
 def verify_call(
     metadata: Mapping[str, str],
     hosts: Sequence[str],
-    secret_for: Callable[[str], str | None],
+    secret_for: SecretLookup,
     now: datetime | None = None,
 ) -> None:
     """Raise a :class:`~appmesh_api.frontdoor.refusals.Refusal` unless the ADS call's

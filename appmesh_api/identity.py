@@ -17,7 +17,9 @@ import binascii
 import re
 from dataclasses import dataclass
 
+from appmesh_api.frontdoor.signatures import Secret
 from appmesh_api.settings import DEFAULT_REGION, Settings
+from appmesh_api.stscredentials import issued_secret
 
 _SCOPE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/,\s]+)/([^/,\s]+)/aws4_request")
 _ACCOUNT_ID = re.compile(r"\d{12}")
@@ -56,13 +58,16 @@ def account_of(access_key: str, settings: Settings) -> str:
     return encoded_account(access_key) or settings.default_account
 
 
-def signing_secret(access_key: str, settings: Settings) -> str | None:
+def signing_secret(access_key: str, settings: Settings) -> str | Secret | None:
     """The secret a signature by ``access_key`` is checked with (``--verify-signatures``):
-    a configured key's, or for an account id the per-process secret the control plane signs
-    its own calls with. The front door and gRPC ADS share this one source."""
+    a configured key's; for an account id the per-process secret the control plane signs
+    its own calls with; for a temporary key the embedded STS issued, its secret and session
+    token. The front door and gRPC ADS share this one source."""
     known = settings.credentials.get(access_key)
     if known is None and _ACCOUNT_ID.fullmatch(access_key):
         return settings.internal_secret
+    if known is None and (account := encoded_account(access_key)) is not None:
+        return issued_secret(access_key, account)
     return known
 
 

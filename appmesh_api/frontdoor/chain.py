@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from appmesh_api.frontdoor import limits, refusals
 from appmesh_api.frontdoor.regions import is_known_region
-from appmesh_api.frontdoor.signatures import SignedRequest, verify
+from appmesh_api.frontdoor.signatures import Secret, SignedRequest, verify
 from appmesh_api.frontdoor.wire import Protocol, Reply, protocol_of, render_error
 from appmesh_api.identity import (
     Caller,
@@ -150,7 +150,7 @@ class FrontDoor:
         )
         verify(signed, self._secret_for)
 
-    def _secret_for(self, access_key: str) -> str | None:
+    def _secret_for(self, access_key: str) -> str | Secret | None:
         return signing_secret(access_key, self.settings)
 
     async def dispatch(self, exchange: Exchange, send: Send) -> None:

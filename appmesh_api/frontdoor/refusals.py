@@ -51,6 +51,14 @@ def unrecognized_client(access_key: str) -> Refusal:
     )
 
 
+def invalid_session_token() -> Refusal:
+    return Refusal(
+        ("UnrecognizedClientException", "InvalidClientTokenId", "InvalidToken"),
+        "The security token included in the request is invalid.",
+        s3_status=400,
+    )
+
+
 def invalid_signature(detail: str = "") -> Refusal:
     message = (
         "The request signature we calculated does not match the signature you provided. "

@@ -55,6 +55,18 @@ class SignedRequest:
 
 
 @dataclass(frozen=True)
+class Secret:
+    """A key's secret and, for temporary credentials, the session token that must come
+    with every request signed by it (``X-Amz-Security-Token``)."""
+
+    secret: str
+    session_token: str | None = None
+
+
+SecretLookup = Callable[[str], "str | Secret | None"]
+
+
+@dataclass(frozen=True)
 class Credential:
     """The parsed ``Authorization`` header: who signed, for what scope, and the signature."""
 
@@ -68,7 +80,7 @@ class Credential:
 
 def verify(
     request: SignedRequest,
-    secret_for: Callable[[str], str | None],
+    secret_for: SecretLookup,
     now: datetime | None = None,
     hosts: Sequence[str] | None = None,
 ) -> None:
@@ -81,12 +93,13 @@ def verify(
     """
     lower = _header_values(request.headers)
     credential = _credential(lower, request.query)
-    secret = secret_for(credential.access_key)
-    if secret is None:
+    found = secret_for(credential.access_key)
+    if found is None:
         raise refusals.unrecognized_client(credential.access_key)
+    secret = found if isinstance(found, Secret) else Secret(found)
     timestamp = _one(lower, "x-amz-date") or ""
     _check_clock(timestamp, now or datetime.now(UTC))
-    key = signing_key(secret, credential.date, credential.region, credential.service)
+    key = signing_key(secret.secret, credential.date, credential.region, credential.service)
     candidates = (None,) if hosts is None else tuple(hosts)
     if not any(
         hmac.compare_digest(
@@ -99,6 +112,17 @@ def verify(
     if not timestamp.startswith(credential.date):
         raise refusals.invalid_signature("The credential scope's date is not X-Amz-Date's.")
     _check_payload(lower, request.body)
+    _check_session_token(lower, secret)
+
+
+def _check_session_token(lower: dict[str, list[str]], secret: Secret) -> None:
+    """Temporary credentials need the token STS issued with them (checked after the
+    signature, so only a caller who holds the secret learns the token was wrong)."""
+    if secret.session_token is None:
+        return
+    sent = _one(lower, "x-amz-security-token") or ""
+    if not hmac.compare_digest(sent.encode(), secret.session_token.encode()):
+        raise refusals.invalid_session_token()
 
 
 def _credential(lower: dict[str, list[str]], query: str) -> Credential:

@@ -132,3 +132,53 @@ def test_a_body_changed_after_signing_is_refused(guarded: Server) -> None:
     assert [m["meshName"] for m in client(guarded, "appmesh").list_meshes()["meshes"]].count(
         "forged"
     ) == 0
+
+
+def _assumed(guarded: Server) -> dict[str, str]:
+    sts = client(guarded, "sts")
+    role = f"arn:aws:iam::{ACCOUNT}:role/cdk-hnb659fds-deploy-role"
+    return dict(sts.assume_role(RoleArn=role, RoleSessionName="cdk")["Credentials"])
+
+
+def _temporary(guarded: Server, service: str, credentials: dict[str, str], token: str) -> Any:
+    return boto3.client(
+        service,
+        endpoint_url=guarded.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=token,
+        config=Config(retries={"max_attempts": 1}),
+    )
+
+
+def test_credentials_from_the_embedded_sts_are_verified_with_their_session_token(
+    guarded: Server,
+) -> None:
+    """What the CDK CLI does: assume a role, then call with the temporary credentials."""
+    issued = _assumed(guarded)
+    assert issued["AccessKeyId"].startswith("ASIA")
+    appmesh = _temporary(guarded, "appmesh", issued, issued["SessionToken"])
+    appmesh.create_mesh(meshName="assumed")
+    mesh = appmesh.describe_mesh(meshName="assumed")["mesh"]
+    assert mesh["metadata"]["meshOwner"] == ACCOUNT
+    assert "Buckets" in _temporary(guarded, "s3", issued, issued["SessionToken"]).list_buckets()
+
+
+def test_temporary_credentials_with_a_wrong_session_token_or_secret_are_refused(
+    guarded: Server,
+) -> None:
+    issued = _assumed(guarded)
+    wrong_token = _temporary(guarded, "appmesh", issued, issued["SessionToken"][:-4] + "AAAA")
+    assert error_of(wrong_token.list_meshes) == ("UnrecognizedClientException", 403)
+    no_token = _temporary(guarded, "sts", issued, None)  # type: ignore[arg-type]
+    assert error_of(no_token.get_caller_identity) == ("InvalidClientTokenId", 403)
+    forged = _temporary(
+        guarded, "appmesh", {**issued, "SecretAccessKey": "x"}, issued["SessionToken"]
+    )
+    assert error_of(forged.list_meshes) == ("InvalidSignatureException", 403)
+    # a temporary key STS never issued is unknown
+    last = "R" if issued["AccessKeyId"].endswith("Q") else "Q"
+    other = {**issued, "AccessKeyId": issued["AccessKeyId"][:-1] + last}
+    stranger = _temporary(guarded, "appmesh", other, issued["SessionToken"])
+    assert error_of(stranger.list_meshes) == ("UnrecognizedClientException", 403)
