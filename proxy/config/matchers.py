@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy.config.protojson import ConfigError
-from proxy.config.regex import Regex, RegexError, compile_re2
+from proxy.config.regex import Regex, RegexError, compile_re2, full_matcher
 
 Predicate = Callable[[str], bool]
 
@@ -33,8 +33,7 @@ def compile_string_matcher(spec: dict[str, Any]) -> Predicate:
     """A ``StringMatcher`` as a predicate on the value."""
     ignore_case = bool(spec.get("ignore_case", False))
     if "safe_regex" in spec:
-        fullmatch = compile_regex(spec["safe_regex"]).fullmatch
-        return lambda value: fullmatch(value) is not None
+        return full_matcher(compile_regex(spec["safe_regex"]))
     for kind in ("exact", "prefix", "suffix", "contains"):
         if kind in spec:
             return _text_predicate(kind, str(spec[kind]), ignore_case)
@@ -111,8 +110,7 @@ def compile_header_matcher(spec: dict[str, Any]) -> HeaderMatcher:
     elif "exact_match" in spec:
         predicate = _text_predicate("exact", str(spec["exact_match"]), False)
     elif "safe_regex_match" in spec:
-        fullmatch = compile_regex(spec["safe_regex_match"]).fullmatch
-        predicate = lambda value: fullmatch(value) is not None  # noqa: E731
+        predicate = full_matcher(compile_regex(spec["safe_regex_match"]))
     elif "range_match" in spec:
         predicate = _range_predicate(spec["range_match"])
     elif "prefix_match" in spec:

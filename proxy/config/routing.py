@@ -27,7 +27,7 @@ from proxy.config.matchers import (
     compile_regex,
 )
 from proxy.config.protojson import ConfigError, aggregate_stats_tag, duration, flag, fraction, uint
-from proxy.config.regex import Regex
+from proxy.config.regex import Regex, full_matcher
 from proxy.config.retry import RetryPolicy, compile_retry_policy
 
 DEFAULT_ROUTE_TIMEOUT = 15.0  # Envoy's route timeout when none is given
@@ -343,8 +343,8 @@ def _path_predicate(match: dict[str, Any], case_sensitive: bool) -> Callable[[Re
         lowered = path.lower()
         return lambda r: r.path_only.lower() == lowered
     if "safe_regex" in match:
-        fullmatch = compile_regex(match["safe_regex"]).fullmatch
-        return lambda r: fullmatch(r.path_only) is not None
+        matches = full_matcher(compile_regex(match["safe_regex"]))
+        return lambda r: matches(r.path_only)
     if "path_separated_prefix" in match:
         sep_prefix = str(match["path_separated_prefix"])
         return lambda r: r.path_only == sep_prefix or r.path_only.startswith(sep_prefix + "/")
