@@ -260,7 +260,7 @@ class AppMeshService:
 
     def _list(self, kind: Kind, params: dict, caller: Caller, _token) -> Result:
         if kind is kinds.MESH:
-            records = self.store.meshes_owned_by(caller.region, caller.account)
+            records = self._visible_meshes(caller)
             listing = [caller.region, caller.account]
         else:
             key = self._key(kind, {**params, kind.name_param: ""}, caller)
@@ -277,6 +277,23 @@ class AppMeshService:
         return {kind.list_member: refs, "nextToken": next_token}
 
     # -- helpers -------------------------------------------------------------------
+    def _visible_meshes(self, caller: Caller) -> dict[str, Record]:
+        """The caller's meshes and those shared with it through an accepted RAM share.
+
+        App Mesh's ``MeshRef.meshOwner`` is documented as "the ID of the account that shared
+        the mesh with your account" when it is not yours, so ListMeshes lists shared meshes
+        too, each with its owner. Keyed (and so sorted and paginated) by ARN: two owners
+        may each have a mesh of the same name.
+        """
+        owned = self.store.meshes_owned_by(caller.region, caller.account).values()
+        records = {record.data["metadata"]["arn"]: record for record in owned}
+        for share in self.shares.shared_with(caller.account, caller.region):
+            for arn in share.resources:
+                record = self.store.get_by_arn(arn)
+                if record is not None and record.key.kind == kinds.MESH.key:
+                    records[arn] = record
+        return records
+
     @staticmethod
     def _data(kind: Kind, key: Key, spec: dict, metadata: dict, status: str) -> dict:
         data: dict[str, Any] = {"meshName": key.mesh}

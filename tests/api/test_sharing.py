@@ -92,7 +92,29 @@ def test_without_mesh_owner_the_consumer_looks_in_its_own_account(
 ):
     message = expect_error("NotFoundException", 404, consumer.describe_mesh, meshName="shared")
     assert message == f"Mesh with name shared is not present for account {consumer_account}"
-    assert consumer.list_meshes()["meshes"] == []
+
+
+def test_list_meshes_shows_the_consumer_the_shared_mesh_with_its_owner(
+    owner, consumer, account, consumer_account
+):
+    """MeshRef's meshOwner is "the account that shared the mesh with your account" when it
+    is not yours: a consumer's ListMeshes lists its own meshes and the shared ones, paged."""
+    for name in ("shared", "b-own", "z-own"):  # one of the consumer's own is named alike
+        consumer.create_mesh(meshName=name)
+    pages = consumer.get_paginator("list_meshes").paginate(PaginationConfig={"PageSize": 1})
+    listed = [
+        (r["meshName"], r["meshOwner"], r["resourceOwner"]) for p in pages for r in p["meshes"]
+    ]
+    assert sorted(listed) == sorted(
+        [
+            ("shared", account, account),
+            ("b-own", consumer_account, consumer_account),
+            ("shared", consumer_account, consumer_account),
+            ("z-own", consumer_account, consumer_account),
+        ]
+    )
+    assert len(set(listed)) == 4  # no page repeats or skips an entry
+    assert [r["meshName"] for r in owner.list_meshes()["meshes"]] == ["shared"]
 
 
 def test_a_consumer_cannot_change_the_owners_resources(owner, consumer, account, consumer_account):

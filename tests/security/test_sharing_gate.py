@@ -25,6 +25,7 @@ def owned(appmesh, account):
 
 def _locked_out(client, owner: str) -> None:
     where = {"meshName": "private", "meshOwner": owner}
+    assert all(ref["meshOwner"] != owner for ref in client.list_meshes()["meshes"])
     expect_error("NotFoundException", 404, client.describe_mesh, **where)
     expect_error("NotFoundException", 404, client.list_virtual_nodes, **where)
     expect_error(
@@ -122,6 +123,7 @@ def test_an_accepted_share_opens_the_mesh_and_deleting_it_closes_it(client_for, 
     share_arn = share_mesh(client_for, owned, "private", friend)
     consumer = client_for("appmesh", account=friend)
     assert consumer.describe_mesh(meshName="private", meshOwner=owned)["mesh"]
+    assert [ref["meshOwner"] for ref in consumer.list_meshes()["meshes"]] == [owned]
     client_for("ram", account=owned).delete_resource_share(resourceShareArn=share_arn)
     _locked_out(consumer, owned)
 
