@@ -14,7 +14,7 @@ from typing import Any
 
 from appmesh_api import kinds
 from appmesh_api.errors import NotFoundException, ResourceInUseException
-from appmesh_api.store import MeshKey, Store
+from appmesh_api.store import Key, MeshKey, Store, Tally
 
 _ROUTE_KINDS = ("httpRoute", "http2Route", "grpcRoute", "tcpRoute")
 _GATEWAY_ROUTE_KINDS = ("httpRoute", "http2Route", "grpcRoute")
@@ -44,6 +44,36 @@ def provider_of(spec: dict[str, Any]) -> tuple[str, str] | None:
     if "virtualRouter" in provider:
         return "virtualRouter", provider["virtualRouter"]["virtualRouterName"]
     return None
+
+
+def referenced_keys(mesh: MeshKey, kind: kinds.Kind, spec: dict) -> set[Key]:
+    """The resources ``spec`` points at, which may not be deleted while it does."""
+    if kind is kinds.ROUTE:
+        return {Key(*mesh, "virtualNode", "", node) for node in route_target_nodes(spec)}
+    if kind is kinds.VIRTUAL_SERVICE:
+        provider = provider_of(spec)
+        return {Key(*mesh, provider[0], "", provider[1])} if provider else set()
+    if kind is kinds.GATEWAY_ROUTE:
+        service = gateway_route_target_service(spec)
+        return {Key(*mesh, "virtualService", "", service)} if service else set()
+    return set()
+
+
+#: Kinds that other resources point at (route targets, providers, gateway route targets).
+REFERABLE = frozenset({"virtualNode", "virtualRouter", "virtualService"})
+
+
+def contents(key: Key) -> tuple[Tally, ...]:
+    """What must be empty before ``key`` is deleted: a mesh's top-level resources, a
+    router's routes, a gateway's gateway routes (the delete checks below, as tallies)."""
+    if key.kind == "mesh":
+        top = ("virtualService", "virtualRouter", "virtualNode", "virtualGateway")
+        return tuple(Tally(*key.mesh_key, kind, "") for kind in top)
+    if key.kind == "virtualRouter":
+        return (Tally(*key.mesh_key, "route", key.name),)
+    if key.kind == "virtualGateway":
+        return (Tally(*key.mesh_key, "gatewayRoute", key.name),)
+    return ()
 
 
 def check_references(store: Store, mesh: MeshKey, kind: kinds.Kind, spec: dict) -> None:

@@ -14,6 +14,10 @@ control plane by three rules:
 - **One change sequence.** ``UpdateItem ADD`` on a counter item hands out sequence
   numbers to every replica; each write also puts a change item (``pk=chg``,
   ``sk=<sequence>``) in the same transaction.
+- **Checks on other items in the same transaction.** What the service states in a
+  ``Guard`` (a quota's tally, the container that must exist, the contents that must
+  be empty, the resources referred to) becomes condition checks and updates on those
+  items (``_guard_ops``), so rules that read other resources are exact too.
 - **Catch-up by polling.** Each replica polls the change items after its cursor
   (strongly consistent ``Query``; every ``poll_interval``), re-reads the changed
   resources and publishes their meshes on its change feed, so its proxies get the
@@ -30,6 +34,7 @@ Key design (one table, ``pk``/``sk`` strings, created by ``--create-table``)::
     counter       pk=seq                            sk=seq   (value: N)
     change        pk=chg                            sk=<20-digit sequence>
     clientToken   pk=tok|JSON [account, region, operation, token]   sk=tok
+    tally         pk=cnt|JSON [region, owner, mesh]   sk=JSON [kind, parent]   (n: N)
     proxy         pk=proxy                          sk=JSON [node_id, address]  (seen, by)
     kube object   pk=kube|<account>|<region>        sk=JSON [kind, namespace, name]
 """
@@ -52,7 +57,16 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from appmesh_api.store import Key, MeshKey, Record, SqliteStore, StoreConflict
+from appmesh_api.store import (
+    Guard,
+    Key,
+    MeshKey,
+    QuotaReached,
+    Record,
+    SqliteStore,
+    StoreConflict,
+    Tally,
+)
 
 log = logging.getLogger("appmesh_local.dynamo")
 
@@ -99,6 +113,17 @@ def _resource_pk(key: Key | MeshKey) -> str:
 
 def _resource_sk(key: Key) -> str:
     return json.dumps([key.kind, key.parent, key.name])
+
+
+def _tally_key(tally: Tally) -> dict[str, dict[str, str]]:
+    return {
+        "pk": _s("cnt|" + json.dumps(list(tally[:3]))),
+        "sk": _s(json.dumps(list(tally[3:]))),
+    }
+
+
+_EXISTS = "attribute_exists(pk)"
+_REFS = {"#refs": "refs"}
 
 
 def _s(value: str) -> dict[str, str]:
@@ -205,10 +230,14 @@ class DynamoStore(SqliteStore):
         ).get("Item")
         return int(found["value"]["N"]) if found else 0
 
-    def _index_item(self, item: dict) -> None:
+    @staticmethod
+    def _key_of(item: dict) -> Key:
         region, owner, mesh = item["pk"]["S"][4:].split("|", 2)
         kind, parent, name = json.loads(item["sk"]["S"])
-        key = Key(region, owner, mesh, kind, parent, name)
+        return Key(region, owner, mesh, kind, parent, name)
+
+    def _index_item(self, item: dict) -> None:
+        key = self._key_of(item)
         self._unindex(key)
         self._index(Record(key, json.loads(item["data"]["S"]), json.loads(item["tags"]["S"])))
         self._revs[key] = int(item["rev"]["N"])
@@ -266,47 +295,23 @@ class DynamoStore(SqliteStore):
         }
 
     def _operations(
-        self, sequence: int, put: Record | None, delete: Key | None, token: Token | None
+        self,
+        sequence: int,
+        put: Record | None,
+        delete: Key | None,
+        token: Token | None,
+        guard: Guard,
     ) -> list[dict]:
-        table = self.table
         changed = put.key if put is not None else delete
         assert changed is not None
         ops: list[dict] = []
         if delete is not None and (put is None or put.key != delete):
-            ops.append(
-                {
-                    "Delete": {
-                        "TableName": table,
-                        "Key": self._item_key(delete),
-                        **self._guard(delete),
-                    }
-                }
-            )
+            ops.append({"Delete": self._delete_op(delete, guard.unreferenced)})
         if put is not None:
-            item = {
-                **self._item_key(put.key),
-                "data": _s(json.dumps(put.data)),
-                "tags": _s(json.dumps(put.tags)),
-                "rev": _n(sequence),
-            }
-            ops.append({"Put": {"TableName": table, "Item": item, **self._guard(put.key)}})
+            ops.append({"Update": self._put_op(put, sequence)})
+        ops += self._guard_ops(changed, guard)
         if token is not None:
-            token_key, fingerprint, response = token
-            item = {
-                "pk": _s("tok|" + json.dumps(list(token_key))),
-                "sk": _s("tok"),
-                "fingerprint": _s(fingerprint),
-                "response": _s(response),
-            }
-            ops.append(
-                {
-                    "Put": {
-                        "TableName": table,
-                        "Item": item,
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                }
-            )
+            ops.append({"Put": self._token_op(token)})
         change = {
             "pk": _s("chg"),
             "sk": _s(f"{sequence:020d}"),
@@ -314,27 +319,142 @@ class DynamoStore(SqliteStore):
             "at": _n(round(time.time(), 3)),
             "by": _s(self.replica),
         }
-        ops.append({"Put": {"TableName": table, "Item": change}})
+        ops.append({"Put": {"TableName": self.table, "Item": change}})
         return ops
+
+    def _delete_op(self, key: Key, unreferenced: bool) -> dict:
+        op = {"TableName": self.table, "Key": self._item_key(key), **self._guard(key)}
+        if unreferenced:  # nothing recorded itself as referring to it (see _guard_ops)
+            op["ConditionExpression"] += " AND attribute_not_exists(#refs)"
+            op["ExpressionAttributeNames"] = {**op.get("ExpressionAttributeNames", {}), **_REFS}
+        return op
+
+    def _put_op(self, put: Record, sequence: int) -> dict:
+        """An update, not a put: the item's ``refs`` (written by its referrers) stays."""
+        guard = self._guard(put.key)
+        return {
+            "TableName": self.table,
+            "Key": self._item_key(put.key),
+            "UpdateExpression": "SET #data = :data, #tags = :tags, #rev = :new",
+            "ConditionExpression": guard["ConditionExpression"],
+            "ExpressionAttributeNames": {"#data": "data", "#tags": "tags", "#rev": "rev"},
+            "ExpressionAttributeValues": {
+                **guard.get("ExpressionAttributeValues", {}),
+                ":data": _s(json.dumps(put.data)),
+                ":tags": _s(json.dumps(put.tags)),
+                ":new": _n(sequence),
+            },
+        }
+
+    def _token_op(self, token: Token) -> dict:
+        token_key, fingerprint, response = token
+        item = {
+            "pk": _s("tok|" + json.dumps(list(token_key))),
+            "sk": _s("tok"),
+            "fingerprint": _s(fingerprint),
+            "response": _s(response),
+        }
+        return {
+            "TableName": self.table,
+            "Item": item,
+            "ConditionExpression": "attribute_not_exists(pk)",
+        }
+
+    def _guard_ops(self, changed: Key, guard: Guard) -> list[dict]:
+        """The checks a shared table needs beyond the item itself, in the same transaction.
+
+        - a create adds one to its tally item, on condition it is below the limit, and
+          checks its container still exists; a delete takes one off;
+        - a container's delete checks its contents' tallies are zero;
+        - a resource that refers to others adds itself to their ``refs`` set (on
+          condition they exist) and removes itself when it stops; a referable
+          resource's delete requires an empty ``refs``.
+        So whichever of two racing writes commits second sees the first one.
+        """
+        table = self.table
+        ops: list[dict] = []
+        if guard.counted is not None:
+            ops.append({"Update": self._count_op(guard.counted, +1, guard.limit)})
+        if guard.uncounted is not None:
+            ops.append({"Update": self._count_op(guard.uncounted, -1, 0)})
+        if guard.container is not None:
+            check = {"Key": self._item_key(guard.container), "ConditionExpression": _EXISTS}
+            ops.append({"ConditionCheck": {"TableName": table, **check}})
+        for tally in guard.empty:
+            check = {
+                "Key": _tally_key(tally),
+                "ConditionExpression": "attribute_not_exists(#n) OR #n = :zero",
+                "ExpressionAttributeNames": {"#n": "n"},
+                "ExpressionAttributeValues": {":zero": _n(0)},
+            }
+            ops.append({"ConditionCheck": {"TableName": table, **check}})
+        me = {":me": {"SS": [_resource_sk(changed)]}}
+        for verb, keys in (("ADD", guard.referenced), ("DELETE", guard.released)):
+            for key in keys:
+                update = {
+                    "Key": self._item_key(key),
+                    "UpdateExpression": f"{verb} #refs :me",
+                    "ConditionExpression": _EXISTS,
+                    "ExpressionAttributeNames": _REFS,
+                    "ExpressionAttributeValues": me,
+                }
+                ops.append({"Update": {"TableName": table, **update}})
+        return ops
+
+    def _count_op(self, tally: Tally, step: int, limit: int) -> dict:
+        """One more (below ``limit``) or one fewer in ``tally``'s item. An item not yet
+        written (a table from before tallies) starts from this replica's own count."""
+        sign = "+" if step > 0 else "-"
+        op: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": _tally_key(tally),
+            "UpdateExpression": f"SET #n = if_not_exists(#n, :seed) {sign} :one",
+            "ExpressionAttributeNames": {"#n": "n"},
+            "ExpressionAttributeValues": {":seed": _n(self._local_count(tally)), ":one": _n(1)},
+        }
+        if step > 0:
+            op["ConditionExpression"] = "attribute_not_exists(#n) OR #n < :limit"
+            op["ExpressionAttributeValues"][":limit"] = _n(limit)
+        return op
+
+    def _local_count(self, tally: Tally) -> int:
+        if tally.kind == "mesh":
+            return self.count_meshes(tally.region, tally.mesh_owner)
+        return len(self.children(MeshKey(*tally[:3]), tally.kind, tally.parent))
+
+    def _tally(self, tally: Tally) -> int:
+        item = self._client.get_item(
+            TableName=self.table, Key=_tally_key(tally), ConsistentRead=True
+        ).get("Item")
+        return int(item["n"]["N"]) if item else 0
 
     @staticmethod
     def _item_key(key: Key) -> dict[str, dict[str, str]]:
         return {"pk": _s(_resource_pk(key)), "sk": _s(_resource_sk(key))}
 
     def write(
-        self, put: Record | None = None, delete: Key | None = None, token: Token | None = None
+        self,
+        put: Record | None = None,
+        delete: Key | None = None,
+        token: Token | None = None,
+        guard: Guard | None = None,
     ) -> int:
-        """One transaction (resource, clientToken, change item); memory changes after it."""
+        """One transaction (resource, guard checks, clientToken, change item); memory
+        changes after it."""
+        guard = guard or Guard()
         sequence = self._next_sequence()
         try:
             self._client.transact_write_items(
-                TransactItems=self._operations(sequence, put, delete, token)
+                TransactItems=self._operations(sequence, put, delete, token, guard)
             )
         except ClientError as error:
             if error.response["Error"]["Code"] != "TransactionCanceledException":
                 raise
-            self._after_conflict(put, delete, token)
-            raise StoreConflict("another replica changed this resource first") from error
+            self._after_conflict(put, delete, token, guard)
+            created = put is not None and self.get(put.key) is None
+            if created and guard.counted and self._tally(guard.counted) >= guard.limit:
+                raise QuotaReached(guard.counted) from error
+            raise StoreConflict("another replica changed what this write depends on") from error
         self._applied.add(sequence)
         if delete is not None:
             self._unindex(delete)
@@ -348,12 +468,34 @@ class DynamoStore(SqliteStore):
         self.sequence = max(self.sequence, sequence)
         return sequence
 
-    def _after_conflict(self, put: Record | None, delete: Key | None, token: Token | None) -> None:
-        for key in {k for k in (delete, put.key if put else None) if k is not None}:
-            self._refresh(key)
+    def _after_conflict(
+        self, put: Record | None, delete: Key | None, token: Token | None, guard: Guard
+    ) -> None:
+        """Re-read what the failed transaction depended on, so the service decides again
+        on the table's state. A delete that found referrers or contents this replica has
+        not seen yet re-reads the whole mesh, where they are."""
+        if delete is not None and (guard.unreferenced or guard.empty):
+            self._refresh_mesh(delete.mesh_key)
+        else:
+            keys = {delete, put.key if put else None, guard.container}
+            keys |= set(guard.referenced) | set(guard.released)
+            for key in keys:
+                if key is not None:
+                    self._refresh(key)
         if token is not None:
             self._tokens.pop(token[0], None)
             self.client_token(*token[0])
+
+    def _refresh_mesh(self, mesh: MeshKey) -> None:
+        """Replace the cached copy of one mesh partition with the table's."""
+        items = self._query_all(_resource_pk(mesh))
+        stale = {key for key in self._records if key.mesh_key == mesh}
+        for item in items:
+            self._index_item(item)
+            stale.discard(self._key_of(item))
+        for key in stale:
+            self._unindex(key)
+            self._revs.pop(key, None)
 
     # -- following the other replicas --------------------------------------------------
     def poll_changes(self) -> list[tuple[int, Key]]:

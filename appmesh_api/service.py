@@ -25,7 +25,13 @@ from appmesh_api import kinds, rules
 from appmesh_api.arns import build_arn
 from appmesh_api.changefeed import ChangeFeed
 from appmesh_api.defaults import complete_spec
-from appmesh_api.dependencies import check_delete, check_references
+from appmesh_api.dependencies import (
+    REFERABLE,
+    check_delete,
+    check_references,
+    contents,
+    referenced_keys,
+)
 from appmesh_api.errors import (
     BadRequestException,
     ConflictException,
@@ -39,7 +45,16 @@ from appmesh_api.model import service_model
 from appmesh_api.pagination import paginate
 from appmesh_api.ram.shares import Shares
 from appmesh_api.settings import Settings
-from appmesh_api.store import Key, MeshKey, Record, Store, StoreConflict
+from appmesh_api.store import (
+    Guard,
+    Key,
+    MeshKey,
+    QuotaReached,
+    Record,
+    Store,
+    StoreConflict,
+    Tally,
+)
 from appmesh_api.tagging import Tagging
 
 #: A write that loses races this often to other replicas' writes is refused with
@@ -222,7 +237,18 @@ class AppMeshService:
         data = self._data(kind, key, spec, metadata, "ACTIVE")
         tags = {tag["key"]: tag.get("value", "") for tag in params.get("tags") or ()}
         result = {kind.key: data}
-        self._commit(Record(key, data, tags), token=self._token_record(token, result))
+        guard = Guard(
+            counted=Tally.of(key),
+            limit=self.settings.quota(kind.quota),
+            container=self._container_key(kind, key),
+            referenced=tuple(sorted(referenced_keys(key.mesh_key, kind, spec))),
+        )
+        try:
+            self._commit(
+                Record(key, data, tags), token=self._token_record(token, result), guard=guard
+            )
+        except QuotaReached:
+            raise self._quota_exceeded(kind, key) from None
         return copy.deepcopy(result)
 
     def _describe(self, kind: Kind, params: dict, caller: Caller, _token) -> Result:
@@ -243,7 +269,13 @@ class AppMeshService:
         data["metadata"]["version"] += 1
         data["metadata"]["lastUpdatedAt"] = round(time.time(), 3)
         result = {kind.key: data}
-        self._commit(Record(key, data, record.tags), token=self._token_record(token, result))
+        before = self._known(referenced_keys(key.mesh_key, kind, record.data["spec"]))
+        after = referenced_keys(key.mesh_key, kind, spec)
+        guard = Guard(
+            referenced=tuple(sorted(after - before)), released=tuple(sorted(before - after))
+        )
+        record = Record(key, data, record.tags)
+        self._commit(record, token=self._token_record(token, result), guard=guard)
         return copy.deepcopy(result)
 
     def _delete(self, kind: Kind, params: dict, caller: Caller, _token) -> Result:
@@ -253,7 +285,15 @@ class AppMeshService:
         if caller.account not in (record.data["metadata"]["resourceOwner"], key.mesh_owner):
             self._check_owner(record, caller, "delete")
         check_delete(self.store, key.mesh_key, kind, key.name)
-        self._commit(None, delete=key)
+        guard = Guard(
+            uncounted=Tally.of(key),
+            empty=contents(key),
+            released=tuple(
+                sorted(self._known(referenced_keys(key.mesh_key, kind, record.data["spec"])))
+            ),
+            unreferenced=kind.key in REFERABLE,
+        )
+        self._commit(None, delete=key, guard=guard)
         data = copy.deepcopy(record.data)
         data["status"]["status"] = "DELETED"
         return {kind.key: data}
@@ -324,19 +364,40 @@ class AppMeshService:
             )
 
     def _check_quota(self, kind: Kind, key: Key) -> None:
+        """Against this replica's index: exact with one writer; with replicas sharing a
+        table, the store's ``Guard.counted`` check is the exact one (``QuotaReached``)."""
         if kind is kinds.MESH:
             count = self.store.count_meshes(key.region, key.mesh_owner)
-            scope = f"account {key.mesh_owner}"
         else:
             count = len(self.store.children(key.mesh_key, kind.key, key.parent))
+        if count >= self.settings.quota(kind.quota):
+            raise self._quota_exceeded(kind, key)
+
+    def _quota_exceeded(self, kind: Kind, key: Key) -> LimitExceededException:
+        if kind is kinds.MESH:
+            scope = f"account {key.mesh_owner}"
+        else:
             scope = f"{kind.parent.api_name} {key.parent}" if kind.parent else f"mesh {key.mesh}"
         limit = self.settings.quota(kind.quota)
-        if count >= limit:
-            raise LimitExceededException(
-                f"The maximum number of {kind.plural} in {scope} ({limit}) has been reached "
-                f"(quota {self.settings.quota_code(kind.quota)}). Delete unused {kind.plural}, "
-                f"or start appmesh-local with --quota {kind.quota.replace('_', '-')}=N."
-            )
+        return LimitExceededException(
+            f"The maximum number of {kind.plural} in {scope} ({limit}) has been reached "
+            f"(quota {self.settings.quota_code(kind.quota)}). Delete unused {kind.plural}, "
+            f"or start appmesh-local with --quota {kind.quota.replace('_', '-')}=N."
+        )
+
+    @staticmethod
+    def _container_key(kind: Kind, key: Key) -> Key | None:
+        """What a new resource lives in: its router or gateway, else its mesh."""
+        if kind is kinds.MESH:
+            return None
+        if kind.parent is not None:
+            return Key(*key.mesh_key, kind.parent.key, "", key.parent)
+        return Key(*key.mesh_key, "mesh", "", key.mesh)
+
+    def _known(self, keys: set[Key]) -> set[Key]:
+        """Those of ``keys`` that exist (a reference to a missing resource, left by an
+        older table, is nothing to release)."""
+        return {key for key in keys if self.store.get(key) is not None}
 
     def _check_spec(self, kind: Kind, key: Key, spec: dict, parent: Record | None) -> None:
         if kind is kinds.VIRTUAL_NODE:
@@ -380,9 +441,15 @@ class AppMeshService:
         token_key, fingerprint = token
         return token_key, fingerprint, json.dumps(result)
 
-    def _commit(self, record: Record | None, delete: Key | None = None, token=None) -> None:
+    def _commit(
+        self,
+        record: Record | None,
+        delete: Key | None = None,
+        token=None,
+        guard: Guard | None = None,
+    ) -> None:
         """Persist one change, then tell the change feed (only what is committed is announced)."""
-        version = self.store.write(put=record, delete=delete, token=token)
+        version = self.store.write(put=record, delete=delete, token=token, guard=guard)
         changed = record.key if record is not None else delete
         if changed is not None:
             self.feed.publish(changed.mesh_key, version)

@@ -84,6 +84,52 @@ class Record:
         return self.data["metadata"]["arn"]
 
 
+class Tally(NamedTuple):
+    """How many resources of one kind one container holds: an account's meshes in a
+    region (``mesh=''``), a mesh's nodes, routers, services or gateways (``parent=''``),
+    a router's routes, a gateway's gateway routes."""
+
+    region: str
+    mesh_owner: str
+    mesh: str
+    kind: str
+    parent: str
+
+    @classmethod
+    def of(cls, key: Key) -> Tally:
+        """The tally ``key`` counts in (a mesh counts in its account's)."""
+        if key.kind == "mesh":
+            return cls(key.region, key.mesh_owner, "", "mesh", "")
+        return cls(key.region, key.mesh_owner, key.mesh, key.kind, key.parent)
+
+
+@dataclass(frozen=True)
+class Guard:
+    """What else must hold when a write commits, as the service states it.
+
+    A store shared by replicas (``DynamoStore``) checks these in the write's own
+    transaction, because its index may lag the other replicas' writes. ``SqliteStore``
+    has one writer whose checks against its own index are already exact; it ignores them.
+    """
+
+    counted: Tally | None = None  # a create: one more in this tally, refused at ``limit``
+    limit: int = 0
+    uncounted: Tally | None = None  # a delete: one fewer
+    container: Key | None = None  # must still exist (a create's mesh, router or gateway)
+    empty: tuple[Tally, ...] = ()  # must hold nothing (a container being deleted)
+    referenced: tuple[Key, ...] = ()  # must exist; recorded as referred to by this resource
+    released: tuple[Key, ...] = ()  # no longer referred to by this resource
+    unreferenced: bool = False  # the deleted resource must be referred to by nothing
+
+
+class QuotaReached(Exception):
+    """A create would exceed ``tally``'s limit as counted across every replica."""
+
+    def __init__(self, tally: Tally) -> None:
+        super().__init__(f"the quota of {tally} is reached")
+        self.tally = tally
+
+
 class StoreConflict(Exception):
     """A write lost a race with another replica's write; the store has refreshed what it
     knows of the items, so the operation can be decided again on the fresh state."""
@@ -110,6 +156,7 @@ class Store(Protocol):
         put: Record | None = None,
         delete: Key | None = None,
         token: tuple[tuple[str, str, str, str], str, str] | None = None,
+        guard: Guard | None = None,
     ) -> int: ...
     def save_proxies(self, rows: list[tuple[str, str, str]]) -> None: ...
     def load_proxies(self) -> list[tuple[str, str, str]]: ...
@@ -229,11 +276,12 @@ class SqliteStore:
         put: Record | None = None,
         delete: Key | None = None,
         token: tuple[tuple[str, str, str, str], str, str] | None = None,
+        guard: Guard | None = None,
     ) -> int:
         """Apply one change atomically (a put or a delete, plus its clientToken record).
 
         Returns the new global change sequence, which the change feed hands out as
-        the mesh's version.
+        the mesh's version. ``guard`` is not needed here (see ``Guard``).
         """
         sequence = self.sequence + 1
         with self._transaction() as db:
