@@ -451,9 +451,9 @@ class DynamoStore(SqliteStore):
             if error.response["Error"]["Code"] != "TransactionCanceledException":
                 raise
             self._after_conflict(put, delete, token, guard)
-            created = put is not None and self.get(put.key) is None
-            if created and guard.counted and self._tally(guard.counted) >= guard.limit:
-                raise QuotaReached(guard.counted) from error
+            full = self._full_tally(put, guard)
+            if full is not None:
+                raise QuotaReached(full) from error
             raise StoreConflict("another replica changed what this write depends on") from error
         self._applied.add(sequence)
         if delete is not None:
@@ -467,6 +467,17 @@ class DynamoStore(SqliteStore):
             self._tokens[token[0]] = (token[1], token[2])
         self.sequence = max(self.sequence, sequence)
         return sequence
+
+    def _full_tally(self, put: Record | None, guard: Guard) -> Tally | None:
+        """The tally a failed create was refused by, if that alone refused it: its name
+        is still free and its container still there (else App Mesh answers that, decided
+        again on the fresh state), and the table's tally is at the limit."""
+        tally = guard.counted
+        if put is None or tally is None or self.get(put.key) is not None:
+            return None
+        if guard.container is not None and self.get(guard.container) is None:
+            return None
+        return tally if self._tally(tally) >= guard.limit else None
 
     def _after_conflict(
         self, put: Record | None, delete: Key | None, token: Token | None, guard: Guard

@@ -114,7 +114,7 @@ def part_one(sizes: list[int]) -> None:
         previous = everything
 
 
-async def _watch(session, url: str, node_id: str, ready: asyncio.Event, counter: list) -> float:
+async def watch(session, url: str, node_id: str, ready: asyncio.Event, counter: list) -> float:
     request: dict = {"node": {"id": node_id}}
     sign = xds_signer(Credentials(node_account(node_id, None), "local"), "us-east-1")
     body = json.dumps(request).encode()
@@ -132,10 +132,14 @@ async def _watch(session, url: str, node_id: str, ready: asyncio.Event, counter:
         return time.perf_counter()
 
 
-async def propagation(endpoint: str, account: str, watchers: int) -> list[float]:
+async def propagation(
+    endpoint: str, account: str, watchers: int, watch_at: list[str] | None = None
+) -> list[float]:
+    """ms from the route update's answer (made at ``endpoint``) to each watcher's new
+    version; watchers are spread round-robin over ``watch_at`` (default: ``endpoint``)."""
     appmesh = client(endpoint, account)
     arn = f"arn:aws:appmesh:us-east-1:{account}:mesh/prop/virtualNode/client"
-    url = f"{endpoint}/v3/discovery:clusters"
+    urls = [f"{where}/v3/discovery:clusters" for where in watch_at or [endpoint]]
     ready = asyncio.Event()
     counter = [watchers]
     connector = aiohttp.TCPConnector(limit=0)
@@ -143,7 +147,8 @@ async def propagation(endpoint: str, account: str, watchers: int) -> list[float]
         connector=connector, timeout=aiohttp.ClientTimeout(total=120)
     ) as session:
         tasks = [
-            asyncio.create_task(_watch(session, url, arn, ready, counter)) for _ in range(watchers)
+            asyncio.create_task(watch(session, urls[index % len(urls)], arn, ready, counter))
+            for index in range(watchers)
         ]
         await asyncio.wait_for(ready.wait(), 120)
         await asyncio.sleep(0.5)  # let every long-poll reach the server and park
@@ -166,6 +171,31 @@ async def propagation(endpoint: str, account: str, watchers: int) -> list[float]
     return [max(0.0, arrival - returned) * 1000 for arrival in arrivals]
 
 
+def build_propagation_mesh(appmesh) -> None:
+    """Mesh ``prop``: node ``client`` reaches ``s0.local``, routed by ``r0`` to ``n0``."""
+    appmesh.create_mesh(meshName="prop")
+    for node, backends in (("n0", []), ("client", ["s0.local"])):
+        appmesh.create_virtual_node(
+            meshName="prop", virtualNodeName=node, spec=_node("prop", node, backends)["spec"]
+        )
+    listeners = [{"portMapping": {"port": 8080, "protocol": "http"}}]
+    appmesh.create_virtual_router(
+        meshName="prop", virtualRouterName="r0", spec={"listeners": listeners}
+    )
+    spec = {
+        "httpRoute": {
+            "match": {"prefix": "/"},
+            "action": {"weightedTargets": [{"virtualNode": "n0", "weight": 1}]},
+        }
+    }
+    appmesh.create_route(meshName="prop", virtualRouterName="r0", routeName="route", spec=spec)
+    appmesh.create_virtual_service(
+        meshName="prop",
+        virtualServiceName="s0.local",
+        spec={"provider": {"virtualRouter": {"virtualRouterName": "r0"}}},
+    )
+
+
 def part_two(watcher_counts: list[int]) -> None:
     import subprocess
 
@@ -178,32 +208,7 @@ def part_two(watcher_counts: list[int]) -> None:
         try:
             wait_for_port(port, process)
             account = "222233334444"
-            appmesh = client(endpoint, account)
-            appmesh.create_mesh(meshName="prop")
-            for node, backends in (("n0", []), ("client", ["s0.local"])):
-                appmesh.create_virtual_node(
-                    meshName="prop",
-                    virtualNodeName=node,
-                    spec=_node("prop", node, backends)["spec"],
-                )
-            listeners = [{"portMapping": {"port": 8080, "protocol": "http"}}]
-            appmesh.create_virtual_router(
-                meshName="prop", virtualRouterName="r0", spec={"listeners": listeners}
-            )
-            spec = {
-                "httpRoute": {
-                    "match": {"prefix": "/"},
-                    "action": {"weightedTargets": [{"virtualNode": "n0", "weight": 1}]},
-                }
-            }
-            appmesh.create_route(
-                meshName="prop", virtualRouterName="r0", routeName="route", spec=spec
-            )
-            appmesh.create_virtual_service(
-                meshName="prop",
-                virtualServiceName="s0.local",
-                spec={"provider": {"virtualRouter": {"virtualRouterName": "r0"}}},
-            )
+            build_propagation_mesh(client(endpoint, account))
             print("\nAPI call returned -> new version held by every watcher (ms)")
             print(f"{'watchers':>9}{'p50':>9}{'p99':>9}{'max':>9}")
             for count in watcher_counts:
