@@ -76,21 +76,10 @@ PROXY_REFRESH = 5.0  # a saved registration is written again at most this often
 Token = tuple[tuple[str, str, str, str], str, str]
 
 
-#: moto's server answering one request at a time. A DynamoDB must apply a transaction's
-#: conditions and writes atomically, and moto's threaded server does not (two
-#: TransactWriteItems can both pass one condition), so serving requests in turn is what
-#: makes it a faithful stand-in on one machine (``up --replicas``, the tests).
-SERIAL_MOTO = (
-    "import sys; from werkzeug.serving import make_server; "
-    "from moto.server import DomainDispatcherApplication, create_backend_app; "
-    "make_server('127.0.0.1', int(sys.argv[1]), "
-    "DomainDispatcherApplication(create_backend_app), threaded=False).serve_forever()"
-)
-
-
 def local_dynamodb_command(port: int) -> list[str]:
-    """The command that runs a DynamoDB stand-in (moto, serial) on 127.0.0.1:``port``."""
-    return [sys.executable, "-c", SERIAL_MOTO, str(port)]
+    """The command that runs a DynamoDB stand-in (moto, one request at a time, see
+    ``appmesh_api.localdynamo``) on 127.0.0.1:``port``."""
+    return [sys.executable, "-m", "appmesh_api.localdynamo", str(port)]
 
 
 def parse_store_url(url: str) -> tuple[str, str | None, str | None]:

@@ -42,7 +42,7 @@ def dynamodb_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     """moto's server (real HTTP on 127.0.0.1, its own process) standing in for DynamoDB."""
     port = free_port()
     log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
-    # Serial moto: see appmesh_api.dynamo.SERIAL_MOTO for why.
+    # Serial moto: see appmesh_api.localdynamo for why.
     process = subprocess.Popen(local_dynamodb_command(port), stdout=log, stderr=subprocess.STDOUT)
     wait_for_port(port, process, "moto's server", timeout=30)
     yield f"http://127.0.0.1:{port}"
