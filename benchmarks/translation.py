@@ -142,7 +142,9 @@ async def propagation(
     urls = [f"{where}/v3/discovery:clusters" for where in watch_at or [endpoint]]
     ready = asyncio.Event()
     counter = [watchers]
-    connector = aiohttp.TCPConnector(limit=0)
+    # A fresh connection per request: a pooled one idle past uvicorn's keep-alive (5 s,
+    # easily reached while 1,000 watchers start on a busy machine) may close under it.
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
     async with aiohttp.ClientSession(
         connector=connector, timeout=aiohttp.ClientTimeout(total=120)
     ) as session:
