@@ -29,6 +29,7 @@ from tests.api.test_replicas import eventually
 from tests.conftest import Server, make_client, start_server
 
 ROUNDS = 8  # reference races per pair of operations; each round is one real race
+CATCH_UP = 30.0  # seconds a replica may take to poll a write in (50 ms when not loaded)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,7 @@ def together(*calls: Callable[[], object]) -> list[str]:
 
 def seen_everywhere(replicas: list, describe: Callable[[object], object]) -> None:
     for client in replicas:
-        eventually(lambda c=client: describe(c))
+        eventually(lambda c=client: describe(c), timeout=CATCH_UP)
 
 
 def test_racing_creates_on_three_replicas_never_pass_the_node_quota(trio, account):
@@ -94,7 +95,7 @@ def test_racing_creates_on_three_replicas_never_pass_the_node_quota(trio, accoun
         assert results.count("ok") == 5, results
         assert results.count("LimitExceededException") == 7, results
         for client in replicas:
-            listed = eventually(lambda c=client: _nodes(c, "quota", 5))
+            listed = eventually(lambda c=client: _nodes(c, "quota", 5), timeout=CATCH_UP)
             assert len(listed) == 5
         # The refusal is App Mesh's, whichever replica gives it.
         with pytest.raises(ClientError) as refused:
@@ -114,7 +115,7 @@ def test_racing_creates_on_three_replicas_never_pass_the_node_quota(trio, accoun
             )
         )
         for client in replicas:
-            eventually(lambda c=client: _nodes(c, "quota", 0))
+            eventually(lambda c=client: _nodes(c, "quota", 0), timeout=CATCH_UP)
 
 
 def _nodes(client, mesh: str, expected: int) -> list[str]:
@@ -134,7 +135,7 @@ def test_racing_mesh_creates_on_three_replicas_keep_the_account_quota(trio, acco
     assert results.count("ok") == 3, results
     assert results.count("LimitExceededException") == 6, results
     for client in replicas:
-        eventually(lambda c=client: _meshes(c, 3))
+        eventually(lambda c=client: _meshes(c, 3), timeout=CATCH_UP)
 
 
 def _meshes(client, expected: int) -> None:
