@@ -330,6 +330,7 @@ class DiscoveryService:
         self.cache = SnapshotCache(store, feed, self.registry, self.cloudmap, self.certificates)
         self.boot = uuid.uuid4().hex[:8]
         self._digests: dict[tuple, tuple[int, dict[str, tuple[str, dict]]]] = {}
+        self._save_pending = False
 
     def version_string(self, version: int) -> str:
         return f"{self.boot}-{version}"
@@ -359,12 +360,33 @@ class DiscoveryService:
                     f"{identity.kind} {identity.name}",
                 )
             log.info("proxy %s connected for %s %s", node.get("id"), identity.kind, identity.name)
-            self.store.save_proxies(self.registry.rows())
             if resolved.ingress_address is not None:
-                # A new endpoint of its node; a proxy without an address changes no config.
+                # A new endpoint of its node: saved (replicas, restarts) and pushed now.
+                self.store.save_proxies(self.registry.rows())
                 self.feed.publish(resolved.mesh)
+            else:
+                # Changes no config; saved in a batch, as saving rewrites every registration.
+                self._save_soon()
         self._record_ack(state, request)
         return resolved
+
+    def _save_soon(self, delay: float = 0.5) -> None:
+        """Save the registrations within ``delay`` (once for every proxy that connects
+        meanwhile); at once when there is no event loop to wait in."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.store.save_proxies(self.registry.rows())
+            return
+        if self._save_pending:
+            return
+        self._save_pending = True
+
+        def save() -> None:
+            self._save_pending = False
+            self.store.save_proxies(self.registry.rows())
+
+        loop.call_later(delay, save)
 
     @staticmethod
     def _record_ack(state, request: Mapping[str, Any]) -> None:
