@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,8 +30,22 @@ QUOTA_DEFAULTS: dict[str, tuple[int, str]] = {
 
 
 def default_data_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(os.environ.get("APPMESH_LOCAL_DATA_DIR", Path(base) / "appmesh-local"))
+    """``$APPMESH_LOCAL_DATA_DIR``, else the XDG data home's ``appmesh-local``.
+
+    A user with no home (an ECS task's ``user`` such as ``1337``, with no passwd entry
+    and no ``HOME``) gets ``appmesh-local-<uid>`` in the temporary directory instead of
+    a crash: every command builds its help from this, even those that store nothing
+    (``xray-daemon``, ``bootstrap``).
+    """
+    if explicit := os.environ.get("APPMESH_LOCAL_DATA_DIR"):
+        return Path(explicit)
+    base = os.environ.get("XDG_DATA_HOME")
+    if not base:
+        try:
+            base = str(Path.home() / ".local" / "share")
+        except (RuntimeError, KeyError):
+            return Path(tempfile.gettempdir()) / f"appmesh-local-{os.getuid()}"
+    return Path(base) / "appmesh-local"
 
 
 def parse_pairs(text: str, what: str) -> dict[str, str]:
