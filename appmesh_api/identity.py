@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 
 from appmesh_api.frontdoor.signatures import Secret
+from appmesh_api.iamcredentials import user_key
 from appmesh_api.settings import DEFAULT_REGION, Settings
 from appmesh_api.stscredentials import issued_secret
 
@@ -55,6 +56,8 @@ def account_of(access_key: str, settings: Settings) -> str:
         return access_key
     if access_key in settings.accounts:
         return settings.accounts[access_key]
+    if access_key not in settings.credentials and (found := user_key(access_key)):
+        return found[0]
     return encoded_account(access_key) or settings.default_account
 
 
@@ -62,12 +65,15 @@ def signing_secret(access_key: str, settings: Settings) -> str | Secret | None:
     """The secret a signature by ``access_key`` is checked with (``--verify-signatures``):
     a configured key's; for an account id the per-process secret the control plane signs
     its own calls with; for a temporary key the embedded STS issued, its secret and session
-    token. The front door and gRPC ADS share this one source."""
+    token; for an IAM user's key made in the embedded IAM, its secret. The front door and
+    gRPC ADS share this one source."""
     known = settings.credentials.get(access_key)
     if known is None and _ACCOUNT_ID.fullmatch(access_key):
         return settings.internal_secret
     if known is None and (account := encoded_account(access_key)) is not None:
         return issued_secret(access_key, account)
+    if known is None and (found := user_key(access_key)):
+        return found[1]
     return known
 
 

@@ -182,3 +182,19 @@ def test_temporary_credentials_with_a_wrong_session_token_or_secret_are_refused(
     other = {**issued, "AccessKeyId": issued["AccessKeyId"][:-1] + last}
     stranger = _temporary(guarded, "appmesh", other, issued["SessionToken"])
     assert error_of(stranger.list_meshes) == ("UnrecognizedClientException", 403)
+
+
+def test_an_iam_users_access_key_from_the_embedded_iam_signs_as_that_account(
+    guarded: Server,
+) -> None:
+    iam = client(guarded, "iam")
+    iam.create_user(UserName="deployer")
+    made = iam.create_access_key(UserName="deployer")["AccessKey"]
+    appmesh = client(guarded, "appmesh", made["AccessKeyId"], made["SecretAccessKey"])
+    appmesh.create_mesh(meshName="by-iam-user")
+    mesh = appmesh.describe_mesh(meshName="by-iam-user")["mesh"]
+    assert mesh["metadata"]["meshOwner"] == ACCOUNT  # the user's account, as in AWS
+    forged = client(guarded, "appmesh", made["AccessKeyId"], "not-the-secret")
+    assert error_of(forged.list_meshes) == ("InvalidSignatureException", 403)
+    iam.update_access_key(UserName="deployer", AccessKeyId=made["AccessKeyId"], Status="Inactive")
+    assert error_of(appmesh.list_meshes) == ("UnrecognizedClientException", 403)
