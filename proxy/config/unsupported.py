@@ -110,6 +110,9 @@ def _hcm_problem(config: dict[str, Any]) -> str | None:
     if isinstance(common, dict) and "max_response_headers_kb" in common:
         # Envoy's own rule: response heads are bounded per cluster, not per listener.
         return "max_response_headers_kb cannot be set on http_connection_manager"
+    if isinstance(common, dict) and common.get("max_stream_duration"):
+        # Routes' max_stream_duration is honoured; the listener-wide default is not.
+        return f"common_http_protocol_options.max_stream_duration {NOT_YET} (set it per route)"
     codec = str(config.get("codec_type", "AUTO"))
     if codec == "HTTP3":
         return f"codec_type {codec} {NOT_YET}; this proxy speaks HTTP/1.1 and HTTP/2"

@@ -68,3 +68,10 @@ def test_max_response_headers_kb_belongs_on_the_cluster_not_the_hcm() -> None:
     common = {"max_response_headers_kb": 100}
     hcm = http_listener("l", [], common_http_protocol_options=common)
     assert "http_connection_manager" in (problem(LISTENER_URL, hcm) or "")
+
+
+def test_a_listener_wide_max_stream_duration_is_refused_not_ignored() -> None:
+    hcm = http_listener("l", [], common_http_protocol_options={"max_stream_duration": "5s"})
+    assert "max_stream_duration" in (problem(LISTENER_URL, hcm) or "")
+    idle = http_listener("l", [], common_http_protocol_options={"idle_timeout": "300s"})
+    assert problem(LISTENER_URL, idle) is None
