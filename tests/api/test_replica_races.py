@@ -24,7 +24,13 @@ from appmesh_api.dependencies import referenced_keys
 from appmesh_api.kinds import BY_KEY
 from appmesh_api.store import Key
 from tests.api.conftest import dynamodb_store
-from tests.api.helpers import http_node_spec, http_route_spec, router_spec
+from tests.api.helpers import (
+    gateway_route_spec,
+    gateway_spec,
+    http_node_spec,
+    http_route_spec,
+    router_spec,
+)
 from tests.api.test_replicas import eventually
 from tests.conftest import Server, make_client, start_server
 
@@ -278,6 +284,101 @@ def test_a_node_deleted_while_another_replica_routes_to_it_is_never_a_dangling_t
     assert problems == [], outcomes
 
 
+def test_a_mesh_deleted_while_another_replica_creates_in_it_leaves_no_orphan(trio, store, account):
+    replicas = clients(trio, account)
+
+    def prepare(client, round_: int):
+        client.create_mesh(meshName=f"m{round_}")
+        return lambda c: c.describe_mesh(meshName=f"m{round_}")
+
+    def refer(client, round_: int) -> None:
+        client.create_virtual_node(
+            meshName=f"m{round_}", virtualNodeName="n", spec=http_node_spec()
+        )
+
+    def remove(client, round_: int) -> None:
+        client.delete_mesh(meshName=f"m{round_}")
+
+    # Lower quota of 3 meshes per account: rounds clean up after themselves.
+    outcomes: set[tuple[str, ...]] = set()
+    for round_ in range(ROUNDS):
+        seen_everywhere(replicas, prepare(replicas[0], round_))
+        results = together(
+            lambda r=round_: refer(replicas[1], r), lambda r=round_: remove(replicas[2], r)
+        )
+        outcomes.add(tuple(results))
+        assert results.count("ok") == 1, results
+        problems = dangling(store, f"m{round_}")
+        assert problems == [], (problems, results)
+        if results[1] != "ok":  # the node won: empty the mesh, then it can go
+            replicas[0].delete_virtual_node(meshName=f"m{round_}", virtualNodeName="n")
+            eventually(lambda r=round_: replicas[0].delete_mesh(meshName=f"m{r}"))
+        for client in replicas:
+            eventually(lambda c=client: _meshes(c, 0), timeout=CATCH_UP)
+
+
+def test_a_gateway_deleted_while_another_replica_adds_a_gateway_route_leaves_no_orphan(
+    trio, store, account
+):
+    replicas = clients(trio, account)
+    replicas[0].create_mesh(meshName="gateways")
+    replicas[0].create_virtual_service(meshName="gateways", virtualServiceName="s.local", spec={})
+
+    def prepare(client, round_: int):
+        client.create_virtual_gateway(
+            meshName="gateways", virtualGatewayName=f"g{round_}", spec=gateway_spec()
+        )
+        return lambda c: c.describe_virtual_gateway(
+            meshName="gateways", virtualGatewayName=f"g{round_}"
+        )
+
+    def refer(client, round_: int) -> None:
+        client.create_gateway_route(
+            meshName="gateways",
+            virtualGatewayName=f"g{round_}",
+            gatewayRouteName="to-s",
+            spec=gateway_route_spec("s.local"),
+        )
+
+    def remove(client, round_: int) -> None:
+        client.delete_virtual_gateway(meshName="gateways", virtualGatewayName=f"g{round_}")
+
+    problems, outcomes = race_rounds(replicas, store, "gateways", prepare, refer, remove)
+    assert problems == [], outcomes
+
+
+def test_a_service_deleted_while_another_replica_routes_a_gateway_to_it_never_dangles(
+    trio, store, account
+):
+    replicas = clients(trio, account)
+    replicas[0].create_mesh(meshName="edges")
+    replicas[0].create_virtual_gateway(
+        meshName="edges", virtualGatewayName="gateway", spec=gateway_spec()
+    )
+
+    def prepare(client, round_: int):
+        client.create_virtual_service(
+            meshName="edges", virtualServiceName=f"s{round_}.local", spec={}
+        )
+        return lambda c: c.describe_virtual_service(
+            meshName="edges", virtualServiceName=f"s{round_}.local"
+        )
+
+    def refer(client, round_: int) -> None:
+        client.create_gateway_route(
+            meshName="edges",
+            virtualGatewayName="gateway",
+            gatewayRouteName=f"to-s{round_}",
+            spec=gateway_route_spec(f"s{round_}.local", prefix=f"/s{round_}"),
+        )
+
+    def remove(client, round_: int) -> None:
+        client.delete_virtual_service(meshName="edges", virtualServiceName=f"s{round_}.local")
+
+    problems, outcomes = race_rounds(replicas, store, "edges", prepare, refer, remove)
+    assert problems == [], outcomes
+
+
 def dangling(store: str, mesh: str) -> list[str]:
     """Read the table itself (not a replica): every resource of ``mesh`` whose container
     or whose referenced resource is missing."""
@@ -304,5 +405,7 @@ def dangling(store: str, mesh: str) -> list[str]:
         needed = referenced_keys(key.mesh_key, kind, data["spec"])
         if kind.parent is not None:
             needed.add(Key(*key.mesh_key, kind.parent.key, "", key.parent))
+        if key.kind != "mesh":
+            needed.add(Key(*key.mesh_key, "mesh", "", key.mesh))
         problems += [f"{key.name} -> {missing.name}" for missing in needed - set(found)]
     return problems
