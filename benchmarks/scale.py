@@ -128,9 +128,11 @@ def push(endpoints: list[str], watchers: int) -> dict[str, float]:
     }
 
 
-def setups(tmp: Path, processes: list[subprocess.Popen]):
-    """(name, endpoints) for each set-up, its servers started on first use."""
-    process, endpoint = serve(tmp)
+def setups(tmp: Path, processes: list[subprocess.Popen], nodes: int):
+    """(name, endpoints) for each set-up, its servers started on first use, with the
+    node quota raised by configuration above ``--nodes`` (App Mesh's default is 200)."""
+    quota = ("--quota", f"virtual-nodes-per-mesh={max(200, nodes + 10)}")
+    process, endpoint = serve(tmp, *quota)
     processes.append(process)
     yield "SQLite, 1 process", [endpoint]
     for replicas in (1, 3):
@@ -141,7 +143,7 @@ def setups(tmp: Path, processes: list[subprocess.Popen]):
         store = f"dynamodb://scale?endpoint=http://127.0.0.1:{moto_port}&region=us-east-1"
         endpoints = []
         for _ in range(replicas):
-            process, endpoint = serve(tmp, "--store", store, "--create-table")
+            process, endpoint = serve(tmp, "--store", store, "--create-table", *quota)
             processes.append(process)
             endpoints.append(endpoint)
         yield f"DynamoDB (moto), {replicas} replica{'s' if replicas > 1 else ''}", endpoints
@@ -188,7 +190,7 @@ def main() -> int:
     processes: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory() as folder:
         try:
-            for name, endpoints in setups(Path(folder), processes):
+            for name, endpoints in setups(Path(folder), processes, args.nodes):
                 numbers = control_plane(endpoints, args.nodes, args.clients)
                 numbers.update(push(endpoints, args.watchers))
                 rows.append((name, numbers))
