@@ -36,10 +36,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from appmesh_api.sidepoller import NoSideServiceEndpoint, SideServicePoller
 from appmesh_api.store import MeshKey
 
 log = logging.getLogger("appmesh_local.acm")
@@ -100,7 +99,7 @@ def check_reference(ref: CertificateRef) -> tuple[str, str, str]:
     return service, region, resource
 
 
-class CertificateExporter:
+class CertificateExporter(SideServicePoller):
     """Cached ACM material per reference, fetched off the event loop and refreshed."""
 
     def __init__(
@@ -109,14 +108,11 @@ class CertificateExporter:
         secret: str = "appmesh-local",
         interval: float = 5.0,
     ) -> None:
-        self._endpoint = endpoint
-        self._secret = secret  # passes --verify-signatures on our own port
-        self.interval = interval
+        super().__init__(endpoint, secret, interval)
         self._results: dict[CertificateRef, Material] = {}
         self._refused: dict[CertificateRef, str] = {}
         self._stamps: dict[CertificateRef, str] = {}  # the issuance last exported
         self._by_mesh: dict[MeshKey, set[CertificateRef]] = {}
-        self._wake = asyncio.Event()
         self._answered = asyncio.Event()
 
     def track(self, mesh: MeshKey, refs: set[CertificateRef]) -> dict[str, Material]:
@@ -125,7 +121,7 @@ class CertificateExporter:
         before = self._by_mesh.get(mesh, set())
         self._by_mesh[mesh] = set(refs)
         if refs - before:
-            self._wake.set()
+            self.wake()
         for ref in before - refs:
             if not any(ref in wanted for wanted in self._by_mesh.values()):
                 self._results.pop(ref, None)
@@ -156,10 +152,7 @@ class CertificateExporter:
     async def run(self, publish: Callable[[MeshKey], object]) -> None:
         """Fetch new references at once and every reference each ``interval`` seconds."""
         refreshed = 0.0
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
-            self._wake.clear()
+        async for _ in self.rounds():
             now = time.monotonic()
             every = now - refreshed >= self.interval
             refreshed = now if every else refreshed
@@ -200,24 +193,12 @@ class CertificateExporter:
         else:
             self._refused[ref] = reason
 
-    def _client(self, service: str, region: str, account: str) -> Any:
-        endpoint = self._endpoint()
-        if endpoint is None:
-            raise AcmRefused("no side-service endpoint is known yet")
-        options: dict[str, Any] = {
-            "endpoint_url": endpoint,
-            "region_name": region,
-            "aws_access_key_id": account,
-            "aws_secret_access_key": self._secret,
-            "config": Config(retries={"max_attempts": 2}),
-        }
-        if service == "acm":
-            return boto3.client("acm", **options)
-        return boto3.client("acm-pca", **options)
-
     def _fetch(self, ref: CertificateRef) -> Material:
         service, region, _ = check_reference(ref)
-        client = self._client(service, region, ref.owner)
+        try:
+            client = self.client("acm" if service == "acm" else "acm-pca", region, ref.owner)
+        except NoSideServiceEndpoint as missing:
+            raise AcmRefused(str(missing)) from missing
         try:
             if service == "acm":
                 return self._certificate(client, ref)

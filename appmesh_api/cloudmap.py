@@ -15,15 +15,12 @@ lookup, whose result arrives as a push a moment later.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import boto3
-from botocore.config import Config
-
+from appmesh_api.sidepoller import NoSideServiceEndpoint, SideServicePoller
 from appmesh_api.store import MeshKey
 
 log = logging.getLogger("appmesh_local.cloudmap")
@@ -71,7 +68,7 @@ def instance_address(attributes: dict[str, str], query: CloudMapQuery) -> Addres
     return host, int(port) if port and port.isdigit() else query.default_port
 
 
-class CloudMapResolver:
+class CloudMapResolver(SideServicePoller):
     """Cached DiscoverInstances results per query, refreshed every ``interval`` seconds."""
 
     def __init__(
@@ -80,33 +77,28 @@ class CloudMapResolver:
         secret: str = "appmesh-local",
         interval: float = 5.0,
     ) -> None:
-        self._endpoint = endpoint
-        self._secret = secret  # passes --verify-signatures on our own port
-        self.interval = interval
+        super().__init__(endpoint, secret, interval)
         self._results: dict[CloudMapQuery, tuple[Address, ...]] = {}
         self._wanted: dict[CloudMapQuery, float] = {}
-        self._wake = asyncio.Event()
 
     def endpoints(self, query: CloudMapQuery) -> tuple[Address, ...]:
         """The last known instances (empty before the first lookup finishes)."""
         first_time = query not in self._wanted
         self._wanted[query] = time.monotonic()
         if first_time:
-            self._wake.set()
+            self.wake()
         return self._results.get(query, ())
 
     def _discover(self, query: CloudMapQuery) -> tuple[Address, ...]:
-        endpoint = self._endpoint()
-        if endpoint is None:
+        try:
+            client = self.client(
+                "servicediscovery",
+                query.mesh.region,
+                query.mesh.mesh_owner,
+                inject_host_prefix=False,  # DiscoverInstances' data-plane host prefix
+            )
+        except NoSideServiceEndpoint:
             return ()
-        client = boto3.client(
-            "servicediscovery",
-            endpoint_url=endpoint,
-            region_name=query.mesh.region,
-            aws_access_key_id=query.mesh.mesh_owner,
-            aws_secret_access_key=self._secret,
-            config=Config(inject_host_prefix=False, retries={"max_attempts": 2}),
-        )
         found = client.discover_instances(
             NamespaceName=query.namespace,
             ServiceName=query.service,
@@ -119,10 +111,7 @@ class CloudMapResolver:
 
     async def run(self, publish: Callable[[MeshKey], object]) -> None:
         """Refresh every wanted query; publish its mesh when the instance set changed."""
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
-            self._wake.clear()
+        async for _ in self.rounds():
             stale_before = time.monotonic() - 10 * self.interval
             for query, asked in list(self._wanted.items()):
                 if asked < stale_before:  # nobody has asked for a while: stop polling
