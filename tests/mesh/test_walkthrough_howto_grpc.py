@@ -98,9 +98,9 @@ def test_grpc_retries_hide_most_internal_errors(walk):
 
 
 def test_the_grpc_health_checks_succeed(walk):
-    """README retries step 5: the client's proxy checks color_server with grpc.health.v1."""
+    """README retries step 5: the client's proxy checks color_server with grpc.health.v1.
+    (A check may fail while the server's task is starting; the host ends up healthy.)"""
     client = walk.tasks["color_client"]
-    checks = until(lambda: (s := stats(client, "health_check"))
-                   .get(f"{CLUSTER}.health_check.success") and s)  # fmt: skip
-    assert checks[f"{CLUSTER}.health_check.success"] >= 1, checks
-    assert checks.get(f"{CLUSTER}.health_check.failure", 0) == 0, checks
+    success, healthy = f"{CLUSTER}.health_check.success", f"{CLUSTER}.membership_healthy"
+    checks = until(lambda: (s := stats(client, CLUSTER)).get(success) and s.get(healthy) and s)
+    assert checks and checks[success] >= 1 and checks[healthy] == 1, checks
