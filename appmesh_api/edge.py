@@ -70,6 +70,39 @@ def _peek_form(environ: dict[str, Any]) -> bytes:
     return body
 
 
+def _read_chunked_to_the_end(environ: dict[str, Any]) -> None:
+    """A chunked body (``curl -T -``, any upload of unknown size) has no Content-Length,
+    and werkzeug reads nothing of a body without one unless told the stream ends: moto
+    stored such an S3 upload as an empty object and answered 200. The ASGI bridge's
+    stream does end with the body, so say so."""
+    if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        environ["wsgi.input_terminated"] = True
+
+
+def _backend_app(service: str) -> Any:
+    """moto's Flask app for ``service``; S3's reads a PUT's body as bytes whatever its
+    Content-Type. Werkzeug parses an ``application/x-www-form-urlencoded`` body as a form,
+    leaving moto's S3 an empty object, where S3 stores the bytes and keeps the type
+    (``curl --data-binary`` to a presigned URL sends that type)."""
+    from moto.moto_server.werkzeug_app import create_backend_app
+
+    app = create_backend_app(service)  # type: ignore[arg-type]
+    if service == "s3":
+        app.request_class = _raw_put_request_class(app.request_class)
+    return app
+
+
+def _raw_put_request_class(base: type) -> type:
+    class RawPutRequest(base):
+        @property
+        def data(self) -> bytes:
+            if self.method == "PUT":  # cached, so a later form parse reads these bytes
+                return bytes(self.get_data(parse_form_data=False))
+            return bytes(super().data)
+
+    return RawPutRequest
+
+
 class _MotoEdge:
     """WSGI shim in front of moto's ``DomainDispatcherApplication``.
 
@@ -115,6 +148,7 @@ class _MotoEdge:
         service = cred.service if cred else "unsigned"
         if service == "cloudformation" and self.before_cloudformation is not None:
             self.before_cloudformation()
+        _read_chunked_to_the_end(environ)
         path, query = environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", "")
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         operation = _operation(environ["REQUEST_METHOD"], path, query, target, _peek_form(environ))
@@ -334,11 +368,11 @@ def build_side_services_app(
     if aws_endpoint:
         return _Forwarder(aws_endpoint)
     from a2wsgi import WSGIMiddleware
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
     private_ca.install()  # ACM private certificates signed by their ACM PCA CA
 
-    dispatcher = DomainDispatcherApplication(create_backend_app)
+    dispatcher = DomainDispatcherApplication(_backend_app)
     moto = _MotoEdge(dispatcher, before_cloudformation, state)
     # a2wsgi's types are narrower than the protocols: its WSGI environ is a TypedDict without
     # the HTTP_* variables PEP 3333 puts there (and _MotoEdge rewrites), and its ASGI scope
