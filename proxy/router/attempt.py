@@ -36,6 +36,7 @@ class AttemptOwner(Protocol):
     def _on_trailers(self, trailers: list[tuple[str, str]]) -> None: ...
     def _on_end(self, attempt: Attempt) -> None: ...
     def _on_flush(self) -> None: ...
+    def _on_upgrade_refused(self, attempt: Attempt, detail: str) -> None: ...
     def _set_upstream_blocked(self, blocked: bool) -> None: ...
 
 
@@ -70,8 +71,8 @@ class Attempt:
         now: float,
         upgrade: str = "",
     ) -> None:
-        """Send the request on ``conn``: an HTTP/1.1 head is bytes, an HTTP/2 one a list.
-        An upgrade goes over HTTP/1.1 only (the router refuses the rest)."""
+        """Send the request on ``conn``: an HTTP/1.1 head is bytes, an HTTP/2 one a list
+        (an upgrade's is an extended CONNECT)."""
         self.conn = conn
         self.start = now
         if isinstance(head, bytes):
@@ -79,7 +80,7 @@ class Attempt:
             conn.begin(self, head, body, is_head, complete, bool(upgrade))
         else:
             assert not isinstance(conn, UpstreamConnection)
-            conn.begin(self, head, body, is_head, complete)
+            conn.begin(self, head, body, is_head, complete, bool(upgrade))
 
     def arm_per_try(
         self, timers: TimerWheel, timeout: float, callback: Callable[[Attempt], None]
@@ -139,3 +140,6 @@ class Attempt:
 
     def on_upstream_flush(self) -> None:
         self.owner._on_flush()
+
+    def on_upstream_upgrade_refused(self, detail: str) -> None:
+        self.owner._on_upgrade_refused(self, detail)

@@ -125,16 +125,16 @@ def build_h2_request_headers(
     request: HttpRequest, route: Route, expected_timeout: float | None, scheme: str
 ) -> list[tuple[str, str]]:
     """The upstream HTTP/2 header list: pseudo-headers first, ``te: trailers`` kept
-    (gRPC requires it), connection-specific headers dropped as RFC 9113 demands."""
+    (gRPC requires it), connection-specific headers dropped as RFC 9113 demands. An
+    upgrade becomes an RFC 8441 extended CONNECT (``:protocol`` names it), as Envoy's
+    ``transformUpgradeRequestFromH1toH2`` makes it."""
     path, authority = _prepare_upstream(request, route, expected_timeout)
     headers = request.headers
     dropped = connection_tokens(headers.get("connection"))
-    out = [
-        (":method", request.method),
-        (":scheme", scheme),
-        (":authority", authority),
-        (":path", path),
-    ]
+    out = [(":method", request.method)]
+    if request.upgrade:
+        out = [(":method", "CONNECT"), (":protocol", headers.get("upgrade") or request.upgrade)]
+    out += [(":scheme", scheme), (":authority", authority), (":path", path)]
     for name, value in headers.items():
         if name[0] != ":" and name not in REQUEST_SKIP and name not in dropped:
             out.append((name, value))

@@ -162,9 +162,6 @@ class Router:
         self.cluster = cluster
         self.info.upstream_cluster = cluster.name
         self.info.target_virtual_node = cluster.config.target_virtual_node
-        if request.upgrade and cluster.config.http2:
-            body = b"appmesh-proxy cannot pass an upgrade to an HTTP/2 upstream"
-            return self.local_reply(503, body, None, "upgrade_failed")
         if action.retry_policy is not None and action.retry_policy.retry_on and not request.upgrade:
             self.retry = RetryState(action.retry_policy)
         policy = action.retry_policy
@@ -172,7 +169,7 @@ class Router:
         if self.ctx.tracer is not None:
             self.ctx.tracer.begin(self.info, headers)  # continues X-Amzn-Trace-Id upstream
         if request.upgrade:
-            self._prepare_upgrade()
+            self._prepare_upgrade(cluster.config.http2)
         if cluster.config.http2:
             scheme = "https" if cluster.config.tls is not None else "http"
             self._head = build_h2_request_headers(request, route, expected, scheme)
@@ -674,14 +671,15 @@ class Router:
             self._upgrade_counted = True
         return enabled
 
-    def _prepare_upgrade(self) -> None:
+    def _prepare_upgrade(self, http2_upstream: bool) -> None:
         """The request body of an upgrade is the tunnel's first bytes: never kept for a
         replay. An RFC 8441 request (HTTP/2 has no key) gets a ``Sec-WebSocket-Key`` for
-        its HTTP/1.1 upstream, checked against the answer's ``Sec-WebSocket-Accept``."""
+        its HTTP/1.1 upstream, checked against the answer's ``Sec-WebSocket-Accept``; to
+        an HTTP/2 upstream it stays an extended CONNECT, which needs none."""
         self._body.retain = False
         request = self.request
         rfc8441 = request.version == "2" and request.upgrade == "websocket"
-        if rfc8441 and "sec-websocket-key" not in request.headers:
+        if rfc8441 and not http2_upstream and "sec-websocket-key" not in request.headers:
             self._ws_key = request.headers["sec-websocket-key"] = websocket_key()
 
     def _start_tunnel(
@@ -694,11 +692,32 @@ class Router:
                 body = b"the upstream's Sec-WebSocket-Accept does not match the key sent"
                 return self.local_reply(502, body, None, "upgrade_failed")
             headers = [(n, v) for n, v in headers if n != "sec-websocket-accept"]
+        elif self.request.version != "2" and self.cluster and self.cluster.config.http2:
+            headers = self._vouch_for_handshake(headers)
         self._tunnel = True
         self._send_response_headers(101, headers, service_time)
         self.downstream.flush()
         if self._down_eof and attempt.conn is not None:
             attempt.conn.write_eof()
+
+    def _vouch_for_handshake(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """An HTTP/1.1 client's WebSocket accepted by an RFC 8441 (HTTP/2) upstream: the
+        upstream's ``200`` has no ``Sec-WebSocket-Accept`` (extended CONNECT has no key),
+        which RFC 6455 clients require, so the proxy answers the client's key itself
+        (UNCONFIRMED: Envoy relays the ``101`` without one)."""
+        key = self.request.headers.get("sec-websocket-key")
+        websocket = self.request.upgrade == "websocket"
+        if not websocket or not key or any(n == "sec-websocket-accept" for n, _ in headers):
+            return headers
+        return [*headers, ("sec-websocket-accept", websocket_accept(key))]
+
+    def _on_upgrade_refused(self, attempt: Attempt, detail: str) -> None:
+        """The HTTP/2 upstream cannot take an upgrade (no extended CONNECT): a 503 that
+        says so, never a pretended tunnel."""
+        if attempt is not self.attempt or attempt.discarded or self.done:
+            return
+        self._end_attempt(attempt)
+        self.local_reply(503, detail.encode(), None, "upgrade_failed")
 
     def _downstream_half_closed(self) -> None:
         """The client ended its direction (HTTP/1.1 FIN, HTTP/2 END_STREAM)."""

@@ -13,6 +13,14 @@ router stops reading the downstream meanwhile; response DATA is acknowledged onl
 the downstream can take it. A GOAWAY stops new streams on the connection; streams the
 peer never processed (above its last stream id) are reported as a reset of an unused
 connection, so the router retries them silently, as Envoy does.
+
+Upgrades (WebSocket) go out as RFC 8441 extended CONNECT (``:protocol``), as Envoy's
+HTTP/2 codec sends them, but only to a peer whose SETTINGS offered
+``SETTINGS_ENABLE_CONNECT_PROTOCOL`` (RFC 8441 forbids ``:protocol`` otherwise): such a
+stream waits for the peer's first SETTINGS, and without the setting its owner hears
+``on_upstream_upgrade_refused`` (the router answers 503 with the reason). The peer's
+``200`` is reported as the ``101`` it stands for; then DATA frames are the tunnel, and
+the stream stays open until both sides sent END_STREAM (each one a half-close).
 """
 
 from __future__ import annotations
@@ -66,6 +74,7 @@ class Http2StreamOwner(Protocol):
     def on_upstream_reset(self, reason: str) -> None: ...
     def on_upstream_writable(self, writable: bool) -> None: ...
     def on_upstream_flush(self) -> None: ...
+    def on_upstream_upgrade_refused(self, detail: str) -> None: ...
 
 
 class Http2Pool(Protocol):
@@ -82,13 +91,17 @@ class Http2UpstreamStream:
         "conn",
         "id",
         "is_head",
+        "local_ended",
         "owner",
         "pending",
         "reading",
         "received_bytes",
+        "remote_ended",
         "response_started",
         "reused",
+        "tunnel",
         "unacked",
+        "upgrade",
         "want_end",
     )  # fmt: skip
 
@@ -104,6 +117,9 @@ class Http2UpstreamStream:
         self.received_bytes = 0
         self.response_started = False
         self.reused = reused
+        self.upgrade = False  # an extended CONNECT
+        self.tunnel = False  # the peer said 200 to it
+        self.local_ended = self.remote_ended = False  # END_STREAM sent / received
 
     def release_unused(self) -> None:
         """Give the stream back without having used it (a stale attempt)."""
@@ -120,10 +136,12 @@ class Http2UpstreamStream:
         body: bytes,
         is_head: bool,
         complete: bool,
+        upgrade: bool = False,
     ) -> None:
         """Send the request headers and whatever body is already here."""
         self.owner = owner
         self.is_head = is_head
+        self.upgrade = upgrade
         ends_now = complete and not body
         self.conn.start(self, head, end=ends_now)
         if not ends_now and (body or complete):
@@ -175,6 +193,9 @@ class Http2UpstreamConnection(asyncio.Protocol):
         # Streams handed out but not started: their ids are taken only when their HEADERS
         # go out, since HTTP/2 requires new stream ids in increasing order on the wire.
         self._reserved: set[Http2UpstreamStream] = set()
+        # Extended CONNECTs waiting for the peer's first SETTINGS (ENABLE_CONNECT_PROTOCOL?).
+        self._settings_received = False
+        self._awaiting_settings: dict[Http2UpstreamStream, tuple[list[tuple[str, str]], bool]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._headers_flush_pending = False
 
@@ -236,7 +257,8 @@ class Http2UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         streams, self.streams = self.streams, {}
-        for stream in streams.values():
+        waiting, self._awaiting_settings = list(self._awaiting_settings), {}
+        for stream in [*streams.values(), *waiting]:
             owner, stream.owner = stream.owner, None
             if owner is not None and not owner.discarded:
                 owner.on_upstream_reset(CONNECTION_TERMINATION)
@@ -274,6 +296,11 @@ class Http2UpstreamConnection(asyncio.Protocol):
                 self.push(stream)
         elif isinstance(event, h2.events.ConnectionTerminated):
             self._on_goaway(event.last_stream_id or 0)
+        elif isinstance(event, h2.events.RemoteSettingsChanged) and not self._settings_received:
+            self._settings_received = True
+            for stream, (head, end) in list(self._awaiting_settings.items()):
+                self._awaiting_settings.pop(stream, None)
+                self.start(stream, head, end)
 
     def _count_reset(self, event: h2.events.StreamReset) -> None:
         if not event.remote_reset:
@@ -297,6 +324,9 @@ class Http2UpstreamConnection(asyncio.Protocol):
                 headers.append((key, text))
         if 100 <= status < 200:
             return  # interim responses are not forwarded
+        if stream.upgrade and status == 200:
+            status = 101  # the extended CONNECT's success is the tunnel (Envoy: H2 to H1)
+            stream.tunnel = True
         stream.response_started = True
         stream.owner.on_upstream_headers(status, headers, True)
 
@@ -318,6 +348,17 @@ class Http2UpstreamConnection(asyncio.Protocol):
         stream.owner.on_upstream_flush()
 
     def _on_end(self, stream_id: int) -> None:
+        stream = self.streams.get(stream_id)
+        if stream is not None and stream.upgrade and not stream.local_ended:
+            if stream.tunnel:
+                # A tunnel's half-close: our direction stays open until the owner ends it.
+                stream.remote_ended = True
+                if stream.owner is not None and not stream.owner.discarded:
+                    stream.owner.on_upstream_end()
+                return
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self.h2.end_stream(stream_id)  # an upgrade answered otherwise: nothing to send
+            stream.local_ended = True
         self._close_stream(stream_id, lambda owner: owner.on_upstream_end())
 
     def _on_reset(self, stream_id: int) -> None:
@@ -348,9 +389,14 @@ class Http2UpstreamConnection(asyncio.Protocol):
 
     # -- writing ---------------------------------------------------------------------------
     def start(self, stream: Http2UpstreamStream, head: list[tuple[str, str]], end: bool) -> None:
+        if stream.upgrade and not self._settings_received and not self.closed:
+            self._awaiting_settings[stream] = (head, end)
+            return  # still counted in ``_reserved``: its slot is taken
         self._reserved.discard(stream)
         if self.closed:
             return self._fail_stream(stream)
+        if stream.upgrade and self.h2.remote_settings.enable_connect_protocol != 1:
+            return self._refuse_upgrade(stream)
         stream.id = self.h2.get_next_available_stream_id()
         self.streams[stream.id] = stream
         try:
@@ -360,7 +406,10 @@ class Http2UpstreamConnection(asyncio.Protocol):
             return
         if end:
             stream.want_end = False
+            stream.local_ended = True
         self._flush_headers_soon()
+        if stream.pending or stream.want_end:
+            self.push(stream)  # body that came while it waited for the peer's SETTINGS
 
     def push(self, stream: Http2UpstreamStream) -> None:
         """Send the stream's pending body as far as the peer's window allows."""
@@ -380,7 +429,10 @@ class Http2UpstreamConnection(asyncio.Protocol):
                         stream.owner.on_upstream_writable(True)
                 if stream.want_end:
                     stream.want_end = False
+                    stream.local_ended = True
                     h2conn.end_stream(stream.id)
+                    if stream.remote_ended:  # a tunnel whose other side had ended
+                        self._close_stream(stream.id, lambda owner: None)
         except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError):
             self._fail_stream(stream)
         self._flush()
@@ -392,6 +444,7 @@ class Http2UpstreamConnection(asyncio.Protocol):
     def cancel(self, stream: Http2UpstreamStream) -> None:
         if stream in self._reserved:
             self._reserved.discard(stream)
+            self._awaiting_settings.pop(stream, None)
             return self._stream_finished()
         if self.streams.pop(stream.id, None) is None:
             return
@@ -414,6 +467,16 @@ class Http2UpstreamConnection(asyncio.Protocol):
             self.close()
         elif not self.closed:
             self.pool.release(self)
+
+    def _refuse_upgrade(self, stream: Http2UpstreamStream) -> None:
+        """RFC 8441: no ``:protocol`` to a peer that did not offer extended CONNECT."""
+        owner, stream.owner = stream.owner, None
+        if owner is not None and not owner.discarded:
+            owner.on_upstream_upgrade_refused(
+                "the HTTP/2 upstream did not offer extended CONNECT"
+                " (SETTINGS_ENABLE_CONNECT_PROTOCOL), so the upgrade cannot reach it"
+            )
+        self._stream_finished()
 
     def _fail_stream(self, stream: Http2UpstreamStream) -> None:
         self.streams.pop(stream.id, None)

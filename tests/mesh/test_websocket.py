@@ -140,3 +140,85 @@ def test_an_http2_client_speaks_websocket_through_the_mesh(chatmesh) -> None:
             writer.close()
 
     asyncio.run(run())
+
+
+@pytest.fixture(scope="module")
+def h2mesh(server, tmp_path_factory):
+    """chat2 listens ``http2`` and its app is an RFC 8441 server (HTTP/2 only): front's
+    cluster to it speaks HTTP/2, so a WebSocket crosses that hop as extended CONNECT."""
+    account = new_account()
+    appmesh = make_client(server.endpoint, "appmesh", account)
+    mesh = Mesh(server.endpoint, account, "chat2", tmp_path_factory.mktemp("mesh"))
+    try:
+        appmesh.create_mesh(meshName="chat2")
+        port = mesh.app("chat2", script=PEERS, args=("h2",))
+        spec = http_node(port)
+        spec["listeners"][0]["portMapping"]["protocol"] = "http2"
+        appmesh.create_virtual_node(meshName="chat2", virtualNodeName="chat2", spec=spec)
+        front = http_node(mesh.app("front"), backends=("chat2.mesh.local",))
+        appmesh.create_virtual_node(meshName="chat2", virtualNodeName="front", spec=front)
+        router = {"listeners": [{"portMapping": {"port": 8080, "protocol": "http2"}}]}
+        appmesh.create_virtual_router(meshName="chat2", virtualRouterName="chat2", spec=router)
+        action = {"weightedTargets": [{"virtualNode": "chat2", "weight": 1}]}
+        appmesh.create_route(
+            meshName="chat2",
+            virtualRouterName="chat2",
+            routeName="main",
+            spec={"http2Route": {"match": {"prefix": "/"}, "action": action}},
+        )
+        provider = {"virtualRouter": {"virtualRouterName": "chat2"}}
+        appmesh.create_virtual_service(
+            meshName="chat2", virtualServiceName="chat2.mesh.local", spec={"provider": provider}
+        )
+        yield {name: mesh.proxy(name) for name in ("front", "chat2")}
+    finally:
+        mesh.close()
+
+
+H2_HOST = "chat2.mesh.local:8080"
+
+
+def test_an_http1_websocket_crosses_http2_hops_to_an_http2_app(h2mesh) -> None:
+    """aiohttp (RFC 6455) into front's egress; extended CONNECT to chat2's sidecar and on
+    to its HTTP/2-only app; the app's 200 comes back as the client's 101."""
+    front, chat = h2mesh["front"], h2mesh["chat2"]
+    url = f"http://127.0.0.1:{front.egress}/room"
+
+    async def run() -> None:
+        timeout = aiohttp.ClientTimeout(total=20)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.ws_connect(url, headers={"Host": H2_HOST}) as ws,
+        ):
+            await ws.send_str("over two http2 hops")
+            assert await ws.receive_str(timeout=5) == "over two http2 hops"
+            await ws.send_bytes(b"\x07" * 30000)
+            assert await ws.receive_bytes(timeout=5) == b"\x07" * 30000
+            assert await ws.close()
+            assert ws.close_code == aiohttp.WSCloseCode.OK
+        for proxy in (front, chat):
+            await wait_for(lambda p=proxy: upgrades(p, "downstream_cx_upgrades_active") == 0)
+
+    asyncio.run(run())
+    assert upgrades(chat, "downstream_cx_upgrades_total") >= 1
+    assert upgrades(chat, "downstream_rq_http2_total") >= 1  # it arrived over HTTP/2
+
+
+def test_an_http2_websocket_crosses_http2_hops_to_an_http2_app(h2mesh) -> None:
+    """RFC 8441 from the client to the app, through both sidecars."""
+
+    async def run() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", h2mesh["front"].egress)
+        try:
+            ws = H2WebSocket(reader, writer)
+            response = await ws.open("/room", authority=H2_HOST)
+            assert dict(response.headers)[":status"] == "200"
+            await ws.send(0x1, b"h2 all the way")
+            assert await ws.receive() == (0x1, b"h2 all the way")
+            await ws.send(0x8, (1000).to_bytes(2, "big"))
+            opcode, _ = await ws.receive()
+            assert opcode == 0x8
+        finally:
+            writer.close()
+
+    asyncio.run(run())

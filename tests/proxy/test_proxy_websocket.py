@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,7 @@ from tests.proxy.proxy_harness import (
     running_proxy,
     wait_until,
 )
-from tests.websocket_peers import MIB, H2WebSocket, echo
+from tests.websocket_peers import MIB, H2WebSocket, H2WebSocketServer, echo
 
 WEBSOCKET = [{"upgrade_type": "websocket"}]
 
@@ -323,3 +325,121 @@ async def test_an_http2_websocket_to_a_backend_answering_200_gets_502() -> None:
         response = await H2WebSocket(reader, writer).open("/")
         assert dict(response.headers)[":status"] == "502"
         assert proxy.stat("cluster.ws.upstream_rq_200") == 1
+
+
+H2_CLUSTER = {
+    "typed_extension_protocol_options": {
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}},
+        }
+    }
+}
+
+
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455's example key
+
+
+def h2_ws_proxy(port: int) -> list[dict[str, Any]]:
+    """A listener (HTTP/1.1 and HTTP/2, extended CONNECT offered) to an HTTP/2 cluster."""
+    routes = [route({"prefix": "/"}, "h2ws")]
+    return [
+        cluster("h2ws", [port], **H2_CLUSTER),
+        http_listener(
+            "ingress", [vhost("all", ["*"], routes)], upgrade_configs=WEBSOCKET,
+            http2_protocol_options=ALLOW_CONNECT,
+        ),
+    ]  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def h2_websocket_server(offer_connect: bool = True) -> AsyncIterator[H2WebSocketServer]:
+    server = H2WebSocketServer(offer_connect)
+    await server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def h2_port(server: H2WebSocketServer) -> int:
+    assert server.server is not None
+    return int(server.server.sockets[0].getsockname()[1])
+
+
+async def test_an_http1_websocket_reaches_an_http2_upstream_as_extended_connect() -> None:
+    """aiohttp's RFC 6455 handshake in, RFC 8441 out: the upstream sees a CONNECT with
+    ``:protocol websocket`` and no hop-by-hop headers; its 200 is the client's 101, with
+    the ``Sec-WebSocket-Accept`` aiohttp checks."""
+    async with (
+        h2_websocket_server() as server,
+        running_proxy(h2_ws_proxy(h2_port(server))) as proxy,
+        client() as session,
+    ):
+        async with session.ws_connect(proxy.url("/chat")) as ws:
+            assert proxy.stat("http.ingress.downstream_cx_upgrades_active") == 1
+            await ws.send_str("hello h2")
+            assert await ws.receive_str(timeout=5) == "hello h2"
+            await ws.send_bytes(b"\x00\xff" * 20000)  # several DATA frames
+            assert await ws.receive_bytes(timeout=5) == b"\x00\xff" * 20000
+            assert await ws.close()
+            assert ws.close_code == aiohttp.WSCloseCode.OK
+        await wait_until(lambda: proxy.stat("http.ingress.downstream_cx_upgrades_active") == 0)
+        seen = server.requests[0]
+        assert (seen[":method"], seen[":protocol"], seen[":path"]) == (
+            "CONNECT",
+            "websocket",
+            "/chat",
+        )
+        assert "upgrade" not in seen and "connection" not in seen
+        assert proxy.stat("cluster.h2ws.upstream_rq_101") == 1
+        assert proxy.stat("cluster.h2ws.upstream_cx_total") == 1
+        # The tunnel's stream is over; the connection stays pooled for the next request.
+        async with session.ws_connect(proxy.url("/again")) as ws:
+            await ws.send_str("twice")
+            assert await ws.receive_str(timeout=5) == "twice"
+        assert proxy.stat("cluster.h2ws.upstream_cx_total") == 1
+
+
+async def test_an_http2_websocket_reaches_an_http2_upstream_as_extended_connect() -> None:
+    """RFC 8441 both ways: no key is made up, DATA carries the frames end to end."""
+    async with (
+        h2_websocket_server() as server,
+        running_proxy(h2_ws_proxy(h2_port(server))) as proxy,
+        raw_connection(proxy.port()) as (reader, writer),
+    ):
+        ws = H2WebSocket(reader, writer)
+        response = await ws.open("/chat")
+        assert dict(response.headers)[":status"] == "200"
+        await ws.send(0x1, b"h2 to h2")
+        assert await ws.receive() == (0x1, b"h2 to h2")
+        await ws.send(0x8, (1000).to_bytes(2, "big"))
+        opcode, payload = await ws.receive()
+        assert (opcode, payload) == (0x8, (1000).to_bytes(2, "big"))
+        await ws._until(lambda e: isinstance(e, h2.events.StreamEnded))  # the server ended
+        ws.h2.end_stream(1)
+        await ws._send()
+        await wait_until(lambda: proxy.stat("http.ingress.downstream_cx_upgrades_active") == 0)
+        seen = server.requests[0]
+        assert (seen[":method"], seen[":protocol"]) == ("CONNECT", "websocket")
+        assert "sec-websocket-key" not in seen
+
+
+async def test_an_upgrade_to_an_http2_upstream_without_extended_connect_gets_503() -> None:
+    """The upstream's SETTINGS do not offer ENABLE_CONNECT_PROTOCOL: RFC 8441 forbids
+    sending it ``:protocol``, so the client hears a 503 naming the reason, and the
+    upstream never sees the request."""
+    async with (
+        h2_websocket_server(offer_connect=False) as server,
+        running_proxy(h2_ws_proxy(h2_port(server))) as proxy,
+        client() as session,
+    ):
+        handshake = {"connection": "upgrade", "upgrade": "websocket",
+                     "sec-websocket-version": "13", "sec-websocket-key": KEY}  # fmt: skip
+        async with session.get(proxy.url("/chat"), headers=handshake) as response:
+            assert response.status == 503
+            assert "SETTINGS_ENABLE_CONNECT_PROTOCOL" in await response.text()
+        async with session.get(proxy.url("/plain")) as response:
+            assert response.status == 404  # the same connection serves plain requests
+        assert [r[":path"] for r in server.requests] == ["/plain"]
+        assert proxy.stat("cluster.h2ws.upstream_cx_total") == 1
