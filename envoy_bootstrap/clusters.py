@@ -148,18 +148,23 @@ def _discovery(
     return types.typed(types.CLUSTER_LOAD_ASSIGNMENT, body)
 
 
-def http2_protocol_options() -> dict[str, Any]:
-    """``typed_extension_protocol_options`` making a cluster speak HTTP/2 upstream."""
+def http2_protocol_options(allow_connect: bool = False) -> dict[str, Any]:
+    """``typed_extension_protocol_options`` making a cluster speak HTTP/2 upstream;
+    ``allow_connect`` lets WebSockets cross it as RFC 8441 extended CONNECT (Envoy:
+    "Allows proxying Websocket and other upgrades over H2 connect")."""
+    h2: dict[str, Any] = {"allow_connect": True} if allow_connect else {}
     options = types.typed(
-        types.HTTP_PROTOCOL_OPTIONS, {"explicit_http_config": {"http2_protocol_options": {}}}
+        types.HTTP_PROTOCOL_OPTIONS, {"explicit_http_config": {"http2_protocol_options": h2}}
     )
     return {types.HTTP_PROTOCOL_OPTIONS.removeprefix(types.PREFIX): options}
 
 
 def _add_protocol_options(cluster: dict[str, Any], protocol: str) -> None:
-    """HTTP/2 upstream for http2 and grpc listeners; Envoy's default is HTTP/1.1."""
+    """HTTP/2 upstream for http2 and grpc listeners; Envoy's default is HTTP/1.1. Beyond
+    App Mesh, ``allow_connect``: the HCMs accept WebSockets (``upgrade_configs``), and
+    without it none could reach an HTTP/2 target."""
     if protocol in ("http2", "grpc"):
-        cluster["typed_extension_protocol_options"] = http2_protocol_options()
+        cluster["typed_extension_protocol_options"] = http2_protocol_options(allow_connect=True)
 
 
 def is_ip(host: str) -> bool:

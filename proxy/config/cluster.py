@@ -17,6 +17,7 @@ from proxy.config.protojson import (
     ConfigError,
     aggregate_stats_tag,
     duration,
+    flag,
     percent,
     socket_address,
     type_url,
@@ -111,6 +112,8 @@ class ClusterConfig:
     max_requests_per_connection: int
     http2: bool
     raw: dict[str, Any]
+    # ``http2_protocol_options.allow_connect``: upgrades may cross as extended CONNECT.
+    allow_connect: bool = False
     cleanup_interval: float = 5.0  # ORIGINAL_DST: how long an unused destination is kept
     target_virtual_node: str = ""  # App Mesh's aggregate_stats metadata, for metrics
     tls: ClientTls | None = None  # TLS origination (UpstreamTlsContext)
@@ -242,6 +245,16 @@ def _http_options(spec: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     return legacy, "http2_protocol_options" in spec
 
 
+def _allow_connect(spec: dict[str, Any]) -> bool:
+    """The cluster's ``http2_protocol_options.allow_connect`` (typed or legacy)."""
+    options = (spec.get("typed_extension_protocol_options") or {}).get(
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    )
+    explicit = (options.get("explicit_http_config") or {}) if isinstance(options, dict) else {}
+    h2 = explicit.get("http2_protocol_options") or spec.get("http2_protocol_options") or {}
+    return isinstance(h2, dict) and flag(h2.get("allow_connect"), False)
+
+
 def _check_lb_policy(name: str, discovery: str, lb_policy: str) -> None:
     """Envoy's rule: an ORIGINAL_DST cluster's destination *is* its balancing decision,
     so it takes CLUSTER_PROVIDED and nothing else, and only such clusters provide one."""
@@ -293,6 +306,7 @@ def compile_cluster(spec: dict[str, Any], secrets: Secrets = _NO_SECRETS) -> Clu
         ),
         http2=http2,
         raw=spec,
+        allow_connect=http2 and _allow_connect(spec),
         cleanup_interval=duration(spec.get("cleanup_interval"), 5.0) or 5.0,
         target_virtual_node=aggregate_stats_tag(spec, "TargetVirtualNode"),
         tls=_client_tls(name, spec.get("transport_socket"), secrets),

@@ -182,7 +182,8 @@ def cluster_problem(spec: dict[str, Any]) -> str | None:
     if problem:
         return f"cluster {name}: {problem}"
     options = _explicit_http2_options(spec)
-    if options:
+    if options and (not isinstance(options, dict) or set(options) - {"allow_connect"}):
+        # ``allow_connect`` (upgrades as RFC 8441 extended CONNECT upstream) is honoured.
         problem = _http2_options_problem(options)
         return f"cluster {name}: upstream {problem}"
     if _follows_downstream(spec):

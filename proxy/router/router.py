@@ -162,6 +162,9 @@ class Router:
         self.cluster = cluster
         self.info.upstream_cluster = cluster.name
         self.info.target_virtual_node = cluster.config.target_virtual_node
+        if request.upgrade and cluster.config.http2 and not cluster.config.allow_connect:
+            body = b"the HTTP/2 cluster does not allow_connect: no upgrade can cross it"
+            return self.local_reply(503, body, None, "upgrade_failed")
         if action.retry_policy is not None and action.retry_policy.retry_on and not request.upgrade:
             self.retry = RetryState(action.retry_policy)
         policy = action.retry_policy

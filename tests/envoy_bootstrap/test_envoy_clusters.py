@@ -165,8 +165,19 @@ def test_http2_and_grpc_targets_speak_http2_upstream():
         options = cluster["typed_extension_protocol_options"][
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
         ]
-        assert options["explicit_http_config"] == {"http2_protocol_options": {}}
+        # allow_connect (beyond App Mesh): WebSockets cross HTTP/2 hops as extended CONNECT.
+        h2 = {"http2_protocol_options": {"allow_connect": True}}
+        assert options["explicit_http_config"] == h2
     assert "typed_extension_protocol_options" not in _cluster(_client_of(listener(8080)))
+
+
+def test_the_ingress_cluster_of_an_http2_listener_allows_connect_too():
+    resources = Mesh().node("n", listener(8080, "http2")).translate("n")
+    cluster = named(resources.clusters, "cds_ingress_m_n_http2_8080")
+    options = cluster["typed_extension_protocol_options"][
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    ]
+    assert options["explicit_http_config"]["http2_protocol_options"] == {"allow_connect": True}
 
 
 def test_ingress_cluster_points_at_the_app_with_unlimited_breakers():

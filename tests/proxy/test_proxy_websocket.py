@@ -331,7 +331,7 @@ H2_CLUSTER = {
     "typed_extension_protocol_options": {
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
             "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-            "explicit_http_config": {"http2_protocol_options": {}},
+            "explicit_http_config": {"http2_protocol_options": {"allow_connect": True}},
         }
     }
 }
@@ -443,3 +443,27 @@ async def test_an_upgrade_to_an_http2_upstream_without_extended_connect_gets_503
             assert response.status == 404  # the same connection serves plain requests
         assert [r[":path"] for r in server.requests] == ["/plain"]
         assert proxy.stat("cluster.h2ws.upstream_cx_total") == 1
+
+
+async def test_an_upgrade_to_an_http2_cluster_without_allow_connect_gets_503() -> None:
+    """Envoy proxies upgrades over HTTP/2 only with the cluster's ``allow_connect``."""
+    resources = h2_ws_proxy(0)
+    async with h2_websocket_server() as server:
+        resources[0] = cluster("h2ws", [h2_port(server)], **H2_OPTIONS_PLAIN)
+        async with running_proxy(resources) as proxy, client() as session:
+            handshake = {"connection": "upgrade", "upgrade": "websocket",
+                         "sec-websocket-version": "13", "sec-websocket-key": KEY}  # fmt: skip
+            async with session.get(proxy.url("/chat"), headers=handshake) as response:
+                assert response.status == 503
+                assert "allow_connect" in await response.text()
+        assert server.requests == []
+
+
+H2_OPTIONS_PLAIN = {
+    "typed_extension_protocol_options": {
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}},
+        }
+    }
+}
