@@ -9,6 +9,7 @@ on its port, optionally pinned to CPU 0 (the load generator takes CPU 1), and te
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import statistics
@@ -46,6 +47,18 @@ def rss_mb(pid: int) -> float:
 def load_average() -> str:
     """The 1-, 5- and 15-minute load averages, as /proc/loadavg has them."""
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def round_arguments(
+    doc: str, duration: float, what: str, kind: type = int
+) -> argparse.ArgumentParser:
+    """The options every interleaved data-path benchmark takes: ``--duration`` of each
+    load run (``what`` runs it), ``--rounds`` to take the median of, ``--no-pin``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--duration", type=kind, default=duration, help=f"seconds per {what} run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    return parser
 
 
 def can_pin(no_pin: bool) -> bool:

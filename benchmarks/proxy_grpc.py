@@ -22,7 +22,6 @@ ratios say what the hops cost the client, not the proxies' ceiling.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from benchmarks.harness import (
     free_port,
     load_average,
     on_cpu,
+    round_arguments,
 )
 from benchmarks.proxy import HOST, nginx_with, serve_proxy, translate_for
 
@@ -95,11 +95,8 @@ def report(paths: list[BenchPath], concurrency: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=5, help="seconds per client run")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    parser = round_arguments(__doc__, 5, "client", float)
     parser.add_argument("--concurrency", type=int, default=16, help="calls in flight")
-    parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     args = parser.parse_args()
     pin = can_pin(args.no_pin)
     with (

@@ -21,7 +21,6 @@ throughput ≥ 0.25x nginx's with one worker); the exit code is not.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
@@ -39,6 +38,7 @@ from benchmarks.harness import (
     cpu_seconds,
     free_port,
     load_average,
+    round_arguments,
     rss_mb,
     wait_for_port,
 )
@@ -117,10 +117,7 @@ def report(paths: list[BenchPath]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=5, help="seconds per h2load run")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
-    parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    parser = round_arguments(__doc__, 5, "h2load")
     args = parser.parse_args()
     ensure_h2load()
     pin = can_pin(args.no_pin)

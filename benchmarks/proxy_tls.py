@@ -24,7 +24,6 @@ CPU 0. Goal (issue 9, informational): mTLS adds at most 0.3 ms of p50 per hop.
 
 from __future__ import annotations
 
-import argparse
 import re
 import statistics
 import subprocess
@@ -42,6 +41,7 @@ from benchmarks.harness import (
     free_port,
     load_average,
     on_cpu,
+    round_arguments,
 )
 from benchmarks.proxy import (
     MeshTls,
@@ -165,10 +165,7 @@ def report(hops: dict[str, BenchPath], shakes: dict[str, BenchPath]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=3, help="seconds per wrk/s_time run")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
-    parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    parser = round_arguments(__doc__, 3, "wrk/s_time")
     args = parser.parse_args()
     ensure_tools()
     pin = can_pin(args.no_pin)
