@@ -43,6 +43,7 @@ from proxy.router.http_types import CHUNKED, CONTENT_LENGTH, NO_BODY, HttpReques
 from proxy.router.router import Router
 from proxy.stream_info import StreamInfo
 from proxy.upstream.http2 import send_within_window
+from proxy.upstream.http2_guards import InboundFloods, OutboundFrames, protocol_error_stat
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -180,6 +181,8 @@ class Http2Connection(asyncio.Protocol):
         self._closed = False
         self._writable = True
         self._flush_pending = False  # a flush is scheduled for the end of this loop turn
+        self._floods = InboundFloods()
+        self._outbound = OutboundFrames()
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -210,16 +213,31 @@ class Http2Connection(asyncio.Protocol):
             self.http_stats.counters["downstream_cx_protocol_error"] += 1
             h2_counters = self.h2_stats.counters
             h2_counters["goaway_sent"] += 1  # h2 answers a connection error with GOAWAY
-            if isinstance(exc, h2.exceptions.DenialOfServiceError) and "header" in str(exc):
-                h2_counters["header_overflow"] += 1
+            stat = protocol_error_stat(exc)
+            if stat is not None:
+                h2_counters[stat] += 1
             log.info("%s: HTTP/2 protocol error from %s: %s", self.hcm.stat_prefix,
                      self.remote_address, exc)  # fmt: skip
             self.flush()
             self._close()
             return
+        floods = self._floods
         for event in events:
+            flood = floods.check(event)
+            if flood is not None:
+                return self._inbound_flood(flood)
             self._dispatch(event)
         self.flush()
+
+    def _inbound_flood(self, stat: str) -> None:
+        """Envoy's answer to a frame flood: GOAWAY (ENHANCE_YOUR_CALM) and close."""
+        self.h2_stats.counters[stat] += 1
+        log.info("%s: HTTP/2 %s from %s", self.hcm.stat_prefix, stat, self.remote_address)
+        with contextlib.suppress(h2.exceptions.ProtocolError):
+            self.h2.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+            self.h2_stats.counters["goaway_sent"] += 1
+        self.flush()
+        self._close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
@@ -421,8 +439,21 @@ class Http2Connection(asyncio.Protocol):
 
     def flush(self) -> None:
         data = self.h2.data_to_send()
-        if data and self.transport is not None and not self._closed:
-            self.transport.write(data)
+        transport = self.transport
+        if data and transport is not None and not self._closed:
+            transport.write(data)
+            flood = self._outbound.wrote(data, transport.get_write_buffer_size())
+            if flood is not None:
+                self._outbound_flood(flood)
+
+    def _outbound_flood(self, stat: str) -> None:
+        """The peer stopped reading while it keeps the proxy answering: Envoy's outbound
+        frame limits end the connection (nothing more can be written to it)."""
+        self.h2_stats.counters[stat] += 1
+        log.info("%s: HTTP/2 %s to %s", self.hcm.stat_prefix, stat, self.remote_address)
+        self._closed = True
+        if self.transport is not None:
+            self.transport.abort()
 
     def drain(self) -> None:
         """GOAWAY, then close once the open streams are done (listener removal, stop)."""

@@ -110,9 +110,14 @@ SSL_COUNTERS = (
 # Envoy's HTTP/2 codec stats that this proxy's codecs see: rooted at ``http2.`` for the
 # connection managers' codec, at ``cluster.<name>.http2.`` for upstream connections.
 HTTP2_COUNTERS = ("rx_reset", "tx_reset", "trailers", "goaway_sent")
-HTTP2_DOWNSTREAM_COUNTERS = (*HTTP2_COUNTERS, "header_overflow")
+HTTP2_MESSAGING_COUNTERS = ("rx_messaging_error", "too_many_header_frames")
+HTTP2_DOWNSTREAM_COUNTERS = (
+    *HTTP2_COUNTERS, *HTTP2_MESSAGING_COUNTERS, "header_overflow", "inbound_empty_frames_flood",
+    "inbound_priority_frames_flood", "outbound_flood", "outbound_control_flood",
+)  # fmt: skip
 HTTP2_UPSTREAM_COUNTERS = tuple(
-    f"http2.{name}" for name in (*HTTP2_COUNTERS, "stream_refused_errors")
+    f"http2.{name}"
+    for name in (*HTTP2_COUNTERS, *HTTP2_MESSAGING_COUNTERS, "stream_refused_errors")
 )
 LISTENER_COUNTERS = (
     "downstream_cx_total",

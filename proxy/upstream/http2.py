@@ -38,6 +38,7 @@ import h2.events
 import h2.exceptions
 
 from proxy.config.retry import CONNECTION_TERMINATION
+from proxy.upstream.http2_guards import protocol_error_stat
 
 if TYPE_CHECKING:
     from proxy.observe.stats import StatsScope
@@ -247,7 +248,12 @@ class Http2UpstreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             events = self.h2.receive_data(data)
-        except h2.exceptions.ProtocolError:
+        except h2.exceptions.ProtocolError as exc:
+            stat = protocol_error_stat(exc)
+            if stat is not None:
+                self.stats[f"http2.{stat}"] += 1
+            self.stats["http2.goaway_sent"] += 1  # h2 queued GOAWAY: the peer hears why
+            self._flush()
             self._fail_all()
             return
         for event in events:
