@@ -114,10 +114,13 @@ class _Stream:
 
     def push(self, type_name: str, force: bool = False) -> None:
         assert self.node is not None
-        response = self.discovery.response(self.node, type_name, self.subscribed[type_name])
-        if force or self.sent.get(type_name) != response["version_info"]:
-            self.sent[type_name] = response["version_info"]
-            self.outbox.put_nowait(to_proto(response))
+        # Packed once per node version and names, shared by every stream of the node.
+        response = self.discovery.encoded(
+            self.node, type_name, self.subscribed[type_name], to_proto
+        )
+        if force or self.sent.get(type_name) != response.version_info:
+            self.sent[type_name] = response.version_info
+            self.outbox.put_nowait(response)
 
     async def watch(self) -> None:
         """Push every subscribed type whenever the node's config version moves: only

@@ -41,6 +41,7 @@ from appmesh_api.kube.controller import KubeController
 from appmesh_api.kube.convert import Cluster
 from appmesh_api.kube.k8s import k8s_router
 from appmesh_api.model import match_operation
+from appmesh_api.peers import NUDGE_PATH, TOKEN_HEADER
 from appmesh_api.ram.api import ram_target
 from appmesh_api.ram.shares import Shares
 from appmesh_api.service import AppMeshService
@@ -224,6 +225,10 @@ async def _sweep_proxies(discovery: DiscoveryService, every: float = 10.0) -> No
         discovery.expire()
 
 
+NO_REPLICAS = "this server has no replicas: it keeps its state in SQLite, not --store dynamodb://"
+BAD_NUDGE = f"a nudge must carry this replica's token ({TOKEN_HEADER}), as its table item lists it"
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; state (store, change feed, service) lives on ``app.state``."""
     settings = settings or Settings()
@@ -262,6 +267,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         acm = asyncio.create_task(app.state.discovery.certificates.run(feed.publish))
         follow = getattr(store, "follow", None)  # replicas: the other replicas' writes
         follower = asyncio.create_task(follow(feed.publish)) if follow else None
+        peering = getattr(store, "start_peering", None)  # replicas: nudged by their peers
+        if peering is not None:
+            peering(settings.replica_url or settings.self_endpoint)
         proxies = asyncio.create_task(app.state.discovery.follow_proxies())
         ads = None
         if settings.xds_port or settings.xds_tls_port:
@@ -360,6 +368,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     discovery = DiscoveryService(store, feed, settings)
     app.state.discovery = discovery
 
+    @app.post(NUDGE_PATH)
+    async def nudge(request: Request) -> Response:
+        """A peer replica committed a write: read the change items now (appmesh_api.peers).
+        Only a caller holding this replica's token (kept in the shared table) may ask."""
+        accept = getattr(store, "accept_nudge", None)
+        if accept is None:
+            return JSONResponse({"message": NO_REPLICAS}, status_code=404)
+        if not accept(request.headers.get(TOKEN_HEADER)):
+            return JSONResponse({"message": BAD_NUDGE}, status_code=403)
+        return Response(status_code=204)
+
     @app.post("/v3/discovery:{type_name}")
     async def xds(request: Request, type_name: str, wait: float = 0) -> Response:
         """Envoy xDS v3 over REST-JSON; ``?wait=S`` long-polls for the next version.
@@ -382,7 +401,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return JSONResponse(error.body(), status_code=error.http_status)
         if answer is None:
             return Response(status_code=304)
-        return JSONResponse(answer)
+        return Response(answer, media_type="application/json")
 
     @app.get("/_appmesh/proxies")
     async def proxies(request: Request) -> dict:

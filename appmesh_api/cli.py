@@ -38,6 +38,7 @@ def _serve(args: argparse.Namespace) -> int:
             aws_endpoint=args.aws_endpoint,
             store=args.store,
             create_table=args.create_table or None,
+            replica_url=args.replica_url,
             xds_host=args.host,
             xds_port=args.xds_port,
             xds_tls_port=args.xds_tls_port,
@@ -516,6 +517,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--create-table",
         action="store_true",
         help="create the --store DynamoDB table if it does not exist",
+    )
+    serve.add_argument(
+        "--replica-url",
+        metavar="URL",
+        help="with --store: the URL the other replicas reach this one at, to nudge it after "
+        "their writes (default $APPMESH_LOCAL_REPLICA_URL, else http://HOST:PORT of --host "
+        "and --port); a wrong one only makes it wait for its 50 ms poll",
     )
     serve.add_argument(
         "--aws-endpoint",

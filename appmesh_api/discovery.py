@@ -20,7 +20,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -330,6 +330,7 @@ class DiscoveryService:
         self.cache = SnapshotCache(store, feed, self.registry, self.cloudmap, self.certificates)
         self.boot = uuid.uuid4().hex[:8]
         self._digests: dict[tuple, tuple[int, dict[str, tuple[str, dict]]]] = {}
+        self._encoded: dict[tuple, tuple[str, Any]] = {}
         self._save_pending = False
 
     def version_string(self, version: int) -> str:
@@ -404,8 +405,9 @@ class DiscoveryService:
 
     async def discover(
         self, type_name: str, request: Mapping[str, Any], wait: float, account: str
-    ) -> dict | None:
-        """A DiscoveryResponse, or None when the long-poll ran out with nothing new (304)."""
+    ) -> bytes | None:
+        """A DiscoveryResponse as JSON, or None when the long-poll ran out with nothing
+        new (304)."""
         if type_name not in TYPE_URLS:
             raise XdsError(
                 404,
@@ -428,7 +430,25 @@ class DiscoveryService:
             current = await self.wait_node(resolved, wait)
             if self.version_string(current) == seen:
                 return None
-        return self.response(resolved, type_name, request.get("resource_names") or ())
+        return self.encoded(resolved, type_name, request.get("resource_names") or (), _to_json)
+
+    def encoded(
+        self,
+        resolved: ResolvedNode,
+        type_name: str,
+        wanted: Iterable[str],
+        encode: Callable[[dict], Any],
+    ) -> Any:
+        """``encode(response)``, made once per node version, type, resource names and
+        encoding: the watchers of one node woken by a change (a thousand long-polls, or
+        ADS streams) share one serialisation instead of paying one each."""
+        names = tuple(wanted)
+        response = self.response(resolved, type_name, names)
+        key = (resolved.mesh, resolved.identity, type_name, names, encode)
+        cached = self._encoded.get(key)
+        if cached is None or cached[0] != response["version_info"]:
+            cached = self._encoded[key] = (response["version_info"], encode(response))
+        return cached[1]
 
     def response(self, resolved: ResolvedNode, type_name: str, wanted: Iterable[str]) -> dict:
         """The current DiscoveryResponse of one type for a node (shared by REST and gRPC)."""
@@ -509,6 +529,10 @@ class DiscoveryService:
                 continue
             for mesh in self.registry.merge(rows):
                 self.feed.publish(mesh)
+
+
+def _to_json(response: Mapping[str, Any]) -> bytes:
+    return json.dumps(response, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
 def resource_version(resource: Mapping[str, Any]) -> str:

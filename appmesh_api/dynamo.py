@@ -18,12 +18,18 @@ control plane by three rules:
   ``Guard`` (a quota's tally, the container that must exist, the contents that must
   be empty, the resources referred to) becomes condition checks and updates on those
   items (``_guard_ops``), so rules that read other resources are exact too.
-- **Catch-up by polling.** Each replica polls the change items after its cursor
-  (strongly consistent ``Query``; every ``poll_interval``), re-reads the changed
-  resources and publishes their meshes on its change feed, so its proxies get the
-  new config. DynamoDB Streams would save the polling but is not offered by every
-  DynamoDB-compatible endpoint; one small Query per replica per interval is cheap.
+- **Catch-up by polling, sooner when nudged.** Each replica polls the change items
+  after its cursor (strongly consistent ``Query``; every ``poll_interval``), re-reads
+  the changed resources and publishes their meshes on its change feed, so its proxies
+  get the new config. The replica that committed a write also nudges its peers
+  (``appmesh_api.peers``), which poll at once; a lost nudge waits for the next poll.
+  DynamoDB Streams would not save the delay: a Streams reader polls ``GetRecords``
+  too, and not every DynamoDB-compatible endpoint offers it.
   (UNCONFIRMED: App Mesh documents no read-after-write guarantee across endpoints.)
+- **Retention.** Change items older than ``retention`` seconds (10 minutes) are
+  deleted by whichever replica finds them (every minute), after it raised the
+  ``pruned`` watermark over them. A replica whose cursor is below the watermark has
+  missed changes it can no longer read, and reloads the whole table instead.
 
 A sequence number whose transaction failed (or whose writer died in between) leaves
 a gap; the poller waits ``GAP_GRACE`` seconds for it before moving past.
@@ -33,6 +39,8 @@ Key design (one table, ``pk``/``sk`` strings, created by ``--create-table``)::
     resource      pk=res|<region>|<owner>|<mesh>   sk=JSON [kind, parent, name]
     counter       pk=seq                            sk=seq   (value: N)
     change        pk=chg                            sk=<20-digit sequence>
+    watermark     pk=chg                            sk=~pruned  (value: N, changes <= N may be gone)
+    replica       pk=replica                        sk=<replica id>  (url, token, expires)
     clientToken   pk=tok|JSON [account, region, operation, token]   sk=tok
     tally         pk=cnt|JSON [region, owner, mesh]   sk=JSON [kind, parent]   (n: N)
     proxy         pk=proxy                          sk=JSON [node_id, address]  (seen, by)
@@ -42,9 +50,11 @@ Key design (one table, ``pk``/``sk`` strings, created by ``--create-table``)::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import secrets
 import sys
 import threading
 import time
@@ -57,6 +67,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from appmesh_api.peers import PEERS_REFRESH, REGISTRATION_REFRESH, REGISTRATION_TTL, Peers
 from appmesh_api.store import (
     Guard,
     Key,
@@ -73,6 +84,11 @@ log = logging.getLogger("appmesh_local.dynamo")
 GAP_GRACE = 5.0  # seconds a missing sequence number is waited for
 PROXY_TTL = 300.0  # a row no replica refreshed for this long is deleted by whoever sees it
 PROXY_REFRESH = 5.0  # a saved registration is written again at most this often
+POLL_INTERVAL = 0.05  # seconds between polls of the change items (``poll=``)
+CHANGE_RETENTION = 600.0  # seconds a change item is kept (``retention=``)
+PRUNE_EVERY = 60.0  # how often a replica looks for change items past retention
+NUDGE_GAP = 0.005  # the least time between two polls, however often nudged
+WATERMARK_SK = "~pruned"  # sorts after every 20-digit sequence: each poll reads it too
 Token = tuple[tuple[str, str, str, str], str, str]
 
 
@@ -82,18 +98,38 @@ def local_dynamodb_command(port: int) -> list[str]:
     return [sys.executable, "-m", "appmesh_api.localdynamo", str(port)]
 
 
-def parse_store_url(url: str) -> tuple[str, str | None, str | None]:
-    """``dynamodb://TABLE?endpoint=URL&region=R`` -> (table, endpoint, region)."""
+def _store_query(url: str) -> tuple[str, dict[str, str]]:
     parts = urlsplit(url)
     if parts.scheme != "dynamodb" or not parts.netloc:
         raise ValueError(
             f"--store must look like dynamodb://TABLE[?endpoint=URL&region=R], got {url!r}"
         )
     query = {name: values[-1] for name, values in parse_qs(parts.query).items()}
-    unknown = set(query) - {"endpoint", "region"}
+    unknown = set(query) - {"endpoint", "region", "poll", "retention"}
     if unknown:
         raise ValueError(f"--store: unknown parameter(s) {', '.join(sorted(unknown))}")
-    return parts.netloc, query.get("endpoint"), query.get("region")
+    return parts.netloc, query
+
+
+def parse_store_url(url: str) -> tuple[str, str | None, str | None]:
+    """``dynamodb://TABLE?endpoint=URL&region=R`` -> (table, endpoint, region)."""
+    table, query = _store_query(url)
+    return table, query.get("endpoint"), query.get("region")
+
+
+def store_timings(url: str) -> tuple[float, float]:
+    """(poll interval, change retention) in seconds: ``poll=`` and ``retention=``."""
+    _, query = _store_query(url)
+    numbers = []
+    for name, default in (("poll", POLL_INTERVAL), ("retention", CHANGE_RETENTION)):
+        try:
+            value = float(query.get(name, default))
+        except ValueError:
+            value = -1.0
+        if not value > 0:
+            raise ValueError(f"--store: {name} must be a positive number of seconds")
+        numbers.append(value)
+    return numbers[0], numbers[1]
 
 
 def _resource_pk(key: Key | MeshKey) -> str:
@@ -127,11 +163,16 @@ class DynamoStore(SqliteStore):
     """``Store`` on a DynamoDB table. The in-memory index and its reads are SqliteStore's
     (on a throw-away in-memory SQLite that is never read back); writes go to DynamoDB."""
 
-    def __init__(self, url: str, create_table: bool = False, poll_interval: float = 0.05) -> None:
+    def __init__(self, url: str, create_table: bool = False) -> None:
         table, endpoint, region = parse_store_url(url)
         self.table = table
-        self.poll_interval = poll_interval
+        self.poll_interval, self.retention = store_timings(url)
         self.replica = uuid.uuid4().hex[:12]
+        self.token = secrets.token_hex(16)  # what a nudge to this replica must carry
+        self.peers = Peers()
+        self._nudge: asyncio.Event | None = None
+        self._pruned = 0  # the watermark: change items up to it may be deleted
+        self._registry: threading.Thread | None = None
         self._client = self._connect(endpoint, region)
         self._revs: dict[Key, int] = {}
         self._applied: set[int] = set()
@@ -445,6 +486,7 @@ class DynamoStore(SqliteStore):
                 raise QuotaReached(full) from error
             raise StoreConflict("another replica changed what this write depends on") from error
         self._applied.add(sequence)
+        self.peers.nudge_all()
         if delete is not None:
             self._unindex(delete)
             self._revs.pop(delete, None)
@@ -499,7 +541,8 @@ class DynamoStore(SqliteStore):
 
     # -- following the other replicas --------------------------------------------------
     def poll_changes(self) -> list[tuple[int, Key]]:
-        """Change items after the cursor that this replica has not applied (blocking I/O)."""
+        """Change items after the cursor (blocking I/O). The watermark item sorts after
+        them, so the same Query also reads how far changes were pruned."""
         found: list[tuple[int, Key]] = []
         start: dict[str, Any] | None = None
         while True:
@@ -511,10 +554,52 @@ class DynamoStore(SqliteStore):
                 **({"ExclusiveStartKey": start} if start else {}),
             )
             for item in page["Items"]:
+                if item["sk"]["S"] == WATERMARK_SK:
+                    self._pruned = max(self._pruned, int(item["value"]["N"]))
+                    continue
                 found.append((int(item["sk"]["S"]), Key(*json.loads(item["key"]["S"]))))
             start = page.get("LastEvaluatedKey")
             if not start:
                 return found
+
+    @property
+    def behind(self) -> bool:
+        """Changes this replica has not applied may have been pruned: reload."""
+        return self._cursor < self._pruned
+
+    def read_all(self) -> tuple[int, list[dict]]:
+        """(counter, every resource and token item) for a full reload (blocking I/O)."""
+        counter = self._counter()
+        pages = self._client.get_paginator("scan").paginate(
+            TableName=self.table, ConsistentRead=True
+        )
+        wanted = ("res|", "tok|")
+        return counter, [i for p in pages for i in p["Items"] if i["pk"]["S"].startswith(wanted)]
+
+    def replace_all(self, counter: int, items: list[dict]) -> set[MeshKey]:
+        """Index a full reload (on the loop); returns every mesh it may have changed.
+        What this replica wrote after the reload read the counter is newer than the
+        scan: it is kept, not overwritten or forgotten."""
+        scanned: set[Key] = set()
+        touched = {key.mesh_key for key in self._records}
+        for item in items:
+            if not item["pk"]["S"].startswith("res|"):
+                self._load_item(item)
+                continue
+            key = self._key_of(item)
+            scanned.add(key)
+            if int(item["rev"]["N"]) >= self._revs.get(key, 0):
+                self._index_item(item)
+        for key in set(self._records) - scanned:
+            if self._revs.get(key, 0) <= counter:
+                self._unindex(key)
+                self._revs.pop(key, None)
+        self._applied = {s for s in self._applied if s > counter}
+        self._gaps.clear()
+        self._cursor = max(self._cursor, counter, self._pruned)
+        self.sequence = max(self.sequence, counter)
+        log.warning("reloaded table %s: this replica fell behind the change retention", self.table)
+        return touched | {key.mesh_key for key in scanned}
 
     def fetch(self, keys: set[Key]) -> dict[Key, dict | None]:
         """The table's current items for ``keys`` (None: deleted), read off the loop."""
@@ -561,12 +646,21 @@ class DynamoStore(SqliteStore):
             self._cursor = following
 
     async def follow(self, publish: Callable[[MeshKey, int], object]) -> None:
-        """Forever: pick up the other replicas' writes and wake this replica's waiters."""
+        """Forever: pick up the other replicas' writes and wake this replica's waiters,
+        every ``poll_interval`` or at once when a peer nudges."""
         loop = asyncio.get_running_loop()
+        nudge = self._nudge = asyncio.Event()
         while True:
-            await asyncio.sleep(self.poll_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(nudge.wait(), self.poll_interval)
+            nudge.clear()
             try:
                 changes = await loop.run_in_executor(None, self.poll_changes)
+                if self.behind:
+                    counter, everything = await loop.run_in_executor(None, self.read_all)
+                    for mesh in self.replace_all(counter, everything):
+                        publish(mesh, counter)
+                    continue
                 fresh = [(s, k) for s, k in changes if s not in self._applied]
                 items = await loop.run_in_executor(None, self.fetch, {k for _, k in fresh})
             except Exception:
@@ -575,6 +669,121 @@ class DynamoStore(SqliteStore):
                 continue
             for mesh, sequence in sorted(self.apply(changes, items), key=lambda p: p[1]):
                 publish(mesh, sequence)
+            await asyncio.sleep(NUDGE_GAP)
+
+    def accept_nudge(self, token: str | None) -> bool:
+        """A peer's nudge (on the loop): poll now, if it carries this replica's token."""
+        if token is None or not secrets.compare_digest(token, self.token):
+            return False
+        if self._nudge is not None:
+            self._nudge.set()
+        return True
+
+    # -- peers and retention ---------------------------------------------------------
+    def start_peering(self, url: str | None) -> None:
+        """List this replica at ``url`` for its peers to nudge (None: never nudged, it
+        polls), follow the peers' items, and prune old change items; from a thread."""
+        self._registry = threading.Thread(
+            target=self._registry_forever, args=(url,), name="replica-registry", daemon=True
+        )
+        self._registry.start()
+
+    def _registry_forever(self, url: str | None) -> None:
+        registered = pruned = 0.0
+        while not self._closing:
+            now = time.time()
+            try:
+                if url is not None and now - registered >= REGISTRATION_REFRESH:
+                    self._register(url, now)
+                    registered = now
+                self.peers.update(self.listed_peers(now))
+                if now - pruned >= min(PRUNE_EVERY, self.retention / 2):
+                    self.prune_changes(now)
+                    pruned = now
+            except Exception:  # DynamoDB unreachable: polling goes on, try again later
+                log.exception("could not read or write the replica items of %s", self.table)
+            for _ in range(int(PEERS_REFRESH / 0.1)):
+                if self._closing:
+                    break
+                time.sleep(0.1)
+
+    def _register(self, url: str, now: float) -> None:
+        item = {
+            "pk": _s("replica"),
+            "sk": _s(self.replica),
+            "url": _s(url),
+            "token": _s(self.token),
+            "expires": _n(now + REGISTRATION_TTL),
+        }
+        self._client.put_item(TableName=self.table, Item=item)
+
+    def listed_peers(self, now: float) -> dict[str, tuple[str, str]]:
+        """The other live replicas' (URL, token); expired items are deleted on the way."""
+        peers = {}
+        for item in self._query_all("replica"):
+            if float(item["expires"]["N"]) <= now:
+                self._conditional(
+                    "delete_item",
+                    Key={"pk": item["pk"], "sk": item["sk"]},
+                    ConditionExpression="#expires = :expires",
+                    ExpressionAttributeNames={"#expires": "expires"},
+                    ExpressionAttributeValues={":expires": item["expires"]},
+                )
+            elif item["sk"]["S"] != self.replica:
+                peers[item["sk"]["S"]] = (item["url"]["S"], item["token"]["S"])
+        return peers
+
+    def prune_changes(self, now: float) -> int:
+        """Delete the oldest change items, up to the first one younger than the
+        retention, after raising the watermark over them; returns how many."""
+        old = self._expired_changes(now - self.retention)
+        if not old:
+            return 0
+        mark = int(old[-1])
+        self._conditional(
+            "update_item",
+            Key={"pk": _s("chg"), "sk": _s(WATERMARK_SK)},
+            UpdateExpression="SET #v = :mark",
+            ConditionExpression="attribute_not_exists(#v) OR #v < :mark",
+            ExpressionAttributeNames={"#v": "value"},
+            ExpressionAttributeValues={":mark": _n(mark)},
+        )
+        for start in range(0, len(old), 25):
+            deletes = [
+                {"DeleteRequest": {"Key": {"pk": _s("chg"), "sk": _s(sk)}}}
+                for sk in old[start : start + 25]
+            ]
+            request: dict[str, Any] = {self.table: deletes}
+            for _ in range(5):  # throttled deletes come back unprocessed
+                request = self._client.batch_write_item(RequestItems=request).get(
+                    "UnprocessedItems", {}
+                )
+                if not request:
+                    break
+        log.info("pruned %d change items (up to %d) of table %s", len(old), mark, self.table)
+        return len(old)
+
+    def _expired_changes(self, cutoff: float, most: int = 1000) -> list[str]:
+        """Sort keys of the oldest change items made before ``cutoff``, in order."""
+        old: list[str] = []
+        start: dict[str, Any] | None = None
+        while len(old) < most:
+            page = self._client.query(
+                TableName=self.table,
+                KeyConditionExpression="pk = :chg AND sk < :mark",
+                ExpressionAttributeValues={":chg": _s("chg"), ":mark": _s(WATERMARK_SK)},
+                ConsistentRead=True,
+                Limit=100,
+                **({"ExclusiveStartKey": start} if start else {}),
+            )
+            for item in page["Items"]:
+                if float(item["at"]["N"]) >= cutoff or len(old) >= most:
+                    return old
+                old.append(item["sk"]["S"])
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                break
+        return old
 
     # -- proxies and kube objects ----------------------------------------------------
     def save_proxies(self, rows: list[tuple[str, str, str]]) -> None:
@@ -721,5 +930,14 @@ class DynamoStore(SqliteStore):
         if self._proxy_writer is not None:
             self._proxy_wake.set()
             self._proxy_writer.join(timeout=5)
+        self.peers.close()
+        if self._registry is not None:
+            self._registry.join(timeout=5)
+            with contextlib.suppress(Exception):  # peers stop nudging at once, not in 30 s
+                self._conditional(
+                    "delete_item",
+                    Key={"pk": _s("replica"), "sk": _s(self.replica)},
+                    ConditionExpression="attribute_exists(pk)",
+                )
         super().close()
         self._client.close()

@@ -92,6 +92,8 @@ class Settings:
     #: accepted as the authority an ADS call's signature covers
     xds_tls_names: list[str] = field(default_factory=list)
     self_endpoint: str | None = None  # this server's own URL (for calls to embedded services)
+    #: the URL other replicas nudge this one at (--replica-url); None: ``self_endpoint``
+    replica_url: str | None = None
     xray_daemon_host: str = "127.0.0.1"
     xray_daemon_port: int = 2000  # UDP+TCP X-Ray daemon for SDKs and Envoy; 0 turns it off
     verify_signatures: bool = False  # check SigV4 signatures against ``credentials``
@@ -122,6 +124,7 @@ class Settings:
             quotas=parse_quotas(os.environ.get("APPMESH_LOCAL_QUOTAS", "")),
             aws_endpoint=os.environ.get("APPMESH_LOCAL_AWS_ENDPOINT") or None,
             store=os.environ.get("APPMESH_LOCAL_STORE") or None,
+            replica_url=os.environ.get("APPMESH_LOCAL_REPLICA_URL") or None,
             credentials=parse_pairs(
                 os.environ.get("APPMESH_LOCAL_CREDENTIALS", ""), "a credential (KEY=SECRET)"
             ),

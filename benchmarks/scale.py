@@ -196,7 +196,7 @@ def main() -> int:
                 rows.append((name, numbers))
                 print(f"{name}: done", file=sys.stderr)
         finally:
-            for process in processes:
+            for process in reversed(processes):  # replicas before their DynamoDB
                 process.terminate()
                 process.wait(timeout=10)
     report(rows, args)

@@ -17,6 +17,7 @@ pay a round trip to the table per sequence number and transaction).
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -48,8 +49,13 @@ MOTO_SERIAL = (
 
 
 def start(command: list[str], port: int, what: str, log: Path) -> subprocess.Popen:
+    """``command`` with this checkout first on the path (not an installed appmesh-local)."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     wait_for_port(port, process, what, timeout=30)
     return process
 

@@ -1,0 +1,190 @@
+"""Replicas nudge each other after a write, and prune old change items.
+
+Replicas here poll the table every 30 s (``poll=30``) unless said otherwise, so a
+write seen on another replica within seconds was delivered by a nudge.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from appmesh_api.localports import free_port
+from appmesh_api.peers import NUDGE_PATH, TOKEN_HEADER
+from tests.api.conftest import dynamodb_store
+from tests.api.helpers import http_node_spec
+from tests.api.test_replicas import eventually, start_replica
+from tests.conftest import Server, make_client, start_server
+
+
+def table_client(endpoint: str):
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+
+
+def table_of(store: str) -> str:
+    return store.split("://", 1)[1].split("?", 1)[0]
+
+
+def replica_items(dynamodb_endpoint: str, store: str) -> list[dict]:
+    answer = table_client(dynamodb_endpoint).query(
+        TableName=table_of(store),
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": "replica"}},
+        ConsistentRead=True,
+    )
+    return answer["Items"]
+
+
+def nudge(server: Server, token: str | None) -> int:
+    headers = {TOKEN_HEADER: token} if token is not None else {}
+    request = urllib.request.Request(
+        server.endpoint + NUDGE_PATH, data=b"", method="POST", headers=headers
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+@pytest.fixture
+def slow_store(dynamodb_endpoint: str) -> str:
+    return dynamodb_store(dynamodb_endpoint) + "&poll=30"
+
+
+@pytest.fixture
+def pair(tmp_path: Path, slow_store: str) -> Iterator[tuple[Server, Server]]:
+    first = start_replica(tmp_path / "a", slow_store)
+    second = start_replica(tmp_path / "b", slow_store)
+    yield first, second
+    first.stop()
+    second.stop()
+
+
+def test_a_nudge_needs_the_replicas_token_from_the_table(pair, dynamodb_endpoint, slow_store):
+    first, _ = pair
+    items = eventually(lambda: _two(replica_items(dynamodb_endpoint, slow_store)))
+    url = f"http://127.0.0.1:{first.port}"
+    token = next(item["token"]["S"] for item in items if item["url"]["S"] == url)
+    assert nudge(first, None) == 403
+    assert nudge(first, "0" * len(token)) == 403
+    other = next(item["token"]["S"] for item in items if item["url"]["S"] != url)
+    assert nudge(first, other) == 403, "another replica's token is not this one's"
+    assert nudge(first, token) == 204
+
+
+def _two(items: list[dict]) -> list[dict]:
+    assert len(items) == 2
+    return items
+
+
+def test_a_server_on_sqlite_has_no_nudge(tmp_path: Path):
+    server = start_server(tmp_path, data_dir=tmp_path / "data")
+    try:
+        assert nudge(server, "anything") == 404
+    finally:
+        server.stop()
+
+
+def test_a_write_reaches_a_slowly_polling_replica_by_its_nudge(pair, account):
+    first, second = pair
+    a = make_client(first.endpoint, "appmesh", account)
+    b = make_client(second.endpoint, "appmesh", account)
+    time.sleep(2.5)  # both have read the other's replica item (every 2 s)
+    a.create_mesh(meshName="nudged")
+    found = eventually(lambda: b.describe_mesh(meshName="nudged"), timeout=10)
+    assert found["mesh"]["metadata"]["version"] == 1
+    a.create_virtual_node(meshName="nudged", virtualNodeName="n", spec=http_node_spec())
+    eventually(lambda: b.describe_virtual_node(meshName="nudged", virtualNodeName="n"), 10)
+
+
+def test_a_replica_with_a_wrong_address_converges_by_polling(
+    tmp_path: Path, dynamodb_endpoint: str, account
+):
+    """A peer listed at an address nobody answers on loses its nudges: it still sees
+    the write by its own poll, and the other peer's nudge is not held up by it."""
+    store = dynamodb_store(dynamodb_endpoint)
+    writer = start_replica(tmp_path / "a", store + "&poll=30")
+    (tmp_path / "b").mkdir()
+    wrong = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    lost = start_server(
+        tmp_path / "b", "--store", store, "--replica-url", wrong, data_dir=tmp_path / "b" / "data"
+    )
+    nudged = start_replica(tmp_path / "c", store + "&poll=30")
+    try:
+        time.sleep(2.5)
+        a = make_client(writer.endpoint, "appmesh", account)
+        for index in range(3):
+            a.create_mesh(meshName=f"m{index}")
+            for server in (lost, nudged):
+                client = make_client(server.endpoint, "appmesh", account)
+                eventually(lambda c=client, i=index: c.describe_mesh(meshName=f"m{i}"), 10)
+        assert "could not nudge replica" in writer.log()
+    finally:
+        for server in (writer, lost, nudged):
+            server.stop()
+
+
+def change_items(dynamodb_endpoint: str, store: str) -> list[dict]:
+    answer = table_client(dynamodb_endpoint).query(
+        TableName=table_of(store),
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": "chg"}},
+        ConsistentRead=True,
+    )
+    return answer["Items"]
+
+
+def test_old_change_items_are_pruned_and_a_replica_behind_reloads(
+    tmp_path: Path, dynamodb_endpoint: str, account
+):
+    """retention=1: change items older than a second are deleted. A replica stopped
+    meanwhile (SIGSTOP) missed changes it can no longer read: it reloads the table."""
+    store = dynamodb_store(dynamodb_endpoint) + "&retention=1"
+    first = start_replica(tmp_path / "a", store)
+    second = start_replica(tmp_path / "b", store)
+    try:
+        a = make_client(first.endpoint, "appmesh", account)
+        b = make_client(second.endpoint, "appmesh", account)
+        a.create_mesh(meshName="kept")
+        a.create_virtual_node(meshName="kept", virtualNodeName="old", spec=http_node_spec())
+        eventually(lambda: b.describe_virtual_node(meshName="kept", virtualNodeName="old"))
+        second.process.send_signal(signal.SIGSTOP)
+        try:
+            a.create_virtual_node(meshName="kept", virtualNodeName="new", spec=http_node_spec())
+            a.delete_virtual_node(meshName="kept", virtualNodeName="old")
+            eventually(lambda: _pruned(dynamodb_endpoint, store), timeout=15)
+        finally:
+            second.process.send_signal(signal.SIGCONT)
+        eventually(lambda: b.describe_virtual_node(meshName="kept", virtualNodeName="new"), 10)
+        eventually(lambda: _absent(b), 10)
+        assert "fell behind the change retention" in second.log()
+    finally:
+        first.stop()
+        second.stop()
+
+
+def _pruned(dynamodb_endpoint: str, store: str) -> None:
+    items = change_items(dynamodb_endpoint, store)
+    marks = [item for item in items if item["sk"]["S"] == "~pruned"]
+    assert marks and int(marks[0]["value"]["N"]) >= 4  # the mesh, 3 node writes
+    assert [item for item in items if item["sk"]["S"] != "~pruned"] == []
+
+
+def _absent(b) -> None:
+    names = [n["virtualNodeName"] for n in b.list_virtual_nodes(meshName="kept")["virtualNodes"]]
+    assert names == ["new"], json.dumps(names)
