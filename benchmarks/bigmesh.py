@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -134,7 +135,22 @@ class Watcher:
             return response.status, answer["version_info"]
 
 
-async def one_run(endpoint: str, watchers: int, services: int, weight: int) -> dict:
+async def quiet(cpu: Callable[[], float], most: float = 60.0) -> None:
+    """Until the server spends under 10% of a core for 0.3 s (every poll parked), so
+    the CPU measured for the change is the change's."""
+    deadline = time.monotonic() + most
+    while time.monotonic() < deadline:
+        before = cpu()
+        await asyncio.sleep(0.3)
+        if cpu() - before < 0.03:
+            return
+
+
+async def one_run(
+    endpoint: str, watchers: int, services: int, weight: int, cpu: Callable | None = None
+) -> dict:
+    """One route change to ``watchers`` parked long-polls; ``cpu`` (the server's CPU
+    seconds) adds the CPU spent from the update to the last affected answer."""
     appmesh = client(endpoint, ACCOUNT)
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=600)
@@ -175,7 +191,11 @@ async def one_run(endpoint: str, watchers: int, services: int, weight: int) -> d
 
         tasks = [asyncio.create_task(park(j, w)) for j, w in enumerate(crowd)]
         await asyncio.sleep(1.0 + watchers / 2000)  # let every long-poll park
+        if cpu is not None:
+            await quiet(cpu)
         early = len(arrivals)
+        cpu_before = cpu() if cpu else 0.0
+        started = time.perf_counter()
         await asyncio.to_thread(
             appmesh.update_route,
             meshName=MESH,
@@ -184,11 +204,13 @@ async def one_run(endpoint: str, watchers: int, services: int, weight: int) -> d
             spec=_route(weight),
         )
         returned = time.perf_counter()
+        cpu_update = cpu() - cpu_before if cpu else None
         wanted = affected(watchers, services)
         deadline = returned + 60
         while not wanted <= arrivals.keys() and time.perf_counter() < deadline:
             await asyncio.sleep(0.005)
         all_in = time.perf_counter()
+        cpu_spent = cpu() - cpu_before if cpu else None
         await asyncio.sleep(1.0)
         for task in tasks:
             task.cancel()
@@ -205,6 +227,9 @@ async def one_run(endpoint: str, watchers: int, services: int, weight: int) -> d
         "answered_before_change": early,
         "waited_s": round(all_in - returned, 3),
         "failed_polls": len(failed),
+        "push_cpu_ms": None if cpu_spent is None else round(cpu_spent * 1000),
+        "update_cpu_ms": None if cpu_update is None else round(cpu_update * 1000),
+        "update_s": round(returned - started, 3),
     }
 
 

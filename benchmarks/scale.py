@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import json
 import statistics
 import subprocess
 import sys
@@ -27,18 +28,27 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 # The repository's proxy package first: benchmarks/proxy.py would shadow it when
 # translation.py (imported below) looks for proxy.xds_auth.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 importlib.import_module("proxy.xds_auth")
+from connected import connected_rss, cpu_seconds  # noqa: E402
 from stores import SPEC, client, serve, start, timed, wait_visible  # noqa: E402
-from translation import build_propagation_mesh, propagation, raise_file_limit  # noqa: E402
+from translation import (  # noqa: E402
+    build_propagation_mesh,
+    build_snapshot,
+    propagation,
+    raise_file_limit,
+    time_translation,
+)
 
 from appmesh_api.dynamo import local_dynamodb_command  # noqa: E402
 from appmesh_api.localports import free_port  # noqa: E402
 
+ROOT = Path(__file__).resolve().parent.parent
 PUSH_ACCOUNT = "222233334444"  # translation.py's watchers sign as this account
 
 
@@ -103,8 +113,9 @@ def wait_listed(other, mesh: str, nodes: int) -> None:
     raise RuntimeError(f"{mesh}: the other replica never listed {nodes} nodes")
 
 
-def push(endpoints: list[str], watchers: int) -> dict[str, float]:
-    """Route update on the first endpoint -> every watcher (spread over all) has it."""
+def push(endpoints: list[str], pids: list[int], watchers: int, rounds: int) -> dict[str, float]:
+    """Route update on the first endpoint -> every watcher (spread over all) has it;
+    ``rounds`` times: the median round's latencies, the servers' CPU per push."""
     from control_plane import client as account_client
 
     build_propagation_mesh(account_client(endpoints[0], PUSH_ACCOUNT))
@@ -120,11 +131,17 @@ def push(endpoints: list[str], watchers: int) -> dict[str, float]:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.02)
-    latencies = asyncio.run(propagation(endpoints[0], PUSH_ACCOUNT, watchers, endpoints))
+    runs = []
+    meter: list = [lambda: cpu_seconds(pids)]
+    for _ in range(rounds):
+        latencies = asyncio.run(propagation(endpoints[0], PUSH_ACCOUNT, watchers, endpoints, meter))
+        runs.append((percentile(latencies, 0.99), latencies))
+    latencies = sorted(runs, key=lambda run: run[0])[len(runs) // 2][1]
     return {
         "push p50 ms": statistics.median(latencies),
         "push p99 ms": percentile(latencies, 0.99),
         "push max ms": max(latencies),
+        "push CPU ms": sum(meter[1:]) * 1000 / rounds,
     }
 
 
@@ -134,19 +151,21 @@ def setups(tmp: Path, processes: list[subprocess.Popen], nodes: int):
     quota = ("--quota", f"virtual-nodes-per-mesh={max(200, nodes + 10)}")
     process, endpoint = serve(tmp, *quota)
     processes.append(process)
-    yield "SQLite, 1 process", [endpoint]
+    yield "SQLite, 1 process", [endpoint], [process.pid]
     for replicas in (1, 3):
         moto_port = free_port()  # a table per set-up, on a moto of its own
         processes.append(
             start(local_dynamodb_command(moto_port), moto_port, "moto", tmp / f"moto{replicas}.log")
         )
         store = f"dynamodb://scale?endpoint=http://127.0.0.1:{moto_port}&region=us-east-1"
-        endpoints = []
+        endpoints, pids = [], []
         for _ in range(replicas):
             process, endpoint = serve(tmp, "--store", store, "--create-table", *quota)
             processes.append(process)
             endpoints.append(endpoint)
-        yield f"DynamoDB (moto), {replicas} replica{'s' if replicas > 1 else ''}", endpoints
+            pids.append(process.pid)
+        name = f"DynamoDB (moto), {replicas} replica{'s' if replicas > 1 else ''}"
+        yield name, endpoints, pids
 
 
 COLUMNS = (
@@ -158,7 +177,74 @@ COLUMNS = (
     "push p50 ms",
     "push p99 ms",
     "push max ms",
+    "push CPU ms",
 )
+
+
+def connected_memory(tmp: Path, count: int) -> dict[str, float]:
+    """One SQLite process with gRPC ADS on: RSS idle, with ``count`` parked long-polls,
+    with ``count`` ADS streams (one node's proxies, each on its own connection)."""
+    from control_plane import client as account_client
+
+    xds_port = free_port()
+    process, endpoint = serve(tmp, "--xds-port", str(xds_port))
+    try:
+        build_propagation_mesh(account_client(endpoint, PUSH_ACCOUNT))
+        arn = f"arn:aws:appmesh:us-east-1:{PUSH_ACCOUNT}:mesh/prop/virtualNode/client"
+        return asyncio.run(
+            connected_rss(process.pid, endpoint, f"127.0.0.1:{xds_port}", PUSH_ACCOUNT, arn, count)
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def big_meshes(sizes: list[int], watcher_counts: list[int]) -> list[dict]:
+    """Per mesh size (SQLite, one process, built through the API with bigmesh.py's
+    shape): translate() CPU for one node, then one route change to each count of
+    parked long-polls (few affected), with the server's CPU for the push."""
+    import bigmesh
+
+    rows = []
+    for nodes in sizes:
+        services = max(3, nodes // 4)
+        translation = {
+            "translate 3 backends ms": time_translation(build_snapshot(4 * nodes, "DROP_ALL"), 3),
+            "translate ALLOW_ALL ms": time_translation(build_snapshot(4 * nodes, "ALLOW_ALL"), 3),
+        }
+        with tempfile.TemporaryDirectory() as data_dir:
+            process, endpoint = bigmesh.start(ROOT, data_dir, nodes, services)
+            try:
+                built = bigmesh.populate(endpoint, nodes, services)
+                pids = [process.pid]
+                for index, count in enumerate(c for c in watcher_counts if c <= nodes):
+                    run = bigmesh.one_run(
+                        endpoint, count, services, 2 + index, partial(cpu_seconds, pids)
+                    )
+                    result = asyncio.run(asyncio.wait_for(run, 600))
+                    rows.append({"nodes": nodes, "built s": built, **translation, **result})
+                    print(f"{nodes} nodes: {json.dumps(result)}", file=sys.stderr)
+            finally:
+                process.terminate()
+                process.wait(timeout=60)
+    return rows
+
+
+def report_memory(numbers: dict[str, float], count: int) -> None:
+    print(f"\nServer RSS with {count} proxies of one node connected (SQLite, one process)")
+    for name, value in numbers.items():
+        print(f"  {name:22} {value:8.1f}")
+
+
+def report_big(rows: list[dict]) -> None:
+    print("\nBig meshes (SQLite, one process): translate() CPU for one node (median of 3),")
+    print("and one route change to W parked long-polls (A of them affected)")
+    columns = ("nodes", "translate 3 backends ms", "translate ALLOW_ALL ms", "watchers")
+    columns += ("affected", "p50_ms", "max_ms", "unaffected_answered", "push_cpu_ms")
+    print("".join(f"{name:>26}" for name in columns))
+    for row in rows:
+        cells = (row.get(name) for name in columns)
+        print("".join(f"{c:>26.1f}" if isinstance(c, float) else f"{c!s:>26}" for c in cells))
 
 
 def report(rows: list[tuple[str, dict[str, float]]], args: argparse.Namespace) -> None:
@@ -184,22 +270,35 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, default=300)
     parser.add_argument("--clients", type=int, default=6)
     parser.add_argument("--watchers", type=int, default=1000)
+    parser.add_argument("--push-rounds", type=int, default=3, help="route updates per set-up")
+    parser.add_argument("--connected", type=int, default=1000, help="proxies for RSS (0: skip)")
+    parser.add_argument("--big", type=int, nargs="*", default=[1000, 10000], help="mesh sizes")
+    parser.add_argument("--big-watchers", type=int, nargs="*", default=[1000, 5000])
+    parser.add_argument("--skip-setups", action="store_true", help="only --connected and --big")
     args = parser.parse_args()
     raise_file_limit()
     rows: list[tuple[str, dict[str, float]]] = []
     processes: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory() as folder:
         try:
-            for name, endpoints in setups(Path(folder), processes, args.nodes):
+            for name, endpoints, pids in setups(Path(folder), processes, args.nodes):
+                if args.skip_setups:
+                    break
                 numbers = control_plane(endpoints, args.nodes, args.clients)
-                numbers.update(push(endpoints, args.watchers))
+                numbers.update(push(endpoints, pids, args.watchers, args.push_rounds))
                 rows.append((name, numbers))
                 print(f"{name}: done", file=sys.stderr)
         finally:
             for process in reversed(processes):  # replicas before their DynamoDB
                 process.terminate()
                 process.wait(timeout=10)
-    report(rows, args)
+        if rows:
+            report(rows, args)
+        if args.connected:
+            report_memory(connected_memory(Path(folder), args.connected), args.connected)
+    if args.big:
+        report_big(big_meshes(args.big, args.big_watchers))
+    print(f"load average: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
     return 0
 
 

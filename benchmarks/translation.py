@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import statistics
 import sys
@@ -133,10 +134,16 @@ async def watch(session, url: str, node_id: str, ready: asyncio.Event, counter: 
 
 
 async def propagation(
-    endpoint: str, account: str, watchers: int, watch_at: list[str] | None = None
+    endpoint: str,
+    account: str,
+    watchers: int,
+    watch_at: list[str] | None = None,
+    meter: list | None = None,
 ) -> list[float]:
     """ms from the route update's answer (made at ``endpoint``) to each watcher's new
-    version; watchers are spread round-robin over ``watch_at`` (default: ``endpoint``)."""
+    version; watchers are spread round-robin over ``watch_at`` (default: ``endpoint``).
+    ``meter``: ``[cpu]``, a function returning the servers' CPU seconds; the CPU they
+    spent from just before the update to the last watcher's answer is appended."""
     appmesh = client(endpoint, account)
     arn = f"arn:aws:appmesh:us-east-1:{account}:mesh/prop/virtualNode/client"
     urls = [f"{where}/v3/discovery:clusters" for where in watch_at or [endpoint]]
@@ -154,13 +161,18 @@ async def propagation(
         ]
         await asyncio.wait_for(ready.wait(), 120)
         await asyncio.sleep(0.5)  # let every long-poll reach the server and park
-        weight = 1 + watchers % 50
+        if meter:
+            from bigmesh import quiet
+
+            await quiet(meter[0])
+        weight = 1 + next(_WEIGHTS) % 50  # a new weight each run: each one is a change
         spec = {
             "httpRoute": {
                 "match": {"prefix": "/"},
                 "action": {"weightedTargets": [{"virtualNode": "n0", "weight": weight}]},
             }
         }
+        cpu_before = meter[0]() if meter else 0.0
         await asyncio.to_thread(
             appmesh.update_route,
             meshName="prop",
@@ -170,7 +182,12 @@ async def propagation(
         )
         returned = time.perf_counter()
         arrivals = await asyncio.gather(*tasks)
+        if meter:
+            meter.append(meter[0]() - cpu_before)
     return [max(0.0, arrival - returned) * 1000 for arrival in arrivals]
+
+
+_WEIGHTS = itertools.count(2)
 
 
 def build_propagation_mesh(appmesh) -> None:
