@@ -113,6 +113,10 @@ def _hcm_problem(config: dict[str, Any]) -> str | None:
     if isinstance(common, dict) and common.get("max_stream_duration"):
         # Routes' max_stream_duration is honoured; the listener-wide default is not.
         return f"common_http_protocol_options.max_stream_duration {NOT_YET} (set it per route)"
+    for field in ("internal_address_config", "xff_num_trusted_hops"):
+        if config.get(field):
+            # Which requests are internal follows Envoy's default rule only.
+            return f"{field} {NOT_YET}"
     codec = str(config.get("codec_type", "AUTO"))
     if codec == "HTTP3":
         return f"codec_type {codec} {NOT_YET}; this proxy speaks HTTP/1.1 and HTTP/2"

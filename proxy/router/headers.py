@@ -12,7 +12,9 @@ through untouched.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import ipaddress
 import os
 import re
 from typing import TYPE_CHECKING
@@ -71,20 +73,69 @@ def request_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+# Envoy's cleanInternalHeaders: what an external request may not tell the proxy (its
+# routing and timeout overrides), removed before routing; edge requests lose more.
+_NOT_FROM_OUTSIDE = (
+    "x-envoy-internal", "x-envoy-retriable-status-codes", "x-envoy-retriable-header-names",
+    "x-envoy-retry-on", "x-envoy-retry-grpc-on", "x-envoy-max-retries",
+    "x-envoy-upstream-alt-stat-name", "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-rq-per-try-timeout-ms", "x-envoy-upstream-rq-timeout-alt-response",
+    "x-envoy-expected-rq-timeout-ms", "x-envoy-force-trace", "x-envoy-ip-tags",
+    "x-envoy-original-url", "x-envoy-hedge-on-per-try-timeout",
+)  # fmt: skip
+_NOT_FROM_THE_EDGE = (
+    "x-envoy-decorator-operation", "x-envoy-downstream-service-cluster",
+    "x-envoy-downstream-service-node",
+)  # fmt: skip
+# Envoy's internal addresses without an internal_address_config: RFC 1918, loopback and
+# IPv6 unique-local (Network::Utility::isInternalAddress).
+_INTERNAL_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "::1/128",
+              "fd00::/8")
+)  # fmt: skip
+
+
+@functools.lru_cache(maxsize=1024)
+def is_internal_address(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return False
+    return any(ip.version == net.version and ip in net for net in _INTERNAL_NETWORKS)
+
+
 def mutate_request_headers(
     headers: dict[str, str], hcm: HttpConnectionManagerConfig, remote_address: str
-) -> None:
-    """What Envoy's HCM does to every request before routing it."""
+) -> bool:
+    """What Envoy's HCM does to every request before routing it; returns whether the
+    request is internal, as Envoy decides it: one address in ``x-forwarded-for`` once the
+    proxy appended its peer (with ``use_remote_address``: none before), and an internal
+    one. Internal requests are marked ``x-envoy-internal: true`` and may steer the router
+    (``x-envoy-upstream-rq-timeout-ms``...); external ones lose those headers."""
     if hcm.generate_request_id and "x-request-id" not in headers:
         headers["x-request-id"] = request_id()
-    if hcm.use_remote_address and not hcm.skip_xff_append:
+    xff = headers.get("x-forwarded-for")
+    if hcm.use_remote_address:
         remote = remote_address.rsplit(":", 1)[0].strip("[]")
-        xff = headers.get("x-forwarded-for")
-        headers["x-forwarded-for"] = f"{xff},{remote}" if xff else remote
+        internal = not xff and is_internal_address(remote)
+        if not hcm.skip_xff_append:
+            headers["x-forwarded-for"] = f"{xff},{remote}" if xff else remote
+    else:
+        internal = xff is not None and "," not in xff and is_internal_address(xff)
     headers.setdefault("x-forwarded-proto", headers.get(":scheme", "http"))
     if hcm.via:
         via = headers.get("via")
         headers["via"] = f"{via},{hcm.via}" if via else hcm.via
+    if internal:
+        headers["x-envoy-internal"] = "true"
+        return True
+    for name in _NOT_FROM_OUTSIDE:
+        headers.pop(name, None)
+    if hcm.use_remote_address:
+        for name in _NOT_FROM_THE_EDGE:
+            headers.pop(name, None)
+    return False
 
 
 def build_request_head(request: HttpRequest, route: Route, expected_timeout: float | None) -> bytes:

@@ -72,6 +72,14 @@ _CODE_CLASS = tuple(f"upstream_rq_{n}xx" for n in range(6))
 _RESET_BODY = b"upstream connect error or disconnect/reset before headers. reset reason: "
 
 
+def _milliseconds(value: str | None) -> float | None:
+    """Seconds from an ``x-envoy-*-timeout-ms`` value; ``None`` if absent or not a number
+    (Envoy ignores a header it cannot read)."""
+    if value is None or not value.strip().isdigit():
+        return None
+    return int(value) / 1000
+
+
 def _is_grpc(request: HttpRequest) -> bool:
     return request.headers.get("content-type", "").startswith("application/grpc")
 
@@ -82,7 +90,8 @@ class Router:
     __slots__ = (
         "_active_at", "_backoff", "_body", "_down_eof", "_down_writable", "_duration", "_global",
         "_head",
-        "_holding_retry", "_idle", "_reading", "_silent_retries", "_timeout", "_tried", "_tunnel",
+        "_holding_retry", "_idle", "_internal", "_per_try", "_reading", "_silent_retries",
+        "_timeout", "_tried", "_tunnel",
         "_up_eof", "_upgrade_counted",
         "_upstream_blocked", "_ws_key", "attempt", "cluster", "ctx", "done", "downstream", "hcm",
         "http_stats", "info", "request", "request_complete", "response_started", "retry",
@@ -111,6 +120,8 @@ class Router:
         self._global: Timer | None = None
         self._duration: Timer | None = None
         self._timeout: float | None = None
+        self._per_try: float | None = None
+        self._internal = False
         self._backoff: Timer | None = None
         self._idle: Timer | None = None
         self._active_at = info.start
@@ -132,7 +143,7 @@ class Router:
         if request.path in hcm.health_check_paths:
             # Envoy's health_check filter (not pass-through): the proxy answers for itself.
             return self.local_reply(200, b"", None, "health_check")
-        mutate_request_headers(headers, hcm, self.downstream.remote_address)
+        self._internal = mutate_request_headers(headers, hcm, self.downstream.remote_address)
         table = self.ctx.config.route_table(hcm)
         view = RequestView(request.path, headers)
         route = None if table is None else table.route(headers.get(":authority", ""), view)
@@ -313,11 +324,8 @@ class Router:
         self._update_reading()
 
     def _arm_per_try(self, attempt: Attempt) -> None:
-        retry = self.retry
-        if retry is not None and retry.policy.per_try_timeout:
-            attempt.arm_per_try(
-                self.ctx.timers, retry.policy.per_try_timeout, self._on_per_try_timeout
-            )
+        if self._per_try:
+            attempt.arm_per_try(self.ctx.timers, self._per_try, self._on_per_try_timeout)
 
     def _end_attempt(self, attempt: Attempt) -> None:
         attempt.end()
@@ -514,6 +522,11 @@ class Router:
             _is_grpc(request),
         )
         self._timeout = timers.route_timeout
+        if self._internal:
+            per_try = self._header_timeouts(per_try)
+        if per_try and self._timeout and per_try >= self._timeout:
+            per_try = None  # Envoy: a per-try timeout not shorter than the whole is ignored
+        self._per_try = per_try
         expected = per_try or self._timeout
         if timers.upstream_grpc_timeout and expected:
             request.headers["grpc-timeout"] = format_grpc_timeout(expected)
@@ -521,6 +534,18 @@ class Router:
             left = timers.stream_duration - (self.ctx.loop.time() - self.info.start)
             self._duration = self.ctx.timers.call_later(max(left, 0.0), self._on_max_duration)
         return expected
+
+    def _header_timeouts(self, per_try: float | None) -> float | None:
+        """An internal request's ``x-envoy-upstream-rq-timeout-ms`` replaces the route
+        timeout and the one read from ``grpc-timeout`` (0: none), and
+        ``x-envoy-upstream-rq-per-try-timeout-ms`` the retry policy's per-try timeout,
+        as Envoy's router reads them; both are consumed, not forwarded."""
+        headers = self.request.headers
+        total = _milliseconds(headers.pop("x-envoy-upstream-rq-timeout-ms", None))
+        if total is not None:
+            self._timeout = total or None
+        each = _milliseconds(headers.pop("x-envoy-upstream-rq-per-try-timeout-ms", None))
+        return per_try if each is None else each or None
 
     def _on_max_duration(self) -> None:
         """The connection manager's stream timer: gRPC hears DEADLINE_EXCEEDED."""

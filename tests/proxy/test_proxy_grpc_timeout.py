@@ -215,3 +215,91 @@ def test_the_header_counts_only_for_grpc_and_only_when_asked() -> None:
     assert deadlines(15.0, 0.0, None, None, {}, True).route_timeout is None  # no header: none
     assert deadlines(15.0, 1.0, None, None, {}, True).route_timeout == 1.0
     assert deadlines(15.0, 0.0, 3.0, None, headers, True).route_timeout == 2.0  # offset too big
+
+
+def timeout_proxy(port: int, *, edge: bool, **action: Any) -> list[dict[str, Any]]:
+    """``slow_proxy`` on a listener that appends its peer to ``x-forwarded-for``
+    (``edge``, App Mesh's ingress) or not (App Mesh's egress, where the app is the peer)."""
+    routes = [route({"prefix": "/demo.Slow/"}, "slow", **{"timeout": "10s", **action})]
+    listener = http_listener("ingress", [vhost("all", ["*"], routes)], use_remote_address=edge)
+    return [cluster("slow", [port], **H2_OPTIONS), listener]
+
+
+async def call_with_metadata(
+    port: int, deadline: float, metadata: list[tuple[str, str]]
+) -> grpc.RpcError:
+    def run() -> grpc.RpcError:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            try:
+                channel.unary_unary("/demo.Slow/Wait")(b"", timeout=deadline, metadata=metadata)
+            except grpc.RpcError as error:
+                return error
+        raise AssertionError("the slow call answered")
+
+    return await asyncio.to_thread(run)
+
+
+HALF_SECOND = [("x-envoy-upstream-rq-timeout-ms", "500")]
+
+
+async def test_an_internal_upstream_rq_timeout_header_replaces_the_route_timeout() -> None:
+    """From 127.0.0.1 with ``use_remote_address`` the request is internal (Envoy's
+    default internal addresses): the header's 500 ms, not the route's 10 s, ends the
+    call with the router's 504, long before the client's own 5 s deadline."""
+    async with (
+        silent_backend() as (backend, port),
+        running_proxy(timeout_proxy(port, edge=True)) as proxy,
+    ):
+        error = await call_with_metadata(proxy.port(), 5.0, HALF_SECOND)
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+        assert error.details() == "upstream request timeout"
+        head = backend.heads[0]
+        assert head["x-envoy-expected-rq-timeout-ms"] == "500"
+        assert "x-envoy-upstream-rq-timeout-ms" not in head  # consumed
+        assert head["x-envoy-internal"] == "true"
+        assert head["grpc-timeout"].endswith(("m", "S", "u", "n"))  # the client's, untouched
+        assert proxy.stat("cluster.slow.upstream_rq_timeout") == 1
+
+
+async def test_the_header_takes_precedence_over_grpc_timeout_with_max_grpc_timeout() -> None:
+    """Envoy's documented order: x-envoy-upstream-rq-timeout-ms over the grpc-timeout that
+    max_grpc_timeout would use; the header sent upstream says the new deadline."""
+    action = {"max_grpc_timeout": "0s"}
+    async with (
+        silent_backend() as (backend, port),
+        running_proxy(timeout_proxy(port, edge=True, **action)) as proxy,
+    ):
+        error = await call_with_metadata(proxy.port(), 5.0, HALF_SECOND)
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+        assert error.details() == "upstream request timeout"
+        assert backend.heads[0]["grpc-timeout"] == "500m"
+
+
+async def test_a_per_try_timeout_header_applies_to_internal_requests() -> None:
+    async with (
+        silent_backend() as (_, port),
+        running_proxy(timeout_proxy(port, edge=True)) as proxy,
+    ):
+        per_try = [("x-envoy-upstream-rq-per-try-timeout-ms", "300")]
+        error = await call_with_metadata(proxy.port(), 5.0, per_try)
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+        assert error.details() == "upstream request timeout"
+        assert proxy.stat("cluster.slow.upstream_rq_per_try_timeout") == 1
+
+
+async def test_an_external_request_cannot_set_the_proxys_timeouts() -> None:
+    """App Mesh's egress: the app's request carries no x-forwarded-for, so Envoy takes it
+    for external and strips the header; the route timeout (10 s) stays, and the client's
+    own 1 s deadline is what ends the call (DEADLINE_EXCEEDED, not the proxy's 504)."""
+    async with (
+        silent_backend() as (backend, port),
+        running_proxy(timeout_proxy(port, edge=False)) as proxy,
+    ):
+        metadata = [("x-envoy-upstream-rq-timeout-ms", "1"), ("x-envoy-max-retries", "3")]
+        error = await call_with_metadata(proxy.port(), 1.0, metadata)
+        assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        head = backend.heads[0]
+        assert "x-envoy-upstream-rq-timeout-ms" not in head
+        assert "x-envoy-max-retries" not in head and "x-envoy-internal" not in head
+        assert head["x-envoy-expected-rq-timeout-ms"] == "10000"
+        assert proxy.stat("cluster.slow.upstream_rq_timeout") == 0

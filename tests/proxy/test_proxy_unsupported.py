@@ -75,3 +75,18 @@ def test_a_listener_wide_max_stream_duration_is_refused_not_ignored() -> None:
     assert "max_stream_duration" in (problem(LISTENER_URL, hcm) or "")
     idle = http_listener("l", [], common_http_protocol_options={"idle_timeout": "300s"})
     assert problem(LISTENER_URL, idle) is None
+
+
+def test_allow_connect_is_served_on_clusters_with_nothing_else() -> None:
+    assert problem(CLUSTER_URL, h2_cluster({"allow_connect": True})) is None
+    mixed = h2_cluster({"allow_connect": True, "max_concurrent_streams": 10})
+    assert "max_concurrent_streams" in (problem(CLUSTER_URL, mixed) or "")
+
+
+def test_internal_address_settings_are_refused_not_ignored() -> None:
+    """Which requests are internal (x-envoy-* honoured) follows Envoy's default rule only."""
+    hops = http_listener("l", [], xff_num_trusted_hops=1)
+    assert "xff_num_trusted_hops" in (problem(LISTENER_URL, hops) or "")
+    config = {"cidr_ranges": [{"address_prefix": "10.0.0.0", "prefix_len": 8}]}
+    listed = http_listener("l", [], internal_address_config=config)
+    assert "internal_address_config" in (problem(LISTENER_URL, listed) or "")
