@@ -147,6 +147,9 @@ class _Stream:
         if enabled and self.unacked:
             self.conn.acknowledge(self, self.unacked)
             self.unacked = 0
+            # Called from the upstream's events, not this connection's: nothing else
+            # would write the WINDOW_UPDATE, and the client waits for it (a stall).
+            self.conn._flush_soon()
 
 
 class Http2Connection(asyncio.Protocol):
@@ -335,7 +338,7 @@ class Http2Connection(asyncio.Protocol):
         elif not authority:
             router.local_reply(400, b"", None, "missing_host_header")
         else:
-            router.start()
+            router.start(complete=ended)
         if ended and not router.done:
             router.on_request_end()
 
@@ -392,7 +395,8 @@ class Http2Connection(asyncio.Protocol):
             if alone:
                 return self.flush()
         try:
-            send_within_window(h2conn, stream.id, stream.pending)
+            end = stream.want_end and not stream.want_trailers  # END_STREAM on the last DATA
+            ended = send_within_window(h2conn, stream.id, stream.pending, end)
             if stream.pending:
                 self._blocked.add(stream)
                 if stream.router is not None:
@@ -405,7 +409,7 @@ class Http2Connection(asyncio.Protocol):
             if stream.want_end:
                 if stream.want_trailers:
                     h2conn.send_headers(stream.id, stream.want_trailers, end_stream=True)
-                else:
+                elif not ended:
                     h2conn.end_stream(stream.id)
                 self._stream_gone(stream)
         except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError):

@@ -133,8 +133,14 @@ class Router:
         self._ws_key = ""  # the Sec-WebSocket-Key this proxy made up for an RFC 8441 client
 
     # -- downstream events -------------------------------------------------------------------
-    def start(self) -> None:
-        """Route the request (headers are complete) and start the first attempt."""
+    def start(self, complete: bool = False) -> None:
+        """Route the request (headers are complete) and start the first attempt.
+
+        ``complete``: the headers ended the request (HTTP/2 END_STREAM on HEADERS). It is
+        marked complete before the attempt starts, so an HTTP/2 upstream gets one HEADERS
+        frame with END_STREAM, not HEADERS then an empty DATA frame to end it (which an
+        upstream may answer first and then reset the stream over). The codec still calls
+        ``on_request_end`` afterwards, which is then a no-op."""
         request, hcm = self.request, self.hcm
         headers = request.headers
         if hcm.normalize_path or hcm.merge_slashes:
@@ -199,6 +205,8 @@ class Router:
         ):
             # Without a body the route timeout starts now and would always fire first.
             self._arm_idle(idle)
+        if complete and not request.upgrade:
+            self._request_ended()  # before the attempt, which then sends END_STREAM at once
         self._start_attempt()
 
     def on_request_data(self, data: bytes) -> None:
@@ -220,18 +228,23 @@ class Router:
     def on_request_end(self) -> None:
         if self.request_complete:
             return  # HTTP/2 reports END_STREAM on a HEADERS frame twice (event and flag)
-        self.request_complete = True
-        self.info.last_downstream_rx = self.ctx.loop.time()
+        self._request_ended()
         if self.done:
             return
         if self.request.upgrade:
             return self._downstream_half_closed()
-        if self._timeout:
-            self._global = self.ctx.timers.call_later(self._timeout, self._on_global_timeout)
         attempt = self.attempt
         if attempt is not None and attempt.conn is not None and not attempt.discarded:
             attempt.conn.write(self._body.take() + self._body.end_marker(), complete=True)
             self._arm_per_try(attempt)
+
+    def _request_ended(self) -> None:
+        """The whole request is in: the route timeout starts now (Envoy's ``timeout``);
+        a tunnel has none."""
+        self.request_complete = True
+        self.info.last_downstream_rx = self.ctx.loop.time()
+        if self._timeout and not self.done and not self.request.upgrade:
+            self._global = self.ctx.timers.call_later(self._timeout, self._on_global_timeout)
 
     def on_downstream_reset(self) -> None:
         """The client went away before the response finished."""

@@ -47,17 +47,28 @@ DEFAULT_MAX_STREAMS = 100  # until the peer's SETTINGS say otherwise (RFC 9113's
 
 
 def send_within_window(
-    conn: h2.connection.H2Connection, stream_id: int, pending: bytearray
-) -> None:
+    conn: h2.connection.H2Connection, stream_id: int, pending: bytearray, end: bool = False
+) -> bool:
     """Send DATA frames from the front of ``pending`` while the stream's and the
-    connection's flow-control windows allow; what is left waits for WINDOW_UPDATE."""
+    connection's flow-control windows allow; what is left waits for WINDOW_UPDATE.
+
+    With ``end`` the last frame carries END_STREAM once all of ``pending`` fits (one frame,
+    not DATA and then an empty DATA to end the stream); returns whether it did."""
     while pending:
         size = min(conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size)
         if size <= 0:
-            return
-        chunk = bytes(pending[:size])
-        del pending[:size]
+            return False
+        if size >= len(pending):
+            chunk = bytes(pending)
+            pending.clear()
+        else:
+            chunk = bytes(pending[:size])
+            del pending[:size]
+        if end and not pending:
+            conn.send_data(stream_id, chunk, end_stream=True)
+            return True
         conn.send_data(stream_id, chunk)
+    return False
 
 
 class Http2StreamOwner(Protocol):
@@ -149,11 +160,12 @@ class Http2UpstreamStream:
             self.write(body, complete)
 
     def write(self, data: bytes, complete: bool = False) -> None:
+        """Queue request bytes; they go out at the end of this loop turn (``schedule``)."""
         if data:
             self.pending += data
         if complete:
             self.want_end = True
-        self.conn.push(self)
+        self.conn.schedule(self)
 
     def write_eof(self) -> None:
         """The request side is done (END_STREAM): what a half-close is on HTTP/2."""
@@ -198,7 +210,10 @@ class Http2UpstreamConnection(asyncio.Protocol):
         self._settings_received = False
         self._awaiting_settings: dict[Http2UpstreamStream, tuple[list[tuple[str, str]], bool]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._headers_flush_pending = False
+        self._flush_pending = False
+        # Streams with request bytes or END_STREAM queued this loop turn, sent by
+        # ``_deferred_flush`` (a dict: insertion-ordered, each stream once).
+        self._scheduled: dict[Http2UpstreamStream, None] = {}
 
     # -- what the pool asks ---------------------------------------------------------------
     def has_capacity(self) -> bool:
@@ -413,17 +428,26 @@ class Http2UpstreamConnection(asyncio.Protocol):
         if end:
             stream.want_end = False
             stream.local_ended = True
-        self._flush_headers_soon()
+        self._flush_soon()
         if stream.pending or stream.want_end:
-            self.push(stream)  # body that came while it waited for the peer's SETTINGS
+            self.schedule(stream)  # body that came while it waited for the peer's SETTINGS
 
-    def push(self, stream: Http2UpstreamStream) -> None:
+    def schedule(self, stream: Http2UpstreamStream) -> None:
+        """Send the stream's queued body (and END_STREAM) once this loop turn's callbacks
+        are done: a body and its end that one downstream read carried go out as one DATA
+        frame with END_STREAM, and every stream's frames in one ``write``."""
+        if self._loop is None:
+            return self.push(stream, flush=True)
+        self._scheduled[stream] = None
+        self._flush_soon()
+
+    def push(self, stream: Http2UpstreamStream, flush: bool = False) -> None:
         """Send the stream's pending body as far as the peer's window allows."""
         if self.closed or self.streams.get(stream.id) is not stream:
             return
         h2conn = self.h2
         try:
-            send_within_window(h2conn, stream.id, stream.pending)
+            ended = send_within_window(h2conn, stream.id, stream.pending, stream.want_end)
             if stream.pending:
                 if stream not in self._blocked and stream.owner is not None:
                     stream.owner.on_upstream_writable(False)
@@ -436,16 +460,19 @@ class Http2UpstreamConnection(asyncio.Protocol):
                 if stream.want_end:
                     stream.want_end = False
                     stream.local_ended = True
-                    h2conn.end_stream(stream.id)
+                    if not ended:
+                        h2conn.end_stream(stream.id)
                     if stream.remote_ended:  # a tunnel whose other side had ended
                         self._close_stream(stream.id, lambda owner: None)
         except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError):
             self._fail_stream(stream)
-        self._flush()
+        if flush:
+            self._flush()
 
     def acknowledge(self, stream: Http2UpstreamStream, size: int) -> None:
+        """Reopen the stream's window (WINDOW_UPDATE), written at the end of the turn."""
         self._ack(stream.id, size)
-        self._flush()
+        self._flush_soon()
 
     def cancel(self, stream: Http2UpstreamStream) -> None:
         if stream in self._reserved:
@@ -495,19 +522,21 @@ class Http2UpstreamConnection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.transport.abort()
 
-    def _flush_headers_soon(self) -> None:
-        """Write the HEADERS of every stream started in this loop turn (all the requests
-        one downstream read carried) in one ``write`` once the turn's callbacks are done.
-        Only here: deferring body and WINDOW_UPDATE writes the same way left the proxy
-        idle under load against nginx (not understood), so those still go at once."""
+    def _flush_soon(self) -> None:
+        """Write what this loop turn queued (the HEADERS, bodies and WINDOW_UPDATEs of
+        all the requests one downstream read carried) in one ``write`` once the turn's
+        callbacks are done: one syscall instead of one per stream and frame."""
         if self._loop is None:
             return self._flush()
-        if not self._headers_flush_pending:
-            self._headers_flush_pending = True
+        if not self._flush_pending:
+            self._flush_pending = True
             self._loop.call_soon(self._deferred_flush)
 
     def _deferred_flush(self) -> None:
-        self._headers_flush_pending = False
+        self._flush_pending = False
+        scheduled, self._scheduled = self._scheduled, {}
+        for stream in scheduled:
+            self.push(stream)
         self._flush()
 
     def _flush(self) -> None:

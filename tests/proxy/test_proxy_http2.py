@@ -234,9 +234,60 @@ async def test_an_http2_client_reaches_an_http1_backend() -> None:
             assert proxy.stat("http.ingress.downstream_rq_http2_total") == 1
 
 
-async def h2_backend(seen: list[dict[str, str]]) -> asyncio.AbstractServer:
+def send_within_windows(conn: h2.connection.H2Connection, queued: dict[int, bytearray]) -> None:
+    """Send each stream's queued bytes as far as the flow-control windows allow, ending
+    the stream with the last of them (a test peer that honours the proxy's windows)."""
+    for stream_id, rest in list(queued.items()):
+        while rest:
+            size = min(conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size)
+            if size <= 0:
+                break
+            chunk = bytes(rest[:size])
+            del rest[:size]
+            conn.send_data(stream_id, chunk, end_stream=not rest)
+        if not rest:
+            del queued[stream_id]
+
+
+async def h2_uploads(port: int, bodies: list[bytes]) -> list[bytes]:
+    """POST ``bodies`` on concurrent streams of one connection, honouring the proxy's
+    flow-control windows both ways; returns the response bodies in order."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding="utf-8"))
+    conn.initiate_connection()
+    queued: dict[int, bytearray] = {}
+    answers: dict[int, bytearray] = {}
+    for n, body in enumerate(bodies):
+        stream_id = conn.get_next_available_stream_id()
+        conn.send_headers(stream_id, [(":method", "POST"), (":path", f"/big{n}"),
+                          (":scheme", "http"), (":authority", "svc.local")])  # fmt: skip
+        queued[stream_id], answers[stream_id] = bytearray(body), bytearray()
+    ended: set[int] = set()
+    try:
+        while len(ended) < len(bodies):
+            send_within_windows(conn, queued)
+            writer.write(conn.data_to_send())
+            chunk = await reader.read(65536)
+            if not chunk:
+                raise AssertionError("the proxy closed the HTTP/2 connection")
+            for event in conn.receive_data(chunk):
+                if isinstance(event, h2.events.DataReceived):
+                    answers[event.stream_id] += event.data or b""
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, h2.events.StreamEnded):
+                    ended.add(event.stream_id)
+    finally:
+        writer.close()
+    return [bytes(answer) for answer in answers.values()]
+
+
+async def h2_backend(
+    seen: list[dict[str, str]], frames: list[tuple[str, int, bool]] | None = None
+) -> asyncio.AbstractServer:
     """A minimal HTTP/2-only (h2c prior knowledge) server: answers with the request's
-    method, path and body."""
+    method, path and body. ``frames`` records each request's HEADERS and DATA frames as
+    (kind, size, whether END_STREAM was on it)."""
+    log = frames if frames is not None else []
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         config = h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
@@ -244,11 +295,14 @@ async def h2_backend(seen: list[dict[str, str]]) -> asyncio.AbstractServer:
         conn.initiate_connection()
         writer.write(conn.data_to_send())
         requests: dict[int, tuple[dict[str, str], bytes]] = {}
+        answers: dict[int, bytearray] = {}  # what the peer's windows have not let out yet
         while chunk := await reader.read(65536):
             for event in conn.receive_data(chunk):
                 if isinstance(event, h2.events.RequestReceived):
                     requests[event.stream_id] = (dict(event.headers), b"")  # type: ignore[arg-type]
+                    log.append(("HEADERS", 0, event.stream_ended is not None))
                 elif isinstance(event, h2.events.DataReceived):
+                    log.append(("DATA", len(event.data or b""), event.stream_ended is not None))
                     head, body = requests[event.stream_id]
                     requests[event.stream_id] = (head, body + event.data)
                     conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
@@ -258,7 +312,8 @@ async def h2_backend(seen: list[dict[str, str]]) -> asyncio.AbstractServer:
                     answer = f"{head[':method']} {head[':path']} {body.decode()}".encode()
                     conn.send_headers(event.stream_id, [(":status", "201"),
                                       ("content-length", str(len(answer)))])  # fmt: skip
-                    conn.send_data(event.stream_id, answer, end_stream=True)
+                    answers[event.stream_id] = bytearray(answer)
+            send_within_windows(conn, answers)
             writer.write(conn.data_to_send())
         writer.close()
 
@@ -293,9 +348,12 @@ async def test_an_http1_client_reaches_an_http2_only_backend() -> None:
 
 async def test_an_http2_request_reaches_an_http2_backend_exactly_once() -> None:
     """h2 to h2 on a pooled upstream connection: a bodiless request (END_STREAM on its
-    HEADERS) is sent once, not once per report of its end, and nothing is reset."""
+    HEADERS) is sent once, not once per report of its end, and nothing is reset. It goes
+    out as the client sent it, one HEADERS frame with END_STREAM (not HEADERS and then an
+    empty DATA frame to end it), and a body's END_STREAM rides on its last DATA frame."""
     seen: list[dict[str, str]] = []
-    server = await h2_backend(seen)
+    frames: list[tuple[str, int, bool]] = []
+    server = await h2_backend(seen, frames)
     port = server.sockets[0].getsockname()[1]
     routes = [route({"prefix": "/"}, "h2")]
     resources = [cluster("h2", [port], **H2_OPTIONS),
@@ -306,6 +364,32 @@ async def test_an_http2_request_reaches_an_http2_backend_exactly_once() -> None:
                 status, _, data = await h2_request(proxy.port(), "GET", f"/n{n}")
                 assert (status, data) == (201, f"GET /n{n} ".encode())
             assert [head[":path"] for head in seen] == [f"/n{n}" for n in range(5)]
+            assert frames == [("HEADERS", 0, True)] * 5
+            frames.clear()
+            status, _, data = await h2_request(proxy.port(), "POST", "/up", b"body")
+            assert (status, data) == (201, b"POST /up body")
+            assert frames == [("HEADERS", 0, False), ("DATA", 4, True)]
+            assert proxy.stat("cluster.h2.upstream_cx_total") == 1
+    finally:
+        server.close()
+
+
+async def test_large_http2_bodies_pass_both_ways_within_flow_control_windows() -> None:
+    """h2 to h2 with bodies several times the 64 KiB initial windows, on concurrent streams
+    of one connection each side: the proxy must reopen every window it holds (client to
+    proxy, proxy to backend, and back) or a stream stalls, which the timeout catches."""
+    server = await h2_backend([])
+    port = server.sockets[0].getsockname()[1]
+    routes = [route({"prefix": "/"}, "h2")]
+    resources = [cluster("h2", [port], **H2_OPTIONS),
+                 http_listener("ingress", [vhost("all", ["*"], routes)])]  # fmt: skip
+    bodies = [bytes([ord("a") + n]) * (300_000 + n) for n in range(4)]
+    try:
+        async with running_proxy(resources) as proxy:
+            for _ in range(2):  # the second round reuses both connections' windows
+                answers = await asyncio.wait_for(h2_uploads(proxy.port(), bodies), 20)
+                assert answers == [f"POST /big{n} ".encode() + body
+                                   for n, body in enumerate(bodies)]  # fmt: skip
             assert proxy.stat("cluster.h2.upstream_cx_total") == 1
     finally:
         server.close()
