@@ -124,10 +124,14 @@ class Attempt:
         self.owner._on_headers(self, status, headers)
 
     def on_upstream_data(self, data: bytes) -> None:
-        self.owner._on_data(data)
+        # A response given up on for a retry may still be read to its end (drained, so
+        # an HTTP/2 stream or a keep-alive connection is reused): none of it goes on.
+        if not self.discarded:
+            self.owner._on_data(data)
 
     def on_upstream_trailers(self, trailers: list[tuple[str, str]]) -> None:
-        self.owner._on_trailers(trailers)
+        if not self.discarded:
+            self.owner._on_trailers(trailers)
 
     def on_upstream_end(self) -> None:
         self.owner._on_end(self)
