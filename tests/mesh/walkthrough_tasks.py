@@ -94,16 +94,16 @@ def http(url: str, data: bytes | None = None, timeout: float = 10) -> tuple[int,
 
 
 def until(check, timeout: float = 30.0, pause: float = 0.2):
-    """``check()``'s first truthy value, or its last value after ``timeout``."""
+    """``check()``'s first truthy value, or its last value after ``timeout`` (an
+    ``OSError`` counts as a falsy value)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             value = check()
         except OSError as error:
-            value = None
-            last_error = error
+            value = error if time.monotonic() > deadline else None
         if value or time.monotonic() > deadline:
-            return value if value is not None else last_error
+            return value
         time.sleep(pause)
 
 
