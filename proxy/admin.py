@@ -158,6 +158,15 @@ def _socket(host: str, port: int) -> dict[str, Any]:
     return {"socket_address": {"address": host, "port_value": port}}
 
 
+class SecretSource(Protocol):
+    """What the admin shows of the local SDS agent's client (``proxy.sds_client``)."""
+
+    status: str
+    names: tuple[str, ...]
+    versions: dict[str, str]
+    last_rejection: str
+
+
 class ServerView(Protocol):
     """What the admin endpoint reads of the server it reports on (``ProxyServer``).
 
@@ -170,6 +179,9 @@ class ServerView(Protocol):
     observability: Observability | None
     listeners: dict[str, ListenerHandle]
     bootstrap: BootstrapConfig | None
+
+    @property
+    def sds(self) -> SecretSource | None: ...
 
     @property
     def ctx(self) -> ProxyContext: ...
@@ -331,6 +343,7 @@ class AdminServer:
         config = self.server.config
         version = config.version
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        wanted = _by_name(config.resources)
         configs: list[dict[str, Any]] = [
             {"@type": TYPE_PREFIX + "envoy.admin.v3.BootstrapConfigDump",
              "bootstrap": self._bootstrap()},
@@ -338,17 +351,19 @@ class AdminServer:
              "version_info": version,
              "dynamic_active_clusters": [
                  {"version_info": version, "cluster": dict(c.raw), "last_updated": stamp}
-                 for c in config.clusters.values()]},
+                 for c in config.clusters.values()],
+             "dynamic_warming_clusters": [
+                 {"version_info": version, "cluster": wanted.get(("Cluster", name), {}),
+                  "last_updated": stamp}
+                 for name in config.warming_clusters]},
             {"@type": TYPE_PREFIX + "envoy.admin.v3.ListenersConfigDump",
              "version_info": version,
-             "dynamic_listeners": [
-                 {"name": name, "active_state": {
-                     "version_info": version, "listener": dict(lc.raw), "last_updated": stamp}}
-                 for name, lc in config.listeners.items()]},
+             "dynamic_listeners": _listener_dumps(config, wanted, stamp)},
             {"@type": TYPE_PREFIX + "envoy.admin.v3.RoutesConfigDump",
              "dynamic_route_configs": [
                  {"version_info": version, "route_config": dict(t.raw), "last_updated": stamp}
                  for t in config.route_tables.values()]},
+            self._secrets_dump(config, stamp),
         ]  # fmt: skip
         if "include_eds" in request.query:
             endpoint_configs = [
@@ -361,6 +376,64 @@ class AdminServer:
                  "dynamic_endpoint_configs": endpoint_configs}
             )  # fmt: skip
         return _json({"configs": configs})
+
+    def _secrets_dump(self, config: CompiledConfig, stamp: str) -> dict[str, Any]:
+        """Envoy's ``SecretsConfigDump``: the secrets in use, private keys redacted, and
+        the local agent's secrets still awaited (``dynamic_warming_secrets``)."""
+        sds = self.server.sds
+        active = [
+            {"name": name, "version_info": config.version, "last_updated": stamp,
+             "secret": _redacted(secret)}
+            for name, secret in config.secrets.items()
+        ]  # fmt: skip
+        for name, secret in config.local_secrets.items():
+            version = sds.versions.get(name, "") if sds else ""
+            active.append({"name": name, "version_info": version, "last_updated": stamp,
+                           "secret": _redacted(secret)})  # fmt: skip
+        warming = [
+            {"name": name, "version_info": "uninitialized", "secret": {"name": name}}
+            for name in (sds.names if sds else ())
+            if name not in config.local_secrets
+        ]
+        return {"@type": TYPE_PREFIX + "envoy.admin.v3.SecretsConfigDump",
+                "dynamic_active_secrets": active, "dynamic_warming_secrets": warming}  # fmt: skip
+
+
+def _by_name(resources: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    """Each listener and cluster of the config as received: (kind, name) -> resource."""
+    out = {}
+    for resource in resources:
+        kind = str(resource.get("@type", "")).rpartition(".")[2]
+        if kind in ("Listener", "Cluster"):
+            out[(kind, str(resource.get("name", "")))] = dict(resource)
+    return out
+
+
+def _listener_dumps(
+    config: CompiledConfig, wanted: dict[tuple[str, str], dict[str, Any]], stamp: str
+) -> list[dict[str, Any]]:
+    """Envoy's ``dynamic_listeners``: the serving version (``active_state``) and, for a
+    listener waiting for its SDS secrets, the version waiting (``warming_state``)."""
+    version = config.version
+    dumps: dict[str, dict[str, Any]] = {
+        name: {"name": name, "active_state": {
+            "version_info": version, "listener": dict(lc.raw), "last_updated": stamp}}
+        for name, lc in config.listeners.items()
+    }  # fmt: skip
+    for name in config.warming_listeners:
+        entry = dumps.setdefault(name, {"name": name})
+        entry["warming_state"] = {"version_info": version, "last_updated": stamp,
+                                  "listener": wanted.get(("Listener", name), {})}  # fmt: skip
+    return list(dumps.values())
+
+
+def _redacted(secret: Any) -> dict[str, Any]:
+    """A secret as Envoy dumps it: the private key replaced by ``[redacted]``."""
+    out = dict(secret)
+    pair = out.get("tls_certificate")
+    if isinstance(pair, dict) and "private_key" in pair:
+        out["tls_certificate"] = {**pair, "private_key": {"inline_string": "[redacted]"}}
+    return out
 
 
 def _host_stats(host: Host) -> dict[str, int]:

@@ -8,6 +8,13 @@ and retires listeners that went away. Requests already in flight keep the config
 started with; open connections of a changed listener stay open and follow the new
 version from their next request; only connections of a removed or moved listener drain.
 
+Secrets from the local SDS agent (App Mesh's ``sds`` sources, SPIRE) are watched by
+``proxy.sds_client``, started when a config first names one. A listener or cluster
+waiting for one warms (``CompiledConfig.warming_*``): a new one is not bound or not
+created, an updated one keeps serving its previous version. Each accepted change of the
+agent's secrets compiles the current resources again (same version): warming listeners
+and clusters go live, rotated certificates apply to new connections.
+
 The server state follows Envoy's ``/server_info``: PRE_INITIALIZING before ``start()``,
 INITIALIZING until the first config, LIVE, then DRAINING during ``stop()``.
 """
@@ -16,19 +23,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from typing import Any
 
 from proxy.admin import AdminServer
-from proxy.config.bootstrap import BootstrapConfig
+from proxy.config.bootstrap import BootstrapConfig, SdsAgent
 from proxy.config.compile import CompiledConfig, compile_resources
 from proxy.config.observability import ObservabilityConfig
 from proxy.config.protojson import ConfigError
+from proxy.config.tls import local_secret_names
 from proxy.context import ProxyContext
 from proxy.listener import ListenerHandle
 from proxy.observe.observability import Observability
 from proxy.observe.stats import Stats
+from proxy.sds_client import SdsAgentClient
 
+log = logging.getLogger(__name__)
 PRE_INITIALIZING, INITIALIZING, LIVE, DRAINING = (
     "PRE_INITIALIZING",
     "INITIALIZING",
@@ -50,8 +61,10 @@ class ProxyServer:
         observability: ObservabilityConfig | None = None,
         reuse_port: bool = False,
         bootstrap: BootstrapConfig | None = None,
+        sds_agent: SdsAgent | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        self.sds_agent = sds_agent or (bootstrap.sds_agent if bootstrap else None)
         self.node = node or (bootstrap.node if bootstrap else {})
         self._reuse_port = reuse_port
         self._observability_config = observability or (
@@ -65,6 +78,9 @@ class ProxyServer:
         self._admin: AdminServer | None = None
         self._ctx: ProxyContext | None = None
         self._lock = asyncio.Lock()
+        self.sds: SdsAgentClient | None = None
+        self._reapply: asyncio.Task[None] | None = None
+        self._warming: dict[str, str] = {}
 
     # -- accessors --------------------------------------------------------------------------
     @property
@@ -118,18 +134,68 @@ class ProxyServer:
 
     async def apply(self, resources: list[dict[str, Any]], version: str) -> None:
         """Make ``resources`` the running config; raises ``ConfigError`` to NACK."""
-        compiled = compile_resources(resources, version)
         async with self._lock:
-            opened = await self._bind_new_listeners(compiled)
-            warming = self.ctx.clusters.update(compiled)
-            if warming:
-                await asyncio.wait(
-                    [asyncio.ensure_future(w) for w in warming], timeout=WARMING_TIMEOUT
-                )
-            self.ctx.config = compiled
-            self._reconcile_listeners(compiled, opened)
-            if self.state == INITIALIZING:
-                self.state = LIVE
+            await self._apply_locked(resources, version)
+
+    async def _apply_locked(self, resources: list[dict[str, Any]], version: str) -> None:
+        names = set(local_secret_names(resources))
+        sds = self._sds_client(names)
+        compiled = compile_resources(
+            resources,
+            version,
+            local_secrets=sds.secrets if sds else None,
+            agent_cluster=sds.agent.cluster if sds else "",
+            previous=self._ctx.config if self._ctx else None,
+        )
+        opened = await self._bind_new_listeners(compiled)
+        warming = self.ctx.clusters.update(compiled)
+        if warming:
+            await asyncio.wait([asyncio.ensure_future(w) for w in warming], timeout=WARMING_TIMEOUT)
+        self.ctx.config = compiled
+        self._reconcile_listeners(compiled, opened)
+        if self.state == INITIALIZING:
+            self.state = LIVE
+        self._log_warming(compiled)
+
+    def _sds_client(self, names: set[str]) -> SdsAgentClient | None:
+        """The local SDS agent's client, created when a config first names its secrets."""
+        agent = self.sds_agent
+        if agent is None or (self.sds is None and not names):
+            return self.sds
+        if self.sds is None:
+            self.sds = SdsAgentClient(agent, self.node, self._secrets_changed, stats=self.stats)
+        self.sds.watch(names)
+        return self.sds
+
+    def _secrets_changed(self) -> None:
+        """The agent sent new secrets: compile the current resources again with them."""
+        if self._reapply is None or self._reapply.done():
+            self._reapply = asyncio.get_running_loop().create_task(self._recompile())
+
+    async def _recompile(self) -> None:
+        async with self._lock:
+            config = self.ctx.config
+            try:
+                await self._apply_locked([dict(r) for r in config.resources], config.version)
+            except ConfigError as exc:
+                log.warning("sds: new secrets not applied: %s", exc)
+
+    def _log_warming(self, compiled: CompiledConfig) -> None:
+        """One line per listener or cluster that starts or stops warming."""
+        previous = self._warming
+        now = {
+            **{f"listener {n}": why for n, why in compiled.warming_listeners.items()},
+            **{f"cluster {n}": why for n, why in compiled.warming_clusters.items()},
+        }
+        for what, why in now.items():
+            if previous.get(what) != why:
+                status = self.sds.status if self.sds else "no SDS agent"
+                quietly = status == "not connected yet"  # the usual start: it answers soon
+                log.log(logging.INFO if quietly else logging.WARNING,
+                        "%s warming: %s (agent %s)", what, why, status)  # fmt: skip
+        for what in previous.keys() - now.keys():
+            log.info("%s warmed: its SDS secrets arrived", what)
+        self._warming = now
 
     async def _bind_new_listeners(self, compiled: CompiledConfig) -> dict[str, ListenerHandle]:
         """Open every listener that needs a new socket, all or nothing."""
@@ -181,6 +247,8 @@ class ProxyServer:
             if transport is not None:
                 transport.abort()
         ctx.clusters.close()
+        if self.sds is not None:
+            await self.sds.stop()
         for _ in range(3):  # let aborted transports deliver connection_lost (and log)
             await asyncio.sleep(0)
         ctx.access_logs.close()

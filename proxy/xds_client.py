@@ -501,9 +501,11 @@ def _eds_names(clusters: Any) -> Iterator[str]:
 
 
 def _secret_names(resources: list[Any]) -> Iterator[str]:
-    """SDS secret names (``SdsSecretConfig``: a ``name`` next to an ``sds_config``)."""
+    """Names of the SDS secrets the control plane sends (``SdsSecretConfig``: a ``name``
+    next to ``sds_config: {ads: {}}``); a local SDS agent's are ``proxy.sds_client``'s."""
     for node in _walk(resources):
-        if "sds_config" in node and isinstance(node.get("name"), str):
+        config = node.get("sds_config")
+        if isinstance(config, dict) and "ads" in config and isinstance(node.get("name"), str):
             yield node["name"]
 
 

@@ -9,8 +9,11 @@ and ``stats_flush_interval``.
 
 What the proxy cannot honour is refused with one line naming the field, before anything
 starts, as Envoy refuses a bootstrap naming an extension it was not built with: another
-tracer or stats sink, static listeners or extra static clusters, SDS, a control plane
-reached by ``google_grpc`` or a Unix socket, runtime keys it does not know.
+tracer or stats sink, static listeners or extra static clusters, a control plane
+reached by ``google_grpc`` or a Unix socket, runtime keys it does not know. One static
+cluster besides the control plane's is read: a gRPC cluster on a Unix socket (the image's
+``static_cluster_sds_unix_socket`` from ``APPMESH_SDS_SOCKET_PATH``), the local SDS agent
+(SPIRE's) that TLS contexts may fetch secrets from (``proxy.sds_client``).
 
 The control plane is reached at the ADS cluster's address with REST-JSON discovery
 (``POST /v3/discovery:<type>``, long-polled), the transport this proxy speaks; the
@@ -75,6 +78,14 @@ _RUNTIME_NOT_ACTED_ON = {
 
 
 @dataclass(frozen=True)
+class SdsAgent:
+    """A static gRPC cluster on a Unix socket: where local SDS secrets are fetched."""
+
+    cluster: str
+    socket_path: str
+
+
+@dataclass(frozen=True)
 class BootstrapConfig:
     """What the bootstrap decides for the life of the process."""
 
@@ -86,6 +97,7 @@ class BootstrapConfig:
     observability: ObservabilityConfig
     raw: dict[str, Any]  # for /config_dump
     notes: tuple[str, ...] = ()  # runtime flags accepted but not acted on, logged at start
+    sds_agent: SdsAgent | None = None  # the local SDS agent's static cluster, if any
 
     @property
     def xds_endpoint(self) -> str:
@@ -123,6 +135,7 @@ def compile_bootstrap(spec: Any) -> BootstrapConfig:
     return BootstrapConfig(
         node=node,
         xds_endpoints=_xds_endpoints(spec.get("dynamic_resources"), spec.get("static_resources")),
+        sds_agent=_sds_agent(spec.get("dynamic_resources"), spec.get("static_resources")),
         admin_address=address,
         admin_access_log=access_log,
         outlier_event_log=_cluster_manager(spec.get("cluster_manager")),
@@ -227,9 +240,10 @@ def _xds_endpoints(dynamic: Any, static: Any) -> tuple[str, ...]:
     if static and set(static) - {"clusters"}:
         extra = sorted(set(static) - {"clusters"})[0]
         raise ConfigError(f"bootstrap: static_resources.{extra} {NOT_SUPPORTED}")
+    agents = [name for name, c in clusters.items() if name != cluster_name and _pipe(c)]
     for name in clusters:
-        if name != cluster_name:
-            why = "SDS" if name == "static_cluster_sds_unix_socket" else "static clusters"
+        if name != cluster_name and name not in agents[:1]:
+            why = "a second SDS agent" if name in agents else "static clusters"
             raise ConfigError(f"bootstrap: static cluster {name}: {why} {NOT_SUPPORTED}")
     cluster = clusters.get(cluster_name)
     if cluster is None:
@@ -238,6 +252,33 @@ def _xds_endpoints(dynamic: Any, static: Any) -> tuple[str, ...]:
     localities = (cluster.get("load_assignment") or {}).get("endpoints") or [{}]
     entries = [entry for locality in localities for entry in locality.get("lb_endpoints") or ()]
     return tuple(_endpoint_url(cluster_name, entry, scheme) for entry in entries or [{}])
+
+
+def _sds_agent(dynamic: Any, static: Any) -> SdsAgent | None:
+    """The static cluster on a Unix socket that is not the control plane's (checked by
+    ``_xds_endpoints``): the local SDS agent, plaintext gRPC as Envoy speaks to it."""
+    ads = _ads_cluster(dynamic)
+    for cluster in (static or {}).get("clusters") or ():
+        path = _pipe(cluster) if cluster and cluster.get("name") != ads else None
+        if path is not None:
+            if cluster.get("transport_socket"):
+                raise ConfigError(
+                    f"bootstrap: static cluster {cluster['name']}: TLS to an SDS agent "
+                    f"{NOT_SUPPORTED}"
+                )
+            return SdsAgent(str(cluster["name"]), path)
+    return None
+
+
+def _pipe(cluster: Any) -> str | None:
+    """The Unix socket path of a cluster whose one endpoint is a ``pipe``."""
+    localities = ((cluster or {}).get("load_assignment") or {}).get("endpoints") or ()
+    entries = [entry for locality in localities for entry in locality.get("lb_endpoints") or ()]
+    if len(entries) != 1:
+        return None
+    pipe = ((entries[0].get("endpoint") or {}).get("address") or {}).get("pipe")
+    path = pipe.get("path") if isinstance(pipe, dict) else None
+    return path if isinstance(path, str) and path else None
 
 
 def _endpoint_url(cluster_name: str, entry: Any, scheme: str) -> str:

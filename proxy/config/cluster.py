@@ -9,7 +9,6 @@ healthy-panic threshold, a 5 s connect timeout and a 1 h upstream idle timeout.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from types import MappingProxyType
 from typing import Any
 
 from envoy_bootstrap.envoy_types import HTTP_PROTOCOL_OPTIONS
@@ -23,11 +22,10 @@ from proxy.config.protojson import (
     type_url,
     uint,
 )
-from proxy.config.tls import ClientTls, Secrets, compile_client
+from proxy.config.tls import NO_SECRETS, ClientTls, Secrets, compile_client
 from proxy.config.unsupported import socket_kind
 
 UNHEALTHY_EDS_STATES = frozenset({"UNHEALTHY", "DRAINING", "TIMEOUT"})
-_NO_SECRETS: Secrets = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +266,7 @@ def _check_lb_policy(name: str, discovery: str, lb_policy: str) -> None:
         )
 
 
-def compile_cluster(spec: dict[str, Any], secrets: Secrets = _NO_SECRETS) -> ClusterConfig:
+def compile_cluster(spec: dict[str, Any], secrets: Secrets = NO_SECRETS) -> ClusterConfig:
     """A ``Cluster`` dict; STATIC/STRICT_DNS/LOGICAL_DNS carry endpoints, EDS waits for them."""
     name = spec.get("name")
     if not isinstance(name, str) or not name:

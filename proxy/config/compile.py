@@ -15,10 +15,10 @@ features this proxy cannot honour yet (``proxy.config.unsupported``: HTTP/2...) 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from envoy_bootstrap.envoy_types import (
     CLUSTER,
@@ -52,14 +52,21 @@ from proxy.config.protojson import (
     uint,
 )
 from proxy.config.routing import RouteTable, compile_route_configuration, compile_upgrades
-from proxy.config.tls import Secrets, ServerTls, compile_server
+from proxy.config.tls import (
+    NO_SECRETS,
+    SecretMap,
+    SecretNotReady,
+    Secrets,
+    ServerTls,
+    compile_server,
+)
 
 _HCM_NAMES = (HTTP_CONNECTION_MANAGER, "envoy.filters.network.http_connection_manager")
 _TCP_NAMES = (TCP_PROXY, "envoy.filters.network.tcp_proxy")
 _ORIGINAL_DST_NAMES = (ORIGINAL_DST, "envoy.filters.listener.original_dst")
 _TLS_INSPECTOR_NAMES = (TLS_INSPECTOR, TLS_INSPECTOR_NAME)
-_NO_SECRETS: Secrets = MappingProxyType({})
 _HEALTH_CHECK_NAMES = (HEALTH_CHECK_FILTER, HEALTH_CHECK_NAME)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +220,11 @@ class CompiledConfig:
     load_assignments: Mapping[str, LoadAssignment]
     secrets: Mapping[str, Mapping[str, Any]]
     resources: tuple[Mapping[str, Any], ...] = field(default=(), repr=False)
+    # Listeners and clusters waiting for a local SDS agent's secret: name -> the reason.
+    # Each serves its last version that had its secrets, or is not served at all.
+    warming_listeners: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    warming_clusters: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    local_secrets: SecretMap = field(default_factory=lambda: MappingProxyType({}))
 
     def route_table(self, http: HttpConnectionManagerConfig) -> RouteTable | None:
         """An HCM's routes: inline, or the RDS route configuration it names."""
@@ -236,8 +248,20 @@ EMPTY_CONFIG = CompiledConfig(
 )
 
 
-def compile_resources(resources: list[dict[str, Any]], version: str) -> CompiledConfig:
-    """Compile one complete set of resources; raises ``ConfigError`` on what Envoy rejects."""
+def compile_resources(
+    resources: list[dict[str, Any]],
+    version: str,
+    *,
+    local_secrets: SecretMap | None = None,
+    agent_cluster: str = "",
+    previous: CompiledConfig | None = None,
+) -> CompiledConfig:
+    """Compile one complete set of resources; raises ``ConfigError`` on what Envoy rejects.
+
+    ``local_secrets`` are the local SDS agent's (reached through the bootstrap's
+    ``agent_cluster``). A listener or cluster naming one that has not arrived warms: it
+    keeps its version in ``previous`` if there is one, else it is left out.
+    """
     buckets: dict[str, dict[str, Any]] = {
         LISTENER: {},
         ROUTE_CONFIGURATION: {},
@@ -249,20 +273,50 @@ def compile_resources(resources: list[dict[str, Any]], version: str) -> Compiled
         if not isinstance(resource, dict):
             raise ConfigError(f"resource is not an object: {resource!r}")
         _add_resource(buckets, resource)
-    secrets = _frozen(dict(buckets[SECRET]))
+    local = _frozen(dict(local_secrets or {}))
+    secrets = Secrets(_frozen(dict(buckets[SECRET])), local, agent_cluster)
+    old = previous or EMPTY_CONFIG
+    listeners, warming_listeners = _warmed(
+        buckets[LISTENER], lambda r: compile_listener(r, secrets), old.listeners
+    )
+    clusters, warming_clusters = _warmed(
+        buckets[CLUSTER], lambda r: compile_cluster(r, secrets), old.clusters
+    )
     return CompiledConfig(
         version=version,
-        listeners=_frozen({n: compile_listener(r, secrets) for n, r in buckets[LISTENER].items()}),
+        listeners=listeners,
         route_tables=_frozen(
             {n: compile_route_configuration(r) for n, r in buckets[ROUTE_CONFIGURATION].items()}
         ),
-        clusters=_frozen({n: compile_cluster(r, secrets) for n, r in buckets[CLUSTER].items()}),
+        clusters=clusters,
         load_assignments=_frozen(
             {n: compile_load_assignment(r) for n, r in buckets[CLUSTER_LOAD_ASSIGNMENT].items()}
         ),
-        secrets=secrets,
+        secrets=secrets.ads,
         resources=tuple(r for r in resources if type_url(r) in buckets),
+        warming_listeners=warming_listeners,
+        warming_clusters=warming_clusters,
+        local_secrets=local,
     )
+
+
+def _warmed(
+    specs: dict[str, dict[str, Any]],
+    compile_one: Callable[[dict[str, Any]], _T],
+    previous: Mapping[str, _T],
+) -> tuple[Mapping[str, _T], Mapping[str, str]]:
+    """Compile each resource; one whose local SDS secret has not arrived keeps its
+    previous version (or none) and is listed as warming, with the reason."""
+    compiled: dict[str, _T] = {}
+    warming: dict[str, str] = {}
+    for name, spec in specs.items():
+        try:
+            compiled[name] = compile_one(spec)
+        except SecretNotReady as exc:
+            warming[name] = str(exc)
+            if name in previous:
+                compiled[name] = previous[name]
+    return _frozen(compiled), _frozen(warming)
 
 
 def _add_resource(buckets: dict[str, dict[str, Any]], resource: dict[str, Any]) -> None:
@@ -286,7 +340,7 @@ def _frozen(mapping: dict[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(mapping)
 
 
-def compile_listener(spec: dict[str, Any], secrets: Secrets = _NO_SECRETS) -> ListenerConfig:
+def compile_listener(spec: dict[str, Any], secrets: Secrets = NO_SECRETS) -> ListenerConfig:
     name = str(spec.get("name", ""))
     chains = tuple(
         _compile_chain(chain, f"{name}#{i}", secrets)

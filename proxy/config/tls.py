@@ -6,18 +6,23 @@ trust loaded, plus what Envoy checks that OpenSSL's own verification does not (t
 subject alternative name matchers, whether a client certificate is required, the SNI).
 
 Certificates come inline in the context (``tls_certificates`` with ``filename`` or
-``inline_string``) or by name from SDS secrets delivered on the xDS stream
-(``tls_certificate_sds_secret_configs``, ``validation_context_sds_secret_config``,
-``combined_validation_context``). Files are read when a version is compiled, as Envoy
-reads them when it loads a listener or cluster, so a rotated file applies to
-connections made after the next config update; a changed SDS secret is a new version
-by itself. Connections already open keep the context they were made with.
+``inline_string``) or by name from SDS secrets (``tls_certificate_sds_secret_configs``,
+``validation_context_sds_secret_config``, ``combined_validation_context``): delivered on
+the xDS stream (``sds_config: ads``, ACM material) or by the local SDS agent (an
+``api_config_source`` naming the bootstrap's Unix-socket cluster: SPIRE's agent). Envoy
+keeps the two apart, and so does ``Secrets``. A secret the xDS server has not sent is a
+broken config (NACK); one the local agent has not sent yet is ``SecretNotReady``, which
+makes the listener or cluster warm (``proxy.config.compile``) rather than fail. Files are
+read when a version is compiled, as Envoy reads them when it loads a listener or cluster,
+so a rotated file applies to connections made after the next config update; a changed
+SDS secret is a new version by itself. Connections already open keep the context they
+were made with.
 
 What OpenSSL is not told, this module checks after the handshake, as Envoy's
 ``DefaultCertValidator`` does after chain verification: ``match_typed_subject_alt_names``
 (and the older ``match_subject_alt_names``), DNS SANs matched with a certificate's
 ``*.`` wildcard covering one label. Anything in a context this proxy does not act on
-(cipher lists, SPKI pins, CRLs, local SDS agents) is refused by ``proxy.config.unsupported``
+(cipher lists, SPKI pins, CRLs) is refused by ``proxy.config.unsupported``
 before it gets here.
 """
 
@@ -27,14 +32,40 @@ import base64
 import os
 import ssl
 import tempfile
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from proxy.config.matchers import compile_string_matcher
 from proxy.config.protojson import ConfigError
 
-Secrets = Mapping[str, Mapping[str, Any]]
+SecretMap = Mapping[str, Mapping[str, Any]]
+_EMPTY: SecretMap = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    """The secrets a version is compiled with, by where they come from: ``ads`` (sent by
+    the control plane with the version) and ``local`` (the local SDS agent's, last good).
+    ``agent_cluster`` is the bootstrap's cluster to that agent (``""``: none)."""
+
+    ads: SecretMap = field(default_factory=lambda: _EMPTY)
+    local: SecretMap = field(default_factory=lambda: _EMPTY)
+    agent_cluster: str = ""
+
+
+NO_SECRETS = Secrets()
+
+
+class SecretNotReady(Exception):
+    """A TLS context names a local SDS agent's secret that has not arrived (yet): the
+    listener or cluster warms, as Envoy's does, instead of being served without it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"waiting for SDS secret {name!r} from the local SDS agent")
+        self.name = name
+
 
 # Envoy's SAN types and the names Python's ``getpeercert()`` gives them.
 _SAN_TYPES = {"DNS": "DNS", "URI": "URI", "EMAIL": "email", "IP_ADDRESS": "IP Address"}
@@ -211,11 +242,22 @@ def _dns_exact(matcher: Mapping[str, Any]) -> Callable[[str], bool] | None:
 
 def _secret(secrets: Secrets, ref: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
     name = str(ref.get("name", ""))
-    secret = secrets.get(name)
-    if secret is None:
-        raise ConfigError(
-            f"SDS secret {name!r} has not been delivered (the xDS server sent no such secret)"
-        )
+    cluster = agent_cluster(ref)
+    if cluster is None:
+        secret = secrets.ads.get(name)
+        if secret is None:
+            raise ConfigError(
+                f"SDS secret {name!r} has not been delivered (the xDS server sent no such secret)"
+            )
+    else:
+        if cluster != secrets.agent_cluster:
+            raise ConfigError(
+                f"SDS secret {name!r}: cluster {cluster!r} is not a static cluster of the "
+                "bootstrap (APPMESH_SDS_SOCKET_PATH unset?)"
+            )
+        secret = secrets.local.get(name)
+        if secret is None:
+            raise SecretNotReady(name)
     body = secret.get(kind)
     if not isinstance(body, dict):
         raise ConfigError(f"SDS secret {name!r} holds no {kind}")
@@ -259,3 +301,54 @@ def _load_trust(context: ssl.SSLContext, validation: Mapping[str, Any]) -> None:
         context.load_verify_locations(cadata=pem)
     except (ssl.SSLError, ValueError) as exc:
         raise ConfigError(f"TLS trusted_ca rejected: {exc}") from exc
+
+
+def agent_cluster(ref: Mapping[str, Any]) -> str | None:
+    """The cluster an ``SdsSecretConfig`` fetches from over gRPC; ``None`` for ADS.
+
+    ``proxy.config.unsupported`` has already refused any other shape of ``sds_config``.
+    """
+    config = ref.get("sds_config") or {}
+    if "ads" in config:
+        return None
+    services = (config.get("api_config_source") or {}).get("grpc_services") or [{}]
+    return str((services[0].get("envoy_grpc") or {}).get("cluster_name", ""))
+
+
+def local_secret_names(resources: Any) -> Iterator[str]:
+    """The names of every local-agent SDS secret ``resources`` reference."""
+    for node in _walk(resources):
+        config = node.get("sds_config")
+        if isinstance(config, dict) and "ads" not in config and isinstance(node.get("name"), str):
+            yield node["name"]
+
+
+def check_secret(secret: Mapping[str, Any]) -> None:
+    """Raise ``ConfigError`` when an SDS secret cannot be used: a certificate and key
+    that do not load, or a trust bundle that does not parse (the agent is NACKed)."""
+    if isinstance(secret.get("tls_certificate"), dict):
+        body = secret["tls_certificate"]
+        chain = _data(body.get("certificate_chain"), "certificate_chain")
+        _load_pair(
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER),
+            chain,
+            _data(body.get("private_key"), "private_key"),
+        )
+    elif isinstance(secret.get("validation_context"), dict):
+        validation = secret["validation_context"]
+        if "trusted_ca" in validation:
+            _load_trust(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), validation)
+    else:
+        raise ConfigError(
+            f"SDS secret {secret.get('name')!r} holds no tls_certificate or validation_context"
+        )
+
+
+def _walk(value: Any) -> Iterator[Mapping[str, Any]]:
+    if isinstance(value, Mapping):
+        yield value
+        for child in value.values():
+            yield from _walk(child)
+    elif isinstance(value, (list, tuple)):
+        for child in value:
+            yield from _walk(child)

@@ -2,7 +2,7 @@
 
 Envoy rejects a listener or cluster that names an extension it was not built with;
 this proxy does the same for the features it has not implemented, so a mesh that asks
-for HTTP/2, or for a TLS setting this proxy does not act on (a local SDS agent, cipher
+for HTTP/2, or for a TLS setting this proxy does not act on (cipher
 lists, certificate pins, CRLs), gets a NACK with a reason (in the proxy's
 log, ``/_appmesh/proxies`` and the console) instead of something weaker in its place.
 Keeping the list in one module makes it the one place to shrink as the features land.
@@ -296,12 +296,26 @@ def _common_context_problem(common: dict[str, Any]) -> str | None:
         ):
             return f"TLS trust_chain_verification ACCEPT_UNTRUSTED {NOT_YET}"
     for ref in _sds_references(common):
-        if "ads" not in (ref.get("sds_config") or {}):
-            return (
-                f"TLS secret {ref.get('name')!r} from a local SDS agent {NOT_YET} (only "
-                "secrets the control plane sends on the xDS stream are); "
-                "refusing rather than serving without it"
-            )
+        problem = _sds_source_problem(ref)
+        if problem:
+            return problem
+    return None
+
+
+def _sds_source_problem(ref: dict[str, Any]) -> str | None:
+    """An SDS secret comes over ADS, or from a local agent over one ``envoy_grpc``
+    cluster (App Mesh's ``static_cluster_sds_unix_socket``); nothing else is fetched."""
+    config = ref.get("sds_config") or {}
+    if "ads" in config:
+        return None
+    source = config.get("api_config_source") or {}
+    services = source.get("grpc_services") or ()
+    cluster = (services[0].get("envoy_grpc") or {}).get("cluster_name") if services else None
+    if source.get("api_type") != "GRPC" or len(services) != 1 or not cluster:
+        return (
+            f"TLS secret {ref.get('name')!r}: an SDS source other than ADS or one envoy_grpc "
+            f"cluster (a local SDS agent) {NOT_YET}; refusing rather than serving without it"
+        )
     return None
 
 

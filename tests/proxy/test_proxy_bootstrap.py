@@ -78,6 +78,22 @@ def test_tracing_stats_sinks_and_tags_come_from_the_bootstrap():
     )
 
 
+def _second_sds_agent() -> dict:
+    spec = bootstrap(APPMESH_SDS_SOCKET_PATH="/tmp/sds.sock")
+    clusters = spec["static_resources"]["clusters"]
+    clusters.append({**clusters[-1], "name": "another_agent"})
+    return spec
+
+
+def test_the_image_sds_socket_is_the_local_sds_agent() -> None:
+    """``APPMESH_SDS_SOCKET_PATH`` makes the static pipe cluster the proxy's SDS agent."""
+    config = compile_bootstrap(bootstrap(APPMESH_SDS_SOCKET_PATH="/run/spire/agent.sock"))
+    assert config.sds_agent is not None
+    assert config.sds_agent.cluster == "static_cluster_sds_unix_socket"
+    assert config.sds_agent.socket_path == "/run/spire/agent.sock"
+    assert compile_bootstrap(bootstrap()).sds_agent is None
+
+
 def _with(section: str, value: object) -> dict:
     spec = bootstrap()
     spec[section] = value
@@ -89,7 +105,7 @@ def _with(section: str, value: object) -> dict:
     [
         (bootstrap(ENABLE_ENVOY_DATADOG_TRACING="1"), "tracer envoy.tracers.datadog"),
         (bootstrap(ENABLE_ENVOY_JAEGER_TRACING="1"), "tracer envoy.tracers.zipkin"),
-        (bootstrap(APPMESH_SDS_SOCKET_PATH="/tmp/sds.sock"), "SDS"),
+        (_second_sds_agent(), "a second SDS agent"),
         (bootstrap(ENVOY_INITIAL_FETCH_TIMEOUT="5"), "initial_fetch_timeout"),
         (_with("overload_manager", {}), "overload_manager"),
         (_with("stats_sinks", [{"name": "envoy.stat_sinks.statsd"}]), "stats sink"),

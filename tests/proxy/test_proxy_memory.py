@@ -46,6 +46,7 @@ NOT_AT_START = (
     "re2",
     "cryptography",
     "google.protobuf",
+    "grpc",
     "yaml",
     "envoy_bootstrap.translate",
     "email",

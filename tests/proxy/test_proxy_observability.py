@@ -133,7 +133,7 @@ async def test_admin_endpoints() -> None:
         kinds = [c["@type"].rsplit(".", 1)[1] for c in dump["configs"]]
         assert kinds == [
             "BootstrapConfigDump", "ClustersConfigDump", "ListenersConfigDump",
-            "RoutesConfigDump",
+            "RoutesConfigDump", "SecretsConfigDump",
         ]  # fmt: skip
         listeners = dump["configs"][2]["dynamic_listeners"]
         assert listeners[0]["active_state"]["version_info"] == "v7"

@@ -72,16 +72,17 @@ def test_access_log_operators() -> None:
 
 def test_xds_client_follows_references_to_routes_endpoints_and_secrets() -> None:
     listener = http_listener("l", rds="rds-a")
-    sds = {"name": "cert", "sds_config": {"path": "/etc/sds"}}
+    sds = {"name": "cert", "sds_config": {"ads": {}}}
+    agent = {"name": "spiffe://td", "sds_config": {"api_config_source": {"api_type": "GRPC"}}}
     clusters = [
         eds_cluster("e1"),
         eds_cluster("e2", eds_cluster_config={"service_name": "svc-2"}),
         cluster("static", [80], transport_socket={"typed_config": {
-            "common_tls_context": {"tls_certificate_sds_secret_configs": [sds]}}}),
+            "common_tls_context": {"tls_certificate_sds_secret_configs": [sds, agent]}}}),
     ]  # fmt: skip
     assert list(_route_names([listener])) == ["rds-a"]
     assert list(_eds_names(clusters)) == ["e1", "svc-2"]
-    assert list(_secret_names(clusters)) == ["cert"]
+    assert list(_secret_names(clusters)) == ["cert"]  # the agent's are not the xDS server's
 
 
 def test_a_clusters_breakers_count_in_one_place_and_follow_new_limits():

@@ -248,7 +248,11 @@ def _san(writer: asyncio.StreamWriter) -> str:
     return dict(cert["subjectAltName"])["DNS"]
 
 
-async def test_an_undelivered_secret_or_a_local_sds_agent_is_refused(ca: Authority) -> None:
+async def test_an_undelivered_secret_or_an_sds_agent_the_bootstrap_lacks_is_refused(
+    ca: Authority,
+) -> None:
+    """Envoy NACKs a secret the xDS server did not send, an SDS source naming a cluster
+    its bootstrap does not define (no ``APPMESH_SDS_SOCKET_PATH``), and SDS from files."""
     missing = downstream(
         {"tls_certificate_sds_secret_configs": [{"name": "nowhere", "sds_config": ADS}]}
     )
@@ -261,8 +265,16 @@ async def test_an_undelivered_secret_or_a_local_sds_agent_is_refused(ca: Authori
     agent = downstream(
         {"tls_certificate_sds_secret_configs": [{"name": "spire", "sds_config": local}]}
     )
+    path = downstream(
+        {"tls_certificate_sds_secret_configs": [{"name": "f", "sds_config": {"path": "/x"}}]}
+    )
+    refused = (
+        (missing, "has not been delivered"),
+        (agent, "not a static cluster of the bootstrap"),
+        (path, "an SDS source other than ADS"),
+    )
     async with running_proxy([]) as proxy:
-        for socket, reason in ((missing, "has not been delivered"), (agent, "local SDS agent")):
+        for socket, reason in refused:
             listener = tls_listener("ingress", free_port(), socket, "STRICT", "blue")
             with pytest.raises(ConfigError, match=reason):
                 await proxy.server.apply([listener], "2")
