@@ -396,7 +396,11 @@ class Http2Connection(asyncio.Protocol):
                 return self.flush()
         try:
             end = stream.want_end and not stream.want_trailers  # END_STREAM on the last DATA
+            before = len(stream.pending)
             ended = send_within_window(h2conn, stream.id, stream.pending, end)
+            if before:  # all frames but the last are full-size: their count, for the floods
+                sent = before - len(stream.pending)
+                self._floods.data_frames += -(-sent // h2conn.max_outbound_frame_size)
             if stream.pending:
                 self._blocked.add(stream)
                 if stream.router is not None:

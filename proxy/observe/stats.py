@@ -113,7 +113,8 @@ HTTP2_COUNTERS = ("rx_reset", "tx_reset", "trailers", "goaway_sent")
 HTTP2_MESSAGING_COUNTERS = ("rx_messaging_error", "too_many_header_frames")
 HTTP2_DOWNSTREAM_COUNTERS = (
     *HTTP2_COUNTERS, *HTTP2_MESSAGING_COUNTERS, "header_overflow", "inbound_empty_frames_flood",
-    "inbound_priority_frames_flood", "outbound_flood", "outbound_control_flood",
+    "inbound_priority_frames_flood", "inbound_window_update_frames_flood", "outbound_flood",
+    "outbound_control_flood",
 )  # fmt: skip
 HTTP2_UPSTREAM_COUNTERS = tuple(
     f"http2.{name}"

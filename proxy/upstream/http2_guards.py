@@ -25,6 +25,7 @@ MAX_OUTBOUND_FRAMES = 10_000
 MAX_OUTBOUND_CONTROL_FRAMES = 1_000
 MAX_CONSECUTIVE_EMPTY_FRAMES = 1
 MAX_PRIORITY_FRAMES_PER_STREAM = 100
+MAX_WINDOW_UPDATES_PER_DATA_FRAME = 10
 
 _PING, _SETTINGS, _RST_STREAM = 0x6, 0x4, 0x3
 _CONTROL = frozenset((_PING, _SETTINGS, _RST_STREAM))  # Envoy's "control" frame types
@@ -57,14 +58,20 @@ class InboundFloods:
     """Envoy's inbound flood checks on one downstream connection: more consecutive
     empty-payload DATA frames (without END_STREAM) than
     ``max_consecutive_inbound_frames_with_empty_payload``, or more PRIORITY frames than
-    ``max_inbound_priority_frames_per_stream`` times (1 + streams opened)."""
+    ``max_inbound_priority_frames_per_stream`` times (1 + streams opened), or more
+    WINDOW_UPDATE frames than 5 + 2 x (streams opened +
+    ``max_inbound_window_update_frames_per_data_frame_sent`` x DATA frames sent); the
+    codec adds the DATA frames it sends to ``data_frames``."""
 
-    __slots__ = ("_empty", "_header_priority", "_opened", "_priority")
+    __slots__ = ("_empty", "_header_priority", "_opened", "_priority", "_window_updates",
+                 "data_frames")  # fmt: skip
 
     def __init__(self) -> None:
         self._empty = 0
         self._priority = 0
         self._opened = 0
+        self._window_updates = 0
+        self.data_frames = 0
         self._header_priority: h2.events.PriorityUpdated | None = None
 
     def check(self, event: h2.events.Event) -> str | None:
@@ -83,6 +90,11 @@ class InboundFloods:
         if isinstance(event, h2.events.RequestReceived):
             self._opened += 1
             self._header_priority = event.priority_updated  # reported again, not a frame
+        elif isinstance(event, h2.events.WindowUpdated):
+            self._window_updates += 1
+            allowed = self._opened + MAX_WINDOW_UPDATES_PER_DATA_FRAME * self.data_frames
+            if self._window_updates > 5 + 2 * allowed:
+                return "inbound_window_update_frames_flood"
         elif isinstance(event, h2.events.PriorityUpdated):
             if event is self._header_priority:
                 return None

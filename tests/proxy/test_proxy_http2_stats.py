@@ -221,6 +221,26 @@ async def test_too_many_priority_frames_are_an_inbound_flood() -> None:
         assert (await http2_stats(proxy))["http2.inbound_priority_frames_flood"] == 1
 
 
+async def test_window_updates_beyond_the_data_sent_are_an_inbound_flood() -> None:
+    """max_inbound_window_update_frames_per_data_frame_sent (10): 5 + 2 x (streams opened
+    + 10 x DATA frames sent) WINDOW_UPDATEs are allowed; with one stream open and nothing
+    sent that is 7, and the 8th ends the connection."""
+    async with silent_backend() as (_, port), running_proxy(slow_proxy(port)) as proxy:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port())
+        client = raw_client()
+        client.send_headers(1, REQUEST)
+        for _ in range(7):
+            client.increment_flow_control_window(1)
+        writer.write(client.data_to_send())
+        await until(lambda: proxy.server.stats.get("http.ingress.downstream_rq_total"), "rq")
+        assert (await http2_stats(proxy))["http2.inbound_window_update_frames_flood"] == 0
+        client.increment_flow_control_window(1)
+        writer.write(client.data_to_send())
+        assert await goaway_code(reader, client) == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+        writer.close()
+        assert (await http2_stats(proxy))["http2.inbound_window_update_frames_flood"] == 1
+
+
 async def unread_connection(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A client socket with a tiny receive buffer that the test never reads: the proxy's
     answers pile up in its own buffers."""
