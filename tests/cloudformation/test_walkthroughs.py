@@ -1,7 +1,7 @@
 """The aws-app-mesh-examples walkthroughs' CloudFormation templates, deployed unmodified.
 
 Each walkthrough runs as its ``deploy.sh`` (or README) runs it: the real aws CLI's
-``aws cloudformation deploy`` (in this process, see ``run_aws_in_process``: 37 deploys)
+``aws cloudformation deploy`` (in this process, see ``run_aws_in_process``: 40 deploys)
 with the same stack names and ``--parameter-overrides``,
 stacks in the walkthrough's order, a later version of a template as an update of the
 same stack. After every deploy, each App Mesh resource the template declares is read
@@ -106,6 +106,23 @@ WALKTHROUGHS = (
     Walkthrough("howto-http-headers", infra_app(COLOR_IMAGES), project("howto-http-headers")),
     Walkthrough("howto-http2", infra_mesh_app(), project("howto-http2"), ("key_pair",)),
     Walkthrough("howto-grpc", infra_mesh_app(), project("howto-grpc"), ("key_pair",)),
+    Walkthrough(
+        "howto-grpc-ingress-gateway",
+        (
+            *infra_mesh_app()[:2],
+            Step(
+                "${PROJECT_NAME}-app",
+                "app.yaml",
+                {
+                    "ProjectName": "${PROJECT_NAME}",
+                    "EnvoyImage": ENVOY_IMAGE,
+                    **images("ColorServerImage", "color_server"),
+                },
+            ),
+        ),
+        project("howto-grpc-ingress-gateway"),
+        ("key_pair",),
+    ),
     Walkthrough(
         "howto-outlier-detection",
         (
