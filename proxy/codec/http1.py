@@ -250,7 +250,7 @@ class Http1Connection(asyncio.Protocol):
         key = name.decode("latin-1").lower()
         if key == "host" and "host" in self._headers:
             self._duplicate_host = True
-        text = value.decode("latin-1")
+        text = value.decode("latin-1").strip(" \t")  # llhttp keeps trailing whitespace
         headers = self._headers
         if key in headers:
             text = f"{headers[key]}{'; ' if key == 'cookie' else ','}{text}"

@@ -42,7 +42,7 @@ from proxy.observe.stats import HTTP2_DOWNSTREAM_COUNTERS, HTTP_COUNTERS
 from proxy.router.http_types import CHUNKED, CONTENT_LENGTH, NO_BODY, HttpRequest
 from proxy.router.router import Router
 from proxy.stream_info import StreamInfo
-from proxy.upstream.http2 import send_within_window
+from proxy.upstream.http2 import h2_configuration, never_indexed, send_within_window
 from proxy.upstream.http2_guards import InboundFloods, OutboundFrames, protocol_error_stat
 
 if TYPE_CHECKING:
@@ -55,8 +55,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_CONCURRENT_STREAMS = 1024  # UNCONFIRMED: Envoy defaults to 2**31 - 1
-_CONNECTION_SPECIFIC = frozenset(
-    ("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade")
+_CONNECTION_SPECIFIC = frozenset(  # and ``te``, a request header only (RFC 9113 8.2.2)
+    ("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te")
 )
 
 
@@ -127,7 +127,8 @@ class _Stream:
         self.conn.push(self)
 
     def send_local(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-        out = [(":status", str(status)), *headers]
+        out = [(":status", str(status))]
+        out.extend((n, v) for n, v in headers if n not in _CONNECTION_SPECIFIC)
         if not body or self.head:
             out.append(("content-length", str(len(body))))
             self.conn.send_headers(self, out, end=True)
@@ -170,10 +171,7 @@ class Http2Connection(asyncio.Protocol):
         self.h2_stats = ctx.stats.scope("http2", "", HTTP2_DOWNSTREAM_COUNTERS)
         if "streams_active" not in self.h2_stats.gauge_fns:
             _register_gauges(self.h2_stats, ctx.connections)
-        config = h2.config.H2Configuration(
-            client_side=False, header_encoding="latin-1", validate_inbound_headers=True
-        )
-        self.h2 = h2.connection.H2Connection(config=config)
+        self.h2 = h2.connection.H2Connection(config=h2_configuration(client_side=False))
         self.transport: asyncio.Transport | None = None
         self.remote_address = ""
         self.local_address = ""
@@ -338,7 +336,7 @@ class Http2Connection(asyncio.Protocol):
         elif not authority:
             router.local_reply(400, b"", None, "missing_host_header")
         else:
-            router.start(complete=ended)
+            router.start()
         if ended and not router.done:
             router.on_request_end()
 
@@ -374,7 +372,7 @@ class Http2Connection(asyncio.Protocol):
         if stream.ended or self._closed:
             return
         try:
-            self.h2.send_headers(stream.id, headers, end_stream=end)
+            self.h2.send_headers(stream.id, never_indexed(headers), end_stream=end)
         except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError):
             return self._stream_gone(stream)
         if end:

@@ -133,14 +133,14 @@ class Router:
         self._ws_key = ""  # the Sec-WebSocket-Key this proxy made up for an RFC 8441 client
 
     # -- downstream events -------------------------------------------------------------------
-    def start(self, complete: bool = False) -> None:
+    def start(self) -> None:
         """Route the request (headers are complete) and start the first attempt.
 
-        ``complete``: the headers ended the request (HTTP/2 END_STREAM on HEADERS). It is
-        marked complete before the attempt starts, so an HTTP/2 upstream gets one HEADERS
-        frame with END_STREAM, not HEADERS then an empty DATA frame to end it (which an
-        upstream may answer first and then reset the stream over). The codec still calls
-        ``on_request_end`` afterwards, which is then a no-op."""
+        A request without a body (HTTP/2 END_STREAM on HEADERS; HTTP/1.1 with neither
+        content-length nor chunked) is complete here, before the attempt starts, so an
+        HTTP/2 upstream gets one HEADERS frame with END_STREAM, not HEADERS and then an
+        empty DATA frame to end it (which an upstream may answer before it reads, and then
+        reset the stream over). The codec's ``on_request_end`` that follows is a no-op."""
         request, hcm = self.request, self.hcm
         headers = request.headers
         if hcm.normalize_path or hcm.merge_slashes:
@@ -205,7 +205,7 @@ class Router:
         ):
             # Without a body the route timeout starts now and would always fire first.
             self._arm_idle(idle)
-        if complete and not request.upgrade:
+        if request.framing == NO_BODY and not request.upgrade:
             self._request_ended()  # before the attempt, which then sends END_STREAM at once
         self._start_attempt()
 

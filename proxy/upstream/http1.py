@@ -252,7 +252,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         headers = self._headers
-        headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+        # Trimmed: llhttp keeps a value's trailing whitespace, which HTTP/2 forbids.
+        headers.append((name.decode("latin-1").lower(), value.decode("latin-1").strip(" \t")))
         self._head_bytes += len(name) + len(value)
         if len(headers) > self._limits.max_count or self._head_bytes > self._limits.max_bytes:
             raise _HeadTooLarge

@@ -301,6 +301,11 @@ async def h2_backend(
                 if isinstance(event, h2.events.RequestReceived):
                     requests[event.stream_id] = (dict(event.headers), b"")  # type: ignore[arg-type]
                     log.append(("HEADERS", 0, event.stream_ended is not None))
+                    # (h2 hands every cookie back never-indexed, however it came)
+                    hidden = [str(h[0]) for h in event.headers or ()
+                              if not h.indexable and h[0] != "cookie"]  # type: ignore[union-attr]  # fmt: skip
+                    if hidden:
+                        log.append(("NEVER_INDEXED", len(hidden), hidden == ["authorization"]))
                 elif isinstance(event, h2.events.DataReceived):
                     log.append(("DATA", len(event.data or b""), event.stream_ended is not None))
                     head, body = requests[event.stream_id]
@@ -322,7 +327,8 @@ async def h2_backend(
 
 async def test_an_http1_client_reaches_an_http2_only_backend() -> None:
     seen: list[dict[str, str]] = []
-    server = await h2_backend(seen)
+    frames: list[tuple[str, int, bool]] = []
+    server = await h2_backend(seen, frames)
     port = server.sockets[0].getsockname()[1]
     routes = [route({"prefix": "/"}, "h2")]
     resources = [cluster("h2", [port], **H2_OPTIONS),
@@ -339,6 +345,16 @@ async def test_an_http1_client_reaches_an_http2_only_backend() -> None:
                 assert await response.read() == b"POST /upload abc"
             async with session.get(proxy.url("/again")) as response:  # chunk-free, pooled
                 assert await response.read() == b"GET /again "
+            # Sent as built (h2's outbound normalisation is off): the value's trailing
+            # whitespace, which HTTP/2 forbids, is trimmed by the HTTP/1.1 parser, and a
+            # credential stays out of HPACK's table (never indexed) as h2 would keep it.
+            padded = {"x-padded": "value \t", "authorization": "Basic dXNlcjpwYXNz",
+                      "cookie": "a-cookie-long-enough-to-index"}  # fmt: skip
+            async with session.get(proxy.url("/padded"), headers=padded) as response:
+                assert response.status == 201
+        assert seen[-1]["x-padded"] == "value"
+        assert seen[-1]["authorization"] == "Basic dXNlcjpwYXNz"
+        assert frames[-2:] == [("HEADERS", 0, True), ("NEVER_INDEXED", 1, True)]
         assert seen[1][":authority"].startswith("127.0.0.1")
         assert "transfer-encoding" not in seen[1] and "connection" not in seen[1]
         assert proxy.stat("cluster.h2.upstream_cx_total") == 1
