@@ -164,7 +164,7 @@ async def propagation(
         if meter:
             from bigmesh import quiet
 
-            await quiet(meter[0])
+            await quiet(meter[0], len(urls))
         weight = 1 + next(_WEIGHTS) % 50  # a new weight each run: each one is a change
         spec = {
             "httpRoute": {
