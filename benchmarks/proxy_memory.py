@@ -43,7 +43,7 @@ IMPORTS = [
     ("httptools", "httptools"),
     ("proxy.main", "proxy.main (bootstrap, signing)"),
     ("proxy.server", "proxy.server (data path, admin)"),
-    ("proxy.xds_client", "proxy.xds_client"),
+    ("proxy.xds.rest", "proxy.xds.rest (REST xDS)"),
 ]
 NOT_AT_START = [
     ("aiohttp.web", "aiohttp (+web)"),

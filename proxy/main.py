@@ -92,7 +92,7 @@ def load_settings(args: argparse.Namespace, env: Mapping[str, str]) -> ProxySett
 async def run_proxy(settings: ProxySettings, stop: asyncio.Event | None = None) -> None:
     """Serve until ``stop`` is set (or SIGTERM/SIGINT), then drain and exit."""
     from proxy.server import ProxyServer
-    from proxy.xds_client import XdsClient
+    from proxy.xds.rest import XdsClient
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

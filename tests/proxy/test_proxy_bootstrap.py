@@ -25,7 +25,7 @@ from proxy.config.bootstrap import compile_bootstrap, load_bootstrap
 from proxy.config.protojson import ConfigError
 from proxy.observe.stats import Stats
 from proxy.server import ProxyServer
-from proxy.xds_client import XdsClient
+from proxy.xds.rest import XdsClient
 
 NODE = "arn:aws:appmesh:us-east-1:123456789012:mesh/demo/virtualNode/front"
 ROOT = Path(__file__).resolve().parents[2]
@@ -262,7 +262,7 @@ async def test_a_bootstrap_pointed_at_the_grpc_ads_port_says_so(caplog):
     await server.start()
     xds = XdsClient(f"127.0.0.1:{port}", {"id": NODE}, lambda *_: asyncio.sleep(0))
     try:
-        with caplog.at_level("WARNING", logger="proxy.xds_client"):
+        with caplog.at_level("WARNING", logger="proxy.xds"):
             await xds.start()
             await wait_until(lambda: "does not answer HTTP/1.1" in caplog.text)
     finally:

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from proxy.xds_client import XdsClient
+from proxy.xds.rest import XdsClient
 
 NODE = {"id": "arn:aws:appmesh:us-east-1:123456789012:mesh/demo/virtualNode/front"}
 

@@ -11,7 +11,7 @@ from proxy.config.access_log import compile_json_format, compile_text_format
 from proxy.observe.stats import Stats
 from proxy.stream_info import StreamInfo
 from proxy.timers import TimerWheel
-from proxy.xds_client import _eds_names, _route_names, _secret_names
+from proxy.xds.state import eds_names, route_names, secret_names
 
 
 async def test_timer_wheel_fires_in_order_never_early_and_cancels() -> None:
@@ -80,9 +80,9 @@ def test_xds_client_follows_references_to_routes_endpoints_and_secrets() -> None
         cluster("static", [80], transport_socket={"typed_config": {
             "common_tls_context": {"tls_certificate_sds_secret_configs": [sds, agent]}}}),
     ]  # fmt: skip
-    assert list(_route_names([listener])) == ["rds-a"]
-    assert list(_eds_names(clusters)) == ["e1", "svc-2"]
-    assert list(_secret_names(clusters)) == ["cert"]  # the agent's are not the xDS server's
+    assert list(route_names([listener])) == ["rds-a"]
+    assert list(eds_names(clusters)) == ["e1", "svc-2"]
+    assert list(secret_names(clusters)) == ["cert"]  # the agent's are not the xDS server's
 
 
 def test_a_clusters_breakers_count_in_one_place_and_follow_new_limits():

@@ -25,7 +25,7 @@ PROXY_LAYERS: tuple[tuple[str, ...], ...] = (
     ("proxy.router",),  # one request: route, attempts, retries, header rules
     ("proxy.codec",),  # downstream HTTP/1.1 and TCP
     ("proxy.listener", "proxy.interception"),  # accepting connections
-    ("proxy.admin", "proxy.xds_client", "proxy.xds_auth", "proxy.sds_client"),
+    ("proxy.admin", "proxy.xds", "proxy.xds_auth", "proxy.sds_client"),  # xds: state < rest, delta
     ("proxy.server",),
     ("proxy.main",),
 )
