@@ -26,7 +26,7 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import any_pb2, json_format
 
 from appmesh_api.ads_delta import DeltaStream
-from appmesh_api.adsauth import authorities, verify_call
+from appmesh_api.adsauth import ADS_PATH, DELTA_ADS_PATH, authorities, verify_call
 from appmesh_api.adstls import AdsCertificate, local_names
 from appmesh_api.discovery import TYPE_URLS, DiscoveryService, ResolvedNode, XdsError
 from appmesh_api.frontdoor.refusals import Refusal
@@ -173,7 +173,8 @@ class AggregatedDiscovery(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         self, kind: type[_Stream] | type[DeltaStream], request_iterator: AsyncIterator, context
     ) -> AsyncIterator[Any]:
         """Authenticate the call, then run its reader and watcher and yield its outbox."""
-        account = self._account(dict(context.invocation_metadata() or ()))
+        path = DELTA_ADS_PATH if kind is DeltaStream else ADS_PATH
+        account = self._account(dict(context.invocation_metadata() or ()), path)
         if isinstance(account, XdsError):
             log.info("refusing ADS stream: %s", account.message)
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, account.message)
@@ -204,7 +205,7 @@ class AggregatedDiscovery(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
-    def _account(self, metadata: dict[str, Any]) -> str | XdsError:
+    def _account(self, metadata: dict[str, Any], path: str = ADS_PATH) -> str | XdsError:
         """The stream's account, from the SigV4 ``authorization`` metadata of the call.
 
         App Mesh's Envoy signed its stream (the ``aws_iam`` call credentials); a stream
@@ -217,7 +218,7 @@ class AggregatedDiscovery(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             return XdsError(403, 7, XDS_UNSIGNED)
         if self.settings.verify_signatures:
             try:
-                verify_call(metadata, self.hosts, self._secret_for)
+                verify_call(metadata, self.hosts, self._secret_for, path=path)
             except Refusal as refusal:
                 return XdsError(403, 7, f"{refusal.codes[0]}: {refusal.message}")
         return account_of(scope.access_key, self.settings)

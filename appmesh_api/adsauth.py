@@ -27,6 +27,7 @@ from appmesh_api.frontdoor import refusals
 from appmesh_api.frontdoor.signatures import SecretLookup, SignedRequest, verify
 
 ADS_PATH = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+DELTA_ADS_PATH = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
 _DEFAULT_PORTS = ("80", "443")
 
 
@@ -64,18 +65,20 @@ def verify_call(
     hosts: Sequence[str],
     secret_for: SecretLookup,
     now: datetime | None = None,
+    path: str = ADS_PATH,
 ) -> None:
     """Raise a :class:`~appmesh_api.frontdoor.refusals.Refusal` unless the ADS call's
-    metadata carries a valid signature of the call for one of ``hosts``."""
+    metadata carries a valid signature of the call (the method at ``path``: SotW or
+    Delta ADS, each signed for its own path) for one of ``hosts``."""
     headers = [(name, value) for name, value in metadata.items() if not name.endswith("-bin")]
-    request = SignedRequest("POST", ADS_PATH, "", headers, b"")
+    request = SignedRequest("POST", path, "", headers, b"")
     try:
         verify(request, secret_for, now, hosts=hosts)
     except refusals.Refusal as refusal:
         if refusal == refusals.invalid_signature():  # the mismatch, not a malformed one
             tried = ", ".join(hosts)
             raise refusals.invalid_signature(
-                f"(appmesh-local checked the signature of {ADS_PATH} for the hosts {tried}; "
+                f"(appmesh-local checked the signature of {path} for the hosts {tried}; "
                 "add the name tasks dial with --xds-tls-name)"
             ) from None
         raise

@@ -158,6 +158,15 @@ def _bootstrap(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     if args.resource_arn:
         env["APPMESH_RESOURCE_ARN"] = args.resource_arn
+    if args.xds_delta and args.like_appmesh_image:
+        print(
+            "appmesh-local bootstrap: --xds-delta cannot be combined with --like-appmesh-image: "
+            "App Mesh's image reached ADS with State of the World (api_type GRPC)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.xds_delta:
+        env["APPMESH_XDS_DELTA"] = "1"
     try:
         endpoint = args.xds_endpoint or (
             f"127.0.0.1:{DEFAULT_ADS_TLS_PORT}"
@@ -632,6 +641,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="reach ADS as App Mesh's Envoy image did: Google gRPC over TLS with the "
         "envoy.grpc_credentials.aws_iam call credentials (service appmesh, AWS_REGION), for "
         "serve --xds-tls-port",
+    )
+    bootstrap.add_argument(
+        "--xds-delta",
+        action="store_true",
+        help="ADS as incremental xDS (api_type DELTA_GRPC: only changed resources are sent); "
+        "the default (and App Mesh's) is State of the World, GRPC ($APPMESH_XDS_DELTA=1 too)",
     )
     bootstrap.add_argument(
         "--xds-ca-file",

@@ -53,6 +53,13 @@ def xds_endpoint(env: Mapping[str, str], default: str) -> str:
     return Env(env).or_("APPMESH_XDS_ENDPOINT", default)
 
 
+def xds_delta(env: Mapping[str, str]) -> bool:
+    """``APPMESH_XDS_DELTA``: ADS as incremental xDS (``api_type: DELTA_GRPC``), which
+    sends a proxy only the resources that changed. Off by default: App Mesh's image used
+    State of the World (``GRPC``), and appmesh-proxy then needs no gRPC at all."""
+    return Env(env).truthy("APPMESH_XDS_DELTA")
+
+
 def build_bootstrap(
     env: Mapping[str, str],
     xds_endpoint: str,
@@ -63,7 +70,8 @@ def build_bootstrap(
 
     ``like_appmesh_image`` reaches ADS as the image did (``image_ads.py``: Google gRPC over
     TLS trusting ``root_certs``, signed by the ``aws_iam`` call credentials) instead of
-    through ``xds_cluster``.
+    through ``xds_cluster``, always with State of the World (``api_type: GRPC``), as the
+    image did; otherwise ``APPMESH_XDS_DELTA`` picks incremental ADS (``xds_delta``).
 
     Raises ``ValueError`` where the App Mesh image refused to start: no node id, a node
     id that is not ``[arn:...:]mesh/<mesh>/<type>/<name>``, a malformed number, boolean,
@@ -176,14 +184,18 @@ def _dynamic_resources(
     env: Env, node_id: str, grpc_service: dict[str, Any] | None
 ) -> dict[str, Any]:
     """LDS and CDS over ADS (routes, endpoints and secrets follow from them); ADS through
-    ``xds_cluster`` unless ``grpc_service`` says otherwise."""
+    ``xds_cluster`` (State of the World, or incremental with ``APPMESH_XDS_DELTA``)
+    unless ``grpc_service`` (the image's, State of the World) says otherwise."""
     timeout = env.integer("ENVOY_INITIAL_FETCH_TIMEOUT", 0)
     source = {"ads": {}, "initial_fetch_timeout": f"{timeout}s", "resource_api_version": "V3"}
-    grpc_service = grpc_service or {
-        "envoy_grpc": {"cluster_name": names.XDS_CLUSTER},
-        "initial_metadata": [{"key": "authorization", "value": _account_claim(env, node_id)}],
-    }
-    ads = {"api_type": "GRPC", "transport_api_version": "V3", "grpc_services": [grpc_service]}
+    api_type = "GRPC"
+    if grpc_service is None:
+        grpc_service = {
+            "envoy_grpc": {"cluster_name": names.XDS_CLUSTER},
+            "initial_metadata": [{"key": "authorization", "value": _account_claim(env, node_id)}],
+        }
+        api_type = "DELTA_GRPC" if env.truthy("APPMESH_XDS_DELTA") else "GRPC"
+    ads = {"api_type": api_type, "transport_api_version": "V3", "grpc_services": [grpc_service]}
     return {"lds_config": source, "cds_config": dict(source), "ads_config": ads}
 
 

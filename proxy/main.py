@@ -31,16 +31,27 @@ import signal
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from envoy_bootstrap.bootstrap import build_bootstrap, xds_endpoint
+from envoy_bootstrap.bootstrap import build_bootstrap, xds_delta, xds_endpoint
 from envoy_bootstrap.command_line import LOG_LEVELS, command_line
 from proxy.config.bootstrap import BootstrapConfig, compile_bootstrap, load_bootstrap
-from proxy.xds_auth import Credentials, credentials_from, node_account, xds_signer
+from proxy.xds_auth import (
+    Credentials,
+    call_signer,
+    credentials_from,
+    node_account,
+    xds_signer,
+)
+
+if TYPE_CHECKING:
+    from proxy.server import ProxyServer
+    from proxy.xds.state import DiscoveryState
 
 log = logging.getLogger("appmesh_proxy")
 
 DEFAULT_XDS_ENDPOINT = "http://127.0.0.1:4567"  # appmesh-local's REST xDS
+DEFAULT_DELTA_ENDPOINT = "127.0.0.1:15010"  # its gRPC ADS port, for APPMESH_XDS_DELTA
 
 _LOG_LEVELS = {
     "trace": logging.DEBUG,
@@ -75,7 +86,8 @@ def load_settings(args: argparse.Namespace, env: Mapping[str, str]) -> ProxySett
     if args.config_path:
         spec = load_bootstrap(args.config_path)
     else:
-        spec = build_bootstrap(env, xds_endpoint(env, DEFAULT_XDS_ENDPOINT))
+        default = DEFAULT_DELTA_ENDPOINT if xds_delta(env) else DEFAULT_XDS_ENDPOINT
+        spec = build_bootstrap(env, xds_endpoint(env, default))
     bootstrap = compile_bootstrap(spec)
     account = node_account(bootstrap.node_id, bootstrap.metadata("mesh_owner"))
     credentials = credentials_from(env, account)  # the task's AWS credentials, as Envoy's
@@ -92,7 +104,6 @@ def load_settings(args: argparse.Namespace, env: Mapping[str, str]) -> ProxySett
 async def run_proxy(settings: ProxySettings, stop: asyncio.Event | None = None) -> None:
     """Serve until ``stop`` is set (or SIGTERM/SIGINT), then drain and exit."""
     from proxy.server import ProxyServer
-    from proxy.xds.rest import XdsClient
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -111,21 +122,13 @@ async def run_proxy(settings: ProxySettings, stop: asyncio.Event | None = None) 
     await server.start()
     # Back-off capped at 10 s: a local control plane that restarts is back within seconds,
     # and its proxies should follow it promptly.
-    region = str(bootstrap.metadata("region", "us-east-1"))
-    sign = xds_signer(Credentials(*settings.xds_credentials), region)
-    client = XdsClient(
-        bootstrap.xds_endpoints,
-        bootstrap.node,
-        server.apply,
-        stats=server.stats,
-        backoff_max=10.0,
-        sign=sign,
-    )
+    client = _xds_client(settings, server)
     await client.start()
     log.info(
-        "appmesh-proxy for %s: control plane %s, admin %s, ingress :%s, egress :%s",
+        "appmesh-proxy for %s: control plane %s (%s), admin %s, ingress :%s, egress :%s",
         bootstrap.node_id,
         ", ".join(bootstrap.xds_endpoints),
+        "incremental ADS" if bootstrap.xds_delta else "REST xDS",
         f"{admin[0]}:{admin[1]}" if admin else "off",
         bootstrap.metadata("ingress_port", "?"),
         bootstrap.metadata("egress_port", "?"),
@@ -134,6 +137,35 @@ async def run_proxy(settings: ProxySettings, stop: asyncio.Event | None = None) 
     log.info("draining for up to %.0f s (LISTENER_DRAIN_WAIT_TIME_S)", settings.drain_seconds)
     await client.stop()
     await server.stop(drain_seconds=settings.drain_seconds)
+
+
+def _xds_client(settings: ProxySettings, server: ProxyServer) -> DiscoveryState:
+    """The bootstrap's transport: REST long-poll for ``api_type: GRPC``, incremental ADS
+    over gRPC (which alone loads grpcio and protobuf) for ``DELTA_GRPC``."""
+    bootstrap = settings.bootstrap
+    region = str(bootstrap.metadata("region", "us-east-1"))
+    credentials = Credentials(*settings.xds_credentials)
+    if bootstrap.xds_delta:
+        from proxy.xds.delta import DeltaClient
+
+        return DeltaClient(
+            bootstrap.xds_endpoints,
+            bootstrap.node,
+            server.apply,
+            stats=server.stats,
+            backoff_max=10.0,
+            sign=call_signer(credentials, region),
+        )
+    from proxy.xds.rest import XdsClient
+
+    return XdsClient(
+        bootstrap.xds_endpoints,
+        bootstrap.node,
+        server.apply,
+        stats=server.stats,
+        backoff_max=10.0,
+        sign=xds_signer(credentials, region),
+    )
 
 
 def _serve(args: argparse.Namespace, argv: Sequence[str], env: Mapping[str, str]) -> int:

@@ -27,6 +27,7 @@ from urllib.parse import quote, urlsplit
 
 DEFAULT_ACCOUNT = "123456789012"
 Signer = Callable[[str, bytes], dict[str, str]]
+CallSigner = Callable[[str, str], list[tuple[str, str]]]
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -70,6 +71,43 @@ def sigv4_headers(
     """The headers of a SigV4-signed JSON ``POST url`` with ``body``, signed at ``now``."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
     headers = {"content-type": "application/json", "X-Amz-Date": stamp}
+    return _signed(credentials, region, service, url, body, headers)
+
+
+def call_signer(
+    credentials: Credentials, region: str, clock: Callable[[], float] = time.time
+) -> CallSigner:
+    """``sign(authority, path)`` -> the call metadata that signs one gRPC call for
+    ``appmesh``, as Envoy's ``envoy.grpc_credentials.aws_iam`` plugin signs an ADS stream:
+    a bodiless ``POST`` of the call's path to the channel's authority (without a default
+    port), with ``x-amz-content-sha256``, ``x-amz-date`` and, for temporary credentials,
+    ``x-amz-security-token`` (``appmesh_api/adsauth.py`` verifies exactly this)."""
+
+    def sign(authority: str, path: str) -> list[tuple[str, str]]:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(clock()))
+        headers = {"x-amz-content-sha256": hashlib.sha256(b"").hexdigest(), "x-amz-date": stamp}
+        # Envoy's signer leaves a port 80 or 443 out of ``host``, as _host does for its scheme.
+        scheme = "http" if authority.endswith(":80") else "https"
+        signed = _signed(
+            credentials, region, "appmesh", f"{scheme}://{authority}{path}", b"", headers
+        )
+        return [(name.lower(), value) for name, value in signed.items()]
+
+    return sign
+
+
+def _signed(
+    credentials: Credentials,
+    region: str,
+    service: str,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+) -> dict[str, str]:
+    """``headers`` (with a ``X-Amz-Date``, any case) plus the session token and the
+    ``Authorization`` of SigV4 over them, ``host``, the path, the query and ``body``."""
+    stamp = next(value for name, value in headers.items() if name.lower() == "x-amz-date")
+    headers = dict(headers)
     if credentials.token:
         headers["X-Amz-Security-Token"] = credentials.token
     parts = urlsplit(url)

@@ -15,12 +15,16 @@ cluster besides the control plane's is read: a gRPC cluster on a Unix socket (th
 ``static_cluster_sds_unix_socket`` from ``APPMESH_SDS_SOCKET_PATH``), the local SDS agent
 (SPIRE's) that TLS contexts may fetch secrets from (``proxy.sds_client``).
 
-The control plane is reached at the ADS cluster's address with REST-JSON discovery
-(``POST /v3/discovery:<type>``, long-polled), the transport this proxy speaks; the
-bootstrap's ``api_type: GRPC`` names the same service, which appmesh-local serves over
-both (REST on its main port, gRPC ADS on ``--xds-port``). The requests are SigV4-signed
-(``proxy.xds_auth``), which is what the ``initial_metadata`` account claim a real Envoy
-sends stands in for.
+The control plane is reached at the ADS cluster's address. With ``api_type: GRPC``
+(State of the World) the proxy speaks REST-JSON discovery there (``POST
+/v3/discovery:<type>``, long-polled, ``proxy.xds.rest``): the same service, which
+appmesh-local serves over both (REST on its main port, gRPC ADS on ``--xds-port``). With
+``api_type: DELTA_GRPC`` it opens incremental ADS over gRPC to that address, as Envoy
+does (``proxy.xds.delta``: ``--xds-port``, or ``--xds-tls-port`` behind a TLS transport
+socket). Other API types (``REST``, ``AGGREGATED_GRPC``, ``AGGREGATED_DELTA_GRPC``) are
+refused. Requests and
+streams are SigV4-signed (``proxy.xds_auth``), which is what the ``initial_metadata``
+account claim a real Envoy sends stands in for.
 """
 
 from __future__ import annotations
@@ -98,6 +102,7 @@ class BootstrapConfig:
     raw: dict[str, Any]  # for /config_dump
     notes: tuple[str, ...] = ()  # runtime flags accepted but not acted on, logged at start
     sds_agent: SdsAgent | None = None  # the local SDS agent's static cluster, if any
+    xds_delta: bool = False  # ads_config.api_type DELTA_GRPC: incremental ADS over gRPC
 
     @property
     def xds_endpoint(self) -> str:
@@ -142,6 +147,7 @@ def compile_bootstrap(spec: Any) -> BootstrapConfig:
         observability=ObservabilityConfig(identity, tracing, metrics),
         raw=spec,
         notes=notes,
+        xds_delta=_ads_config(spec.get("dynamic_resources"))[1] == "DELTA_GRPC",
     )
 
 
@@ -295,6 +301,11 @@ def _endpoint_url(cluster_name: str, entry: Any, scheme: str) -> str:
 
 
 def _ads_cluster(dynamic: Any) -> str:
+    return _ads_config(dynamic)[0]
+
+
+def _ads_config(dynamic: Any) -> tuple[str, str]:
+    """The ADS cluster's name and the API type: ``GRPC`` or ``DELTA_GRPC``."""
     if not isinstance(dynamic, dict) or not isinstance(dynamic.get("ads_config"), dict):
         raise ConfigError("bootstrap: dynamic_resources.ads_config is required (ADS)")
     unknown = sorted(set(dynamic) - {"ads_config", "lds_config", "cds_config"})
@@ -303,8 +314,11 @@ def _ads_cluster(dynamic: Any) -> str:
     for key in ("lds_config", "cds_config"):
         _ads_source(dynamic.get(key), f"dynamic_resources.{key}")
     ads = dynamic["ads_config"]
-    if ads.get("api_type", "GRPC") != "GRPC":
-        raise ConfigError(f"bootstrap: ads_config api_type {ads['api_type']} {NOT_SUPPORTED}")
+    api_type = ads.get("api_type", "GRPC")
+    if api_type not in ("GRPC", "DELTA_GRPC"):
+        raise ConfigError(
+            f"bootstrap: ads_config api_type {api_type} {NOT_SUPPORTED} (GRPC and DELTA_GRPC are)"
+        )
     services = ads.get("grpc_services") or []
     grpc = services[0].get("envoy_grpc") if len(services) == 1 else None
     if not isinstance(grpc, dict) or not grpc.get("cluster_name"):
@@ -312,7 +326,7 @@ def _ads_cluster(dynamic: Any) -> str:
             "bootstrap: ads_config must name one envoy_grpc cluster (google_grpc, App Mesh's "
             f"SigV4 channel to its regional endpoint, {NOT_SUPPORTED})"
         )
-    return str(grpc["cluster_name"])
+    return str(grpc["cluster_name"]), str(api_type)
 
 
 def _ads_source(source: Any, where: str) -> None:

@@ -128,6 +128,13 @@ class DiscoveryState:
         """The control-plane replica talked to now."""
         return self.endpoints[self._current]
 
+    async def start(self) -> None:
+        """Subscribe (listeners and clusters first) and keep in step until ``stop``."""
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
     # -- reaching the control plane ---------------------------------------------------------
     def _reached(self) -> None:
         if self._unreachable:

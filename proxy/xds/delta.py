@@ -1,0 +1,323 @@
+"""The Delta xDS client: incremental ADS (``DeltaAggregatedResources``) over gRPC.
+
+Used when the bootstrap's ``ads_config.api_type`` is ``DELTA_GRPC``, as Envoy does. One
+bidirectional stream to the ADS cluster's address carries every type. Per type URL the
+proxy sends a ``DeltaDiscoveryRequest``: listeners and clusters as wildcards (an empty
+first request), routes, endpoints and secrets by name, subscribed and unsubscribed as
+the listeners and clusters that reference them change (``state.DiscoveryState``
+decides which names, this module only says so on the stream). A response carries the
+new or changed resources, each with its own version, and ``removed_resources``; the
+proxy lays them over what it last accepted, so the config it compiles is the same
+complete set the REST client would have, and the same warming, ordering and
+unsupported-resource rules apply. Each response is ACKed (its nonce) or NACKed (its
+nonce with ``error_detail``) once its verdict is known; a NACKed response leaves the last
+good config running.
+
+On reconnect, each type's first request carries ``initial_resource_versions`` (what the
+proxy holds, by name and version), so the control plane resends only what changed
+meanwhile; appmesh-local's versions are digests of the content, equal across replicas,
+so this holds across a failover too. Failover and back-off are ``DiscoveryState``'s: a
+stream that fails (refused, reset, ended, or no connection within ``connect_timeout``)
+moves to the next replica at once; back-off starts when each has failed in a row.
+
+The stream is signed as Envoy's ``envoy.grpc_credentials.aws_iam`` call credentials sign
+it (``proxy.xds_auth.call_signer``), over TLS when the ADS cluster has a TLS transport
+socket (trusting the system's CA bundle, ``SSL_CERT_FILE`` included) and in plaintext
+otherwise. This is the one module of the proxy that loads grpcio and protobuf (and
+Envoy's protos, to turn each resource back into the JSON the proxy compiles), so a
+sidecar on REST xDS pays nothing for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, TypeAlias
+from urllib.parse import urlsplit
+
+import grpc
+from envoy.config.core.v3 import base_pb2
+from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf import json_format
+
+import envoy_bootstrap.validate  # noqa: F401  (registers the Envoy types resources name)
+from proxy.config.protojson import ConfigError
+from proxy.observe.stats import Stats
+from proxy.xds.state import (
+    KINDS,
+    WILDCARD_KINDS,
+    Apply,
+    DiscoveryState,
+    Subscription,
+    resource_name,
+)
+from proxy.xds_auth import CallSigner
+
+log = logging.getLogger(__name__)
+
+DELTA_ADS_PATH = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
+#: What is sent first on a stream: clusters before listeners, as Envoy does.
+ORDER = ("clusters", "listeners", "routes", "endpoints", "secrets")
+#: A stream that lived this long counts as a success, whatever ended it.
+HEALTHY_SECONDS = 10.0
+_CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", -1),  # a big mesh's first clusters run to MBs
+    # Pings no more often than a gRPC server accepts by default (5 min without data):
+    # a replica that vanishes without a reset is noticed within 5 min + 20 s.
+    ("grpc.keepalive_time_ms", 300_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+]
+Request: TypeAlias = discovery_pb2.DeltaDiscoveryRequest
+Response: TypeAlias = discovery_pb2.DeltaDiscoveryResponse
+
+
+class DeltaClient(DiscoveryState):
+    """Keeps a ``ProxyServer`` (through ``apply``) in step over incremental ADS."""
+
+    COUNTERS = (
+        "delta.streams",
+        "delta.responses",
+        "delta.resources_received",
+        "delta.resources_removed",
+        "delta.bytes_received",
+        "delta.nacks",
+    )
+
+    def __init__(
+        self,
+        endpoint: str | Sequence[str],
+        node: dict[str, Any],
+        apply: Apply,
+        *,
+        stats: Stats | None = None,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        settle_seconds: float = 0.05,
+        warm_timeout: float = 5.0,
+        sign: CallSigner | None = None,
+        connect_timeout: float = 2.0,
+    ) -> None:
+        listed = [endpoint] if isinstance(endpoint, str) else list(endpoint)
+        super().__init__(
+            [one if "://" in one else f"http://{one}" for one in listed],
+            node,
+            apply,
+            stats=stats,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            settle_seconds=settle_seconds,
+            warm_timeout=warm_timeout,
+            connect_timeout=connect_timeout,
+        )
+        self.sign = sign
+        self._node = json_format.ParseDict(node, base_pb2.Node())
+        self._runner: asyncio.Task[None] | None = None
+        self._outbox: asyncio.Queue[Request] | None = None  # the live stream's, if any
+        self._opened: set[str] = set()  # types that sent their first request on it
+        self._answered = False
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._runner = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._runner, self._applier) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _run(self) -> None:
+        """One stream at a time; a failed one moves to the next replica, or backs off."""
+        failures = 0
+        loop = asyncio.get_running_loop()
+        while True:
+            used, began = self.endpoint, loop.time()
+            self._answered = False
+            try:
+                await self._stream(used)
+                exc: Exception = ConnectionError("the control plane ended the stream")
+            except grpc.aio.AioRpcError as error:
+                exc = ConnectionError(f"{error.code().name}: {error.details()}")
+            except (OSError, TimeoutError) as error:
+                exc = error
+            if self._answered or loop.time() - began >= HEALTHY_SECONDS:
+                failures = 0
+            self._lost("ads", exc)
+            failures += 1
+            if self._fail_over(used, exc) and failures <= len(self.endpoints):
+                continue  # another replica, at once: back-off is for when all failed
+            await asyncio.sleep(self._backoff(failures))
+
+    # -- one stream -------------------------------------------------------------------------
+    async def _stream(self, endpoint: str) -> None:
+        secure, authority = _target(endpoint)
+        channel = _channel(secure, authority)
+        workers: dict[str, tuple[asyncio.Queue[Response], asyncio.Task[None]]] = {}
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                await channel.channel_ready()
+            self.counters["delta.streams"] += 1
+            self._reached()
+            outbox: asyncio.Queue[Request] = asyncio.Queue()
+            metadata = self.sign(authority, DELTA_ADS_PATH) if self.sign else []
+            call = channel.stream_stream(
+                DELTA_ADS_PATH,
+                request_serializer=Request.SerializeToString,
+                response_deserializer=Response.FromString,
+            )(_drain(outbox), metadata=metadata)
+            self._outbox, self._opened = outbox, set()
+            for kind in ORDER:
+                if kind in WILDCARD_KINDS or self.subs[kind].names:
+                    self._open(self.subs[kind])
+            for kind in KINDS:
+                queue: asyncio.Queue[Response] = asyncio.Queue()
+                task = asyncio.get_running_loop().create_task(self._work(self.subs[kind], queue))
+                workers[self.subs[kind].type_url] = (queue, task)
+            async for response in call:
+                self._answered = True
+                self._count(response)
+                queue_task = workers.get(response.type_url)
+                if queue_task is None:
+                    self._send(_verdict(response.type_url, response.nonce, _unknown(response)))
+                    continue
+                queue_task[0].put_nowait(response)
+        finally:
+            self._outbox = None
+            for _, task in workers.values():
+                task.cancel()
+            for _, task in workers.values():
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await channel.close()
+
+    def _open(self, sub: Subscription) -> None:
+        """A type's first request on this stream: its names (none: the wildcard) and,
+        after a reconnect, what the proxy holds of it."""
+        request = Request(
+            type_url=sub.type_url,
+            resource_names_subscribe=list(sub.names),
+            initial_resource_versions=sub.versions,
+        )
+        if not self._opened:
+            request.node.CopyFrom(self._node)
+        self._opened.add(sub.kind)
+        self._send(request)
+
+    def _send(self, request: Request) -> None:
+        if self._outbox is not None:
+            self._outbox.put_nowait(request)
+
+    def _count(self, response: Response) -> None:
+        self.counters["delta.responses"] += 1
+        self.counters["delta.resources_received"] += len(response.resources)
+        self.counters["delta.resources_removed"] += len(response.removed_resources)
+        self.counters["delta.bytes_received"] += response.ByteSize()
+
+    # -- one type ---------------------------------------------------------------------------
+    async def _work(self, sub: Subscription, queue: asyncio.Queue[Response]) -> None:
+        """A type's responses in order, each staged and answered before the next."""
+        while True:
+            response = await queue.get()
+            error = await self._handle(sub, response)
+            if error is not None:
+                self.counters["delta.nacks"] += 1
+            self._send(_verdict(sub.type_url, response.nonce, error))
+
+    async def _handle(self, sub: Subscription, response: Response) -> dict[str, Any] | None:
+        """Lay the response over what was accepted, stage it, and return the NACK's
+        ``error_detail`` (``None``: ACK)."""
+        try:
+            changed = [(*_decoded(sub, item), item.version) for item in response.resources]
+        except (ConfigError, json_format.Error) as exc:
+            log.warning("xds: rejecting %s: %s", sub.kind, exc)
+            return {"code": 3, "message": str(exc)}
+        resources, versions = dict(sub.resources), dict(sub.versions)
+        for name in response.removed_resources:
+            resources.pop(name, None)
+            versions.pop(name, None)
+        for name, resource, version in changed:
+            resources[name], versions[name] = resource, version
+        sub.pending_versions = versions
+        answered = {name for name, _, _ in changed} | set(response.removed_resources)
+        await self._stage(sub, response.system_version_info, response.nonce, resources, answered)
+        error, sub.error = sub.error, None
+        return error
+
+    def _names_changed(self, sub: Subscription, added: set[str], removed: set[str]) -> None:
+        """Subscribe and unsubscribe on the stream; what is no longer referenced is
+        forgotten here (the control plane sends no removal for an unsubscribed name)."""
+        for name in removed:
+            sub.resources.pop(name, None)
+            sub.versions.pop(name, None)
+            if sub.staged is not None:
+                sub.staged[2].pop(name, None)
+        if self._outbox is None:
+            return  # the next stream opens the type with its names
+        if sub.kind not in self._opened:
+            self._open(sub)
+            return
+        self._send(
+            Request(
+                type_url=sub.type_url,
+                resource_names_subscribe=sorted(added),
+                resource_names_unsubscribe=sorted(removed),
+            )
+        )
+
+
+async def _drain(outbox: asyncio.Queue[Request]) -> AsyncIterator[Request]:
+    """The stream's requests, as they are queued."""
+    while True:
+        yield await outbox.get()
+
+
+def _decoded(sub: Subscription, item: discovery_pb2.Resource) -> tuple[str, dict[str, Any]]:
+    """One ``Resource`` as the JSON the proxy compiles (``@type`` and field names as
+    Envoy's protos spell them), with the name it is known by."""
+    if item.resource.type_url != sub.type_url:
+        raise ConfigError(f"{sub.kind}: unexpected resource type {item.resource.type_url!r}")
+    resource = json_format.MessageToDict(item.resource, preserving_proto_field_name=True)
+    name = resource_name(sub, resource)
+    if item.name and item.name != name:
+        raise ConfigError(f"{sub.kind}: resource {item.name!r} names itself {name!r}")
+    return name, resource
+
+
+def _unknown(response: Response) -> dict[str, Any]:
+    return {"code": 3, "message": f"type_url {response.type_url!r} was not subscribed to"}
+
+
+def _verdict(type_url: str, nonce: str, error: dict[str, Any] | None) -> Request:
+    """An ACK of ``nonce``, or its NACK with ``error``."""
+    request = Request(type_url=type_url, response_nonce=nonce)
+    if error is not None:
+        request.error_detail.code, request.error_detail.message = error["code"], error["message"]
+    return request
+
+
+def _target(endpoint: str) -> tuple[bool, str]:
+    """``https://host:port`` -> (TLS, ``host:port``)."""
+    parts = urlsplit(endpoint)
+    return parts.scheme == "https", parts.netloc
+
+
+def _channel(secure: bool, authority: str) -> grpc.aio.Channel:
+    if not secure:
+        return grpc.aio.insecure_channel(authority, options=_CHANNEL_OPTIONS)
+    return grpc.aio.secure_channel(authority, _credentials(), options=_CHANNEL_OPTIONS)
+
+
+def _credentials() -> grpc.ChannelCredentials:
+    """TLS trusting what the REST client's ``ssl.create_default_context()`` trusts: the
+    system bundle, or ``SSL_CERT_FILE``."""
+    paths = ssl.get_default_verify_paths()
+    roots = None
+    if paths.cafile:
+        with open(paths.cafile, "rb") as handle:
+            roots = handle.read()
+    return grpc.ssl_channel_credentials(root_certificates=roots)
