@@ -283,3 +283,30 @@ def test_every_endpoint_of_the_ads_cluster_is_a_replica_to_fail_over_to():
             "address": "::1", "port_value": 4569}}}}]}
     )  # fmt: skip
     assert compile_bootstrap(spec).xds_endpoints[-1] == "http://[::1]:4569"
+
+
+def test_the_api_type_picks_the_transport_and_anything_else_is_refused():
+    sotw = build_bootstrap({"APPMESH_RESOURCE_ARN": NODE}, "127.0.0.1:15010")
+    assert sotw["dynamic_resources"]["ads_config"]["api_type"] == "GRPC"
+    assert not compile_bootstrap(sotw).xds_delta
+    env = {"APPMESH_RESOURCE_ARN": NODE, "APPMESH_XDS_DELTA": "1"}
+    delta = build_bootstrap(env, "127.0.0.1:15010")
+    assert delta["dynamic_resources"]["ads_config"]["api_type"] == "DELTA_GRPC"
+    assert compile_bootstrap(delta).xds_delta
+    image = build_bootstrap(env, "127.0.0.1:15011", like_appmesh_image=True)
+    assert image["dynamic_resources"]["ads_config"]["api_type"] == "GRPC"  # as the image had
+    for api_type in ("REST", "AGGREGATED_DELTA_GRPC"):
+        delta["dynamic_resources"]["ads_config"]["api_type"] = api_type
+        with pytest.raises(ConfigError, match=f"api_type {api_type} is not supported"):
+            compile_bootstrap(delta)
+
+
+def test_bootstrap_xds_delta_is_refused_with_like_appmesh_image():
+    command = [sys.executable, "-m", "appmesh_api.cli", "bootstrap", "--resource-arn", NODE]
+    printed = subprocess.run([*command, "--xds-delta"], capture_output=True, text=True, timeout=60)
+    assert json.loads(printed.stdout)["dynamic_resources"]["ads_config"]["api_type"] == (
+        "DELTA_GRPC"
+    )
+    both = [*command, "--xds-delta", "--like-appmesh-image"]
+    refused = subprocess.run(both, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "State of the World" in refused.stderr

@@ -89,8 +89,9 @@ def deltamesh(server, tmp_path_factory):
             spec = node_spec(ports.get(name, 9), name)
             appmesh.create_virtual_node(meshName=MESH, virtualNodeName=name, spec=spec)
             provider = {"virtualNode": {"virtualNodeName": name}}
+            service = f"{name}.{MESH}.local"
             appmesh.create_virtual_service(
-                meshName=MESH, virtualServiceName=f"{name}.{MESH}.local", spec={"provider": provider}
+                meshName=MESH, virtualServiceName=service, spec={"provider": provider}
             )
         router = {"listeners": [{"portMapping": {"port": 8080, "protocol": "http"}}]}
         appmesh.create_virtual_router(meshName=MESH, virtualRouterName="color", spec=router)
