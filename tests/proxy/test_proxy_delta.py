@@ -157,7 +157,7 @@ def test_a_config_it_cannot_serve_is_nacked_and_the_last_good_cluster_kept(serve
     front, appmesh = deltamesh["proxies"]["front"], deltamesh["appmesh"]
     before = quiet(front)
     backends = tuple(f"{name}.{MESH}.local" for name in ("color", "green", "amber"))
-    policy = {f"amber.{MESH}.local": TRUST_SDS}  # a local SDS agent: not served
+    policy = {f"amber.{MESH}.local": TRUST_SDS}  # a local SDS agent, and this proxy has none
     spec = node_spec(deltamesh["ports"]["front"], "front", backends, policy)
     appmesh.update_virtual_node(meshName=MESH, virtualNodeName="front", spec=spec)
     assert until(lambda: counters(front)["nacks"] > before["nacks"])
@@ -169,7 +169,7 @@ def test_a_config_it_cannot_serve_is_nacked_and_the_last_good_cluster_kept(serve
         return mine[0]["rejected"].get(CLUSTER) if mine else {}
 
     found = until(rejected)
-    assert found and "local SDS agent" in found["message"], found
+    assert found and "amber" in found["message"] and "SDS secret 'ca'" in found["message"], found
     port = deltamesh["ports"]["amber"]
     assert get(front.egress, "/color", f"amber.{MESH}.local:{port}")[::2] == (200, "amber")
     dump = json.loads(front.admin_get("/config_dump"))
