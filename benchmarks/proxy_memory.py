@@ -5,11 +5,15 @@
 Starts ``appmesh-proxy -c bootstrap.json`` (the bootstrap the App Mesh image's environment
 makes) against a REST xDS control plane in this process serving one virtual node: one
 listener, one backend, so three clusters (the app, the backend, amazonaws). The node is
-served with an ``http`` listener, then with an ``http2`` one. For each: VmRSS once LIVE,
-and after 2 s of load through the ingress (wrk at 32 connections, or h2load 8 x 10 streams
-for HTTP/2). Rounds alternate the two; medians are printed. Then, in a fresh interpreter,
-VmRSS after each import of the sidecar's start-up path and of the libraries it no longer
-loads at start. ``--tree DIR`` measures another checkout's proxy (before/after a change).
+served with an ``http`` listener, then with an ``http2`` one, then with an ``http`` listener
+in STRICT TLS with a file certificate (``tls``), then the same with its certificate from a
+local SDS agent (``sds``: the fake SPIRE agent of ``tests/sds_agent.py`` on a Unix socket,
+which makes the sidecar load h2 and protobuf). For each: VmRSS once LIVE, and after 2 s of
+load through the ingress (wrk at 32 connections, over TLS for ``tls`` and ``sds``, or
+h2load 8 x 10 streams for HTTP/2). Rounds alternate the four; medians are printed. Then,
+in a fresh interpreter, VmRSS after each import of the sidecar's start-up path and of the
+libraries it no longer loads at start. ``--tree DIR`` measures another checkout's proxy
+(before/after a change).
 """
 
 from __future__ import annotations
@@ -53,16 +57,28 @@ NOT_AT_START = [
     ("envoy_bootstrap.translate", "envoy_bootstrap.translate"),
     ("cryptography.x509", "cryptography.x509"),
     ("google.protobuf.json_format", "protobuf"),
+    ("envoy.extensions.transport_sockets.tls.v3.secret_pb2", "Secret proto (local SDS)"),
+    ("envoy.service.discovery.v3.discovery_pb2", "Discovery protos (local SDS)"),
+    ("grpc", "grpcio (never: SDS is gRPC over h2)"),
 ]
+SPIFFE_ID = "spiffe://bench.local/front"
+#: Protocol the node's listener speaks, per variant.
+PROTOCOLS = {"http": "http", "http2": "http2", "tls": "http", "sds": "http"}
 
 
-def node_resources(protocol: str, app_port: int, ingress: int, egress: int) -> list[dict]:
-    """Node ``front`` (one ``protocol`` listener on the app's port) with backend ``peer``."""
+def node_resources(
+    protocol: str, app_port: int, ingress: int, egress: int, tls: dict | None = None
+) -> list[dict]:
+    """Node ``front`` (one ``protocol`` listener on the app's port, with ``tls`` if given)
+    with backend ``peer``."""
 
     def node(name: str, port: int, backends: tuple[str, ...] = ()) -> dict[str, Any]:
+        listener: dict[str, Any] = {"portMapping": {"port": port, "protocol": protocol}}
+        if tls and name == "front":
+            listener["tls"] = tls
         spec: dict[str, Any] = {
             "serviceDiscovery": {"dns": {"hostname": f"{name}.bench.local"}},
-            "listeners": [{"portMapping": {"port": port, "protocol": protocol}}],
+            "listeners": [listener],
             "backends": [{"virtualService": {"virtualServiceName": b}} for b in backends],
         }
         return {"meshName": "bench", "virtualNodeName": name, "spec": spec}
@@ -146,38 +162,66 @@ def until_live(admin: int, timeout: float = 20) -> None:
     raise SystemExit("the sidecar did not become LIVE")
 
 
-def load(protocol: str, port: int) -> None:
+def load(variant: str, port: int) -> None:
     """Two seconds of traffic through the ingress (bounded by the tools' -d/-D)."""
     host = "front.bench.local"
-    if protocol == "http2":
+    scheme = "https" if variant in ("tls", "sds") else "http"
+    if variant == "http2":
         cmd = ["h2load", "-D", "2", "-c", "8", "-m", "10", "-t", "1",
                "-H", f":authority: {host}", f"http://127.0.0.1:{port}/"]  # fmt: skip
     else:
-        cmd = ["wrk", "-t1", "-c32", "-d2s", "-H", f"Host: {host}", f"http://127.0.0.1:{port}/"]
+        cmd = ["wrk", "-t1", "-c32", "-d2s", "-H", f"Host: {host}", f"{scheme}://127.0.0.1:{port}/"]
     subprocess.run(cmd, capture_output=True, check=True, timeout=30)
 
 
-def one_sidecar(procs: Processes, tree: Path, protocol: str, app_ports: dict[str, int]) -> dict:
-    """Start a sidecar for the node with a ``protocol`` listener; its RSS idle and loaded."""
+def spire_agent(tmp: Path) -> Any:
+    """The fake SPIRE agent serving the front's SVID, on a short socket path."""
+    from tests.certificates import Authority
+    from tests.sds_agent import FakeSpireAgent
+
+    sockets = Path(tempfile.mkdtemp(prefix="spire-", dir="/tmp"))
+    agent = FakeSpireAgent(sockets / "agent.sock")
+    agent.certificate(SPIFFE_ID, Authority(tmp, "Bench CA").issue("front", [SPIFFE_ID]))
+    return agent.start()
+
+
+def one_sidecar(procs: Processes, tree: Path, variant: str, app_ports: dict[str, int]) -> dict:
+    """Start a sidecar for the node in ``variant``; its RSS idle and loaded."""
     ingress, egress, admin = free_port(), free_port(), free_port()
-    plane = ControlPlane(node_resources(protocol, app_ports[protocol], ingress, egress))
+    protocol = PROTOCOLS[variant]
     env = {"APPMESH_RESOURCE_ARN": NODE, "ENVOY_ADMIN_ACCESS_PORT": str(admin),
            "APPMESH_INGRESS_PORT": str(ingress), "APPMESH_EGRESS_PORT": str(egress)}  # fmt: skip
-    path = procs.tmp / f"bootstrap-{protocol}-{ingress}.json"
+    tls, agent = None, None
+    if variant == "tls":
+        from tests.certificates import Authority
+
+        pem = Authority(procs.tmp, "Bench CA").issue(f"front-{ingress}", ["front.bench.local"])
+        files = {"certificateChain": str(pem.chain), "privateKey": str(pem.key)}
+        tls = {"mode": "STRICT", "certificate": {"file": files}}
+    if variant == "sds":
+        agent = spire_agent(procs.tmp)
+        env["APPMESH_SDS_SOCKET_PATH"] = str(agent.socket_path)
+        tls = {"mode": "STRICT", "certificate": {"sds": {"secretName": SPIFFE_ID}}}
+    plane = ControlPlane(node_resources(protocol, app_ports[protocol], ingress, egress, tls))
+    path = procs.tmp / f"bootstrap-{variant}-{ingress}.json"
     path.write_text(json.dumps(build_bootstrap(env, f"127.0.0.1:{plane.port}")))
     child_env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tree), "HOME": str(procs.tmp)}
     command = [sys.executable, "-m", "proxy.main", "-c", str(path), "--drain-time-s", "0"]
     pid = procs.start(command, admin, env=child_env, cwd=tree)  # -m puts cwd first
     try:
         until_live(admin)
+        if variant in ("tls", "sds"):
+            wait_for_port(ingress, procs.started[-1], timeout=20)  # warmed: the SVID came
         time.sleep(0.5)
         idle = rss_mb(pid)
-        load(protocol, ingress)
+        load(variant, ingress)
         return {"idle": idle, "loaded": rss_mb(pid)}
     finally:
         procs.stop_last()
         plane.shutdown()
         plane.server_close()
+        if agent is not None:
+            agent.stop()
 
 
 def python_baseline(tree: Path) -> float:
@@ -222,7 +266,7 @@ def main() -> None:
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is missing (benchmarks/proxy.py and proxy_http2.py install them)")
     tree = args.tree.resolve()
-    samples: dict[str, dict[str, list[float]]] = {"http": {}, "http2": {}}
+    samples: dict[str, dict[str, list[float]]] = {variant: {} for variant in PROTOCOLS}
     with (
         tempfile.TemporaryDirectory(prefix="proxy-mem-") as tmp_name,
         Processes(Path(tmp_name), pin=False) as procs,
@@ -232,7 +276,7 @@ def main() -> None:
         wait_for_port(up_h2, procs.started[-1], timeout=20)
         print(f"proxy from {tree}; load average {load_average()}", flush=True)
         for round_ in range(1, args.rounds + 1):
-            for protocol in ("http", "http2"):
+            for protocol in PROTOCOLS:
                 got = one_sidecar(procs, tree, protocol, {"http": up, "http2": up_h2})
                 for key, value in got.items():
                     samples[protocol].setdefault(key, []).append(value)

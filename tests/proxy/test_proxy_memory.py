@@ -46,7 +46,7 @@ NOT_AT_START = (
     "re2",
     "cryptography",
     "google.protobuf",
-    "grpc",
+    "grpc",  # the local SDS agent speaks gRPC over h2 (proxy.sds_client)
     "yaml",
     "envoy_bootstrap.translate",
     "email",

@@ -14,6 +14,7 @@ import ssl
 import tempfile
 import time
 from collections.abc import AsyncIterator
+from concurrent import futures
 from pathlib import Path
 from typing import Any
 
@@ -319,3 +320,29 @@ async def test_a_broken_secret_is_nacked_and_the_last_good_one_kept(
                 assert await get(port, client) == (200, b"blue")
     finally:
         agent.stop()
+
+
+async def test_a_socket_that_serves_no_sds_is_reported_with_its_grpc_status(
+    folder: Path, ca: Authority, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A gRPC server on the socket without the SDS service answers UNIMPLEMENTED
+    (trailers only): the listener warms and the log carries the status."""
+    import grpc
+
+    agent = spire(folder, ca, start=False)
+    empty = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    empty.add_insecure_port(f"unix:{agent.socket_path}")
+    empty.start()
+    try:
+        async with backends("blue") as (app,):
+            port = free_port()
+            resources = [
+                cluster("app", [app.port]),
+                secure_listener("ingress", port, "app", listener_tls(BLUE, [FRONT])),
+            ]
+            async with sidecar(agent, resources) as server:
+                await wait_for(lambda: "UNIMPLEMENTED" in caplog.text)
+                assert "ingress" not in server.listeners
+                assert "UNIMPLEMENTED" in server.sds.status  # type: ignore[union-attr]
+    finally:
+        empty.stop(grace=None)
