@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import socket
+import ssl
 import subprocess
 
 import pytest
@@ -66,8 +68,8 @@ class World:
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
 
-    def color(self) -> str:
-        status, body = http(f"http://{self.gateway_address}:9080/")
+    def color(self, path: str = "/") -> str:
+        status, body = http(f"http://{self.gateway_address}:9080{path}")
         return body if status == 200 else f"{status} {body}"
 
 
@@ -145,16 +147,31 @@ def test_step3_the_right_san_answers_again(world):
 
 def test_step4_requiring_a_client_certificate_fails_the_gateway(world):
     """New connections fail. The gateway's pooled connections, opened before the update,
-    are still served (see the module docstring), so concurrent requests make it open
-    new ones."""
+    are still served (see the module docstring), and so would be any it opened while
+    the update was on its way: once the update is live, concurrent slow requests (each
+    holds its connection 300 ms) make it open new ones."""
     teller(world, "updates/colorteller-vn-strict-validation.json", f"gateway.{DOMAIN}")
+    # first the update is live: a client without a certificate is refused
+    assert until(lambda: refused_without_certificate(world)), "no client certificate asked"
+    assert listener_ssl(world, "fail_verify_no_cert") >= 1
     assert until(lambda: any(c.startswith(FAILED) for c in burst(world))), burst(world)
-    assert until(lambda: listener_ssl(world, "fail_verify_no_cert") >= 1)
+
+
+def refused_without_certificate(world: World) -> bool:
+    context = ssl.create_default_context(cafile=str(world.keys / "ca_cert.pem"))
+    context.check_hostname = False
+    address = ("127.0.0.1", world.proxies["teller"].ingress)
+    try:
+        with context.wrap_socket(socket.create_connection(address, timeout=5)) as conn:
+            conn.sendall(b"GET / HTTP/1.1\r\nHost: colorteller\r\nConnection: close\r\n\r\n")
+            return conn.recv(65536) == b""  # TLS 1.3: refused after the client's handshake
+    except (ssl.SSLError, ConnectionError):
+        return True
 
 
 def burst(world: World, count: int = 8) -> list[str]:
     with concurrent.futures.ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(lambda _: world.color(), range(count)))
+        return list(pool.map(lambda _: world.color("/delay/300"), range(count)))
 
 
 def test_step5_the_gateways_client_certificate_makes_it_mutual(world):
