@@ -346,3 +346,43 @@ async def test_a_socket_that_serves_no_sds_is_reported_with_its_grpc_status(
                 assert "UNIMPLEMENTED" in server.sds.status  # type: ignore[union-attr]
     finally:
         empty.stop(grace=None)
+
+
+async def test_a_cluster_waiting_for_its_client_certificate_is_not_used(
+    folder: Path, ca: Authority
+) -> None:
+    """The front's cluster to blue needs the front's SVID: while the agent is down the
+    cluster does not exist, so its route answers 503 ``NC`` (never a plaintext call),
+    and once the SVID arrives the cluster is created and carries mTLS."""
+    agent = spire(folder, ca, start=False)
+    blue_agent = FakeSpireAgent(folder / "blue.sock")
+    blue_agent.secrets = dict(spire(folder, ca, start=False).secrets)
+    blue_agent.start()
+    try:
+        async with backends("blue") as (app,):
+            ingress, egress = free_port(), free_port()
+            blue_resources = [
+                cluster("app", [app.port]),
+                secure_listener("ingress", ingress, "app", listener_tls(BLUE, [FRONT])),
+            ]
+            routes = [vhost("all", ["*"], [route({"prefix": "/"}, "blue")])]
+            front_resources = [
+                secure_cluster("blue", ingress, client_policy(FRONT, [BLUE])),
+                http_listener("egress", routes, port=egress),
+            ]
+            async with (
+                sidecar(blue_agent, blue_resources) as blue,
+                sidecar(agent, front_resources) as front,
+            ):
+                await wait_for(lambda: "ingress" in blue.listeners)
+                assert "blue" in front.config.warming_clusters
+                status, _ = await get(egress)
+                assert status == 503 and stat(front, "http.ingress.no_cluster") == 1  # NC
+                assert stat(blue, f"listener.127.0.0.1_{ingress}.ssl.connection_error") == 0
+                agent.start()
+                await wait_for(lambda: "blue" in front.config.clusters)
+                assert await get(egress) == (200, b"blue")
+                assert stat(front, "cluster.blue.ssl.handshake") == 1
+    finally:
+        agent.stop()
+        blue_agent.stop()
