@@ -52,6 +52,7 @@ from proxy.xds.state import (
     Apply,
     DiscoveryState,
     Subscription,
+    endpoint_urls,
     resource_name,
 )
 from proxy.xds_auth import CallSigner
@@ -100,9 +101,8 @@ class DeltaClient(DiscoveryState):
         sign: CallSigner | None = None,
         connect_timeout: float = 2.0,
     ) -> None:
-        listed = [endpoint] if isinstance(endpoint, str) else list(endpoint)
         super().__init__(
-            [one if "://" in one else f"http://{one}" for one in listed],
+            endpoint_urls(endpoint),
             node,
             apply,
             stats=stats,

@@ -56,6 +56,7 @@ from proxy.xds.state import (
     DiscoveryState,
     Subscription,
     by_name,
+    endpoint_urls,
 )
 from proxy.xds_auth import Signer
 
@@ -80,9 +81,8 @@ class XdsClient(DiscoveryState):
         sign: Signer | None = None,
         connect_timeout: float = 2.0,
     ) -> None:
-        listed = [endpoint] if isinstance(endpoint, str) else list(endpoint)
         super().__init__(
-            [_url(one) for one in listed],
+            endpoint_urls(endpoint),
             node,
             apply,
             stats=stats,
@@ -230,11 +230,6 @@ class XdsClient(DiscoveryState):
             sub.verdict.set_result(False)
             return
         self._start_loop(sub)
-
-
-def _url(endpoint: str) -> str:
-    """``host:port`` or a URL -> the URL discovery requests are posted under."""
-    return (endpoint if "://" in endpoint else f"http://{endpoint}").rstrip("/")
 
 
 _NOT_HTTP1 = (

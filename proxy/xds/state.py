@@ -79,6 +79,12 @@ class Subscription:
     verdict: asyncio.Future[bool] | None = None
 
 
+def endpoint_urls(endpoint: str | Sequence[str]) -> list[str]:
+    """One ``host:port`` or URL, or several (replicas, in failover order) -> URLs."""
+    listed = [endpoint] if isinstance(endpoint, str) else list(endpoint)
+    return [(one if "://" in one else f"http://{one}").rstrip("/") for one in listed]
+
+
 class DiscoveryState:
     """The transport-neutral half of an xDS client; ``rest.XdsClient`` and
     ``delta.DeltaClient`` are the two transports built on it."""
