@@ -145,6 +145,7 @@ def _xds_client(settings: ProxySettings, server: ProxyServer) -> DiscoveryState:
     bootstrap = settings.bootstrap
     region = str(bootstrap.metadata("region", "us-east-1"))
     credentials = Credentials(*settings.xds_credentials)
+    agent = bootstrap.sds_agent.cluster if bootstrap.sds_agent else ""
     if bootstrap.xds_delta:
         from proxy.xds.delta import DeltaClient
 
@@ -155,6 +156,7 @@ def _xds_client(settings: ProxySettings, server: ProxyServer) -> DiscoveryState:
             stats=server.stats,
             backoff_max=10.0,
             sign=call_signer(credentials, region),
+            agent_cluster=agent,
         )
     from proxy.xds.rest import XdsClient
 
@@ -165,6 +167,7 @@ def _xds_client(settings: ProxySettings, server: ProxyServer) -> DiscoveryState:
         stats=server.stats,
         backoff_max=10.0,
         sign=xds_signer(credentials, region),
+        agent_cluster=agent,
     )
 
 

@@ -272,7 +272,7 @@ def compile_resources(
     for resource in resources:
         if not isinstance(resource, dict):
             raise ConfigError(f"resource is not an object: {resource!r}")
-        _add_resource(buckets, resource)
+        _add_resource(buckets, resource, agent_cluster)
     local = _frozen(dict(local_secrets or {}))
     secrets = Secrets(_frozen(dict(buckets[SECRET])), local, agent_cluster)
     old = previous or EMPTY_CONFIG
@@ -319,7 +319,9 @@ def _warmed(
     return _frozen(compiled), _frozen(warming)
 
 
-def _add_resource(buckets: dict[str, dict[str, Any]], resource: dict[str, Any]) -> None:
+def _add_resource(
+    buckets: dict[str, dict[str, Any]], resource: dict[str, Any], agent_cluster: str
+) -> None:
     """File one resource under its type, refusing duplicates and what cannot be served."""
     kind = type_url(resource)
     if kind not in buckets:
@@ -330,7 +332,7 @@ def _add_resource(buckets: dict[str, dict[str, Any]], resource: dict[str, Any]) 
         raise ConfigError(f"{kind} without {key}")
     if name in buckets[kind]:
         raise ConfigError(f"duplicate {kind} {name!r}")
-    problem = unsupported.problem(kind, resource)
+    problem = unsupported.problem(kind, resource, agent_cluster=agent_cluster)
     if problem:
         raise ConfigError(problem)
     buckets[kind][name] = resource

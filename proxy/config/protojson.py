@@ -10,6 +10,7 @@ never parses configuration.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 
@@ -134,3 +135,15 @@ def aggregate_stats_tag(spec: dict[str, Any], key: str) -> str:
         if isinstance(tag, dict) and tag.get("key") == key:
             return str(tag.get("value", ""))
     return ""
+
+
+def objects_in(value: Any) -> Iterator[Mapping[str, Any]]:
+    """Every JSON object in ``value``, itself included, depth first: for finding the
+    references (RDS names, EDS names, SDS secrets) wherever a resource nests them."""
+    if isinstance(value, Mapping):
+        yield value
+        for child in value.values():
+            yield from objects_in(child)
+    elif isinstance(value, (list, tuple)):
+        for child in value:
+            yield from objects_in(child)

@@ -38,7 +38,7 @@ from types import MappingProxyType
 from typing import Any
 
 from proxy.config.matchers import compile_string_matcher
-from proxy.config.protojson import ConfigError
+from proxy.config.protojson import ConfigError, objects_in
 
 SecretMap = Mapping[str, Mapping[str, Any]]
 _EMPTY: SecretMap = MappingProxyType({})
@@ -317,7 +317,7 @@ def agent_cluster(ref: Mapping[str, Any]) -> str | None:
 
 def local_secret_names(resources: Any) -> Iterator[str]:
     """The names of every local-agent SDS secret ``resources`` reference."""
-    for node in _walk(resources):
+    for node in objects_in(resources):
         config = node.get("sds_config")
         if isinstance(config, dict) and "ads" not in config and isinstance(node.get("name"), str):
             yield node["name"]
@@ -342,13 +342,3 @@ def check_secret(secret: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"SDS secret {secret.get('name')!r} holds no tls_certificate or validation_context"
         )
-
-
-def _walk(value: Any) -> Iterator[Mapping[str, Any]]:
-    if isinstance(value, Mapping):
-        yield value
-        for child in value.values():
-            yield from _walk(child)
-    elif isinstance(value, (list, tuple)):
-        for child in value:
-            yield from _walk(child)

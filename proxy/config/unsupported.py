@@ -27,7 +27,7 @@ from envoy_bootstrap.envoy_types import (
     TCP_PROXY,
     UPSTREAM_TLS,
 )
-from proxy.config.protojson import type_url, typed_config
+from proxy.config.protojson import objects_in, type_url, typed_config
 
 NOT_YET = "is not supported by appmesh-proxy yet"
 
@@ -40,12 +40,37 @@ _NETWORK_FILTERS = {
 _HTTP_FILTERS = {ROUTER, ROUTER_NAME, HEALTH_CHECK_FILTER, HEALTH_CHECK_NAME}
 
 
-def problem(kind: str, resource: dict[str, Any]) -> str | None:
-    """Why a resource of type URL ``kind`` cannot be served; ``None`` if it can."""
+def problem(kind: str, resource: dict[str, Any], *, agent_cluster: str = "") -> str | None:
+    """Why a resource of type URL ``kind`` cannot be served; ``None`` if it can.
+
+    ``agent_cluster`` is the bootstrap's static cluster to a local SDS agent (``""``:
+    none), the only cluster a secret may be fetched from other than over ADS."""
     if kind == LISTENER:
-        return listener_problem(resource)
-    if kind == CLUSTER:
-        return cluster_problem(resource)
+        found = listener_problem(resource)
+    elif kind == CLUSTER:
+        found = cluster_problem(resource)
+    else:
+        return None
+    return found or _agent_problem(kind, resource, agent_cluster)
+
+
+def _agent_problem(kind: str, resource: dict[str, Any], agent_cluster: str) -> str | None:
+    """A secret from a local SDS agent the bootstrap does not have (Envoy rejects an
+    ``envoy_grpc`` source naming an unknown cluster): refused, never served without."""
+    for ref in objects_in(resource):
+        config = ref.get("sds_config")
+        if not isinstance(config, dict) or "ads" in config:
+            continue
+        services = (config.get("api_config_source") or {}).get("grpc_services") or [{}]
+        cluster = str((services[0].get("envoy_grpc") or {}).get("cluster_name", ""))
+        if cluster != agent_cluster:
+            what = "listener" if kind == LISTENER else "cluster"
+            return (
+                f"{what} {resource.get('name', '')}: SDS secret {ref.get('name')!r} comes from "
+                f"cluster {cluster!r}, which is not the bootstrap's local SDS agent (set "
+                "APPMESH_SDS_SOCKET_PATH to the agent's socket); refusing rather than serving "
+                "without it"
+            )
     return None
 
 

@@ -100,6 +100,7 @@ class DeltaClient(DiscoveryState):
         warm_timeout: float = 5.0,
         sign: CallSigner | None = None,
         connect_timeout: float = 2.0,
+        agent_cluster: str = "",
     ) -> None:
         super().__init__(
             endpoint_urls(endpoint),
@@ -111,6 +112,7 @@ class DeltaClient(DiscoveryState):
             settle_seconds=settle_seconds,
             warm_timeout=warm_timeout,
             connect_timeout=connect_timeout,
+            agent_cluster=agent_cluster,
         )
         self.sign = sign
         self._node = json_format.ParseDict(node, base_pb2.Node())

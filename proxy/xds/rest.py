@@ -80,6 +80,7 @@ class XdsClient(DiscoveryState):
         warm_timeout: float = 5.0,
         sign: Signer | None = None,
         connect_timeout: float = 2.0,
+        agent_cluster: str = "",
     ) -> None:
         super().__init__(
             endpoint_urls(endpoint),
@@ -91,6 +92,7 @@ class XdsClient(DiscoveryState):
             settle_seconds=settle_seconds,
             warm_timeout=warm_timeout,
             connect_timeout=connect_timeout,
+            agent_cluster=agent_cluster,
         )
         self.sign = sign  # SigV4 headers for each request (proxy.xds_auth)
         self.wait_seconds = wait_seconds

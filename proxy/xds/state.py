@@ -36,7 +36,7 @@ from envoy_bootstrap.envoy_types import (
     SECRET,
 )
 from proxy.config import unsupported
-from proxy.config.protojson import ConfigError, type_url
+from proxy.config.protojson import ConfigError, objects_in, type_url
 from proxy.observe.stats import Stats
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,7 @@ class DiscoveryState:
         settle_seconds: float = 0.05,
         warm_timeout: float = 5.0,
         connect_timeout: float = 2.0,
+        agent_cluster: str = "",
     ) -> None:
         if not endpoints:
             raise ValueError("an xDS client needs at least one control-plane endpoint")
@@ -111,6 +112,7 @@ class DiscoveryState:
         self._current = 0
         self.failovers = 0
         self.connect_timeout = connect_timeout
+        self.agent_cluster = agent_cluster  # the bootstrap's local SDS agent ("": none)
         self.node = node
         self.apply = apply
         self.backoff_base = backoff_base
@@ -211,8 +213,7 @@ class DiscoveryState:
         self._schedule_apply()
         return await asyncio.shield(sub.verdict)
 
-    @staticmethod
-    def _refuse_unsupported(sub: Subscription, resources: Resources) -> list[str]:
+    def _refuse_unsupported(self, sub: Subscription, resources: Resources) -> list[str]:
         """Take out the listeners and clusters this proxy cannot serve (TLS, HTTP/2, ...).
 
         As Envoy does with a resource it cannot load, each keeps its last accepted version
@@ -221,16 +222,19 @@ class DiscoveryState:
         """
         reasons = []
         for name, resource in list(resources.items()):
-            reason = unsupported.problem(sub.type_url, resource)
+            reason = self._problem(sub.type_url, resource)
             if reason is None:
                 continue
             reasons.append(reason)
             previous = sub.resources.get(name)
-            if previous is not None and unsupported.problem(sub.type_url, previous) is None:
+            if previous is not None and self._problem(sub.type_url, previous) is None:
                 resources[name] = previous
             else:
                 del resources[name]
         return reasons
+
+    def _problem(self, kind: str, resource: dict[str, Any]) -> str | None:
+        return unsupported.problem(kind, resource, agent_cluster=self.agent_cluster)
 
     # -- applying ---------------------------------------------------------------------------
     def _schedule_apply(self) -> None:
@@ -369,19 +373,9 @@ def referenced_names(merged: dict[str, Resources]) -> dict[str, set[str]]:
     }
 
 
-def _walk(value: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(value, dict):
-        yield value
-        for child in value.values():
-            yield from _walk(child)
-    elif isinstance(value, list):
-        for child in value:
-            yield from _walk(child)
-
-
 def route_names(listeners: Any) -> Iterator[str]:
     """RDS names referenced by HTTP connection managers."""
-    for node in _walk(list(listeners)):
+    for node in objects_in(list(listeners)):
         rds = node.get("rds")
         if "stat_prefix" in node and isinstance(rds, dict) and rds.get("route_config_name"):
             yield str(rds["route_config_name"])
@@ -397,7 +391,7 @@ def eds_names(clusters: Any) -> Iterator[str]:
 def secret_names(resources: list[Any]) -> Iterator[str]:
     """Names of the SDS secrets the control plane sends (``SdsSecretConfig``: a ``name``
     next to ``sds_config: {ads: {}}``); a local SDS agent's are ``proxy.sds_client``'s."""
-    for node in _walk(resources):
+    for node in objects_in(resources):
         config = node.get("sds_config")
         if isinstance(config, dict) and "ads" in config and isinstance(node.get("name"), str):
             yield node["name"]

@@ -81,9 +81,10 @@ def browser() -> Iterator[object]:
 
 
 LEDGER_DNS = "payments-ledger.backoffice.svc.local"
-# A certificate from a local SDS agent (SPIRE): the sidecar serves TLS, but not from one.
+# A certificate from a local SDS agent (SPIRE), and a sidecar started without one (no
+# APPMESH_SDS_SOCKET_PATH): it refuses the listener rather than serve it without TLS.
 STRICT_TLS = {"mode": "STRICT", "certificate": {"sds": {"secretName": "ledger-cert"}}}
-NO_TLS = "from a local SDS agent is not supported"  # the sidecar's reason for its NACK
+NO_TLS = "not the bootstrap's local SDS agent"  # the sidecar's reason for its NACK
 
 
 def rejected_listener(endpoint: str, node_id: str) -> dict | None:

@@ -1,8 +1,8 @@
-"""What the sidecar cannot honour yet is refused loudly, never served downgraded.
+"""What the sidecar cannot honour is refused loudly, never served downgraded.
 
 A mesh asks for a TLS certificate from a local SDS agent (SPIRE) on a listener, and
-for client-policy trust from that agent toward a backend: the sidecar NACKs those
-listeners and clusters with
+for client-policy trust from that agent toward a backend, of sidecars started without
+one (no ``APPMESH_SDS_SOCKET_PATH``): they NACK those listeners and clusters with
 a reason (visible in ``/_appmesh/proxies`` and its log) and keeps the rest of the node's
 config live. An HTTP/2 client (prior knowledge) is served, converted to HTTP/1.1 for an
 ``http`` backend.
@@ -25,7 +25,8 @@ from tests.mesh.harness import Mesh, get
 from tests.signing import proxies_of
 
 MESH = "refuse"
-# TLS itself is served (tests/mesh/test_tls.py); a local SDS agent is not, yet.
+# TLS itself is served (tests/mesh/test_tls.py), and a local SDS agent's secrets when the
+# sidecar has one (tests/proxy/test_proxy_sds_agent.py); these sidecars have none.
 STRICT_TLS = {"mode": "STRICT", "certificate": {"sds": {"secretName": "spiffe://refuse/secure"}}}
 
 
@@ -114,7 +115,7 @@ def test_clusters_it_cannot_serve_are_nacked_with_the_reason(server, refused):
     account = refused["mesh"].account
     found = wait_for(lambda: rejections(server, "front", account).get(CLUSTER))
     assert found, "the cluster trusting a local SDS agent was accepted"
-    assert "from a local SDS agent is not supported" in found["message"]
+    assert "not the bootstrap's local SDS agent" in found["message"]
     assert "rpc" in found["message"]
     log = (refused["mesh"].tmp / "proxy-front.log").read_text()
     assert "refusing part of clusters" in log and "local SDS agent" in log
@@ -131,7 +132,7 @@ def test_the_rest_of_the_node_stays_live(refused):
 def test_a_tls_listener_it_cannot_serve_is_refused_not_served_in_plaintext(server, refused):
     account = refused["mesh"].account
     found = wait_for(lambda: rejections(server, "secure", account).get(LISTENER))
-    assert found and "from a local SDS agent is not supported" in found["message"]
+    assert found and "not the bootstrap's local SDS agent" in found["message"]
     secure = refused["proxies"]["secure"]
     with pytest.raises(OSError):
         get(secure.ingress, "/", f"secure.{MESH}.local", timeout=3)

@@ -270,7 +270,7 @@ async def test_an_undelivered_secret_or_an_sds_agent_the_bootstrap_lacks_is_refu
     )
     refused = (
         (missing, "has not been delivered"),
-        (agent, "not a static cluster of the bootstrap"),
+        (agent, "not the bootstrap.s local SDS agent"),
         (path, "an SDS source other than ADS"),
     )
     async with running_proxy([]) as proxy:
