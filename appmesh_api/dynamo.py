@@ -50,6 +50,7 @@ Key design (one table, ``pk``/``sk`` strings, created by ``--create-table``)::
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -67,6 +68,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from appmesh_api import kinds
+from appmesh_api.dependencies import referenced_keys
 from appmesh_api.peers import PEERS_REFRESH, REGISTRATION_REFRESH, REGISTRATION_TTL, Peers
 from appmesh_api.store import (
     Guard,
@@ -242,9 +245,17 @@ class DynamoStore(SqliteStore):
         pages = self._client.get_paginator("scan").paginate(
             TableName=self.table, ConsistentRead=True
         )
+        tallies: set[tuple[str, str]] = set()
+        refs: dict[Key, set[str]] = {}
         for page in pages:
             for item in page["Items"]:
                 self._load_item(item)
+                if item["pk"]["S"].startswith("cnt|"):
+                    tallies.add((item["pk"]["S"], item["sk"]["S"]))
+                elif item["pk"]["S"].startswith("res|"):
+                    refs[self._key_of(item)] = set(item.get("refs", {}).get("SS", ()))
+        self._backfill_tallies(tallies)
+        self._backfill_refs(refs)
 
     def _load_item(self, item: dict) -> None:
         pk = item["pk"]["S"]
@@ -253,6 +264,78 @@ class DynamoStore(SqliteStore):
         elif pk.startswith("tok|"):
             token_key = tuple(json.loads(pk[4:]))
             self._tokens[token_key] = (item["fingerprint"]["S"], item["response"]["S"])
+
+    def _backfill_tallies(self, present: set[tuple[str, str]]) -> None:
+        """Write the tally items a table from before them lacks, from the loaded index.
+
+        Until its tally exists a container's delete passes the "contents are empty"
+        check and a create seeds the count from one replica's view, so a table written by
+        an older version gets them once, at load. Each put is conditioned on the item not
+        existing: a replica that wrote it meanwhile (a create or a delete, which seed it
+        themselves) wins, and the backfill moves on.
+        """
+        counts = collections.Counter(Tally.of(key) for key in self._records)
+        written = 0
+        for tally, count in counts.items():
+            key = _tally_key(tally)
+            if (key["pk"]["S"], key["sk"]["S"]) in present:
+                continue
+            written += self._conditional(
+                "put_item",
+                Item={**key, "n": _n(count)},
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        if written:
+            log.info(
+                "dynamodb: wrote %d quota tallies the table lacked (it predates them)", written
+            )
+
+    def _backfill_refs(self, refs: dict[Key, set[str]]) -> None:
+        """Add the references a table from before ``refs`` sets lacks, from the index.
+
+        Each is one transaction: the referrer's ``rev`` must still be the one loaded (a
+        referrer changed meanwhile wrote its own references) and the target must exist,
+        so a reference is never added after its referrer dropped it.
+        """
+        added = 0
+        for key, record in list(self._records.items()):
+            kind = kinds.BY_KEY.get(key.kind)
+            spec = record.data.get("spec") or {}
+            if kind is None or key not in self._revs:
+                continue
+            me = _resource_sk(key)
+            for target in referenced_keys(key.mesh_key, kind, spec):
+                if target not in refs or me in refs[target]:
+                    continue  # gone (nothing to protect), or already recorded
+                added += self._add_reference(key, target)
+        if added:
+            log.info("dynamodb: recorded %d references the table lacked (it predates them)", added)
+
+    def _add_reference(self, referrer: Key, target: Key) -> bool:
+        unchanged = {
+            "TableName": self.table,
+            "Key": self._item_key(referrer),
+            "ConditionExpression": "#rev = :rev",
+            "ExpressionAttributeNames": {"#rev": "rev"},
+            "ExpressionAttributeValues": {":rev": _n(self._revs[referrer])},
+        }
+        update = {
+            "TableName": self.table,
+            "Key": self._item_key(target),
+            "UpdateExpression": "ADD #refs :me",
+            "ConditionExpression": _EXISTS,
+            "ExpressionAttributeNames": _REFS,
+            "ExpressionAttributeValues": {":me": {"SS": [_resource_sk(referrer)]}},
+        }
+        try:
+            self._client.transact_write_items(
+                TransactItems=[{"ConditionCheck": unchanged}, {"Update": update}]
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            return False
+        return True
 
     def _counter(self) -> int:
         found = self._client.get_item(
