@@ -16,12 +16,18 @@ embedded moto (nothing here runs with ``--aws-endpoint``):
 - ``RenewCertificate`` is missing. ACM renews a private certificate in place: same ARN,
   new certificate from the same CA. UNCONFIRMED: ACM's renewal also generates a new key
   pair (we do: a renewed certificate here has a new key).
+
+And ACM PCA's ``CreatePermission``, ``ListPermissions`` and ``DeletePermission`` (the
+grant that lets ACM renew a CA's certificates, a step of App Mesh's tls-with-acm
+walkthrough) answer 500 in moto; here they keep each CA's permissions.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import threading
+import time
 from typing import Any
 
 END_ENTITY_TEMPLATE = "arn:aws:acm-pca:::template/EndEntityCertificate/V1"
@@ -65,6 +71,7 @@ def install() -> None:
         AWSCertificateManagerBackend.renew_certificate = _renew  # type: ignore[attr-defined]
         AWSCertificateManagerResponse.renew_certificate = _renew_response  # type: ignore[attr-defined]
         _patch_describe()
+        _patch_permissions()
         _installed = True
 
 
@@ -169,3 +176,103 @@ def _patch_describe() -> None:
         return result
 
     CertBundle.describe = describe  # type: ignore[method-assign]
+
+
+# ACM PCA's permission actions (botocore's ``ActionType``) and list page bounds.
+_PERMISSION_ACTIONS = frozenset({"IssueCertificate", "GetCertificate", "ListPermissions"})
+_MAX_RESULTS = 1000
+
+
+def _patch_permissions() -> None:
+    """ACM PCA's permissions on a CA (who may issue and get its certificates)."""
+    from moto.acmpca.responses import ACMPCAResponse
+
+    ACMPCAResponse.create_permission = _create_permission  # type: ignore[attr-defined]
+    ACMPCAResponse.list_permissions = _list_permissions  # type: ignore[attr-defined]
+    ACMPCAResponse.delete_permission = _delete_permission  # type: ignore[attr-defined]
+
+
+def _permission_error(code: str, message: str) -> Exception:
+    from moto.core.exceptions import JsonRESTError
+
+    error = JsonRESTError(code, message)
+    error.code = 400
+    return error
+
+
+def _permissions_of(response: Any, params: dict[str, Any]) -> tuple[Any, dict]:
+    """The CA a permission call names (ResourceNotFoundException as ACM PCA gives it)
+    and its permissions by (principal, source account)."""
+    arn = str(params.get("CertificateAuthorityArn", ""))
+    ca = response.acmpca_backend.describe_certificate_authority(arn)
+    if ca.status == "DELETED":
+        # UNCONFIRMED: ACM PCA's message for a permission call on a deleted CA.
+        raise _permission_error(
+            "InvalidStateException", f"The certificate authority {arn} is DELETED."
+        )
+    permissions = ca.__dict__.setdefault("appmesh_permissions", {})
+    return ca, permissions
+
+
+def _create_permission(self: Any) -> str:
+    params = json.loads(self.body or "{}")
+    ca, permissions = _permissions_of(self, params)
+    actions = list(params.get("Actions") or ())
+    unknown = sorted(set(actions) - _PERMISSION_ACTIONS)
+    if not actions or unknown:
+        raise _permission_error(
+            "ValidationException",
+            f"1 validation error detected: Value '{actions}' at 'actions' failed to satisfy "
+            f"constraint: Member must satisfy constraint: [Member must satisfy enum value set: "
+            f"{sorted(_PERMISSION_ACTIONS)}]",
+        )
+    principal = str(params.get("Principal", ""))
+    # UNCONFIRMED: without SourceAccount, ACM PCA lists the CA owner's account.
+    source = str(params.get("SourceAccount") or ca.account_id)
+    key = (principal, str(params.get("SourceAccount") or ""))
+    if key in permissions:
+        raise _permission_error(
+            "PermissionAlreadyExistsException",
+            "The designated permission has already been given to the user.",
+        )
+    permissions[key] = {
+        "CertificateAuthorityArn": ca.arn,
+        "CreatedAt": time.time(),
+        "Principal": principal,
+        "SourceAccount": source,
+        "Actions": sorted(set(actions)),
+    }
+    return "{}"
+
+
+def _list_permissions(self: Any) -> str:
+    params = json.loads(self.body or "{}")
+    _, permissions = _permissions_of(self, params)
+    size = int(params.get("MaxResults") or _MAX_RESULTS)
+    start = 0
+    if params.get("NextToken"):
+        try:
+            start = int(str(params["NextToken"]))
+        except ValueError:
+            raise _permission_error(
+                "InvalidNextTokenException",
+                "The token specified in the NextToken argument is not valid.",
+            ) from None
+    listed = sorted(permissions.values(), key=lambda p: (p["CreatedAt"], p["Principal"]))
+    page: dict[str, Any] = {"Permissions": listed[start : start + size]}
+    if start + size < len(listed):
+        page["NextToken"] = str(start + size)
+    return json.dumps(page)
+
+
+def _delete_permission(self: Any) -> str:
+    params = json.loads(self.body or "{}")
+    ca, permissions = _permissions_of(self, params)
+    key = (str(params.get("Principal", "")), str(params.get("SourceAccount") or ""))
+    if permissions.pop(key, None) is None:
+        # UNCONFIRMED: ACM PCA's answer for a permission that was never given.
+        raise _permission_error(
+            "ResourceNotFoundException",
+            f"Permission for principal {key[0]} on {ca.arn} not found",
+        )
+    return "{}"

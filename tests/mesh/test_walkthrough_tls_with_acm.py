@@ -12,10 +12,7 @@ plaintext client is refused and the gateway's cluster counts its handshakes.
 
 Not as in the walkthrough (see ``walkthrough_local.py``): the proxies and the teller
 run as processes on this host (the teller on port 80 of its own loopback address),
-not as its ECS service. Step 2's ``aws acm-pca create-permission --principal
-acm.amazonaws.com`` is not run: the embedded ACM PCA (moto) does not implement
-CreatePermission and the call fails with a 500; the permission only lets ACM renew
-the certificate, which this walkthrough does not exercise.
+not as its ECS service.
 """
 
 from __future__ import annotations
@@ -71,8 +68,9 @@ def step2_certificates(world: World) -> tuple[str, str]:
                             "--query", "Certificate", *text)  # fmt: skip
     world.aws("acm-pca", "import-certificate-authority-certificate",
               "--certificate-authority-arn", ca, "--certificate", certificate)  # fmt: skip
-    # ``aws acm-pca create-permission`` (for ACM's renewals) is left out: the embedded
-    # ACM PCA has no CreatePermission and answers 500 (see the module docstring).
+    world.aws("acm-pca", "create-permission", "--certificate-authority-arn", ca,
+              "--actions", "IssueCertificate", "GetCertificate", "ListPermissions",
+              "--principal", "acm.amazonaws.com")  # fmt: skip
     arn = world.aws("acm", "request-certificate", "--domain-name", f"*.{DOMAIN}",
                     "--certificate-authority-arn", ca,
                     "--query", "CertificateArn", *text)  # fmt: skip
