@@ -8,6 +8,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 
+import boto3
 import pytest
 
 from appmesh_api.dynamo import local_dynamodb_command
@@ -54,6 +55,22 @@ def dynamodb_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
 def dynamodb_store(endpoint: str, table: str | None = None) -> str:
     table = table or f"appmesh-{uuid.uuid4().hex[:8]}"
     return f"dynamodb://{table}?endpoint={endpoint}&region=us-east-1"
+
+
+def table_client(endpoint: str):
+    """A DynamoDB client on moto's server, for looking at the table behind the store."""
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+
+
+def table_of(store: str) -> str:
+    """The table a ``dynamodb://TABLE?...`` store URL names."""
+    return store.split("://", 1)[1].split("?", 1)[0]
 
 
 @pytest.fixture(scope="session")

@@ -14,30 +14,15 @@ import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
-from tests.api.conftest import dynamodb_store
+from tests.api.conftest import dynamodb_store, table_client, table_of
 from tests.api.helpers import http_node_spec
 from tests.conftest import Server, make_client, new_account, start_server
 
 
-def _table(store: str) -> str:
-    return store.split("://", 1)[1].split("?", 1)[0]
-
-
-def _dynamodb(endpoint: str):
-    return boto3.client(
-        "dynamodb",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="appmesh-local",
-        aws_secret_access_key="local",
-    )
-
-
 def _refs(endpoint: str, table: str) -> dict[str, set[str]]:
-    pages = _dynamodb(endpoint).get_paginator("scan").paginate(TableName=table)
+    pages = table_client(endpoint).get_paginator("scan").paginate(TableName=table)
     found = {}
     for page in pages:
         for item in page["Items"]:
@@ -47,7 +32,7 @@ def _refs(endpoint: str, table: str) -> dict[str, set[str]]:
 
 
 def _tallies(endpoint: str, table: str) -> dict[tuple, int]:
-    pages = _dynamodb(endpoint).get_paginator("scan").paginate(TableName=table)
+    pages = table_client(endpoint).get_paginator("scan").paginate(TableName=table)
     found = {}
     for page in pages:
         for item in page["Items"]:
@@ -87,13 +72,13 @@ def test_a_replica_loading_a_table_without_tallies_writes_them(
         appmesh.create_virtual_node(meshName="old", virtualNodeName=name, spec=http_node_spec())
     provider = {"provider": {"virtualNode": {"virtualNodeName": "a"}}}
     appmesh.create_virtual_service(meshName="old", virtualServiceName="a.local", spec=provider)
-    table = _table(store)
+    table = table_of(store)
     written, referred = _tallies(dynamodb_endpoint, table), _refs(dynamodb_endpoint, table)
     assert referred == {'["virtualNode", "", "a"]': {'["virtualService", "", "a.local"]'}}
     assert written[("us-east-1", account, "old", "virtualNode", "")] == 3
     first.stop()
 
-    client = _dynamodb(dynamodb_endpoint)
+    client = table_client(dynamodb_endpoint)
     for where in written:  # as a table from before tallies holds them: not at all
         pk, sk = "cnt|" + json.dumps(list(where[:3])), json.dumps(list(where[3:]))
         client.delete_item(TableName=table, Key={"pk": {"S": pk}, "sk": {"S": sk}})

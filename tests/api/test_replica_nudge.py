@@ -14,29 +14,14 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
 from appmesh_api.localports import free_port
 from appmesh_api.peers import NUDGE_PATH, TOKEN_HEADER
-from tests.api.conftest import dynamodb_store
+from tests.api.conftest import dynamodb_store, table_client, table_of
 from tests.api.helpers import http_node_spec
 from tests.api.test_replicas import eventually, start_replica
 from tests.conftest import Server, make_client, start_server
-
-
-def table_client(endpoint: str):
-    return boto3.client(
-        "dynamodb",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
-
-
-def table_of(store: str) -> str:
-    return store.split("://", 1)[1].split("?", 1)[0]
 
 
 def replica_items(dynamodb_endpoint: str, store: str) -> list[dict]:
