@@ -4,6 +4,7 @@ FROM python:3.11-slim
 WORKDIR /opt/appmesh-local
 COPY pyproject.toml README.md ./
 COPY appmesh_api appmesh_api
+COPY awssigv4 awssigv4
 COPY envoy_bootstrap envoy_bootstrap
 COPY proxy proxy
 RUN pip install --no-cache-dir .

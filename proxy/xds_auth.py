@@ -9,21 +9,23 @@ belongs to (the ARN's account, else ``APPMESH_MESH_OWNER``, else the local defau
 a placeholder secret, which a control plane without ``--verify-signatures`` accepts, so a
 local mesh needs no credentials at all.
 
-The signature is AWS Signature Version 4 computed here with ``hmac`` and ``hashlib``
+The signature is AWS Signature Version 4 computed with ``hmac`` and ``hashlib`` by
+``awssigv4/canonical.py`` (the canonical form the control plane's verifier builds too)
 rather than botocore's ``SigV4Auth``: importing botocore costs the sidecar about 6 MB of
 memory for one POST shape (a JSON body, a path, one query parameter). The output is the
 same as botocore's for these requests (tests/proxy/test_proxy_memory.py compares them
-signature for signature), and the control plane verifies it with botocore.
+signature for signature), and the control plane's verifier accepts it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import time
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
+
+from awssigv4 import canonical
 
 DEFAULT_ACCOUNT = "123456789012"
 Signer = Callable[[str, bytes], dict[str, str]]
@@ -111,28 +113,19 @@ def _signed(
     if credentials.token:
         headers["X-Amz-Security-Token"] = credentials.token
     parts = urlsplit(url)
-    signed = {name.lower(): " ".join(value.split()) for name, value in headers.items()}
+    signed = {name.lower(): canonical.header_value([value]) for name, value in headers.items()}
     signed["host"] = _host(parts.scheme, parts.hostname or "", parts.port)
-    names = ";".join(sorted(signed))
-    canonical = "\n".join(
-        [
-            "POST",
-            quote(_without_dot_segments(parts.path), safe="/~"),
-            _canonical_query(parts.query),
-            "".join(f"{name}:{signed[name]}\n" for name in sorted(signed)),
-            names,
-            hashlib.sha256(body).hexdigest(),
-        ]
+    date = stamp[:8]
+    request_text = canonical.canonical_request(
+        "POST", parts.path, parts.query, service, signed, hashlib.sha256(body).hexdigest()
     )
-    scope = f"{stamp[:8]}/{region}/{service}/aws4_request"
-    digest = hashlib.sha256(canonical.encode()).hexdigest()
-    to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{digest}"
-    key = f"AWS4{credentials.secret_key}".encode()
-    for part in (stamp[:8], region, service, "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    scope = canonical.scope(date, region, service)
+    to_sign = canonical.string_to_sign(stamp, scope, request_text)
+    key = canonical.signing_key(credentials.secret_key, date, region, service)
+    signature = canonical.signature(key, to_sign)
+    names = ";".join(sorted(signed))
     headers["Authorization"] = (
-        f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, "
+        f"{canonical.ALGORITHM} Credential={credentials.access_key}/{scope}, "
         f"SignedHeaders={names}, Signature={signature}"
     )
     return headers
@@ -142,26 +135,3 @@ def _host(scheme: str, hostname: str, port: int | None) -> str:
     """The Host header a client sends: the port only when it is not the scheme's default."""
     name = f"[{hostname}]" if ":" in hostname else hostname
     return name if port is None or _DEFAULT_PORTS.get(scheme) == port else f"{name}:{port}"
-
-
-def _without_dot_segments(path: str) -> str:
-    """RFC 3986's dot-segment removal, empty segments dropped as AWS's canonical URI does."""
-    if not path:
-        return "/"
-    kept: list[str] = []
-    for segment in path.split("/"):
-        if segment == "..":
-            if kept:
-                kept.pop()
-        elif segment and segment != ".":
-            kept.append(segment)
-    joined = "/" + "/".join(kept) if path.startswith("/") else "/".join(kept)
-    return joined + "/" if path.endswith("/") and kept else joined
-
-
-def _canonical_query(query: str) -> str:
-    """The query string's ``key=value`` pairs sorted (already URL-encoded by the caller)."""
-    if not query:
-        return ""
-    pairs = sorted(pair.partition("=")[::2] for pair in query.split("&"))
-    return "&".join(f"{key}={value}" for key, value in pairs)

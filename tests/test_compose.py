@@ -31,5 +31,5 @@ def test_the_dockerfile_default_command_parses_and_copies_every_package():
     cmd_line = next(line for line in dockerfile.splitlines() if line.startswith("CMD"))
     command = [part.strip(' "') for part in cmd_line[4:].strip("[] ").split(",")]
     assert build_parser().parse_args(command).command == "serve"
-    for package in ("appmesh_api", "envoy_bootstrap", "proxy"):
+    for package in ("appmesh_api", "awssigv4", "envoy_bootstrap", "proxy"):
         assert f"COPY {package} {package}" in dockerfile

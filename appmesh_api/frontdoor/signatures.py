@@ -6,7 +6,8 @@ segments removed and then URI-encoded once more, except for S3, whose path is si
 sent; the query's ``name=value`` pairs sorted as sent; exactly the headers the caller
 listed in ``SignedHeaders``, values trimmed and inner whitespace runs collapsed, repeats
 joined with commas; and the payload hash (a signed ``X-Amz-Content-SHA256``, else the
-body's SHA-256). Building it by hand instead of through botocore's ``SigV4Auth`` (an
+body's SHA-256). ``awssigv4/canonical.py`` builds it, for this verifier and the sidecar's
+signer alike. Building it by hand instead of through botocore's ``SigV4Auth`` (an
 ``AWSRequest``, ``HTTPHeaders``, URL splitting and four key HMACs for every request)
 takes a verification from about 130 µs to about 10 µs, which is what lets
 ``--verify-signatures`` cost little next to a Describe (docs/benchmarks.md). The signing
@@ -21,16 +22,15 @@ PAYLOAD``) are not checked beyond the seed signature in the header.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from urllib.parse import quote
 
 from appmesh_api.frontdoor import refusals
+from awssigv4 import canonical
 
 _AUTHORIZATION = re.compile(
     r"AWS4-HMAC-SHA256\s+Credential=(?P<credential>[^,\s]+),\s*"
@@ -99,11 +99,13 @@ def verify(
     secret = found if isinstance(found, Secret) else Secret(found)
     timestamp = _one(lower, "x-amz-date") or ""
     _check_clock(timestamp, now or datetime.now(UTC))
-    key = signing_key(secret.secret, credential.date, credential.region, credential.service)
+    key = canonical.signing_key(
+        secret.secret, credential.date, credential.region, credential.service
+    )
     candidates = (None,) if hosts is None else tuple(hosts)
     if not any(
         hmac.compare_digest(
-            _signature(key, string_to_sign(request, lower, credential, timestamp, host)),
+            canonical.signature(key, _string_to_sign(request, lower, credential, timestamp, host)),
             credential.signature,
         )
         for host in candidates
@@ -181,91 +183,38 @@ def _parse_timestamp(text: str) -> datetime:
     )
 
 
-def string_to_sign(
+def _string_to_sign(
     request: SignedRequest,
     lower: dict[str, list[str]],
     credential: Credential,
     timestamp: str,
     host: str | None = None,
 ) -> str:
-    """SigV4's string to sign: algorithm, time, scope and the canonical request's hash."""
-    canonical = canonical_request(request, lower, credential, host)
-    scope = f"{credential.date}/{credential.region}/{credential.service}/aws4_request"
-    digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-    return f"AWS4-HMAC-SHA256\n{timestamp}\n{scope}\n{digest}"
-
-
-def canonical_request(
-    request: SignedRequest,
-    lower: dict[str, list[str]],
-    credential: Credential,
-    host: str | None = None,
-) -> str:
-    """The canonical request over exactly the headers the signer listed."""
+    """The string the caller signed, over exactly the headers it listed (``host``, when
+    given, standing in for the request's own)."""
     names = credential.signed_headers
-    lines = [request.method.upper(), canonical_path(request.raw_path, credential.service)]
-    lines.append(canonical_query(request.query))
-    for name in sorted(set(names)):
-        values = [host] if name == "host" and host is not None else lower.get(name, [""])
-        lines.append(f"{name}:{','.join(' '.join(value.split()) for value in values)}")
-    lines.append("")
-    lines.append(";".join(sorted(set(names))))
-    lines.append(_payload_hash(lower, names, request.body))
-    return "\n".join(lines)
-
-
-def canonical_path(raw_path: str, service: str) -> str:
-    """The path as signed: S3's as sent; every other service's normalized and encoded again."""
-    if service == "s3":
-        return raw_path or "/"
-    return quote(_remove_dot_segments(raw_path), safe="/~")
-
-
-def _remove_dot_segments(path: str) -> str:
-    """RFC 3986 dot-segment removal, also dropping empty segments as AWS's signers do."""
-    if not path:
-        return "/"
-    kept: list[str] = []
-    for segment in path.split("/"):
-        if segment == "..":
-            if kept:
-                kept.pop()
-        elif segment and segment != ".":
-            kept.append(segment)
-    first = "/" if path[0] == "/" else ""
-    last = "/" if path[-1] == "/" and kept else ""
-    return first + "/".join(kept) + last
-
-
-def canonical_query(query: str) -> str:
-    """The query's ``name=value`` pairs (already URI-encoded by the client) sorted."""
-    if not query:
-        return ""
-    pairs = [pair.partition("=") for pair in query.split("&")]
-    return "&".join(f"{name}={value}" for name, value in sorted((n, v) for n, _, v in pairs))
+    headers = {
+        name: canonical.header_value(
+            [host] if name == "host" and host is not None else lower.get(name, [""])
+        )
+        for name in names
+    }
+    request_text = canonical.canonical_request(
+        request.method.upper(),
+        request.raw_path,
+        request.query,
+        credential.service,
+        headers,
+        _payload_hash(lower, names, request.body),
+    )
+    scope = canonical.scope(credential.date, credential.region, credential.service)
+    return canonical.string_to_sign(timestamp, scope, request_text)
 
 
 def _payload_hash(lower: dict[str, list[str]], names: Sequence[str], body: bytes) -> str:
     if "x-amz-content-sha256" in names:
         return _one(lower, "x-amz-content-sha256") or ""
     return hashlib.sha256(body).hexdigest() if body else _EMPTY_SHA256
-
-
-@functools.lru_cache(maxsize=1024)
-def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
-    """SigV4's derived key, the same for every request of one scope, so it is kept."""
-    key = _hmac(f"AWS4{secret}".encode(), date)
-    for part in (region, service, "aws4_request"):
-        key = _hmac(key, part)
-    return key
-
-
-def _hmac(key: bytes, message: str) -> bytes:
-    return hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
-
-
-def _signature(key: bytes, to_sign: str) -> str:
-    return hmac.new(key, to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def _check_payload(lower: dict[str, list[str]], body: bytes) -> None:

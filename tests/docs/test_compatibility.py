@@ -40,7 +40,7 @@ def page_sections() -> dict[str, str]:
 
 def marked_modules() -> list[Path]:
     found = []
-    for package in ("appmesh_api", "envoy_bootstrap", "proxy"):
+    for package in ("appmesh_api", "awssigv4", "envoy_bootstrap", "proxy"):
         for path in sorted((ROOT / package).rglob("*.py")):
             relative = path.relative_to(ROOT).as_posix()
             if relative not in CONVENTION_ONLY and MARKERS.search(path.read_text()):

@@ -13,7 +13,7 @@ from pathlib import Path
 from appmesh_api.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("appmesh_api", "envoy_bootstrap", "proxy")
+PACKAGES = ("appmesh_api", "awssigv4", "envoy_bootstrap", "proxy")
 MODULE = re.compile(r"`([\w./-]+\.py)`")
 # The families of variables the docs name that appmesh-local itself reads (botocore's
 # AWS_* variables are botocore's business and are left out).

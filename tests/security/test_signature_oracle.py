@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from appmesh_api.frontdoor import refusals
-from appmesh_api.frontdoor.signatures import SignedRequest, canonical_path, verify
+from appmesh_api.frontdoor.signatures import SignedRequest, verify
+from awssigv4.canonical import canonical_path
 
 KEY, SECRET = "AKIAORACLE0000000001", "oracle/secret+key"
 ENDPOINT = "http://127.0.0.1:4566"
