@@ -30,6 +30,11 @@ class Pem:
     def key_text(self) -> str:
         return self.key.read_text()
 
+    def file_certificate(self) -> dict:
+        """App Mesh's ``file`` certificate naming these files (a listener's ``tls.certificate``
+        or a client policy's ``tls.certificate``)."""
+        return {"file": {"certificateChain": str(self.chain), "privateKey": str(self.key)}}
+
 
 class Authority:
     """A self-signed CA that issues server and client certificates into ``folder``."""

@@ -9,13 +9,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from appmesh_api.localports import wait_for_port
 from tests.conftest import free_port
 
 COLOR_APP = str(Path(__file__).with_name("color_app.py"))
+T = TypeVar("T")
 
 
 @dataclass
@@ -36,6 +39,10 @@ class Proxy:
             if key == name:
                 return int(value)
         return 0
+
+    def ingress_ssl(self, name: str) -> int:
+        """A TLS counter (``handshake``, ``fail_verify_san``, ...) of the ingress listener."""
+        return self.stat(f"listener.127.0.0.1_{self.ingress}.ssl.{name}")
 
 
 @dataclass
@@ -113,6 +120,17 @@ class Mesh:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def wait_for(check: Callable[[], T], timeout: float = 15.0) -> T:
+    """Poll ``check`` every 0.1 s until it returns something truthy or ``timeout`` passes;
+    its last value either way, for the caller to assert on."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
 
 
 def get(

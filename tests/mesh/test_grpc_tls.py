@@ -26,19 +26,13 @@ def host(name: str) -> str:
     return f"{name}.{MESH}.local"
 
 
-def certificate(folder: Path, name: str) -> dict:
-    return {"file": {"certificateChain": str(folder / f"{name}.crt"),
-                     "privateKey": str(folder / f"{name}.key")}}  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def secured(server, tmp_path_factory):
     account = new_account()
     appmesh = make_client(server.endpoint, "appmesh", account)
     folder = tmp_path_factory.mktemp(MESH)
     ca = Authority(folder)
-    for name in ("vault", "caller"):
-        ca.issue(name, [host(name)])
+    files = {name: ca.issue(name, [host(name)]).file_certificate() for name in ("vault", "caller")}
     mesh = Mesh(server.endpoint, account, MESH, folder)
     trust = {"trust": {"file": {"certificateChain": str(ca.pem)}}}
     try:
@@ -46,7 +40,7 @@ def secured(server, tmp_path_factory):
         vault_port = mesh.app("vault", script=GRPC_APP)
         tls = {
             "mode": "STRICT",
-            "certificate": certificate(folder, "vault"),
+            "certificate": files["vault"],
             "validation": {
                 **trust,
                 "subjectAlternativeNames": {"match": {"exact": [host("caller")]}},
@@ -61,7 +55,7 @@ def secured(server, tmp_path_factory):
             virtualServiceName=host("vault"),
             spec={"provider": {"virtualNode": {"virtualNodeName": "vault"}}},
         )
-        policy = {"tls": {"enforce": True, "certificate": certificate(folder, "caller"),
+        policy = {"tls": {"enforce": True, "certificate": files["caller"],
                           "validation": {**trust, "subjectAlternativeNames": {
                               "match": {"exact": [host("vault")]}}}}}  # fmt: skip
         caller_port = mesh.app("caller", script=GRPC_APP)

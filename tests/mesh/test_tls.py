@@ -13,14 +13,14 @@ from __future__ import annotations
 import re
 import socket
 import ssl
-import time
-from pathlib import Path
 
 import pytest
 
 from tests.certificates import Authority
 from tests.conftest import make_client, new_account
-from tests.mesh.harness import Mesh, Proxy, get
+from tests.mesh import tls_helpers
+from tests.mesh.harness import Mesh, get, wait_for
+from tests.mesh.tls_helpers import create_nodes, get_on, peer
 
 MESH = "tls"
 
@@ -29,20 +29,8 @@ def host(name: str) -> str:
     return f"{name}.{MESH}.local"
 
 
-def file_certificate(folder: Path, name: str) -> dict:
-    return {
-        "file": {
-            "certificateChain": str(folder / f"{name}.crt"),
-            "privateKey": str(folder / f"{name}.key"),
-        }
-    }
-
-
 def node_spec(port: int, name: str, tls: dict | None = None, backends: list | None = None):
-    listener: dict = {"portMapping": {"port": port, "protocol": "http"}}
-    if tls:
-        listener["tls"] = tls
-    spec: dict = {"listeners": [listener], "serviceDiscovery": {"dns": {"hostname": host(name)}}}
+    spec = tls_helpers.node_spec(port, host(name), tls)
     if backends:
         spec["backends"] = backends
     return spec
@@ -68,21 +56,21 @@ def mesh(server, tmp_path_factory):
     appmesh = make_client(server.endpoint, "appmesh", account)
     folder = tmp_path_factory.mktemp(MESH)
     ca = Authority(folder)
-    for name in ("secure", "open", "front", "stranger"):
-        ca.issue(name, [host(name)])
+    names = ("secure", "open", "front", "stranger")
+    files = {name: ca.issue(name, [host(name)]).file_certificate() for name in names}
     running = Mesh(server.endpoint, account, MESH, folder)
     try:
         appmesh.create_mesh(meshName=MESH)
-        ports = {name: running.app(name) for name in ("secure", "open", "front", "stranger")}
+        ports = {name: running.app(name) for name in names}
         mutual = {
             "mode": "STRICT",
-            "certificate": file_certificate(folder, "secure"),
+            "certificate": files["secure"],
             "validation": {
                 "trust": {"file": {"certificateChain": str(ca.pem)}},
                 "subjectAlternativeNames": {"match": {"exact": [host("front")]}},
             },
         }
-        permissive = {"mode": "PERMISSIVE", "certificate": file_certificate(folder, "open")}
+        permissive = {"mode": "PERMISSIVE", "certificate": files["open"]}
         specs = {
             "secure": node_spec(ports["secure"], "secure", tls=mutual),
             "open": node_spec(ports["open"], "open", tls=permissive),
@@ -90,7 +78,7 @@ def mesh(server, tmp_path_factory):
                 ports["front"],
                 "front",
                 backends=[
-                    backend("secure", ca, [host("secure")], file_certificate(folder, "front")),
+                    backend("secure", ca, [host("secure")], files["front"]),
                     backend("open", ca, [host("open")]),
                 ],
             ),
@@ -101,52 +89,21 @@ def mesh(server, tmp_path_factory):
         log_format = "%RESPONSE_CODE% %RESPONSE_FLAGS% %UPSTREAM_TRANSPORT_FAILURE_REASON%\n"
         access_log = {"path": str(folder / "front-access.log"), "format": {"text": log_format}}
         specs["front"]["logging"] = {"accessLog": {"file": access_log}}
-        for name, spec in specs.items():
-            appmesh.create_virtual_node(meshName=MESH, virtualNodeName=name, spec=spec)
-            appmesh.create_virtual_service(
-                meshName=MESH,
-                virtualServiceName=host(name),
-                spec={"provider": {"virtualNode": {"virtualNodeName": name}}},
-            )
+        create_nodes(appmesh, MESH, specs, host)
         proxies = {name: running.proxy(name) for name in specs}
         yield {"appmesh": appmesh, "ca": ca, "proxies": proxies, "specs": specs, "folder": folder}
     finally:
         running.close()
 
 
-def wait_for(check, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
-
-
 def https(port: int, context: ssl.SSLContext | None, name: str) -> tuple[str, bytes]:
     """One GET over a fresh connection: (the server certificate's DNS SAN, the reply)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-        conn = context.wrap_socket(raw) if context else raw
-        san = ""
-        if isinstance(conn, ssl.SSLSocket):
-            san = dict((conn.getpeercert() or {}).get("subjectAltName", ())).get("DNS", "")
-        request = f"GET /color HTTP/1.1\r\nHost: {host(name)}\r\nConnection: close\r\n\r\n"
-        conn.sendall(request.encode())
-        reply = b""
-        while chunk := conn.recv(65536):
-            reply += chunk
-        return san, reply
+    certificate, reply = tls_helpers.exchange(port, context, host(name))
+    return tls_helpers.san(certificate, "DNS"), reply
 
 
 def refused(port: int, context: ssl.SSLContext | None, name: str) -> bool:
-    try:
-        return https(port, context, name)[1] == b""
-    except (ssl.SSLError, ConnectionError):
-        return True
-
-
-def ingress_stat(proxy: Proxy, name: str) -> int:
-    return proxy.stat(f"listener.127.0.0.1_{proxy.ingress}.ssl.{name}")
+    return tls_helpers.refused(port, context, host(name))
 
 
 def test_strict_mutual_tls_between_two_sidecars(mesh):
@@ -155,7 +112,7 @@ def test_strict_mutual_tls_between_two_sidecars(mesh):
         lambda: (r := get(front.egress, "/color", host("secure")))[0] == 200 and r
     )
     assert (status, body) == (200, "secure")
-    assert ingress_stat(secure, "handshake") >= 1
+    assert secure.ingress_ssl("handshake") >= 1
     clusters = [line for line in front.admin_get("/stats").splitlines() if "_secure_http_" in line]
     assert any(".ssl.handshake: " in line and not line.endswith(": 0") for line in clusters)
 
@@ -163,9 +120,9 @@ def test_strict_mutual_tls_between_two_sidecars(mesh):
 def test_strict_refuses_plaintext_and_clients_without_a_certificate(mesh):
     secure, ca = mesh["proxies"]["secure"], mesh["ca"]
     assert refused(secure.ingress, None, "secure")
-    before = ingress_stat(secure, "fail_verify_no_cert")
+    before = secure.ingress_ssl("fail_verify_no_cert")
     assert refused(secure.ingress, ca.client_context(), "secure")
-    assert ingress_stat(secure, "fail_verify_no_cert") == before + 1
+    assert secure.ingress_ssl("fail_verify_no_cert") == before + 1
     stranger = mesh["proxies"]["stranger"]
     status, _, _ = get(stranger.egress, "/color", host("secure"))
     assert status == 503
@@ -174,9 +131,9 @@ def test_strict_refuses_plaintext_and_clients_without_a_certificate(mesh):
 def test_a_client_certificate_with_the_wrong_san_is_refused(mesh):
     secure, ca = mesh["proxies"]["secure"], mesh["ca"]
     wrong = ca.issue("impostor", ["impostor.tls.local"])
-    before = ingress_stat(secure, "fail_verify_san")
+    before = secure.ingress_ssl("fail_verify_san")
     assert refused(secure.ingress, ca.client_context(wrong), "secure")
-    assert ingress_stat(secure, "fail_verify_san") == before + 1
+    assert secure.ingress_ssl("fail_verify_san") == before + 1
 
 
 def test_permissive_serves_tls_and_plaintext_on_one_port(mesh):
@@ -224,16 +181,7 @@ def test_a_rotated_certificate_applies_to_new_connections_only(mesh):
     spec = {**mesh["specs"]["open"], "logging": {"accessLog": {"file": {"path": "/dev/stdout"}}}}
     appmesh.update_virtual_node(meshName=MESH, virtualNodeName="open", spec=spec)
 
-    def serial() -> str:
-        with context.wrap_socket(socket.create_connection(("127.0.0.1", opened.ingress))) as s:
-            return s.getpeercert()["serialNumber"]
-
-    assert wait_for(lambda: serial() != old)
-    kept.sendall(
-        f"GET /color HTTP/1.1\r\nHost: {host('open')}\r\nConnection: close\r\n\r\n".encode()
-    )
-    reply = b""
-    while chunk := kept.recv(65536):
-        reply += chunk
+    assert wait_for(lambda: peer(opened.ingress, context)["serialNumber"] != old)
+    reply = get_on(kept, host("open"))
     kept.close()
     assert reply.startswith(b"HTTP/1.1 200") and reply.endswith(b"open")

@@ -20,7 +20,9 @@ import urllib.request
 import pytest
 
 from tests.conftest import free_port, make_client, new_account
+from tests.mesh import harness, tls_helpers
 from tests.mesh.harness import Mesh, Proxy, get
+from tests.mesh.tls_helpers import create_nodes, get_on, peer, subject
 from tests.private_ca import ca_pem, client_context, create_root_ca, export_files, request_private
 from tests.signing import proxies_of, xds_request
 
@@ -37,12 +39,7 @@ HEALTH = {"protocol": "http", "path": "/color", "healthyThreshold": 2, "unhealth
 
 
 def node_spec(port: int, name: str, tls: dict | None = None, check: dict | None = None) -> dict:
-    listener: dict = {"portMapping": {"port": port, "protocol": "http"}}
-    if tls:
-        listener["tls"] = tls
-    if check:
-        listener["healthCheck"] = check
-    return {"listeners": [listener], "serviceDiscovery": {"dns": {"hostname": host(name)}}}
+    return tls_helpers.node_spec(port, host(name), tls, check)
 
 
 @pytest.fixture(scope="module")
@@ -87,13 +84,7 @@ def mesh(server, tmp_path_factory):
             "open": node_spec(ports["open"], "open", strict, HEALTH),
             "front": front,
         }
-        for name, spec in specs.items():
-            appmesh.create_virtual_node(meshName=MESH, virtualNodeName=name, spec=spec)
-            appmesh.create_virtual_service(
-                meshName=MESH,
-                virtualServiceName=host(name),
-                spec={"provider": {"virtualNode": {"virtualNodeName": name}}},
-            )
+        create_nodes(appmesh, MESH, specs, host)
         gateway_port = free_port()  # a gateway listens on its listener's own port
         edge_tls = {"mode": "STRICT", "certificate": {"acm": {"certificateArn": arns["edge"]}}}
         appmesh.create_virtual_gateway(
@@ -137,26 +128,12 @@ def mesh(server, tmp_path_factory):
 
 
 def wait_for(check, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
-
-
-def ingress_stat(proxy: Proxy, name: str) -> int:
-    return proxy.stat(f"listener.127.0.0.1_{proxy.ingress}.ssl.{name}")
+    """The harness's, with the longer wait ACM's export and SDS push may need."""
+    return harness.wait_for(check, timeout)
 
 
 def cluster_ssl(proxy: Proxy, target: str, name: str) -> int:
     return cluster_stat(proxy, target, f"ssl.{name}")
-
-
-def peer(port: int, context: ssl.SSLContext) -> dict:
-    """The certificate a sidecar's ingress presents to a new TLS connection."""
-    with context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5)) as conn:
-        return conn.getpeercert() or {}
 
 
 def test_the_sidecars_start_live_with_their_acm_certificates(mesh):
@@ -165,8 +142,7 @@ def test_the_sidecars_start_live_with_their_acm_certificates(mesh):
         rejected = [p for p in proxies_of_node(mesh, name) if p["rejected"]]
         assert not rejected, f"{name} rejected its config: {rejected}"
     context = client_context(mesh["ca_pem"])
-    subject = dict(pair[0] for pair in peer(proxies["open"].ingress, context)["subject"])
-    assert subject["commonName"] == host("open")
+    assert subject(peer(proxies["open"].ingress, context))["commonName"] == host("open")
     print(f"two ACM sidecars LIVE, certificates held, {mesh['live_seconds']:.2f} s after start")
 
 
@@ -177,12 +153,12 @@ def proxies_of_node(mesh, name: str) -> list[dict]:
 
 def test_traffic_flows_over_tls_through_two_sidecars(mesh):
     front, opened = mesh["proxies"]["front"], mesh["proxies"]["open"]
-    before = ingress_stat(opened, "handshake")
+    before = opened.ingress_ssl("handshake")
     status, _, body = wait_for(
         lambda: (r := get(front.egress, "/color", host("open")))[0] == 200 and r
     )
     assert (status, body) == (200, "open")
-    assert ingress_stat(opened, "handshake") > before
+    assert opened.ingress_ssl("handshake") > before
     assert cluster_ssl(front, "open", "handshake") >= 1
 
 
@@ -212,34 +188,22 @@ def test_mutual_tls_with_a_client_certificate_exported_from_acm(mesh):
         lambda: (r := get(front.egress, "/color", host("teller")))[0] == 200 and r
     )
     assert (status, body) == (200, "teller")
-    assert ingress_stat(teller, "handshake") >= 1
+    assert teller.ingress_ssl("handshake") >= 1
     # Without a client certificate the STRICT mutual listener refuses the handshake.
-    before = ingress_stat(teller, "fail_verify_no_cert")
+    before = teller.ingress_ssl("fail_verify_no_cert")
     assert refused(teller.ingress, client_context(mesh["ca_pem"]), "teller")
-    assert wait_for(lambda: ingress_stat(teller, "fail_verify_no_cert") > before)
+    assert wait_for(lambda: teller.ingress_ssl("fail_verify_no_cert") > before)
     with_cert = client_context(mesh["ca_pem"], mesh["front_files"])
     assert https_get(teller.ingress, with_cert, "teller").endswith(b"teller")
 
 
 def https_get(port: int, context: ssl.SSLContext | None, name: str) -> bytes:
     """One GET over a new connection (TLS with ``context``, else plaintext)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-        conn = context.wrap_socket(raw) if context else raw
-        request = f"GET /color HTTP/1.1\r\nHost: {host(name)}\r\nConnection: close\r\n\r\n"
-        conn.sendall(request.encode())
-        reply = b""
-        while chunk := conn.recv(65536):
-            reply += chunk
-        return reply
+    return tls_helpers.exchange(port, context, host(name))[1]
 
 
 def refused(port: int, context: ssl.SSLContext | None, name: str) -> bool:
-    """Closed without a reply (TLS 1.3 reports a refused client certificate only after
-    the client's side of the handshake is done) or failed with an error."""
-    try:
-        return https_get(port, context, name) == b""
-    except (ssl.SSLError, ConnectionError):
-        return True
+    return tls_helpers.refused(port, context, host(name))
 
 
 def test_a_gateway_terminates_tls_with_its_acm_certificate_and_originates_tls(mesh):
@@ -247,8 +211,7 @@ def test_a_gateway_terminates_tls_with_its_acm_certificate_and_originates_tls(me
     certificate, and its backendDefaults trust the ACM PCA CA toward ``open``."""
     edge, port = mesh["proxies"]["edge"], mesh["gateway_port"]
     context = client_context(mesh["ca_pem"])
-    subject = dict(pair[0] for pair in peer(port, context)["subject"])
-    assert subject["commonName"] == host("edge")
+    assert subject(peer(port, context))["commonName"] == host("edge")
     reply = wait_for(lambda: (r := https_get(port, context, "edge")).endswith(b"open") and r)
     assert reply.startswith(b"HTTP/1.1 200")
     assert edge.stat(f"listener.127.0.0.1_{port}.ssl.handshake") >= 2
@@ -271,12 +234,7 @@ def test_a_renewed_certificate_is_served_to_new_connections(mesh):
     acm.renew_certificate(CertificateArn=mesh["arns"]["open"])
     assert wait_for(lambda: peer(opened.ingress, context)["serialNumber"] != old, timeout=20)
     print(f"renewed ACM certificate served by the sidecar {time.monotonic() - renewed:.2f} s later")
-    kept.sendall(
-        f"GET /color HTTP/1.1\r\nHost: {host('open')}\r\nConnection: close\r\n\r\n".encode()
-    )
-    reply = b""
-    while chunk := kept.recv(65536):
-        reply += chunk
+    reply = get_on(kept, host("open"))
     kept.close()
     assert reply.startswith(b"HTTP/1.1 200") and reply.endswith(b"open")
     front = mesh["proxies"]["front"]

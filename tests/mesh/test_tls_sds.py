@@ -18,14 +18,14 @@ import json
 import socket
 import ssl
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.certificates import Authority, Pem
 from tests.conftest import make_client, new_account
-from tests.mesh.harness import Mesh, Proxy, get
+from tests.mesh import tls_helpers
+from tests.mesh.harness import Mesh, Proxy, get, wait_for
 from tests.sds_agent import FakeSpireAgent
 
 MESH = "howto-k8s-mtls-sds-based"
@@ -119,36 +119,14 @@ def mesh(server, tmp_path_factory):
         agent.stop()
 
 
-def wait_for(check, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
-
-
 def handshake(port: int, context: ssl.SSLContext | None) -> tuple[str, str, bytes]:
     """One GET on a fresh connection: (server URI SAN, its serial number, the reply)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-        conn = context.wrap_socket(raw) if context else raw
-        uri = serial = ""
-        if isinstance(conn, ssl.SSLSocket):
-            cert = conn.getpeercert() or {}
-            uri = dict(cert.get("subjectAltName", ())).get("URI", "")
-            serial = str(cert.get("serialNumber", ""))
-        conn.sendall(b"GET /color HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        reply = b""
-        while chunk := conn.recv(65536):
-            reply += chunk
-        return uri, serial, reply
+    certificate, reply = tls_helpers.exchange(port, context, "x")
+    return tls_helpers.san(certificate, "URI"), str(certificate.get("serialNumber", "")), reply
 
 
 def refused(port: int, context: ssl.SSLContext | None) -> bool:
-    try:
-        return handshake(port, context)[2] == b""
-    except (ssl.SSLError, ConnectionError):
-        return True
+    return tls_helpers.refused(port, context, "x")
 
 
 def front_client(mesh) -> ssl.SSLContext:
@@ -165,7 +143,7 @@ def test_front_reaches_each_colour_over_mutual_tls_with_spiffe_ids(mesh):
         )
         assert (status, body) == (200, colour)
         proxy: Proxy = mesh["proxies"][colour]
-        assert proxy.stat(f"listener.127.0.0.1_{proxy.ingress}.ssl.handshake") >= 1
+        assert proxy.ingress_ssl("handshake") >= 1
     uri, _, reply = handshake(mesh["proxies"]["blue"].ingress, front_client(mesh))
     assert uri == svid("blue") and reply.startswith(b"HTTP/1.1 200")
 
@@ -184,7 +162,7 @@ def test_a_certificate_with_the_wrong_spiffe_id_is_refused(mesh):
     ca: Authority = mesh["ca"]
     other = ca.client_context(ca.issue("other", [f"{DOMAIN}/other"]))
     assert refused(green.ingress, other)
-    assert green.stat(f"listener.127.0.0.1_{green.ingress}.ssl.fail_verify_san") >= 1
+    assert green.ingress_ssl("fail_verify_san") >= 1
 
 
 def test_strict_refuses_plaintext(mesh):

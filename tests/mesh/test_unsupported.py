@@ -11,7 +11,6 @@ config live. An HTTP/2 client (prior knowledge) is served, converted to HTTP/1.1
 from __future__ import annotations
 
 import socket
-import time
 
 import h2.config
 import h2.connection
@@ -21,7 +20,9 @@ import pytest
 from envoy_bootstrap.envoy_types import CLUSTER, LISTENER
 from tests.certificates import Authority
 from tests.conftest import make_client, new_account
-from tests.mesh.harness import Mesh, get
+from tests.mesh import tls_helpers
+from tests.mesh.harness import Mesh, get, wait_for
+from tests.mesh.tls_helpers import create_nodes
 from tests.signing import proxies_of
 
 MESH = "refuse"
@@ -34,18 +35,12 @@ HEALTH = {"protocol": "http", "path": "/", "healthyThreshold": 2, "unhealthyThre
           "timeoutMillis": 2000, "intervalMillis": 5000}  # fmt: skip
 
 
-def node_spec(
-    port: int, name: str, protocol: str = "http", tls: dict | None = None, check: dict | None = None
-) -> dict:
-    listener: dict = {"portMapping": {"port": port, "protocol": protocol}}
-    if check:
-        listener["healthCheck"] = check
-    if tls:
-        listener["tls"] = tls
-    return {
-        "listeners": [listener],
-        "serviceDiscovery": {"dns": {"hostname": f"{name}.{MESH}.local"}},
-    }
+def host(name: str) -> str:
+    return f"{name}.{MESH}.local"
+
+
+def node_spec(port: int, name: str, tls: dict | None = None, check: dict | None = None) -> dict:
+    return tls_helpers.node_spec(port, host(name), tls, check)
 
 
 @pytest.fixture(scope="module")
@@ -57,33 +52,18 @@ def refused(server, tmp_path_factory):
         appmesh.create_mesh(meshName=MESH)
         ports = {name: mesh.app(name) for name in ("blue", "rpc", "secure", "front")}
         folder = tmp_path_factory.mktemp("refuse-certs")
-        ca = Authority(folder)
-        ca.issue("rpc", [f"rpc.{MESH}.local"])
-        rpc_tls = {
-            "mode": "STRICT",
-            "certificate": {
-                "file": {
-                    "certificateChain": str(folder / "rpc.crt"),
-                    "privateKey": str(folder / "rpc.key"),
-                }
-            },
-        }
+        rpc_files = Authority(folder).issue("rpc", [host("rpc")]).file_certificate()
+        rpc_tls = {"mode": "STRICT", "certificate": rpc_files}
         trust = {"trust": {"sds": {"secretName": "spiffe://refuse/ca"}}}
         specs = {
             "blue": node_spec(ports["blue"], "blue"),
             "rpc": node_spec(ports["rpc"], "rpc", tls=rpc_tls, check=HEALTH),
             "secure": node_spec(ports["secure"], "secure", tls=STRICT_TLS),
         }
-        for name, spec in specs.items():
-            appmesh.create_virtual_node(meshName=MESH, virtualNodeName=name, spec=spec)
-            appmesh.create_virtual_service(
-                meshName=MESH,
-                virtualServiceName=f"{name}.{MESH}.local",
-                spec={"provider": {"virtualNode": {"virtualNodeName": name}}},
-            )
+        create_nodes(appmesh, MESH, specs, host)
         front = node_spec(ports["front"], "front")
         front["backends"] = [
-            {"virtualService": {"virtualServiceName": f"{name}.{MESH}.local"}} for name in specs
+            {"virtualService": {"virtualServiceName": host(name)}} for name in specs
         ]
         policy = {"tls": {"enforce": True, "validation": trust}}
         front["backends"][1]["virtualService"]["clientPolicy"] = policy  # towards rpc
@@ -100,15 +80,6 @@ def rejections(server, node: str, account: str) -> dict:
     mine = [p for p in proxies if p["nodeId"] == arn]
     assert mine, f"no proxy registered for {arn}"
     return mine[0]["rejected"]
-
-
-def wait_for(check, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
 
 
 def test_clusters_it_cannot_serve_are_nacked_with_the_reason(server, refused):

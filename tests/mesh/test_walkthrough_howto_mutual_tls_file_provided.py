@@ -28,16 +28,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import socket
 import ssl
 import subprocess
 
 import pytest
 
 from tests.api.test_aws_cli import run_aws_in_process
-from tests.conftest import new_account
-from tests.mesh.harness import Mesh, Proxy
-from tests.mesh.walkthrough_local import Keys, color_app, loopback
+from tests.mesh.tls_helpers import refused
+from tests.mesh.walkthrough_local import Keys, LocalWorld
 from tests.mesh.walkthrough_tasks import HERE, http, until
 
 MESH, DOMAIN = "ColorApp-MutualTLS", "appmesh-mtls.local"
@@ -46,13 +44,10 @@ FAILED = "503 upstream connect error or disconnect/reset before headers"
 CLUSTER = f"cluster.cds_egress_{MESH}_colorteller-vn_http_9080"
 
 
-class World:
+class World(LocalWorld):
     def __init__(self, server, tmp) -> None:
-        self.server, self.tmp, self.account = server, tmp, new_account()
+        super().__init__(server, tmp, MESH)
         self.keys = tmp / "keys"
-        self.mesh = Mesh(server.endpoint, self.account, MESH, tmp)
-        self.proxies: dict[str, Proxy] = {}
-        self.gateway_address = loopback()
 
     def send(self, command: str, spec: str, *names: str, **arguments: str) -> None:
         """One ``aws appmesh COMMAND`` of mesh.sh, its input made by ``jq -n --arg``."""
@@ -102,24 +97,15 @@ def world(server, tmp_path_factory):
         route = ("--gateway-route-name", "colorteller-route", *vgw)
         world.send("create-gateway-route", "colorteller-gwroute.json", *route,
                    VIRTUAL_SERVICE=f"colorteller.{DOMAIN}")  # fmt: skip
-        address = loopback()
-        color_app(world.tmp, "yellow", address, 9080, world.mesh.processes)
-        world.proxies["teller"] = world.mesh.proxy(
-            "colorteller-vn", env={"APPMESH_APP_HOST": address}
-        )
-        world.proxies["gateway"] = world.mesh.proxy(
-            "gateway-vgw",
-            kind="virtualGateway",
-            env={"APPMESH_LISTEN_ADDRESS": world.gateway_address},
-        )
+        world.proxies["teller"] = world.start_app("yellow", 9080, "colorteller-vn")
+        world.proxies["gateway"] = world.start_gateway("gateway-vgw")
         yield world
     finally:
         world.mesh.close()
 
 
 def listener_ssl(world: World, name: str) -> int:
-    teller_proxy = world.proxies["teller"]
-    return teller_proxy.stat(f"listener.127.0.0.1_{teller_proxy.ingress}.ssl.{name}")
+    return world.proxies["teller"].ingress_ssl(name)
 
 
 def test_part1_plain_http_answers_yellow_without_tls(world):
@@ -160,13 +146,7 @@ def test_step4_requiring_a_client_certificate_fails_the_gateway(world):
 def refused_without_certificate(world: World) -> bool:
     context = ssl.create_default_context(cafile=str(world.keys / "ca_cert.pem"))
     context.check_hostname = False
-    address = ("127.0.0.1", world.proxies["teller"].ingress)
-    try:
-        with context.wrap_socket(socket.create_connection(address, timeout=5)) as conn:
-            conn.sendall(b"GET / HTTP/1.1\r\nHost: colorteller\r\nConnection: close\r\n\r\n")
-            return conn.recv(65536) == b""  # TLS 1.3: refused after the client's handshake
-    except (ssl.SSLError, ConnectionError):
-        return True
+    return refused(world.proxies["teller"].ingress, context, "colorteller")
 
 
 def burst(world: World, count: int = 8) -> list[str]:

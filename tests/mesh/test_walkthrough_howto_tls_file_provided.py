@@ -21,29 +21,25 @@ the template before it is deployed).
 from __future__ import annotations
 
 import collections
-import socket
 
 import pytest
 
 from tests.api.test_aws_cli import run_aws_in_process
-from tests.conftest import new_account
-from tests.mesh.harness import Mesh, Proxy
-from tests.mesh.walkthrough_local import Keys, color_app, loopback
+from tests.mesh.harness import Proxy
+from tests.mesh.tls_helpers import reply_or_nothing
+from tests.mesh.walkthrough_local import Keys, LocalWorld
 from tests.mesh.walkthrough_tasks import HERE, http, until
 
 MESH, DOMAIN, ENVIRONMENT = "ColorApp-TLS", "default.svc.cluster.local", "AppMeshTLSExample"
 TEMPLATE = HERE / "howto-tls-file-provided" / "mesh" / "mesh.yaml"
 
 
-class World:
+class World(LocalWorld):
     def __init__(self, server, tmp) -> None:
-        self.server, self.tmp, self.account = server, tmp, new_account()
+        super().__init__(server, tmp, MESH)
         self.keys = tmp / "keys"
         self.template = tmp / "mesh.yaml"
         self.template.write_text(TEMPLATE.read_text().replace("/keys/", f"{self.keys}/"))
-        self.mesh = Mesh(server.endpoint, self.account, MESH, tmp)
-        self.proxies: dict[str, Proxy] = {}
-        self.gateway_address = loopback()
 
     def mesh_sh(self, green_weight: int, enforce: str, validation: str = "") -> None:
         """``mesh.sh``'s ``callCloudformation``: one ``aws cloudformation deploy``."""
@@ -78,14 +74,8 @@ def world(server, tmp_path_factory):
     try:
         world.mesh_sh(0, "false")  # Step 4: ./mesh/mesh.sh up
         for name, node in (("white", "ColorTellerWhite"), ("green", "ColorTellerGreen")):
-            address = loopback()
-            color_app(world.tmp, name, address, 80, world.mesh.processes)
-            world.proxies[name] = world.mesh.proxy(node, env={"APPMESH_APP_HOST": address})
-        world.proxies["gateway"] = world.mesh.proxy(
-            "ColorGateway",
-            kind="virtualGateway",
-            env={"APPMESH_LISTEN_ADDRESS": world.gateway_address},
-        )
+            world.proxies[name] = world.start_app(name, 80, node)
+        world.proxies["gateway"] = world.start_gateway("ColorGateway")
         yield world
     finally:
         world.mesh.close()
@@ -93,7 +83,7 @@ def world(server, tmp_path_factory):
 
 def handshakes(proxy: Proxy) -> int:
     """``curl -s .../stats | grep ssl.handshake`` on the teller: its ingress listener."""
-    return proxy.stat(f"listener.127.0.0.1_{proxy.ingress}.ssl.handshake")
+    return proxy.ingress_ssl("handshake")
 
 
 def test_step5_the_gateway_reaches_white_over_tls(world):
@@ -104,12 +94,7 @@ def test_step5_the_gateway_reaches_white_over_tls(world):
 
 def test_step5_the_strict_listener_refuses_plaintext(world):
     white = world.proxies["white"]
-    with socket.create_connection(("127.0.0.1", white.ingress), timeout=5) as raw:
-        raw.sendall(f"GET /color HTTP/1.1\r\nHost: colorteller.{DOMAIN}\r\n\r\n".encode())
-        try:
-            reply = raw.recv(65536)
-        except ConnectionError:
-            reply = b""
+    reply = reply_or_nothing(white.ingress, None, f"colorteller.{DOMAIN}")
     assert reply == b"", reply
 
 

@@ -18,27 +18,19 @@ not as its ECS service.
 from __future__ import annotations
 
 import json
-import socket
 import ssl
 
 import pytest
 
 from tests.api.test_aws_cli import run_aws_in_process
-from tests.conftest import new_account
-from tests.mesh.harness import Mesh, Proxy
-from tests.mesh.walkthrough_local import color_app, loopback
+from tests.mesh.tls_helpers import peer, reply_or_nothing, subject
+from tests.mesh.walkthrough_local import LocalWorld
 from tests.mesh.walkthrough_tasks import HERE, http, until
 
 MESH, DOMAIN, ENVIRONMENT = "ColorApp-TLS", "default.svc.cluster.local", "AppMeshTLSExample"
 
 
-class World:
-    def __init__(self, server, tmp) -> None:
-        self.server, self.tmp, self.account = server, tmp, new_account()
-        self.mesh = Mesh(server.endpoint, self.account, MESH, tmp)
-        self.proxies: dict[str, Proxy] = {}
-        self.gateway_address = loopback()
-
+class World(LocalWorld):
     def aws(self, *args: str) -> str:
         done = run_aws_in_process(self.server, self.account, *args)
         assert done.returncode == 0, done.stderr
@@ -79,7 +71,7 @@ def step2_certificates(world: World) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def world(server, tmp_path_factory):
-    world = World(server, tmp_path_factory.mktemp("tls-with-acm"))
+    world = World(server, tmp_path_factory.mktemp("tls-with-acm"), MESH)
     ca, certificate = step2_certificates(world)
     world.aws(
         "cloudformation", "deploy", "--stack-name", f"{ENVIRONMENT}-mesh",
@@ -90,16 +82,8 @@ def world(server, tmp_path_factory):
     )  # fmt: skip
     world.ca = ca  # type: ignore[attr-defined]
     try:
-        address = loopback()
-        color_app(world.tmp, "white", address, 80, world.mesh.processes)
-        world.proxies["white"] = world.mesh.proxy(
-            "ColorTellerWhite", env={"APPMESH_APP_HOST": address}
-        )
-        world.proxies["gateway"] = world.mesh.proxy(
-            "ColorGateway",
-            kind="virtualGateway",
-            env={"APPMESH_LISTEN_ADDRESS": world.gateway_address},
-        )
+        world.proxies["white"] = world.start_app("white", 80, "ColorTellerWhite")
+        world.proxies["gateway"] = world.start_gateway("ColorGateway")
         yield world
     finally:
         world.mesh.close()
@@ -112,7 +96,7 @@ def test_step4_the_gateway_reaches_white_over_tls_with_the_acm_certificate(world
 
     assert until(lambda: color() == "white", timeout=45), color()
     white = world.proxies["white"]
-    assert white.stat(f"listener.127.0.0.1_{white.ingress}.ssl.handshake") >= 1
+    assert white.ingress_ssl("handshake") >= 1
     gateway_stats = world.proxies["gateway"].admin_get("/stats").splitlines()
     handshakes = [line for line in gateway_stats if "ColorTellerWhite" in line and
                   ".ssl.handshake: " in line and not line.endswith(": 0")]  # fmt: skip
@@ -131,15 +115,6 @@ def test_the_teller_serves_the_acm_certificate_and_refuses_plaintext(world):
     )["Certificate"]
     context = ssl.create_default_context(cadata=chain)
     context.check_hostname = False
-    with context.wrap_socket(
-        socket.create_connection(("127.0.0.1", white.ingress), timeout=5)
-    ) as s:
-        names = dict(pair[0] for pair in s.getpeercert()["subject"])
-    assert names["commonName"] == f"*.{DOMAIN}"
-    with socket.create_connection(("127.0.0.1", white.ingress), timeout=5) as raw:
-        raw.sendall(f"GET /color HTTP/1.1\r\nHost: colorteller.{DOMAIN}\r\n\r\n".encode())
-        try:
-            reply = raw.recv(65536)
-        except ConnectionError:
-            reply = b""
+    assert subject(peer(white.ingress, context))["commonName"] == f"*.{DOMAIN}"
+    reply = reply_or_nothing(white.ingress, None, f"colorteller.{DOMAIN}")
     assert reply == b"", reply

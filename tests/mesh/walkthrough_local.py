@@ -24,6 +24,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.conftest import Server, new_account
+from tests.mesh.harness import Mesh, Proxy
+
 COLOR_APP = str(Path(__file__).with_name("color_app.py"))
 _used: set[str] = set()
 
@@ -123,3 +126,26 @@ def color_app(tmp: Path, name: str, address: str, port: int, processes: list) ->
         except OSError:
             assert process.poll() is None and time.monotonic() < deadline, f"{name} never listened"
             time.sleep(0.05)
+
+
+class LocalWorld:
+    """One walkthrough run here: its own account, the mesh's processes and sidecars, and
+    the loopback address its gateway listens on. Each walkthrough adds how it deploys."""
+
+    def __init__(self, server: Server, tmp: Path, mesh: str) -> None:
+        self.server, self.tmp, self.account = server, tmp, new_account()
+        self.mesh = Mesh(server.endpoint, self.account, mesh, tmp)
+        self.proxies: dict[str, Proxy] = {}
+        self.gateway_address = loopback()
+
+    def start_app(self, colour: str, port: int, node: str) -> Proxy:
+        """``color_app.py`` answering ``colour`` on ``port`` of a loopback address of its
+        own, and ``node``'s sidecar in front of it (``APPMESH_APP_HOST``)."""
+        address = loopback()
+        color_app(self.tmp, colour, address, port, self.mesh.processes)
+        return self.mesh.proxy(node, env={"APPMESH_APP_HOST": address})
+
+    def start_gateway(self, gateway: str) -> Proxy:
+        """The virtual gateway's proxy, listening on the gateway address."""
+        env = {"APPMESH_LISTEN_ADDRESS": self.gateway_address}
+        return self.mesh.proxy(gateway, kind="virtualGateway", env=env)

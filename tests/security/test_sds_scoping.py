@@ -23,6 +23,7 @@ from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 from tests.conftest import Server, make_client, new_account
+from tests.mesh.harness import wait_for
 from tests.private_ca import create_root_ca, request_private
 from tests.signing import xds_request
 
@@ -69,15 +70,6 @@ def discover(server: Server, arn: str, kind: str, names: list[str] | None = None
 
 def secret_names(response: dict) -> list[str]:
     return sorted(secret["name"] for secret in response.get("resources", []))
-
-
-def wait_for(check, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
 
 
 def test_rest_sds_serves_a_node_only_its_own_secret(server: Server, vault: dict) -> None:
