@@ -23,27 +23,18 @@ from typing import TYPE_CHECKING, Protocol
 import httptools
 
 from proxy.config.retry import CONNECTION_TERMINATION, PROTOCOL_ERROR
+from proxy.upstream.stream_events import StreamEvents
 
 if TYPE_CHECKING:
     from proxy.upstream.http2 import Http2UpstreamStream
 
 
-class UpstreamStream(Protocol):
-    """What an upstream connection reports to (the router's current attempt)."""
-
-    discarded: bool
+class UpstreamStream(StreamEvents, Protocol):
+    """What an upstream connection reports to (the router's current attempt): the
+    stream events, and the pool's answer to its request for a connection."""
 
     def on_pool_ready(self, conn: UpstreamConnection | Http2UpstreamStream) -> None: ...
     def on_pool_failure(self, reason: str, detail: str) -> None: ...
-    def on_upstream_headers(
-        self, status: int, headers: list[tuple[str, str]], keep_alive: bool
-    ) -> None: ...
-    def on_upstream_data(self, data: bytes) -> None: ...
-    def on_upstream_trailers(self, trailers: list[tuple[str, str]]) -> None: ...
-    def on_upstream_end(self) -> None: ...
-    def on_upstream_reset(self, reason: str) -> None: ...
-    def on_upstream_writable(self, writable: bool) -> None: ...
-    def on_upstream_flush(self) -> None: ...
 
 
 class ConnectionPool(Protocol):

@@ -40,6 +40,7 @@ import hpack
 
 from proxy.config.retry import CONNECTION_TERMINATION
 from proxy.upstream.http2_guards import protocol_error_stat
+from proxy.upstream.stream_events import StreamEvents
 
 if TYPE_CHECKING:
     from proxy.observe.stats import StatsScope
@@ -105,21 +106,10 @@ def send_within_window(
     return False
 
 
-class Http2StreamOwner(Protocol):
-    """What a stream reports to (the router's attempt); the HTTP/1 stream events plus
-    trailers."""
+class Http2StreamOwner(StreamEvents, Protocol):
+    """What a stream reports to (the router's attempt): the stream events HTTP/1.1
+    reports too, and an extended CONNECT the peer's SETTINGS did not allow."""
 
-    discarded: bool
-
-    def on_upstream_headers(
-        self, status: int, headers: list[tuple[str, str]], keep_alive: bool
-    ) -> None: ...
-    def on_upstream_data(self, data: bytes) -> None: ...
-    def on_upstream_trailers(self, trailers: list[tuple[str, str]]) -> None: ...
-    def on_upstream_end(self) -> None: ...
-    def on_upstream_reset(self, reason: str) -> None: ...
-    def on_upstream_writable(self, writable: bool) -> None: ...
-    def on_upstream_flush(self) -> None: ...
     def on_upstream_upgrade_refused(self, detail: str) -> None: ...
 
 

@@ -149,27 +149,43 @@ def stat(server: ProxyServer, name: str) -> int:
     return server.stats.get(name) or 0
 
 
+def ingress_ssl(server: ProxyServer, port: int, name: str) -> int:
+    """A TLS counter of the ingress listener on ``port``."""
+    return stat(server, f"listener.127.0.0.1_{port}.ssl.{name}")
+
+
+@contextlib.asynccontextmanager
+async def blue_sidecar(agent: FakeSpireAgent) -> AsyncIterator[tuple[ProxyServer, int]]:
+    """``blue``'s app behind a sidecar whose ingress listener (on the port yielded) is
+    STRICT mTLS with blue's SVID from ``agent``; not waited for, it may still be warming."""
+    async with backends("blue") as (app,):
+        port = free_port()
+        resources = [
+            cluster("app", [app.port]),
+            secure_listener("ingress", port, "app", listener_tls(BLUE, [FRONT])),
+        ]
+        async with sidecar(agent, resources) as server:
+            yield server, port
+
+
 @contextlib.asynccontextmanager
 async def two_sidecars(
-    agent: FakeSpireAgent, front_wants: list[str] | None = None
+    agent: FakeSpireAgent,
+    front_wants: list[str] | None = None,
+    blue_agent: FakeSpireAgent | None = None,
 ) -> AsyncIterator[tuple[Any, Any, int, int]]:
-    """``blue`` (STRICT mTLS, SPIFFE certificate from the agent) behind its sidecar, and
-    ``front``'s sidecar with a plaintext egress listener whose cluster to blue originates
-    mTLS with the front's SPIFFE certificate."""
-    async with backends("blue") as (app,):
-        ingress, egress = free_port(), free_port()
-        blue_resources = [
-            cluster("app", [app.port]),
-            secure_listener("ingress", ingress, "app", listener_tls(BLUE, [FRONT])),
-        ]
-        policy = client_policy(FRONT, front_wants or [BLUE])
+    """:func:`blue_sidecar` (on ``blue_agent`` when given), and ``front``'s sidecar with a
+    plaintext egress listener whose cluster to blue originates mTLS with the front's
+    SPIFFE certificate from ``agent``."""
+    async with blue_sidecar(blue_agent or agent) as (blue, ingress):
+        egress = free_port()
         front_resources = [
-            secure_cluster("blue", ingress, policy),
+            secure_cluster("blue", ingress, client_policy(FRONT, front_wants or [BLUE])),
             http_listener(
                 "egress", [vhost("all", ["*"], [route({"prefix": "/"}, "blue")])], port=egress
             ),
         ]
-        async with sidecar(agent, blue_resources) as blue, sidecar(agent, front_resources) as front:
+        async with sidecar(agent, front_resources) as front:
             yield front, blue, egress, ingress
 
 
@@ -181,7 +197,7 @@ async def test_mutual_tls_between_two_sidecars_with_spiffe_ids_from_the_agent(
         async with two_sidecars(agent) as (front, blue, egress, ingress):
             await wait_for(lambda: "ingress" in blue.listeners and "blue" in front.config.clusters)
             assert await get(egress) == (200, b"blue")
-            assert stat(blue, f"listener.127.0.0.1_{ingress}.ssl.handshake") == 1
+            assert ingress_ssl(blue, ingress, "handshake") == 1
             assert stat(front, "cluster.blue.ssl.handshake") == 1
             assert stat(blue, f"sds.{DOMAIN}.update_success") >= 1
             assert agent.acks and not agent.nacks
@@ -202,7 +218,7 @@ async def test_a_wrong_spiffe_id_is_refused_both_ways(folder: Path, ca: Authorit
             # A client with a certificate of the same trust domain but not the front's ID.
             stranger = ca.client_context(ca.issue("stranger", [f"{DOMAIN}/stranger"]))
             assert await closed_unanswered(ingress, stranger)
-            assert stat(blue, f"listener.127.0.0.1_{ingress}.ssl.fail_verify_san") == 1
+            assert ingress_ssl(blue, ingress, "fail_verify_san") == 1
     finally:
         agent.stop()
 
@@ -212,36 +228,26 @@ async def test_a_listener_warms_while_the_agent_is_down_and_never_serves_plainte
 ) -> None:
     caplog.set_level("INFO")
     agent = spire(folder, ca, start=False)
-    async with backends("blue") as (app,):
-        port = free_port()
-        resources = [
-            cluster("app", [app.port]),
-            secure_listener("ingress", port, "app", listener_tls(BLUE, [FRONT])),
-        ]
-        async with sidecar(agent, resources) as server:
-            assert "ingress" not in server.listeners
-            with pytest.raises(ConnectionRefusedError):
-                await get(port)
-            dump = json.loads(server._admin.routes["/config_dump"](_request()).text)  # type: ignore[union-attr]
-            listeners = next(
-                c for c in dump["configs"] if c["@type"].endswith("ListenersConfigDump")
-            )
-            warming = [
-                entry for entry in listeners["dynamic_listeners"] if "warming_state" in entry
-            ]
-            assert warming and warming[0]["name"] == "ingress"
-            assert "waiting for SDS secret" in caplog.text
-            await wait_for(lambda: "agent.sock unavailable" in caplog.text)
-            assert "are warming" in caplog.text
-            agent.start()
-            try:
-                await wait_for(lambda: "ingress" in server.listeners)
-                client = ca.client_context(ca.issue("front-client", [FRONT]))
-                assert await get(port, client) == (200, b"blue")
-                assert await closed_unanswered(port)  # plaintext to a STRICT listener
-                assert "listener ingress warmed" in caplog.text
-            finally:
-                agent.stop()
+    async with blue_sidecar(agent) as (server, port):
+        assert "ingress" not in server.listeners
+        with pytest.raises(ConnectionRefusedError):
+            await get(port)
+        dump = json.loads(server._admin.routes["/config_dump"](_request()).text)  # type: ignore[union-attr]
+        listeners = next(c for c in dump["configs"] if c["@type"].endswith("ListenersConfigDump"))
+        warming = [entry for entry in listeners["dynamic_listeners"] if "warming_state" in entry]
+        assert warming and warming[0]["name"] == "ingress"
+        assert "waiting for SDS secret" in caplog.text
+        await wait_for(lambda: "agent.sock unavailable" in caplog.text)
+        assert "are warming" in caplog.text
+        agent.start()
+        try:
+            await wait_for(lambda: "ingress" in server.listeners)
+            client = ca.client_context(ca.issue("front-client", [FRONT]))
+            assert await get(port, client) == (200, b"blue")
+            assert await closed_unanswered(port)  # plaintext to a STRICT listener
+            assert "listener ingress warmed" in caplog.text
+        finally:
+            agent.stop()
 
 
 def _request() -> Any:
@@ -260,30 +266,22 @@ async def test_rotation_through_the_agent_applies_to_new_connections_only(
     agent = spire(folder, ca)
     client = ca.client_context(ca.issue("front-client", [FRONT]))
     try:
-        async with backends("blue") as (app,):
-            port = free_port()
-            resources = [
-                cluster("app", [app.port]),
-                secure_listener("ingress", port, "app", listener_tls(BLUE, [FRONT])),
-            ]
-            async with sidecar(agent, resources) as server:
-                await wait_for(lambda: "ingress" in server.listeners)
-                reader, old = await asyncio.open_connection("127.0.0.1", port, ssl=client)
-                first = _serial(old)
-                agent.certificate(BLUE, ca.issue("blue-rotated", [BLUE]))
-                agent.push()
-                await wait_for(lambda: server.sds is not None and server.sds.version == "2")
-                await wait_for(
-                    lambda: server.config.local_secrets[BLUE] == server.sds.secrets[BLUE]
-                )  # type: ignore[union-attr]
-                _, new = await asyncio.open_connection("127.0.0.1", port, ssl=client)
-                assert _serial(new) != first
-                new.close()
-                old.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # the old connection still works
-                assert (await read_response(reader))[0] == 200
-                assert _serial(old) == first
-                old.close()
-                assert stat(server, f"sds.{BLUE}.update_success") >= 2
+        async with blue_sidecar(agent) as (server, port):
+            await wait_for(lambda: "ingress" in server.listeners)
+            reader, old = await asyncio.open_connection("127.0.0.1", port, ssl=client)
+            first = _serial(old)
+            agent.certificate(BLUE, ca.issue("blue-rotated", [BLUE]))
+            agent.push()
+            await wait_for(lambda: server.sds is not None and server.sds.version == "2")
+            await wait_for(lambda: server.config.local_secrets[BLUE] == server.sds.secrets[BLUE])  # type: ignore[union-attr]
+            _, new = await asyncio.open_connection("127.0.0.1", port, ssl=client)
+            assert _serial(new) != first
+            new.close()
+            old.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # the old connection still works
+            assert (await read_response(reader))[0] == 200
+            assert _serial(old) == first
+            old.close()
+            assert stat(server, f"sds.{BLUE}.update_success") >= 2
     finally:
         agent.stop()
 
@@ -297,27 +295,21 @@ async def test_a_broken_secret_is_nacked_and_the_last_good_one_kept(
     agent = spire(folder, ca)
     client = ca.client_context(ca.issue("front-client", [FRONT]))
     try:
-        async with backends("blue") as (app,):
-            port = free_port()
-            resources = [
-                cluster("app", [app.port]),
-                secure_listener("ingress", port, "app", listener_tls(BLUE, [FRONT])),
-            ]
-            async with sidecar(agent, resources) as server:
-                await wait_for(lambda: "ingress" in server.listeners)
-                garbage = base_pb2.DataSource(inline_bytes=b"not a certificate")
-                pair = common_pb2.TlsCertificate(certificate_chain=garbage, private_key=garbage)
-                agent.raw(secret_pb2.Secret(name=BLUE, tls_certificate=pair))
-                agent.push()
-                await wait_for(lambda: bool(agent.nacks))
-                nack = agent.nacks[-1]
-                assert nack.version_info == "1" and BLUE in nack.error_detail.message
-                assert stat(server, f"sds.{BLUE}.update_rejected") == 1
-                assert "rejecting version 2" in caplog.text
-                assert await get(port, client) == (200, b"blue")  # still the first certificate
-                agent.stop()  # and when the agent goes away, the last good secrets stay
-                await wait_for(lambda: "unavailable" in server.sds.status)  # type: ignore[union-attr]
-                assert await get(port, client) == (200, b"blue")
+        async with blue_sidecar(agent) as (server, port):
+            await wait_for(lambda: "ingress" in server.listeners)
+            garbage = base_pb2.DataSource(inline_bytes=b"not a certificate")
+            pair = common_pb2.TlsCertificate(certificate_chain=garbage, private_key=garbage)
+            agent.raw(secret_pb2.Secret(name=BLUE, tls_certificate=pair))
+            agent.push()
+            await wait_for(lambda: bool(agent.nacks))
+            nack = agent.nacks[-1]
+            assert nack.version_info == "1" and BLUE in nack.error_detail.message
+            assert stat(server, f"sds.{BLUE}.update_rejected") == 1
+            assert "rejecting version 2" in caplog.text
+            assert await get(port, client) == (200, b"blue")  # still the first certificate
+            agent.stop()  # and when the agent goes away, the last good secrets stay
+            await wait_for(lambda: "unavailable" in server.sds.status)  # type: ignore[union-attr]
+            assert await get(port, client) == (200, b"blue")
     finally:
         agent.stop()
 
@@ -334,16 +326,10 @@ async def test_a_socket_that_serves_no_sds_is_reported_with_its_grpc_status(
     empty.add_insecure_port(f"unix:{agent.socket_path}")
     empty.start()
     try:
-        async with backends("blue") as (app,):
-            port = free_port()
-            resources = [
-                cluster("app", [app.port]),
-                secure_listener("ingress", port, "app", listener_tls(BLUE, [FRONT])),
-            ]
-            async with sidecar(agent, resources) as server:
-                await wait_for(lambda: "UNIMPLEMENTED" in caplog.text)
-                assert "ingress" not in server.listeners
-                assert "UNIMPLEMENTED" in server.sds.status  # type: ignore[union-attr]
+        async with blue_sidecar(agent) as (server, _):
+            await wait_for(lambda: "UNIMPLEMENTED" in caplog.text)
+            assert "ingress" not in server.listeners
+            assert "UNIMPLEMENTED" in server.sds.status  # type: ignore[union-attr]
     finally:
         empty.stop(grace=None)
 
@@ -359,30 +345,16 @@ async def test_a_cluster_waiting_for_its_client_certificate_is_not_used(
     blue_agent.secrets = dict(spire(folder, ca, start=False).secrets)
     blue_agent.start()
     try:
-        async with backends("blue") as (app,):
-            ingress, egress = free_port(), free_port()
-            blue_resources = [
-                cluster("app", [app.port]),
-                secure_listener("ingress", ingress, "app", listener_tls(BLUE, [FRONT])),
-            ]
-            routes = [vhost("all", ["*"], [route({"prefix": "/"}, "blue")])]
-            front_resources = [
-                secure_cluster("blue", ingress, client_policy(FRONT, [BLUE])),
-                http_listener("egress", routes, port=egress),
-            ]
-            async with (
-                sidecar(blue_agent, blue_resources) as blue,
-                sidecar(agent, front_resources) as front,
-            ):
-                await wait_for(lambda: "ingress" in blue.listeners)
-                assert "blue" in front.config.warming_clusters
-                status, _ = await get(egress)
-                assert status == 503 and stat(front, "http.ingress.no_cluster") == 1  # NC
-                assert stat(blue, f"listener.127.0.0.1_{ingress}.ssl.connection_error") == 0
-                agent.start()
-                await wait_for(lambda: "blue" in front.config.clusters)
-                assert await get(egress) == (200, b"blue")
-                assert stat(front, "cluster.blue.ssl.handshake") == 1
+        async with two_sidecars(agent, blue_agent=blue_agent) as (front, blue, egress, ingress):
+            await wait_for(lambda: "ingress" in blue.listeners)
+            assert "blue" in front.config.warming_clusters
+            status, _ = await get(egress)
+            assert status == 503 and stat(front, "http.ingress.no_cluster") == 1  # NC
+            assert ingress_ssl(blue, ingress, "connection_error") == 0
+            agent.start()
+            await wait_for(lambda: "blue" in front.config.clusters)
+            assert await get(egress) == (200, b"blue")
+            assert stat(front, "cluster.blue.ssl.handshake") == 1
     finally:
         agent.stop()
         blue_agent.stop()
