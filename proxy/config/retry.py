@@ -49,6 +49,10 @@ _RETRY_ON = {
     "unavailable": RETRY_GRPC_UNAVAILABLE,
     "internal": RETRY_GRPC_INTERNAL,
 }
+# The tokens ``x-envoy-retry-grpc-on`` takes; ``x-envoy-retry-on`` takes the others (Envoy
+# parses the two headers apart, a route's ``retry_on`` takes both).
+_GRPC_RETRY_ON = frozenset(("cancelled", "deadline-exceeded", "resource-exhausted", "unavailable",
+                            "internal"))  # fmt: skip
 _GRPC_STATUS = {
     "1": RETRY_GRPC_CANCELLED,
     "4": RETRY_GRPC_DEADLINE_EXCEEDED,
@@ -107,13 +111,38 @@ class RetryPolicy:
         return bool(self.retry_on & _RESET_FAMILY)
 
 
+def retry_on_bits(value: str, grpc: bool | None = None) -> int:
+    """The bitmask of a comma-separated ``retry_on``; unknown tokens count for nothing.
+    ``grpc``: only the gRPC tokens (``x-envoy-retry-grpc-on``, True) or only the others
+    (``x-envoy-retry-on``, False); ``None``, both (a route's ``retry_on``)."""
+    bits = 0
+    for token in value.split(","):
+        token = token.strip()
+        if grpc is None or (token in _GRPC_RETRY_ON) == grpc:
+            bits |= _RETRY_ON.get(token, 0)
+    return bits
+
+
+# What a request's ``x-envoy-retry-on`` starts from when its route has no retry policy:
+# Envoy's defaults (one retry, 25 ms base back-off, ten times that at most).
+DEFAULT_POLICY = RetryPolicy(
+    retry_on=0,
+    num_retries=1,
+    per_try_timeout=None,
+    retriable_status_codes=frozenset(),
+    retriable_headers=(),
+    base_interval=0.025,
+    max_interval=0.25,
+    avoid_previous_hosts=False,
+    host_selection_attempts=1,
+)
+
+
 def compile_retry_policy(spec: Any) -> RetryPolicy | None:
     """A route's or virtual host's ``retry_policy``; ``None`` when it retries nothing."""
     if not isinstance(spec, dict):
         return None
-    retry_on = 0
-    for token in str(spec.get("retry_on", "")).split(","):
-        retry_on |= _RETRY_ON.get(token.strip(), 0)
+    retry_on = retry_on_bits(str(spec.get("retry_on", "")))
     backoff = spec.get("retry_back_off") or {}
     base = duration(backoff.get("base_interval"), 0.025) or 0.025
     maximum = duration(backoff.get("max_interval"), base * 10) or base * 10

@@ -1,16 +1,58 @@
 """Retries left for one request, and how long to back off before the next.
 
-The policy was compiled with the route (``proxy.config.retry``); this is the per-request
-counter the router keeps beside it.
+The policy was compiled with the route (``proxy.config.retry``); an internal request's
+``x-envoy-retry-*`` headers may widen it for that request (``request_retry_policy``),
+and this is the per-request counter the router keeps beside it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from proxy.config.retry import RetryPolicy
+from proxy.config.matchers import compile_header_matcher
+from proxy.config.retry import DEFAULT_POLICY, RetryPolicy, retry_on_bits
+
+_RETRY_HEADERS = (
+    "x-envoy-retry-on", "x-envoy-retry-grpc-on", "x-envoy-max-retries",
+    "x-envoy-retriable-status-codes", "x-envoy-retriable-header-names",
+)  # fmt: skip
+
+
+def request_retry_policy(
+    route_policy: RetryPolicy | None, headers: dict[str, str]
+) -> RetryPolicy | None:
+    """The route's policy with an internal request's retry headers merged in, as Envoy's
+    ``RetryStateImpl`` merges them: ``x-envoy-retry-on`` (HTTP conditions) and
+    ``x-envoy-retry-grpc-on`` (gRPC ones) add to the route's ``retry_on`` (or to Envoy's
+    defaults when the route has none), ``x-envoy-max-retries`` replaces ``num_retries``
+    once anything is retried, ``x-envoy-retriable-status-codes`` adds codes and
+    ``x-envoy-retriable-header-names`` adds present-matchers (each used only when
+    ``retry_on`` names it). The headers are consumed: none goes upstream. External
+    requests never get here with them (the HCM strips them)."""
+    found = [headers.pop(name, None) for name in _RETRY_HEADERS]
+    if not any(value is not None for value in found):
+        return route_policy
+    retry_on, grpc_on, max_retries, codes, names = found
+    policy = route_policy or DEFAULT_POLICY
+    bits = policy.retry_on | retry_on_bits(retry_on or "", grpc=False)
+    bits |= retry_on_bits(grpc_on or "", grpc=True)
+    retries = policy.num_retries
+    if bits and max_retries is not None and max_retries.strip().isdigit():
+        retries = int(max_retries)
+    extra_codes = {int(c) for c in (codes or "").split(",") if c.strip().isdigit()}
+    extra_headers = tuple(
+        compile_header_matcher({"name": name.strip(), "present_match": True})
+        for name in (names or "").split(",")
+        if name.strip()
+    )
+    return dataclasses.replace(
+        policy,
+        retry_on=bits,
+        num_retries=retries,
+        retriable_status_codes=policy.retriable_status_codes | extra_codes,
+        retriable_headers=policy.retriable_headers + extra_headers,
+    )
 
 
 class RetryState:

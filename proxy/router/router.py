@@ -52,7 +52,7 @@ from proxy.router.headers import (
 from proxy.router.http_types import CHUNKED, NO_BODY, Downstream, HttpRequest
 from proxy.router.request_accounting import request_finished
 from proxy.router.request_body import RequestBody
-from proxy.router.retry_state import RetryState
+from proxy.router.retry_state import RetryState, request_retry_policy
 
 if TYPE_CHECKING:
     from proxy.config.compile import HttpConnectionManagerConfig
@@ -182,9 +182,11 @@ class Router:
         if request.upgrade and cluster.config.http2 and not cluster.config.allow_connect:
             body = b"the HTTP/2 cluster does not allow_connect: no upgrade can cross it"
             return self.local_reply(503, body, None, "upgrade_failed")
-        if action.retry_policy is not None and action.retry_policy.retry_on and not request.upgrade:
-            self.retry = RetryState(action.retry_policy)
         policy = action.retry_policy
+        if self._internal:
+            policy = request_retry_policy(policy, headers)
+        if policy is not None and policy.retry_on and not request.upgrade:
+            self.retry = RetryState(policy)
         expected = self._arm_deadlines(action, policy.per_try_timeout if policy else None)
         if self.ctx.tracer is not None:
             self.ctx.tracer.begin(self.info, headers)  # continues X-Amzn-Trace-Id upstream

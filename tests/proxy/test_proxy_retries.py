@@ -165,3 +165,92 @@ async def test_a_client_leaving_during_back_off_releases_the_retry_budget() -> N
                 assert proxy.stat("cluster.down.circuit_breakers.default.rq_retry_open") == 1
             await wait_until(lambda: proxy.stat("http.ingress.downstream_rq_rx_reset") == 1)
             assert proxy.stat("cluster.down.circuit_breakers.default.rq_retry_open") == 0
+
+
+# -- an internal request's x-envoy-retry-* headers (Envoy's router reads them) ---------------
+INTERNAL = {"x-forwarded-for": "10.1.2.3"}  # one internal address: Envoy's internal request
+_RETRY_HEADERS = ("x-envoy-retry-on", "x-envoy-retry-grpc-on", "x-envoy-max-retries",
+                  "x-envoy-retriable-status-codes", "x-envoy-retriable-header-names")  # fmt: skip
+
+
+def _always(status: int, **headers: str):
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(status=status, text="no", headers=headers)
+
+    return handler
+
+
+async def _attempts(route_extra: dict | None, headers: dict[str, str], handler) -> tuple[int, list]:
+    """(final status, the requests the backend saw) for one request to a proxy whose one
+    route has ``route_extra``."""
+    async with backends(("b", handler)) as (backend,):
+        resources = simple_proxy("b", [backend.port], route_extra=route_extra)
+        async with running_proxy(resources) as proxy, client() as session:
+            status, _, _ = await fetch(session, proxy.url("/"), headers=headers)
+    return status, backend.requests
+
+
+async def test_an_internal_request_retries_as_its_headers_ask_and_they_do_not_go_upstream() -> None:
+    """No retry policy on the route: ``x-envoy-retry-on: 5xx`` with
+    ``x-envoy-max-retries: 2`` makes three attempts; none of the headers is forwarded."""
+    headers = {**INTERNAL, "x-envoy-retry-on": "5xx", "x-envoy-max-retries": "2"}
+    status, seen = await _attempts(None, headers, _always(503))
+    assert status == 503 and len(seen) == 3
+    for request in seen:
+        assert not set(_RETRY_HEADERS) & {k.lower() for k in request.headers}, request.headers
+        assert request.headers["x-envoy-internal"] == "true"
+
+
+async def test_an_external_request_cannot_ask_for_retries() -> None:
+    """Without ``x-forwarded-for`` (an app calling its egress) the request is external: the
+    HCM strips the headers before the router, so one attempt, and nothing forwarded."""
+    headers = {"x-envoy-retry-on": "5xx", "x-envoy-max-retries": "2"}
+    status, seen = await _attempts(None, headers, _always(503))
+    assert status == 503 and len(seen) == 1
+    assert "x-envoy-retry-on" not in seen[0].headers
+    assert "x-envoy-max-retries" not in seen[0].headers
+
+
+async def test_max_retries_header_replaces_the_routes_num_retries() -> None:
+    policy = {"retry_on": "5xx", "num_retries": 1, "retry_back_off": {"base_interval": "0.001s"}}
+    headers = {**INTERNAL, "x-envoy-max-retries": "3"}
+    status, seen = await _attempts({"retry_policy": policy}, headers, _always(500))
+    assert status == 500 and len(seen) == 4
+
+
+async def test_max_retries_alone_retries_nothing() -> None:
+    """Envoy applies ``x-envoy-max-retries`` only when something is retried."""
+    status, seen = await _attempts(None, {**INTERNAL, "x-envoy-max-retries": "3"}, _always(500))
+    assert status == 500 and len(seen) == 1
+    assert "x-envoy-max-retries" not in seen[0].headers  # consumed all the same
+
+
+async def test_retry_grpc_on_retries_a_grpc_status_and_retry_on_does_not_take_grpc_names() -> None:
+    """``unavailable`` is a gRPC condition: read from ``x-envoy-retry-grpc-on``, ignored in
+    ``x-envoy-retry-on`` (Envoy parses the two headers apart)."""
+    unavailable = _always(200, **{"grpc-status": "14", "content-type": "application/grpc"})
+    grpc_on = {**INTERNAL, "x-envoy-retry-grpc-on": "unavailable"}
+    assert len((await _attempts(None, grpc_on, unavailable))[1]) == 2
+    http_on = {**INTERNAL, "x-envoy-retry-on": "unavailable"}
+    assert len((await _attempts(None, http_on, unavailable))[1]) == 1
+
+
+async def test_retriable_status_codes_header_adds_to_the_routes_codes() -> None:
+    policy = {"retry_on": "retriable-status-codes", "retriable_status_codes": [409]}
+    headers = {**INTERNAL, "x-envoy-retriable-status-codes": "418, 429"}
+    status, seen = await _attempts({"retry_policy": policy}, headers, _always(418))
+    assert status == 418 and len(seen) == 2
+    status, seen = await _attempts({"retry_policy": policy}, INTERNAL, _always(418))
+    assert len(seen) == 1  # without the header, 418 is not the route's
+
+
+async def test_retriable_header_names_header_retries_a_response_carrying_one() -> None:
+    headers = {
+        **INTERNAL,
+        "x-envoy-retry-on": "retriable-headers",
+        "x-envoy-retriable-header-names": "x-try-again,x-other",
+    }
+    status, seen = await _attempts(None, headers, _always(200, **{"x-try-again": "1"}))
+    assert status == 200 and len(seen) == 2
+    status, seen = await _attempts(None, headers, _always(200))
+    assert len(seen) == 1
