@@ -29,6 +29,8 @@ from envoy_bootstrap.envoy_types import (
     LISTENER,
     ORIGINAL_DST,
     ROUTE_CONFIGURATION,
+    ROUTER,
+    ROUTER_NAME,
     SECRET,
     TCP_PROXY,
     TLS_INSPECTOR,
@@ -66,6 +68,7 @@ _TCP_NAMES = (TCP_PROXY, "envoy.filters.network.tcp_proxy")
 _ORIGINAL_DST_NAMES = (ORIGINAL_DST, "envoy.filters.listener.original_dst")
 _TLS_INSPECTOR_NAMES = (TLS_INSPECTOR, TLS_INSPECTOR_NAME)
 _HEALTH_CHECK_NAMES = (HEALTH_CHECK_FILTER, HEALTH_CHECK_NAME)
+_ROUTER_NAMES = (ROUTER, ROUTER_NAME)
 _T = TypeVar("_T")
 
 
@@ -100,6 +103,9 @@ class HttpConnectionManagerConfig:
     # listed is refused with 403, as Envoy's HCM refuses it.
     upgrades: Mapping[str, bool] = field(default_factory=lambda: MappingProxyType({}))
     allow_connect: bool = False  # ``http2_protocol_options.allow_connect`` (RFC 8441)
+    # The router filter's ``respect_expected_rq_timeout``: an internal request's
+    # ``x-envoy-expected-rq-timeout-ms`` (the caller's proxy's budget) is the timeout.
+    respect_expected_rq_timeout: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -463,7 +469,19 @@ def compile_http_connection_manager(spec: dict[str, Any]) -> HttpConnectionManag
         request_headers_timeout=duration(spec.get("request_headers_timeout"), 0.0) or None,
         upgrades=compile_upgrades(spec.get("upgrade_configs")),
         allow_connect=flag((spec.get("http2_protocol_options") or {}).get("allow_connect"), False),
+        respect_expected_rq_timeout=flag(
+            _router_config(spec.get("http_filters")).get("respect_expected_rq_timeout"), False
+        ),
     )
+
+
+def _router_config(http_filters: Any) -> dict[str, Any]:
+    """The router filter's own settings (Envoy's ``Router`` message); ``{}`` if none."""
+    for http_filter in http_filters or ():
+        kind, config = typed_config(http_filter)
+        if kind in _ROUTER_NAMES:
+            return config
+    return {}
 
 
 def _health_check_paths(http_filters: Any) -> frozenset[str]:

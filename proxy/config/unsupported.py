@@ -27,7 +27,7 @@ from envoy_bootstrap.envoy_types import (
     TCP_PROXY,
     UPSTREAM_TLS,
 )
-from proxy.config.protojson import objects_in, type_url, typed_config
+from proxy.config.protojson import flag, objects_in, type_url, typed_config
 
 NOT_YET = "is not supported by appmesh-proxy yet"
 
@@ -158,12 +158,32 @@ def _hcm_problem(config: dict[str, Any]) -> str | None:
         kind, filter_config = typed_config(http_filter)
         if kind not in _HTTP_FILTERS:
             return f"HTTP filter {kind or 'without a type'} {NOT_YET}"
+        if kind in (ROUTER, ROUTER_NAME) and (problem := _router_problem(filter_config)):
+            return problem
         is_health_check = kind in (HEALTH_CHECK_FILTER, HEALTH_CHECK_NAME)
         if is_health_check and health_check_path(filter_config) is None:
             return (
                 f"this health_check filter {NOT_YET}: only pass_through_mode false with one "
                 "exact :path match is"
             )
+    return None
+
+
+# Router filter settings this proxy does not act on, off unless set (``dynamic_stats`` is
+# on unless set false). ``respect_expected_rq_timeout`` is honoured, and
+# ``suppress_grpc_request_failure_code_stats`` has nothing to suppress here (no
+# per-gRPC-status failure stats are kept).
+_ROUTER_NOT_YET = ("start_child_span", "suppress_envoy_headers", "strict_check_headers",
+                   "upstream_log", "upstream_log_options", "upstream_http_filters")  # fmt: skip
+
+
+def _router_problem(config: dict[str, Any]) -> str | None:
+    """A router setting this proxy does not act on, set to anything but its default."""
+    if not flag(config.get("dynamic_stats"), True):
+        return f"router filter dynamic_stats false {NOT_YET}"
+    for name in _ROUTER_NOT_YET:
+        if config.get(name):
+            return f"router filter {name} {NOT_YET}"
     return None
 
 

@@ -554,9 +554,15 @@ class Router:
         """An internal request's ``x-envoy-upstream-rq-timeout-ms`` replaces the route
         timeout and the one read from ``grpc-timeout`` (0: none), and
         ``x-envoy-upstream-rq-per-try-timeout-ms`` the retry policy's per-try timeout,
-        as Envoy's router reads them; both are consumed, not forwarded."""
+        as Envoy's router reads them; both are consumed, not forwarded. With the router's
+        ``respect_expected_rq_timeout``, an ``x-envoy-expected-rq-timeout-ms`` (the
+        calling proxy's budget) is the timeout instead, and then, as in Envoy, the
+        ``x-envoy-upstream-rq-timeout-ms`` beside it is neither read nor consumed."""
         headers = self.request.headers
-        total = _milliseconds(headers.pop("x-envoy-upstream-rq-timeout-ms", None))
+        if self.hcm.respect_expected_rq_timeout and "x-envoy-expected-rq-timeout-ms" in headers:
+            total = _milliseconds(headers["x-envoy-expected-rq-timeout-ms"])
+        else:
+            total = _milliseconds(headers.pop("x-envoy-upstream-rq-timeout-ms", None))
         if total is not None:
             self._timeout = total or None
         each = _milliseconds(headers.pop("x-envoy-upstream-rq-per-try-timeout-ms", None))

@@ -6,7 +6,7 @@ import asyncio
 import itertools
 
 from aiohttp import web
-from proxy_envoy import cluster, http_listener, route, simple_proxy, vhost
+from proxy_envoy import ROUTER, cluster, http_listener, route, simple_proxy, vhost
 from proxy_harness import backends, client, fetch, raw_connection, running_proxy
 
 
@@ -119,3 +119,69 @@ async def test_a_disabled_stream_idle_timeout_with_a_route_timeout_still_serves(
         ]
         async with running_proxy(resources) as proxy, client() as session:
             assert (await fetch(session, proxy.url("/")))[0] == 200
+
+
+# -- the router's respect_expected_rq_timeout ---------------------------------------------------
+INTERNAL = {"x-forwarded-for": "10.1.2.3"}  # one internal address: Envoy's internal request
+
+
+def _expected_timeout_proxy(port: int, respect: bool) -> list[dict]:
+    """Route timeout 10 s; the router filter's ``respect_expected_rq_timeout`` as given."""
+    router = {"@type": ROUTER, "respect_expected_rq_timeout": respect}
+    routes = [route({"prefix": "/"}, "hung", timeout="10s")]
+    return [
+        cluster("hung", [port]),
+        http_listener(
+            "ingress",
+            [vhost("all", ["*"], routes)],
+            http_filters=[{"name": "envoy.filters.http.router", "typed_config": router}],
+        ),
+    ]
+
+
+async def _once(respect: bool, headers: dict[str, str], handler=None) -> tuple:
+    """(status, body, upstream request headers, route timeouts counted) for one request."""
+    async with (
+        backends(("b", handler) if handler else "b") as (backend,),
+        running_proxy(_expected_timeout_proxy(backend.port, respect)) as proxy,
+        client() as session,
+    ):
+        status, _, body = await fetch(session, proxy.url("/"), headers=headers)
+        timeouts = proxy.stat("cluster.hung.upstream_rq_timeout")
+    return status, body, backend.requests[0].headers, timeouts
+
+
+async def test_respect_expected_rq_timeout_makes_the_callers_budget_the_timeout() -> None:
+    """The calling proxy said 200 ms: the route's 10 s gives way, the answer is 504, and
+    the upstream is told the same budget."""
+    headers = {**INTERNAL, "x-envoy-expected-rq-timeout-ms": "200"}
+    status, body, seen, timeouts = await _once(True, headers, _hang_first(1))
+    assert (status, body, timeouts) == (504, "upstream request timeout", 1)
+    assert seen["x-envoy-expected-rq-timeout-ms"] == "200"
+
+
+async def test_without_respect_expected_rq_timeout_the_header_is_overwritten() -> None:
+    """Envoy's default: the incoming budget is not read, the route's 10 s is sent on."""
+    headers = {**INTERNAL, "x-envoy-expected-rq-timeout-ms": "200"}
+    status, _, seen, _ = await _once(False, headers)
+    assert status == 200 and seen["x-envoy-expected-rq-timeout-ms"] == "10000"
+
+
+async def test_the_expected_timeout_wins_over_the_upstream_rq_timeout_header() -> None:
+    """With both headers, Envoy reads the expected one and leaves the other untouched
+    (an egress proxy would have consumed it), so it goes on upstream."""
+    headers = {
+        **INTERNAL,
+        "x-envoy-expected-rq-timeout-ms": "300",
+        "x-envoy-upstream-rq-timeout-ms": "5",
+    }
+    status, _, seen, _ = await _once(True, headers)
+    assert status == 200
+    assert seen["x-envoy-expected-rq-timeout-ms"] == "300"
+    assert seen["x-envoy-upstream-rq-timeout-ms"] == "5"
+
+
+async def test_an_external_request_cannot_set_the_expected_timeout() -> None:
+    """No ``x-forwarded-for``: the HCM strips the header, the route's 10 s stays."""
+    status, _, seen, _ = await _once(True, {"x-envoy-expected-rq-timeout-ms": "200"})
+    assert status == 200 and seen["x-envoy-expected-rq-timeout-ms"] == "10000"

@@ -1,10 +1,10 @@
-"""HTTP/2 settings the sidecar does not apply are refused (NACKed), never ignored."""
+"""Settings the sidecar does not apply (HTTP/2, router...) are refused (NACKed), never ignored."""
 
 from __future__ import annotations
 
 from proxy_envoy import CLUSTER as CLUSTER_URL
 from proxy_envoy import LISTENER as LISTENER_URL
-from proxy_envoy import cluster, http_listener
+from proxy_envoy import ROUTER, cluster, http_listener
 
 from proxy.config.unsupported import problem
 
@@ -90,3 +90,23 @@ def test_internal_address_settings_are_refused_not_ignored() -> None:
     config = {"cidr_ranges": [{"address_prefix": "10.0.0.0", "prefix_len": 8}]}
     listed = http_listener("l", [], internal_address_config=config)
     assert "internal_address_config" in (problem(LISTENER_URL, listed) or "")
+
+
+def router_listener(router: dict) -> dict:
+    config = {"@type": ROUTER, **router}
+    filters = [{"name": "envoy.filters.http.router", "typed_config": config}]
+    return http_listener("l", [], http_filters=filters)
+
+
+def test_router_settings_it_does_not_act_on_are_refused() -> None:
+    assert problem(LISTENER_URL, router_listener({"respect_expected_rq_timeout": True})) is None
+    assert problem(LISTENER_URL, router_listener({"dynamic_stats": True})) is None
+    for setting in (
+        {"suppress_envoy_headers": True},
+        {"strict_check_headers": ["x-envoy-max-retries"]},
+        {"start_child_span": True},
+        {"dynamic_stats": False},
+        {"upstream_http_filters": [{"name": "x"}]},
+    ):
+        name = next(iter(setting))
+        assert name in (problem(LISTENER_URL, router_listener(setting)) or ""), setting
