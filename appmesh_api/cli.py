@@ -326,7 +326,8 @@ def _ecs(args: argparse.Namespace) -> int:
 def _add_ecs(commands: argparse._SubParsersAction) -> None:
     ecs = commands.add_parser(
         "ecs",
-        help="run an ECS task definition with an App Mesh proxyConfiguration here",
+        help="run an ECS task definition with an App Mesh proxy (proxyConfiguration, or a "
+        "virtual gateway's Envoy container) here",
         description="Run a task definition's containers as local processes: the proxy "
         "container becomes appmesh-proxy with its environment, the others run the commands "
         "you give (images cannot run here), in dependsOn order with health checks. Ctrl-C "

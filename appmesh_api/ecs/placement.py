@@ -13,6 +13,9 @@ after the last; ``TaskRunner`` asks its placement and knows nothing else of netw
   ``IgnoredGID``, ``ProxyIngressPort``, ``ProxyEgressPort``, ``EgressIgnoredIPs``,
   ``EgressIgnoredPorts``), the proxy running as the ignored user or group, and the
   control plane relayed into the namespace (``relay``). Apps need no proxy settings.
+
+A virtual gateway's task (no ``proxyConfiguration``) gets neither rules nor
+``http_proxy``: its proxy is reached directly on the gateway's listener ports.
 """
 
 from __future__ import annotations
@@ -74,6 +77,8 @@ class Explicit:
 
     def __init__(self, task: TaskDefinition, endpoint: str) -> None:
         self.task, self.endpoint, self.control_plane = task, endpoint, endpoint
+        if task.gateway:
+            self.description = "explicit mode (the gateway listens on 127.0.0.1; no iptables)"
         self.notes: list[str] = []
         self._users = {c.name: self._user(c) for c in task.containers}
 
@@ -115,7 +120,7 @@ class Explicit:
             env.setdefault("APPMESH_INGRESS_PORT", ingress)
             env.setdefault("APPMESH_EGRESS_PORT", egress)
             env.setdefault("APPMESH_LISTEN_ADDRESS", "127.0.0.1")
-        elif self.task.proxy_container:
+        elif self.task.intercepted:  # a gateway's task sends nothing through it
             proxy = f"http://127.0.0.1:{egress}"
             env.update(http_proxy=proxy, HTTP_PROXY=proxy)
             env.setdefault("no_proxy", "localhost,127.0.0.1")
@@ -139,6 +144,8 @@ class Awsvpc:
 
     def _user(self, container: Container) -> list[str]:
         """The proxy as IgnoredUID/IgnoredGID; another container as its ``user``."""
+        if container.name == self.task.proxy_container and self.task.gateway:
+            return self._gateway_user(container)
         if container.name == self.task.proxy_container:
             prefix, extra_gid, note = _proxy_user(self.task)
             self._extra_gid = extra_gid
@@ -159,12 +166,26 @@ class Awsvpc:
             return ["setpriv", group, "--clear-groups"]
         return run_as(container.user)
 
+    def _gateway_user(self, container: Container) -> list[str]:
+        """A virtual gateway's proxy as its container's ``user`` when that user can run
+        this Python; else as root, said: no rules exempt it, so nothing else changes."""
+        if not container.user:
+            return []
+        prefix = run_as(container.user)
+        if can_run(prefix):
+            return prefix
+        self.notes.append(
+            f"container {container.name}: user {container.user} cannot run {sys.executable} "
+            "here; the gateway's proxy runs as root (a gateway's task has no iptables rules)"
+        )
+        return []
+
     # -- set-up and tear-down -------------------------------------------------------------------
     def start(self) -> None:
         network = self.network = TaskNetwork.open(self.task.family, self.subnet)
         self.description = f"awsvpc mode (namespace {network.namespace}, {network.address})"
         network.write_hosts({name: SERVICE_ADDRESS for name in self._service_names()})
-        if self.task.proxy_container:
+        if self.task.intercepted:
             self._install_rules(network)
         self._start_relay(network)
 

@@ -70,6 +70,11 @@ class TaskRunner:
         self.notes: list[str] = [*task.not_applied, *placement.notes]
         for name in commands:
             task.container(name)  # unknown names fail now, not half-way through
+            if name == task.proxy_container:
+                raise TaskDefinitionError(
+                    f"container {name} is the task's proxy: appmesh-proxy runs in its place, "
+                    f"so it takes no --container {name}='COMMAND'"
+                )
         self._programs = {c.name: self._program(c) for c in task.containers}
         for container in task.containers:
             _check_limits(container)
@@ -207,7 +212,7 @@ class TaskRunner:
     def _kind(self, container: Container) -> str:
         """What runs in place of the image, said plainly."""
         if container.name == self.task.proxy_container:
-            return "appmesh-proxy"
+            return "appmesh-proxy, virtual gateway" if self.task.gateway else "appmesh-proxy"
         program = shlex.join(self._programs[container.name])
         if container.name in self.commands or not container.image:
             return f"command: {program}"

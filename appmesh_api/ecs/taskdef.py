@@ -6,11 +6,17 @@ healthCheck, user, ulimits, portMappings, logConfiguration, workingDirectory,
 stopTimeout, and the ``APPMESH`` proxy configuration), what has no meaning for local
 processes is named in the run's output, and anything else is refused, so nothing a
 task definition asks for is dropped without a word.
+
+The proxy is the container ``proxyConfiguration`` names (a virtual node's sidecar, its
+task's traffic intercepted) or, in a task without one, the container whose
+``APPMESH_RESOURCE_ARN`` names a virtual gateway: App Mesh's gateways ran Envoy as the
+task's main container, reached directly on its listener ports, nothing intercepted.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +61,12 @@ class TaskDefinition:
     proxy_container: str | None
     proxy_properties: dict[str, str]
     not_applied: list[str] = field(default_factory=list)  # said when the task starts
+    gateway: bool = False  # the proxy is a virtual gateway's, not a sidecar: no rules
+
+    @property
+    def intercepted(self) -> bool:
+        """App Mesh's iptables rules apply: a sidecar named by ``proxyConfiguration``."""
+        return self.proxy_container is not None and not self.gateway
 
     def container(self, name: str) -> Container:
         for container in self.containers:
@@ -107,7 +119,29 @@ def parse(document: Any, source: str = "task definition") -> TaskDefinition:
             f"{source}: proxyConfiguration names container {proxy_name}, which is not defined"
         )
     properties = {str(p["name"]): str(p["value"]) for p in proxy.get("properties") or []}
+    gateway = None if proxy else _gateway_container(containers, source)
+    if gateway is not None:
+        return TaskDefinition(family, containers, gateway, {}, not_applied, gateway=True)
     return TaskDefinition(family, containers, proxy_name, properties, not_applied)
+
+
+_GATEWAY_ARN = re.compile(r"(^|:)mesh/[^/]+/virtualGateway/[^/]+$")
+
+
+def _gateway_container(containers: list[Container], source: str) -> str | None:
+    """The container running a virtual gateway's Envoy (``APPMESH_RESOURCE_ARN`` names
+    one), in a task without ``proxyConfiguration``; ``None`` if there is none."""
+    found = [
+        c.name
+        for c in containers
+        if _GATEWAY_ARN.search(c.environment.get("APPMESH_RESOURCE_ARN", "").strip())
+    ]
+    if len(found) > 1:
+        raise TaskDefinitionError(
+            f"{source}: containers {', '.join(found)} each name a virtual gateway in "
+            "APPMESH_RESOURCE_ARN; a task runs one gateway proxy"
+        )
+    return found[0] if found else None
 
 
 def _container(spec: Any, source: str) -> Container:

@@ -1,10 +1,11 @@
 """Every task definition a deployed walkthrough registered is one ``ecs run-task`` takes.
 
 ``tests/cloudformation/test_walkthroughs.py`` calls ``check_task_definitions`` after
-each stack of a walkthrough is deployed: each family's latest revision with a
-``proxyConfiguration`` is read back by family, as ``run-task --task-definition
-FAMILY`` reads it, and a runner is made for it with a stand-in command for every app
-container, so any field it could not honour would be refused here by name.
+each stack of a walkthrough is deployed: each family's latest revision with a proxy
+(a ``proxyConfiguration``, or a virtual gateway's Envoy container) is read back by
+family, as ``run-task --task-definition FAMILY`` reads it, and a runner is made for it
+with a stand-in command for every app container, so any field it could not honour would
+be refused here by name.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from appmesh_api.ecs.commands import fetch_registered
+from appmesh_api.ecs.taskdef import parse
 from appmesh_api.localports import wait_for_port
 from tests.conftest import free_port, make_client, new_account
 
@@ -74,8 +75,49 @@ def task_definition(family: str, account: str, node: str, app_port: int, ports: 
     }
 
 
+def gateway_task_definition(family: str, account: str, gateway: str, env: dict) -> dict:
+    """The shape of App Mesh's gateway task definitions (howto-ingress-gateway,
+    howto-grpc-ingress-gateway): Envoy is the task's one container, named ``app``, its
+    ``APPMESH_RESOURCE_ARN`` a virtual gateway, and there is no ``proxyConfiguration``."""
+    admin = env["ENVOY_ADMIN_ACCESS_PORT"]
+    return {
+        "family": family,
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["FARGATE"],
+        "containerDefinitions": [
+            {
+                "name": "app",
+                "image": "840364872350.dkr.ecr.us-west-2.amazonaws.com/aws-appmesh-envoy:v1.29",
+                "essential": True,
+                "user": "1337",
+                "environment": [
+                    {
+                        "name": "APPMESH_RESOURCE_ARN",
+                        "value": f"mesh/{MESH}/virtualGateway/{gateway}",
+                    },
+                    *({"name": k, "value": str(v)} for k, v in env.items()),
+                ],
+                "healthCheck": {
+                    "command": [
+                        "CMD-SHELL",
+                        f"curl -s http://localhost:{admin}/server_info | grep state | grep -q LIVE",
+                    ],
+                    "interval": 5,
+                    "timeout": 2,
+                    "retries": 3,
+                },
+            }
+        ],
+    }
+
+
 def run_task(
-    server, account: str, path: Path, command: str, logs: Path, extra: tuple[str, ...] = ()
+    server,
+    account: str,
+    path: Path,
+    command: str | None,
+    logs: Path,
+    extra: tuple[str, ...] = (),
 ) -> subprocess.Popen:
     env = {
         **os.environ,
@@ -87,7 +129,8 @@ def run_task(
     return subprocess.Popen(
         [
             sys.executable, "-m", "appmesh_api.cli", "ecs", "run-task",
-            "--task-definition", str(path), "--container", f"app={command}",
+            "--task-definition", str(path),
+            *(["--container", f"app={command}"] if command is not None else []),
             "--logs", str(logs), *extra,
         ],
         env=env,
@@ -203,3 +246,113 @@ def test_a_registered_family_keeps_its_proxy_configuration(server, monkeypatch):
     assert task.proxy_container == "envoy"
     assert task.proxy_properties["ProxyIngressPort"] == "15000"
     assert task.container("app").depends_on == [("envoy", "HEALTHY")]
+
+
+TELLER = "teller.ecs.local"
+
+
+def build_teller(appmesh, teller_port: int) -> None:
+    appmesh.create_mesh(meshName=MESH)
+    appmesh.create_virtual_node(
+        meshName=MESH,
+        virtualNodeName="teller",
+        spec={
+            "listeners": [{"portMapping": {"port": teller_port, "protocol": "http"}}],
+            "serviceDiscovery": {"dns": {"hostname": "teller.ecs.local"}},
+        },
+    )
+    appmesh.create_virtual_service(
+        meshName=MESH,
+        virtualServiceName="teller.ecs.local",
+        spec={"provider": {"virtualNode": {"virtualNodeName": "teller"}}},
+    )
+
+
+def build_gateway(appmesh, gateway_port: int) -> None:
+    appmesh.create_virtual_gateway(
+        meshName=MESH,
+        virtualGatewayName="gw",
+        spec={"listeners": [{"portMapping": {"port": gateway_port, "protocol": "http"}}]},
+    )
+    appmesh.create_gateway_route(
+        meshName=MESH,
+        virtualGatewayName="gw",
+        gatewayRouteName="to-teller",
+        spec={
+            "httpRoute": {
+                "match": {"prefix": "/"},
+                "action": {"target": {"virtualService": {"virtualServiceName": TELLER}}},
+            }
+        },
+    )
+
+
+def get_text(url: str, timeout: float = 30.0) -> str | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                return str(reply.read().decode())
+        except OSError:
+            time.sleep(0.2)
+    return None
+
+
+def test_a_virtual_gateway_task_without_proxy_configuration_runs_its_envoy(server, tmp_path):
+    """App Mesh's gateway task: no ``proxyConfiguration``, Envoy as the task's ``app``
+    container, its ARN a virtual gateway. ``run-task`` runs it as the gateway's proxy,
+    with no command given, and requests to the gateway's listener reach the teller
+    task's app through the teller's sidecar."""
+    account = new_account()
+    appmesh = make_client(server.endpoint, "appmesh", account)
+    teller_port, gateway_port = free_port(), free_port()
+    build_teller(appmesh, teller_port)
+    build_gateway(appmesh, gateway_port)
+    teller_ports = {"ingress": free_port(), "egress": free_port(), "admin": free_port()}
+    gateway_env = {"ENVOY_ADMIN_ACCESS_PORT": free_port(), "APPMESH_EGRESS_PORT": free_port()}
+    explicit = ("--network-mode", "explicit")
+    tasks = []
+    try:
+        path = tmp_path / "teller.json"
+        path.write_text(json.dumps(task_definition("teller", account, "teller", teller_port,
+                                                   teller_ports)))  # fmt: skip
+        teller = f"{' '.join(APP)} teller blue {teller_port}"
+        tasks.append(run_task(server, account, path, teller, tmp_path / "teller", explicit))
+        path = tmp_path / "gw.json"
+        path.write_text(json.dumps(gateway_task_definition("gw", account, "gw", gateway_env)))
+        tasks.append(run_task(server, account, path, None, tmp_path / "gw", explicit))
+        answer = get_text(f"http://127.0.0.1:{gateway_port}/color", timeout=60)
+        assert answer == "blue", answer
+    finally:
+        for task in tasks:
+            task.send_signal(signal.SIGINT)
+        outputs = [task.communicate(timeout=60)[0] for task in tasks]
+    gateway = outputs[1]
+    assert "started app (appmesh-proxy, virtual gateway" in gateway, gateway
+    assert "app is HEALTHY" in gateway and "stopped app" in gateway, gateway
+    assert "network: explicit mode (the gateway listens on 127.0.0.1" in gateway, gateway
+
+
+def test_a_gateway_task_is_recognised_and_takes_no_command_for_its_proxy(tmp_path):
+    admin = {"ENVOY_ADMIN_ACCESS_PORT": 9901}
+    definition = gateway_task_definition("gw", "123456789012", "gw", admin)
+    task = parse(definition)
+    assert (task.proxy_container, task.gateway, task.intercepted) == ("app", True, False)
+    path = tmp_path / "gw.json"
+    path.write_text(json.dumps(definition))
+    result = subprocess.run(
+        [sys.executable, "-m", "appmesh_api.cli", "ecs", "run-task", "--task-definition",
+         str(path), "--container", "app=sleep 1", "--network-mode", "explicit"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "container app is the task's proxy" in result.stderr
+
+
+def test_a_virtual_node_arn_without_proxy_configuration_is_no_gateway() -> None:
+    """Only a virtual gateway runs without ``proxyConfiguration``: a node's Envoy image
+    in such a task stays an image that needs a command, as before."""
+    definition = gateway_task_definition("n", "123456789012", "gw", {"ENVOY_ADMIN_ACCESS_PORT": 1})
+    env = definition["containerDefinitions"][0]["environment"]
+    env[0]["value"] = f"mesh/{MESH}/virtualNode/teller"
+    assert parse(definition).proxy_container is None

@@ -10,21 +10,13 @@ answers the previous colour, ``GetColor`` then answers ``RED``, through the virt
 gateway's ``grpc`` listener, its gateway route on ``color.ColorService``, and the
 server's sidecar.
 
-Not as in the walkthrough: ``color_gateway``'s task definition runs App Mesh's Envoy
-image as its ``app`` container, without a ``proxyConfiguration``, which ``ecs
-run-task`` does not recognise as a proxy (it would need a stand-in command, and the
-container's user 1337 cannot run this machine's Python). The gateway runs instead as
-an ``appmesh-proxy`` process on this host with that container's environment
-(``APPMESH_RESOURCE_ARN``), on a loopback address of its own so that its port is the
-walkthrough's 8080.
+``color_gateway``'s task definition has no ``proxyConfiguration``: App Mesh's Envoy
+image is its ``app`` container, its ``APPMESH_RESOURCE_ARN`` the virtual gateway, and
+``ecs run-task`` runs it as the gateway's proxy in a task of its own (awsvpc, no
+iptables rules), listening on the walkthrough's 8080 at the task's address.
 """
 
 from __future__ import annotations
-
-import os
-import random
-import subprocess
-import sys
 
 import grpc
 import pytest
@@ -43,37 +35,19 @@ PROJECT = "howto-grpc-ingress-gateway"
 def walk(server, tmp_path_factory):
     walk = Walk(server, PROJECT, tmp_path_factory.mktemp(PROJECT))
     walk.deploy()
-    address = f"127.{random.randint(64, 250)}.{random.randint(1, 250)}.{random.randint(2, 250)}"
-    gateway = None
     try:
         server_task = walk.start("color_server", app=python("color_grpc.py", "server"))
         server_task.wait_for("envoy is HEALTHY")
-        gateway = start_gateway(walk, address)
-        yield {"walk": walk, "address": address}
+        gateway = walk.start("color_gateway")  # no command: its one container is the proxy
+        gateway.wait_for("app is HEALTHY")
+        yield {"walk": walk, "address": gateway.address, "gateway": gateway}
     finally:
-        if gateway is not None:
-            gateway.terminate()
-            gateway.wait(timeout=30)
         walk.stop()
 
 
-def start_gateway(walk: Walk, address: str) -> subprocess.Popen:
-    """The color_gateway task's Envoy, as a process with its container's environment."""
-    environment = {
-        **os.environ,
-        "APPMESH_RESOURCE_ARN": f"mesh/{PROJECT}-mesh/virtualGateway/color_gateway",
-        "ENVOY_LOG_LEVEL": "info",
-        "APPMESH_XDS_ENDPOINT": walk.server.endpoint,
-        "AWS_ACCESS_KEY_ID": walk.account,
-        "AWS_SECRET_ACCESS_KEY": "local",
-        "APPMESH_LISTEN_ADDRESS": address,
-        "ENVOY_ADMIN_ACCESS_ADDRESS": address,
-        "LISTENER_DRAIN_WAIT_TIME_S": "0",
-    }
-    log = (walk.tmp / "color_gateway.log").open("wb")
-    return subprocess.Popen(
-        [sys.executable, "-m", "proxy.main"], env=environment, stdout=log, stderr=subprocess.STDOUT
-    )
+def test_the_gateway_task_runs_its_envoy_container_as_the_gateway_proxy(walk):
+    output = walk["gateway"].output
+    assert "started app (appmesh-proxy, virtual gateway" in output, output
 
 
 def call(address: str, method: str, request: bytes) -> bytes:
