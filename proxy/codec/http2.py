@@ -452,6 +452,12 @@ class Http2Connection(asyncio.Protocol):
             if flood is not None:
                 self._outbound_flood(flood)
 
+    def outbound_active(self) -> tuple[int, int]:
+        """Frames (all, control) written and still in the transport's buffer."""
+        transport = self.transport
+        buffered = 0 if transport is None or self._closed else transport.get_write_buffer_size()
+        return self._outbound.active(buffered)
+
     def _outbound_flood(self, stat: str) -> None:
         """The peer stopped reading while it keeps the proxy answering: Envoy's outbound
         frame limits end the connection (nothing more can be written to it)."""
@@ -503,8 +509,9 @@ class Http2Connection(asyncio.Protocol):
 
 
 def _register_gauges(scope: StatsScope, connections: set[object]) -> None:
-    """``http2.streams_active`` and ``http2.pending_send_bytes`` over the live HTTP/2
-    connections, read only when the stats are (nothing to keep in step per frame)."""
+    """``http2.streams_active``, ``http2.pending_send_bytes`` and the outbound frame
+    gauges over the live HTTP/2 connections, read only when the stats are (nothing to
+    keep in step per frame)."""
 
     def h2_connections() -> Iterator[Http2Connection]:
         return (c for c in list(connections) if isinstance(c, Http2Connection))
@@ -513,6 +520,13 @@ def _register_gauges(scope: StatsScope, connections: set[object]) -> None:
     scope.gauge_fn(
         "pending_send_bytes",
         lambda: sum(len(s.pending) for c in h2_connections() for s in c.streams.values()),
+    )
+    scope.gauge_fn(
+        "outbound_frames_active", lambda: sum(c.outbound_active()[0] for c in h2_connections())
+    )
+    scope.gauge_fn(
+        "outbound_control_frames_active",
+        lambda: sum(c.outbound_active()[1] for c in h2_connections()),
     )
 
 

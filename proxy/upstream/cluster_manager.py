@@ -103,6 +103,14 @@ class Cluster:
             "http2.pending_send_bytes",
             lambda: sum(len(s.pending) for c in connections() for s in c.streams.values()),
         )
+        scope.gauge_fn(
+            "http2.outbound_frames_active",
+            lambda: sum(c.outbound_active()[0] for c in connections()),
+        )
+        scope.gauge_fn(
+            "http2.outbound_control_frames_active",
+            lambda: sum(c.outbound_active()[1] for c in connections()),
+        )
 
     # -- configuration ---------------------------------------------------------------------
     def update(self, config: ClusterConfig, assignment: LoadAssignment | None) -> None:

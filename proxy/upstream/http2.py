@@ -39,7 +39,7 @@ import h2.exceptions
 import hpack
 
 from proxy.config.retry import CONNECTION_TERMINATION
-from proxy.upstream.http2_guards import protocol_error_stat
+from proxy.upstream.http2_guards import OutboundFrames, protocol_error_stat
 from proxy.upstream.stream_events import StreamEvents
 
 if TYPE_CHECKING:
@@ -237,6 +237,13 @@ class Http2UpstreamConnection(asyncio.Protocol):
         # Streams with request bytes or END_STREAM queued this loop turn, sent by
         # ``_deferred_flush`` (a dict: insertion-ordered, each stream once).
         self._scheduled: dict[Http2UpstreamStream, None] = {}
+        self._outbound = OutboundFrames()  # frames written, not yet taken by the kernel
+
+    def outbound_active(self) -> tuple[int, int]:
+        """Frames (all, control) written and still in the transport's buffer."""
+        transport = self.transport
+        buffered = 0 if transport is None or self.closed else transport.get_write_buffer_size()
+        return self._outbound.active(buffered)
 
     # -- what the pool asks ---------------------------------------------------------------
     def has_capacity(self) -> bool:
@@ -566,3 +573,6 @@ class Http2UpstreamConnection(asyncio.Protocol):
         data = self.h2.data_to_send()
         if data and self.transport is not None and not self.closed:
             self.transport.write(data)
+            # Counted for the gauges only: Envoy's outbound flood limits are applied to
+            # downstream connections here, not (yet) to upstream ones.
+            self._outbound.wrote(data, self.transport.get_write_buffer_size())

@@ -121,21 +121,35 @@ class OutboundFrames:
         start = self._written
         self._written += len(data)
         if not buffered:
-            if self._pending:
-                self._pending.clear()
-                self._control = 0
+            self._drop_sent(0)
             return None
-        sent = self._written - buffered  # everything up to here reached the kernel
-        self._add_frames(data, start, sent)
+        self._add_frames(data, start, self._written - buffered)
+        self._drop_sent(buffered)
+        if self._control > MAX_OUTBOUND_CONTROL_FRAMES:
+            return "outbound_control_flood"
+        if len(self._pending) > MAX_OUTBOUND_FRAMES:
+            return "outbound_flood"
+        return None
+
+    def active(self, buffered: int) -> tuple[int, int]:
+        """Envoy's ``outbound_frames_active`` and ``outbound_control_frames_active`` now,
+        with ``buffered`` bytes still in the transport: frames the kernel took since the
+        last write are dropped first, so an idle connection whose peer read it all
+        shows none."""
+        self._drop_sent(buffered)
+        return len(self._pending), self._control
+
+    def _drop_sent(self, buffered: int) -> None:
+        """Forget the frames that ended before the first of the ``buffered`` bytes."""
         pending = self._pending
+        if not buffered:
+            pending.clear()
+            self._control = 0
+            return
+        sent = self._written - buffered  # everything up to here reached the kernel
         while pending and pending[0][0] <= sent:
             if pending.popleft()[1]:
                 self._control -= 1
-        if self._control > MAX_OUTBOUND_CONTROL_FRAMES:
-            return "outbound_control_flood"
-        if len(pending) > MAX_OUTBOUND_FRAMES:
-            return "outbound_flood"
-        return None
 
     def _add_frames(self, data: bytes, start: int, sent: int) -> None:
         """The frames of ``data`` (9-byte headers: length, type) that end after ``sent``."""

@@ -8,6 +8,7 @@ every stream) stands upstream, so each counter moves for exactly one known event
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 
 import aiohttp
@@ -378,3 +379,112 @@ async def test_an_upstream_third_headers_frame_is_too_many_header_frames() -> No
     stats = await rude_exchange(answer)
     assert stats["cluster.slow.http2.too_many_header_frames"] == 1
     assert stats["cluster.slow.http2.rx_messaging_error"] == 0
+
+
+def frames_active(proxy: RunningProxy, prefix: str = "") -> tuple[int, int]:
+    """``<prefix>http2.outbound_frames_active`` and ``..._control_frames_active``."""
+    stats = proxy.server.stats
+    frames = stats.get(f"{prefix}http2.outbound_frames_active")
+    control = stats.get(f"{prefix}http2.outbound_control_frames_active")
+    assert frames is not None and control is not None
+    return frames, control
+
+
+async def test_outbound_frame_gauges_count_answers_the_client_has_not_read() -> None:
+    """A client that stops reading: once the sockets' buffers are full, answers (HEADERS
+    and DATA) wait in the proxy and ``outbound_frames_active`` counts them, then the
+    ACKs of 10 PINGs queue behind them as control frames; once the client has read it
+    all, both gauges are back to zero without anything more being written."""
+    body = {"inline_string": "x" * 4000}
+    answer = {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": body}}
+    resources = [http_listener("ingress", [vhost("all", ["*"], [answer])])]
+    get = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "svc.local")]
+    async with running_proxy(resources) as proxy:
+        reader, writer = await unread_connection(proxy.port())
+        client = raw_client()
+        client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1})
+        client.increment_flow_control_window(2**31 - 1 - 65535)
+        writer.write(client.data_to_send())
+        stream_ids = iter(range(1, 2**31, 2))
+        for sent in itertools.count(50, 50):  # 100 frames a round: far under the 10,000 limit
+            assert sent < 20_000, "the proxy never had to hold a frame"
+            writer.write(b"".join(raw_headers(client, next(stream_ids), get, True)
+                                  for _ in range(50)))  # fmt: skip
+            await writer.drain()
+            total = "http.ingress.downstream_rq_total"
+            await until(lambda: proxy.server.stats.get(total) == sent, f"{sent} requests")  # noqa: B023
+            if frames_active(proxy)[0]:
+                break
+        assert frames_active(proxy)[1] == 0  # answers only: no control frame held yet
+        for n in range(10):
+            client.ping(n.to_bytes(8, "big"))
+        writer.write(client.data_to_send())
+        await until(lambda: frames_active(proxy)[1] == 10, "10 PING ACKs held")
+        assert frames_active(proxy)[0] > 10
+        while frames_active(proxy) != (0, 0):
+            assert await asyncio.wait_for(reader.read(65536), 5), "the proxy closed"
+        assert proxy.server.stats.get("http2.outbound_flood") == 0
+        writer.close()
+
+
+class UnreadBackend:
+    """An HTTP/2 upstream that opens its windows wide, never reads what the proxy sends
+    (through a tiny receive buffer), and sends PINGs when asked."""
+
+    def __init__(self) -> None:
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def serve(self, _reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = self.conn
+        conn.initiate_connection()
+        conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1})
+        conn.increment_flow_control_window(2**31 - 1 - 65535)
+        writer.write(conn.data_to_send())
+        self.writer = writer
+
+    def ping(self, count: int) -> None:
+        assert self.writer is not None
+        for n in range(count):
+            self.conn.ping(n.to_bytes(8, "big"))
+        self.writer.write(self.conn.data_to_send())
+
+
+async def upload(port: int) -> None:
+    """POST a 64 MiB body to the proxy, as fast as it takes it (forever, here)."""
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    size = 64 * 2**20
+    head = f"POST /demo.Slow/Wait HTTP/1.1\r\nhost: svc.local\r\ncontent-length: {size}\r\n\r\n"
+    writer.write(head.encode())
+    try:
+        for _ in range(size // 65536):
+            writer.write(b"x" * 65536)
+            await writer.drain()
+    finally:
+        writer.transport.abort()
+
+
+async def test_the_clusters_outbound_frame_gauges_count_what_the_upstream_left_unread() -> None:
+    """A request body streamed to an HTTP/2 upstream that stops reading: its DATA frames
+    wait in the proxy (``cluster.<name>.http2.outbound_frames_active``), then the ACKs
+    of the upstream's 10 PINGs queue behind them as control frames."""
+    backend = UnreadBackend()
+    listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the accepted one's too
+    listening.bind(("127.0.0.1", 0))
+    server = await asyncio.start_server(backend.serve, sock=listening)
+    port = listening.getsockname()[1]
+    prefix = "cluster.slow."
+    async with running_proxy(slow_proxy(port)) as proxy:
+        uploading = asyncio.create_task(upload(proxy.port()))
+        await until(lambda: backend.writer is not None, "the proxy connected upstream")
+        for _ in range(500):
+            if frames_active(proxy, prefix)[0]:
+                break
+            await asyncio.sleep(0.02)
+        assert frames_active(proxy, prefix)[0] > 0, "no DATA frame was ever held"
+        assert frames_active(proxy, prefix)[1] == 0
+        backend.ping(10)
+        await until(lambda: frames_active(proxy, prefix)[1] == 10, "10 PING ACKs held")
+        uploading.cancel()
+    server.close()
