@@ -83,6 +83,14 @@ class RetryPolicy:
     max_interval: float
     avoid_previous_hosts: bool
     host_selection_attempts: int
+    # ``retriable_request_headers``: when set, only a request matching one may be retried.
+    retriable_request_headers: tuple[HeaderMatcher, ...] = ()
+
+    def allows(self, request_headers: Mapping[str, str]) -> bool:
+        """Whether this request may be retried at all (Envoy zeroes ``retry_on`` for a
+        request that matches none of the ``retriable_request_headers``)."""
+        matchers = self.retriable_request_headers
+        return not matchers or any(m.matches(request_headers) for m in matchers)
 
     def retriable_response(self, status: int, headers: Mapping[str, str]) -> bool:
         """Whether an upstream response with these headers should be retried."""
@@ -165,4 +173,7 @@ def compile_retry_policy(spec: Any) -> RetryPolicy | None:
             if isinstance(p, dict)
         ),
         host_selection_attempts=max(1, uint(spec.get("host_selection_retry_max_attempts"), 1)),
+        retriable_request_headers=tuple(
+            compile_header_matcher(m) for m in spec.get("retriable_request_headers", ())
+        ),
     )

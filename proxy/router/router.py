@@ -29,6 +29,7 @@ from proxy.config.retry import (
     CONNECTION_TERMINATION,
     PER_TRY_TIMEOUT,
     PROTOCOL_ERROR,
+    RetryPolicy,
 )
 from proxy.config.routing import (
     HeaderMutation,
@@ -182,11 +183,7 @@ class Router:
         if request.upgrade and cluster.config.http2 and not cluster.config.allow_connect:
             body = b"the HTTP/2 cluster does not allow_connect: no upgrade can cross it"
             return self.local_reply(503, body, None, "upgrade_failed")
-        policy = action.retry_policy
-        if self._internal:
-            policy = request_retry_policy(policy, headers)
-        if policy is not None and policy.retry_on and not request.upgrade:
-            self.retry = RetryState(policy)
+        policy = self._retry_policy(action.retry_policy)
         expected = self._arm_deadlines(action, policy.per_try_timeout if policy else None)
         if self.ctx.tracer is not None:
             self.ctx.tracer.begin(self.info, headers)  # continues X-Amzn-Trace-Id upstream
@@ -523,6 +520,18 @@ class Router:
                 cluster.outlier.report(attempt.host, 504)
             self._abandon(attempt, drain=False)
         self._timeout_reply()
+
+    def _retry_policy(self, policy: RetryPolicy | None) -> RetryPolicy | None:
+        """The route's retry policy as this request has it (an internal request's
+        ``x-envoy-retry-*`` headers merged in); retries start only when it names a
+        condition and the request matches its ``retriable_request_headers``, if any."""
+        request = self.request
+        if self._internal:
+            policy = request_retry_policy(policy, request.headers)
+        retries = policy is not None and policy.retry_on and policy.allows(request.headers)
+        if policy is not None and retries and not request.upgrade:
+            self.retry = RetryState(policy)
+        return policy
 
     def _arm_deadlines(self, action: RouteAction, per_try: float | None) -> float | None:
         """Pick the route timeout or the client's ``grpc-timeout`` (as the route says),

@@ -254,3 +254,19 @@ async def test_retriable_header_names_header_retries_a_response_carrying_one() -
     assert status == 200 and len(seen) == 2
     status, seen = await _attempts(None, headers, _always(200))
     assert len(seen) == 1
+
+
+async def test_retriable_request_headers_limit_retries_to_the_requests_that_match() -> None:
+    """Envoy: with ``retriable_request_headers`` a request matching none of them is not
+    retried, whatever ``retry_on`` (a header's included) says."""
+    policy = {"retry_on": "5xx", "num_retries": 2,
+              "retriable_request_headers": [{"name": ":method", "exact_match": "GET"}]}  # fmt: skip
+    route_extra = {"retry_policy": policy}
+    async with backends(("b", _always(503))) as (backend,):
+        resources = simple_proxy("b", [backend.port], route_extra=route_extra)
+        async with running_proxy(resources) as proxy, client() as session:
+            assert (await fetch(session, proxy.url("/")))[0] == 503
+            assert len(backend.requests) == 3
+            internal = {**INTERNAL, "x-envoy-retry-on": "5xx"}
+            assert (await fetch(session, proxy.url("/"), "POST", headers=internal))[0] == 503
+            assert len(backend.requests) == 4
