@@ -19,30 +19,33 @@ the connection was going (``SO_ORIGINAL_DST``), matches filter chains on that ad
 and hands it to the chain's protocol for ORIGINAL_DST clusters and access logs. Only
 such listeners pay for the extra ``getsockopt``.
 
-A listener's config can change without rebinding and without dropping connections:
-new connections get the new filter chains at once, and open HTTP connections switch to
-their chain's new settings at their next request (an in-flight request finishes under
-the version it started with). Only a removed or moved listener drains its connections.
+A listener's config can change without rebinding: new connections get the new filter
+chains at once; open connections of a chain the update kept go on untouched, and those
+of a chain it changed or removed drain (``proxy.listener_drain``), as Envoy's in-place
+filter chain update does. A connection still being inspected picks its chain from the
+current config; one whose TLS handshake outlived its chain is closed when it completes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
-import weakref
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from proxy.codec import tls
 from proxy.codec.http1 import Http1Connection
 from proxy.codec.tcp import TcpProxyConnection
+from proxy.config.compile import listener_frame
 from proxy.interception.original_dst import original_destination
+from proxy.listener_drain import ChainConnections, ListenerDrains
 from proxy.observe.stats import LISTENER_COUNTERS, SSL_COUNTERS
 
 LISTENER_FILTER_TIMEOUT = 15.0
 TLS_HANDSHAKE_RECORD = b"\x16"
 
 if TYPE_CHECKING:
-    from proxy.config.compile import FilterChain, HttpConnectionManagerConfig, ListenerConfig
+    from proxy.config.compile import FilterChain, ListenerConfig
     from proxy.context import ProxyContext
     from proxy.observe.stats import StatsScope
 
@@ -57,9 +60,8 @@ class _Reject(asyncio.Protocol):
 class _TlsInspector(asyncio.Protocol):
     """Holds a new connection until its first bytes say TLS or plaintext."""
 
-    def __init__(self, listener: ListenerHandle, config: ListenerConfig) -> None:
+    def __init__(self, listener: ListenerHandle) -> None:
         self.listener = listener
-        self.config = config
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
 
@@ -72,7 +74,7 @@ class _TlsInspector(asyncio.Protocol):
         assert self.transport is not None
         if self.timer is not None:
             self.timer.cancel()
-        transport, config = self.transport, self.config
+        transport, config = self.transport, self.listener.config  # current: it may have changed
         is_tls = config.tls_inspector and data[:1] == TLS_HANDSHAKE_RECORD
         local = transport.get_extra_info("sockname") or ("", 0)
         remote = transport.get_extra_info("peername") or ("", 0)
@@ -109,17 +111,18 @@ def _original_destination(transport: asyncio.BaseTransport) -> tuple[str, int] |
 
 
 class ListenerHandle:
-    """One listener's socket, its current config and the connections it accepted."""
+    """One listener's socket, its current config and the connections it accepted, by
+    filter chain."""
 
-    def __init__(self, ctx: ProxyContext, config: ListenerConfig) -> None:
+    def __init__(self, ctx: ProxyContext, config: ListenerConfig, drains: ListenerDrains) -> None:
         self.ctx = ctx
         self.config = config
+        self.drains = drains
         self.stats = self._scope(config.address)
         self.server: asyncio.AbstractServer | None = None
         self.bound: tuple[str, int] = config.address
-        # Weak: a closed connection simply disappears from the set.
-        self.connections: weakref.WeakSet[Any] = weakref.WeakSet()
-        self.generation = 0  # bumped when the config changes; connections compare it
+        # FilterChain.key -> its open connections; a chain gone from here is draining.
+        self.chains = {c.key: ChainConnections() for c in _chains(config)}
         self._show_ssl_stats(config)
 
     async def open(self) -> None:
@@ -145,43 +148,43 @@ class ListenerHandle:
         return self.ctx.stats.scope("listener", f"{address[0]}_{address[1]}", LISTENER_COUNTERS)
 
     def update(self, config: ListenerConfig) -> None:
-        """Swap in a new version of this listener; open connections follow lazily."""
-        if config.raw != self.config.raw:
-            self.generation += 1
-        self.config = config
+        """Swap in a new version of this listener: the connections of chains it keeps go
+        on, those of chains it changed or removed drain (all of them when more than the
+        chains changed). The same resource compiled again (new SDS secrets) drains none."""
+        old, self.config = self.config, config
         self._show_ssl_stats(config)
+        if config.raw == old.raw:
+            return
+        kept = {c.key: self.chains.get(c.key) or ChainConnections() for c in _chains(config)}
+        gone = [group for key, group in self.chains.items() if key not in kept]
+        self.chains = kept
+        counters = self.drains.stats.counters
+        counters["listener_modified"] += 1
+        in_place = listener_frame(old.raw) == listener_frame(config.raw)
+        if in_place:
+            counters["listener_in_place_updated"] += 1
+        if gone:
+            self.drains.start(gone, whole_listener=not in_place, close_idle=False)
 
     def _show_ssl_stats(self, config: ListenerConfig) -> None:
         """Envoy lists a TLS listener's ``ssl.*`` counters from the start, zeros included."""
-        if any(c is not None and c.tls for c in (*config.filter_chains, config.default_chain)):
+        if any(c.tls for c in _chains(config)):
             for name in SSL_COUNTERS:
                 self.stats.counters.setdefault(name, 0)
 
-    def http_config(self, chain_name: str) -> HttpConnectionManagerConfig | None:
-        """The current HCM settings of the chain named ``chain_name``, if it still exists."""
-        config = self.config
-        for chain in (*config.filter_chains, config.default_chain):
-            if chain is not None and chain.name == chain_name:
-                return chain.http
-        return None
-
-    def adopt(self, protocol: asyncio.Protocol) -> None:
-        """A connection switched codec (HTTP/1.1 → HTTP/2): drain it with the others."""
-        self.connections.add(protocol)
-
     def close(self) -> None:
-        """Stop accepting; accepted connections drain."""
+        """Stop accepting; accepted connections drain, idle ones close now."""
         if self.server is not None:
             self.server.close()
             self.server = None
-        for conn in list(self.connections):
-            conn.drain()
+        groups, self.chains = list(self.chains.values()), {}
+        self.drains.start(groups, whole_listener=True, close_idle=True)
 
     def _accept(self) -> asyncio.Protocol:
         config = self.config
         self.stats.counters["downstream_cx_total"] += 1
         if config.inspects:
-            return _TlsInspector(self, config)
+            return _TlsInspector(self)
         chain = config.single_chain
         if chain is not None and not config.original_dst:
             return self.protocol_for(chain)
@@ -213,23 +216,34 @@ class ListenerHandle:
     def protocol_for(
         self, chain: FilterChain | None, original_dst: tuple[str, int] | None = None
     ) -> asyncio.Protocol:
-        """The chain's protocol for one connection (``original_dst``: see the module doc)."""
+        """The chain's protocol for one connection (``original_dst``: see the module doc);
+        a chain no longer current (an update came during the TLS handshake) gets none."""
         protocol: asyncio.Protocol
         if chain is None:
             self.stats.counters["no_filter_chain_match"] += 1
+            return _Reject()
+        group = self.chains.get(chain.key)
+        if group is None:
             return _Reject()
         if chain.http is not None and chain.http.codec_type == "HTTP2":
             from proxy.codec.http2 import Http2Connection  # h2 loads with the first one
 
             protocol = Http2Connection(self.ctx, chain.http, original_dst)
         elif chain.http is not None:
-            protocol = Http1Connection(self.ctx, chain.http, self, chain.name, original_dst)
+            protocol = Http1Connection(self.ctx, chain.http, group, original_dst)
         elif chain.tcp is not None:
             protocol = TcpProxyConnection(self.ctx, chain.tcp, original_dst)
         else:
             return _Reject()
-        self.connections.add(protocol)
+        group.connections.add(protocol)
         return protocol
+
+
+def _chains(config: ListenerConfig) -> Iterator[FilterChain]:
+    """A listener's filter chains, its default chain included."""
+    yield from config.filter_chains
+    if config.default_chain is not None:
+        yield config.default_chain
 
 
 def _family(host: str) -> int:

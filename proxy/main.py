@@ -118,6 +118,7 @@ async def run_proxy(settings: ProxySettings, stop: asyncio.Event | None = None) 
         admin_address=admin,
         bootstrap=bootstrap,
         reuse_port=settings.workers > 1,
+        drain_seconds=settings.drain_seconds,
     )
     await server.start()
     # Back-off capped at 10 s: a local control plane that restarts is back within seconds,

@@ -5,8 +5,11 @@ for what Envoy would NACK), binds any new listener addresses first (a bind failu
 NACK too, and nothing changes), updates clusters and waits briefly for new clusters'
 first health checks (Envoy's warming), then swaps the compiled config in one assignment
 and retires listeners that went away. Requests already in flight keep the config they
-started with; open connections of a changed listener stay open and follow the new
-version from their next request; only connections of a removed or moved listener drain.
+started with. Open connections of a filter chain the update kept stay open (routes
+come over RDS and clusters by name, so they follow the new version from their next
+request); those of a changed or removed chain, listener or address drain, and are
+closed after the drain time (``drain_seconds``: ``--drain-time-s``,
+LISTENER_DRAIN_WAIT_TIME_S), as in Envoy (``proxy.listener_drain``).
 
 Secrets from the local SDS agent (App Mesh's ``sds`` sources, SPIRE) are watched by
 ``proxy.sds_client``, started when a config first names one. A listener or cluster
@@ -35,6 +38,7 @@ from proxy.config.protojson import ConfigError
 from proxy.config.tls import local_secret_names
 from proxy.context import ProxyContext
 from proxy.listener import ListenerHandle
+from proxy.listener_drain import ListenerDrains
 from proxy.observe.observability import Observability
 from proxy.observe.stats import Stats
 from proxy.sds_client import SdsAgentClient
@@ -48,6 +52,7 @@ PRE_INITIALIZING, INITIALIZING, LIVE, DRAINING = (
 )
 _STATE_GAUGE = {LIVE: 0, DRAINING: 1, PRE_INITIALIZING: 2, INITIALIZING: 3}
 WARMING_TIMEOUT = 5.0
+DRAIN_SECONDS = 20.0  # App Mesh's LISTENER_DRAIN_WAIT_TIME_S default
 
 
 class ProxyServer:
@@ -62,8 +67,10 @@ class ProxyServer:
         reuse_port: bool = False,
         bootstrap: BootstrapConfig | None = None,
         sds_agent: SdsAgent | None = None,
+        drain_seconds: float = DRAIN_SECONDS,
     ) -> None:
         self.bootstrap = bootstrap
+        self.drain_seconds = drain_seconds
         self.sds_agent = sds_agent or (bootstrap.sds_agent if bootstrap else None)
         self.node = node or (bootstrap.node if bootstrap else {})
         self._reuse_port = reuse_port
@@ -77,6 +84,7 @@ class ProxyServer:
         self._admin_address = admin_address
         self._admin: AdminServer | None = None
         self._ctx: ProxyContext | None = None
+        self._drains: ListenerDrains | None = None
         self._lock = asyncio.Lock()
         self.sds: SdsAgentClient | None = None
         self._reapply: asyncio.Task[None] | None = None
@@ -102,6 +110,12 @@ class ProxyServer:
         return self.ctx.stats
 
     @property
+    def drains(self) -> ListenerDrains:
+        if self._drains is None:
+            raise RuntimeError("ProxyServer.start() has not been called")
+        return self._drains
+
+    @property
     def admin_address(self) -> tuple[str, int] | None:
         return self._admin.bound if self._admin is not None else None
 
@@ -115,6 +129,7 @@ class ProxyServer:
         loop = asyncio.get_running_loop()
         events = self.bootstrap.outlier_event_log if self.bootstrap else None
         self._ctx = ProxyContext(loop, reuse_port=self._reuse_port, outlier_event_log=events)
+        self._drains = ListenerDrains(loop, self._ctx.stats, self.drain_seconds)
         server_stats = self._ctx.stats.scope("server")
         server_stats.gauge_fn("state", lambda: _STATE_GAUGE[self.state])
         server_stats.gauge_fn("live", lambda: int(self.state == LIVE))
@@ -206,7 +221,7 @@ class ProxyServer:
                 continue
             if current is not None and current.config.address == config.address:
                 continue
-            handle = ListenerHandle(self.ctx, config)
+            handle = ListenerHandle(self.ctx, config, self.drains)
             try:
                 await handle.open()
             except OSError as exc:
@@ -219,11 +234,16 @@ class ProxyServer:
     def _reconcile_listeners(
         self, compiled: CompiledConfig, opened: dict[str, ListenerHandle]
     ) -> None:
+        """Update the listeners that stay, drain the ones removed or moved (Envoy's
+        ``listener_manager.listener_*`` counters)."""
+        counters = self.drains.stats.counters
+        counters["listener_added"] += len(opened.keys() - self.listeners.keys())
         for name, handle in list(self.listeners.items()):
             config = compiled.listeners.get(name)
             if config is None or name in opened or not config.bind_to_port:
                 handle.close()
                 del self.listeners[name]
+                counters["listener_modified" if name in opened else "listener_removed"] += 1
             else:
                 handle.update(config)
         self.listeners.update(opened)
@@ -246,6 +266,7 @@ class ProxyServer:
             transport = getattr(conn, "transport", None)
             if transport is not None:
                 transport.abort()
+        self.drains.close()
         ctx.clusters.close()
         if self.sds is not None:
             await self.sds.stop()

@@ -87,18 +87,12 @@ class _Stream:
         self.upgrade = ""  # the request's Upgrade header, as sent, when it asks for one
 
 
-class ListenerView(Protocol):
-    """What a connection reads of its listener: a config generation and its chain's HCM.
-
-    The listener (above the codecs) implements it; connections compare ``generation``
-    per request to follow a config update without a reference back up the stack."""
-
-    generation: int
-
-    def http_config(self, chain_name: str) -> HttpConnectionManagerConfig | None: ...
+class ChainGroup(Protocol):
+    """The open connections of this connection's filter chain, kept by the listener
+    (above the codecs) to drain them together when an update takes the chain away."""
 
     def adopt(self, protocol: asyncio.Protocol) -> None:
-        """Count a connection that changed codec among the listener's connections."""
+        """Count a connection that changed codec among its chain's connections."""
 
 
 class Http1Connection(asyncio.Protocol):
@@ -108,16 +102,13 @@ class Http1Connection(asyncio.Protocol):
         self,
         ctx: ProxyContext,
         hcm: HttpConnectionManagerConfig,
-        listener: ListenerView | None = None,
-        chain_name: str = "",
+        chain: ChainGroup | None = None,
         original_dst: tuple[str, int] | None = None,
     ) -> None:
         self.ctx = ctx
         self.hcm = hcm
         self.original_dst = original_dst  # where iptables' REDIRECT said it was going
-        self._listener = listener
-        self._chain_name = chain_name
-        self._generation = listener.generation if listener is not None else 0
+        self._chain = chain
         self.http_stats = ctx.stats.scope("http", hcm.stat_prefix, HTTP_COUNTERS)
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
@@ -125,6 +116,7 @@ class Http1Connection(asyncio.Protocol):
         self.local_address = ""
         self.connection_id = 0
         self.draining = False
+        self._close_idle = False  # draining: close as soon as no request is in flight
         self._url = b""
         self._headers: dict[str, str] = {}
         self._parsing: _Stream | None = None
@@ -237,9 +229,6 @@ class Http1Connection(asyncio.Protocol):
         timeout = self.hcm.request_headers_timeout
         if timeout and self._head_timer is None:
             self._head_timer = self.ctx.timers.call_later(timeout, self._on_head_timeout)
-        listener = self._listener
-        if listener is not None and listener.generation != self._generation:
-            self._follow_listener_update(listener)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -386,21 +375,17 @@ class Http1Connection(asyncio.Protocol):
         self._router_paused = not enabled
         self._apply_reading()
 
-    def drain(self) -> None:
-        """Finish what is in flight, then close (listener removal, server stop)."""
+    def drain(self, close_idle: bool = True) -> None:
+        """Finish what is in flight, then close: the next response says
+        ``connection: close``. With ``close_idle`` (listener removal, server stop) an idle
+        connection closes now; without (its filter chain changed) it waits for that next
+        request, so a client cannot lose a request it sends just as the close comes."""
         self.draining = True
-        if self._active is None and not self._queue:
-            self._close()
+        self._close_idle = self._close_idle or close_idle
+        if self._close_idle and self._active is None and not self._queue:
+            self._drain_close()
 
     # -- internals -------------------------------------------------------------------------
-    def _follow_listener_update(self, listener: ListenerView) -> None:
-        """The listener changed: later requests use the chain's new HCM settings."""
-        self._generation = listener.generation
-        hcm = listener.http_config(self._chain_name)
-        if hcm is not None and hcm is not self.hcm:
-            self.hcm = hcm
-            self.http_stats = self.ctx.stats.scope("http", hcm.stat_prefix, HTTP_COUNTERS)
-
     def _rejection(self, version: str, host: str | None) -> tuple[int, bytes, None, str] | None:
         """Requests Envoy's HCM refuses before routing: too many or too large headers,
         HTTP/1.0, no Host. Upgrades are the router's to allow (``upgrade_configs``)."""
@@ -440,7 +425,10 @@ class Http1Connection(asyncio.Protocol):
         assert stream is not None
         if status == 101 and stream.upgrade:
             return self._switching_head(stream, headers)
-        keep_alive = stream.keep_alive and not self.draining and not stream.body_pending
+        keep_alive = stream.keep_alive and not stream.body_pending
+        if keep_alive and self.draining:
+            self.http_stats.counters["downstream_cx_drain_close"] += 1
+            keep_alive = False
         no_body = stream.head or status in _NO_BODY_STATUS or status < 200
         parts = [status_line(status)]
         parts.extend(f"{name}: {value}\r\n" for name, value in headers)
@@ -509,8 +497,8 @@ class Http1Connection(asyncio.Protocol):
             upcoming = self._queue.popleft()
             self._apply_reading()
             self._activate(upcoming)
-        elif self.draining:
-            self._close()
+        elif self.draining and self._close_idle:
+            self._drain_close()
         else:
             self._arm_idle()
 
@@ -562,12 +550,12 @@ class Http1Connection(asyncio.Protocol):
         from proxy.codec.http2 import Http2Connection  # h2 loads with the first one
 
         protocol = Http2Connection(self.ctx, self.hcm, self.original_dst, scheme)
-        if self._listener is not None:
-            self._listener.adopt(protocol)
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
         if first:
             protocol.data_received(first)
+        if self._chain is not None:
+            self._chain.adopt(protocol)  # drains it at once if its chain is draining
 
     def _refuse_http2(self) -> None:
         """An HTTP/2 (prior knowledge) client: refuse it in HTTP/2's own words, loudly."""
@@ -638,6 +626,11 @@ class Http1Connection(asyncio.Protocol):
             return
         elif stream is not None:
             stream.router.info.add_flag(flags.DOWNSTREAM_PROTOCOL_ERROR)
+        self._close()
+
+    def _drain_close(self) -> None:
+        if not self._closed:
+            self.http_stats.counters["downstream_cx_drain_close"] += 1
         self._close()
 
     def _close(self) -> None:

@@ -12,8 +12,8 @@ buffering. Response DATA beyond the client's window waits in the stream's queue,
 while it waits the router pauses reading from the upstream. Connection settings follow
 the HCM: ``max_request_headers_kb`` bounds the header list, and at most
 ``MAX_CONCURRENT_STREAMS`` streams run at once (more are refused by the client's
-library, as the SETTINGS frame says). A drain (listener removal, stop) sends GOAWAY and
-closes once the open streams finish.
+library, as the SETTINGS frame says). A drain (its filter chain changed, listener
+removal, stop) sends GOAWAY and closes once the open streams finish.
 
 WebSockets over HTTP/2 (RFC 8441): with ``http2_protocol_options.allow_connect`` the
 SETTINGS frame offers ``SETTINGS_ENABLE_CONNECT_PROTOCOL``, and an extended CONNECT
@@ -467,14 +467,17 @@ class Http2Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def drain(self) -> None:
-        """GOAWAY, then close once the open streams are done (listener removal, stop)."""
+    def drain(self, close_idle: bool = True) -> None:
+        """GOAWAY, then close once the open streams are done (its filter chain changed,
+        listener removal, stop): after a GOAWAY no client sends another request, so an
+        idle connection closes at once whatever ``close_idle`` says."""
         if self.draining:
             return
         self.draining = True
         if not self._closed:
             self.h2.close_connection()
             self.h2_stats.counters["goaway_sent"] += 1
+            self.http_stats.counters["downstream_cx_drain_close"] += 1
             self.flush()
         self._maybe_finish_drain()
 

@@ -130,8 +130,9 @@ class TcpProxyConnection(asyncio.Protocol):
         if self.upstream is not None:
             self.upstream.resume_reading()
 
-    def drain(self) -> None:
-        """TCP has no request boundary: draining lets the connection run until it ends."""
+    def drain(self, close_idle: bool = True) -> None:
+        """TCP has no request boundary: draining lets the connection run until it ends
+        (or the listener's drain time does, as for Envoy's tcp_proxy)."""
 
     # -- upstream ---------------------------------------------------------------------------
     def from_upstream(self, data: bytes) -> None:

@@ -14,7 +14,9 @@ features this proxy cannot honour yet (``proxy.config.unsupported``: HTTP/2...) 
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -158,7 +160,13 @@ def _in_ranges(address: str, ranges: tuple[Any, ...]) -> bool:
 @dataclass(frozen=True, slots=True)
 class FilterChain:
     """A filter chain's terminal network filter: an HCM (``http``) or ``tcp_proxy``, and
-    its TLS context when the chain terminates TLS."""
+    its TLS context when the chain terminates TLS.
+
+    ``key`` names the chain's config across versions: equal when the chain's message, its
+    place (a chain or the default chain) and the rest of its listener are equal, as
+    Envoy's in-place filter chain update compares them. A listener update keeps the
+    connections of a chain whose key survives and drains the others; SDS secrets are not
+    in it (a rotated certificate applies to new connections, as in Envoy)."""
 
     name: str
     match: FilterChainMatch
@@ -166,6 +174,7 @@ class FilterChain:
     tcp: TcpProxyConfig | None
     transport_socket: Mapping[str, Any] | None
     tls: ServerTls | None = None
+    key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,8 +359,9 @@ def _frozen(mapping: dict[str, Any]) -> Mapping[str, Any]:
 
 def compile_listener(spec: dict[str, Any], secrets: Secrets = NO_SECRETS) -> ListenerConfig:
     name = str(spec.get("name", ""))
+    frame = _canonical(listener_frame(spec))
     chains = tuple(
-        _compile_chain(chain, f"{name}#{i}", secrets)
+        _compile_chain(chain, f"{name}#{i}", secrets, _chain_key(frame, "chain", chain))
         for i, chain in enumerate(spec.get("filter_chains") or ())
     )
     default = spec.get("default_filter_chain")
@@ -359,7 +369,9 @@ def compile_listener(spec: dict[str, Any], secrets: Secrets = NO_SECRETS) -> Lis
         name=name,
         address=socket_address(spec.get("address")),
         filter_chains=chains,
-        default_chain=_compile_chain(default, f"{name}#default", secrets)
+        default_chain=_compile_chain(
+            default, f"{name}#default", secrets, _chain_key(frame, "default", default)
+        )
         if isinstance(default, dict)
         else None,
         bind_to_port=flag(spec.get("bind_to_port"), True),
@@ -367,6 +379,22 @@ def compile_listener(spec: dict[str, Any], secrets: Secrets = NO_SECRETS) -> Lis
         original_dst=_has_listener_filter(spec, _ORIGINAL_DST_NAMES),
         tls_inspector=_has_listener_filter(spec, _TLS_INSPECTOR_NAMES),
     )
+
+
+def listener_frame(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A listener without its filter chains: when this changes, Envoy cannot update the
+    listener in place and drains all of its connections."""
+    return {k: v for k, v in spec.items() if k not in ("filter_chains", "default_filter_chain")}
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _chain_key(frame: str, place: str, spec: Any) -> str:
+    """``FilterChain.key``: a digest of the listener's frame, the place and the chain."""
+    text = f"{frame}\n{place}\n{_canonical(spec)}"
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def _has_listener_filter(spec: dict[str, Any], names: tuple[str, ...]) -> bool:
@@ -403,7 +431,9 @@ def _compile_match(spec: Any) -> FilterChainMatch:
     )
 
 
-def _compile_chain(spec: dict[str, Any], fallback_name: str, secrets: Secrets) -> FilterChain:
+def _compile_chain(
+    spec: dict[str, Any], fallback_name: str, secrets: Secrets, key: str
+) -> FilterChain:
     http = tcp = None
     for network_filter in spec.get("filters") or ():
         kind, config = typed_config(network_filter)
@@ -420,6 +450,7 @@ def _compile_chain(spec: dict[str, Any], fallback_name: str, secrets: Secrets) -
         tls=_server_tls(
             spec.get("transport_socket"), secrets, str(spec.get("name") or fallback_name)
         ),
+        key=key,
     )
 
 

@@ -69,6 +69,7 @@ HTTP_COUNTERS = (
     "downstream_cx_destroy",
     "downstream_cx_protocol_error",
     "downstream_cx_idle_timeout",
+    "downstream_cx_drain_close",
     "downstream_cx_upgrades_total",
     "downstream_rq_header_timeout",
     "downstream_rq_too_large_headers",
@@ -124,6 +125,13 @@ LISTENER_COUNTERS = (
     "downstream_cx_total",
     "downstream_cx_destroy",
     "no_filter_chain_match",
+)
+# Envoy's ``listener_manager.`` counters for listener updates (its gauges are read live).
+LISTENER_MANAGER_COUNTERS = (
+    "listener_added",
+    "listener_modified",
+    "listener_removed",
+    "listener_in_place_updated",
 )
 
 # Prometheus: scope kind → (metric prefix, tag name), as Envoy's default tag extractors.

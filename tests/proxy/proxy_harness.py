@@ -95,9 +95,10 @@ class RunningProxy:
 
 @contextlib.asynccontextmanager
 async def running_proxy(
-    resources: list[dict[str, Any]], version: str = "1"
+    resources: list[dict[str, Any]], version: str = "1", **options: Any
 ) -> AsyncIterator[RunningProxy]:
-    server = ProxyServer(admin_address=("127.0.0.1", 0), node={"id": "test-node"})
+    """A started proxy on ``resources``; ``options`` go to ``ProxyServer`` (drain_seconds)."""
+    server = ProxyServer(admin_address=("127.0.0.1", 0), node={"id": "test-node"}, **options)
     await server.start()
     try:
         await server.apply(resources, version)

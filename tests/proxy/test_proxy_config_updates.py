@@ -50,13 +50,14 @@ async def test_an_update_does_not_drop_an_in_flight_request() -> None:
                 release.set()
                 status, headers, body = await read_response(reader)
                 assert (status, body) == (200, b"old")
-                assert "connection" not in headers  # the open connection is kept...
-                writer.write(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
-                assert (await read_response(reader))[2] == b"new"  # ...and follows v2
+                # Its filter chain (inline routes) changed: Envoy drains the connection.
+                assert headers["connection"] == "close"
+                assert await reader.read() == b""
             async with client() as session:
                 assert (await fetch(session, proxy.url("/")))[2] == "new"
             assert proxy.server.version == "2"
             assert proxy.stat("http.ingress.downstream_cx_total") == 2
+            assert proxy.stat("http.ingress.downstream_cx_drain_close") == 1
 
 
 async def test_route_updates_over_rds_apply_to_open_connections() -> None:

@@ -26,7 +26,7 @@ PROXY_LAYERS: tuple[tuple[str, ...], ...] = (
     ("proxy.context",),  # the runtime services connections share
     ("proxy.router",),  # one request: route, attempts, retries, header rules
     ("proxy.codec",),  # downstream HTTP/1.1 and TCP
-    ("proxy.listener", "proxy.interception"),  # accepting connections
+    ("proxy.listener", "proxy.listener_drain", "proxy.interception"),  # accepting, draining
     ("proxy.admin", "proxy.xds", "proxy.xds_auth", "proxy.sds_client"),  # xds: state < rest, delta
     ("proxy.server",),
     ("proxy.main",),
