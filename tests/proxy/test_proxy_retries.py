@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
+import h2.config
+import h2.connection
+import h2.events
 from aiohttp import web
 from proxy_envoy import cluster, http_listener, route, simple_proxy, vhost
 from proxy_harness import (
@@ -15,6 +19,7 @@ from proxy_harness import (
     running_proxy,
     wait_until,
 )
+from test_proxy_http2 import H2_OPTIONS
 
 from appmesh_api.localports import free_port
 
@@ -270,3 +275,84 @@ async def test_retriable_request_headers_limit_retries_to_the_requests_that_matc
             internal = {**INTERNAL, "x-envoy-retry-on": "5xx"}
             assert (await fetch(session, proxy.url("/"), "POST", headers=internal))[0] == 503
             assert len(backend.requests) == 4
+
+
+async def _flaky_h2_backend() -> asyncio.AbstractServer:
+    """An h2c backend answering, in turn, a 500 with a body and trailers (its head in
+    a write of its own) and a plain ``ok``."""
+    answered = itertools.count()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
+        )
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        while chunk := await reader.read(65536):
+            for event in conn.receive_data(chunk):
+                if not isinstance(event, h2.events.StreamEnded):
+                    continue
+                first = next(answered) % 2 == 0
+                conn.send_headers(event.stream_id, [(":status", "500" if first else "200")])
+                writer.write(conn.data_to_send())
+                await writer.drain()
+                if first:
+                    conn.send_data(event.stream_id, b"flaky server")
+                    conn.send_headers(event.stream_id, [("x-flaky", "1")], end_stream=True)
+                else:
+                    conn.send_data(event.stream_id, b"ok", end_stream=True)
+            writer.write(conn.data_to_send())
+        writer.close()
+
+    return await asyncio.start_server(serve, "127.0.0.1", 0)
+
+
+async def test_a_retried_responses_body_and_trailers_never_reach_the_client() -> None:
+    """The retry's 500 is read to its end (so the HTTP/2 stream is reused); none of
+    it goes on: an HTTP/1.1 client would read its body as the next status line, an
+    HTTP/2 client would get its trailers (the leak 7ec2991 fixed)."""
+    policy = {"retry_on": "5xx", "num_retries": 1, "retry_back_off": {"base_interval": "0.001s"}}
+    server = await _flaky_h2_backend()
+    port = server.sockets[0].getsockname()[1]
+    resources = simple_proxy("h2", [port], route_extra={"retry_policy": policy}, **H2_OPTIONS)
+    try:
+        async with running_proxy(resources) as proxy:
+            async with raw_connection(proxy.port()) as (reader, writer):
+                writer.write(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                reply = await reader.read()
+            assert reply.startswith(b"HTTP/1.1 200 OK\r\n"), reply
+            assert reply.endswith(b"\r\n\r\n2\r\nok\r\n0\r\n\r\n"), reply  # chunked: no length
+            assert b"flaky" not in reply
+            status, data, trailers = await _h2_get(proxy.port())
+            assert (status, data, trailers) == (200, b"ok", {})
+            assert proxy.stat("cluster.h2.upstream_rq_retry") == 2
+            assert proxy.stat("cluster.h2.upstream_cx_total") == 1  # the stream was drained
+    finally:
+        server.close()
+
+
+async def _h2_get(port: int) -> tuple[int, bytes, dict[str, str]]:
+    """A GET from an HTTP/2 client: status, body and trailers."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding="utf-8"))
+    conn.initiate_connection()
+    conn.send_headers(1, [(":method", "GET"), (":path", "/"), (":scheme", "http"),
+                          (":authority", "x")], end_stream=True)  # fmt: skip
+    writer.write(conn.data_to_send())
+    status, data, trailers = 0, b"", {}
+    try:
+        while True:
+            chunk = await asyncio.wait_for(reader.read(65536), 5)
+            assert chunk, "the proxy closed the HTTP/2 connection"
+            for event in conn.receive_data(chunk):
+                if isinstance(event, h2.events.ResponseReceived):
+                    status = int(dict(event.headers)[":status"])  # type: ignore[arg-type]
+                elif isinstance(event, h2.events.DataReceived):
+                    data += event.data
+                elif isinstance(event, h2.events.TrailersReceived):
+                    trailers.update(dict(event.headers))  # type: ignore[arg-type]
+                elif isinstance(event, h2.events.StreamEnded):
+                    return status, data, trailers
+            writer.write(conn.data_to_send())
+    finally:
+        writer.close()
