@@ -177,8 +177,10 @@ def test_a_rotated_certificate_applies_to_new_connections_only(mesh):
     kept = context.wrap_socket(socket.create_connection(("127.0.0.1", opened.ingress), timeout=5))
     old = kept.getpeercert()["serialNumber"]
     ca.issue("open", [host("open")])  # same files, new certificate
-    # Envoy re-reads certificate files when the listener's config is updated.
-    spec = {**mesh["specs"]["open"], "logging": {"accessLog": {"file": {"path": "/dev/stdout"}}}}
+    # The files are read again when a version is applied. A new backend changes the
+    # egress listener only: the ingress chain is the same, so its connection stays
+    # (a changed chain would drain it, as Envoy drains it).
+    spec = {**mesh["specs"]["open"], "backends": [backend("secure", ca, [host("secure")])]}
     appmesh.update_virtual_node(meshName=MESH, virtualNodeName="open", spec=spec)
 
     assert wait_for(lambda: peer(opened.ingress, context)["serialNumber"] != old)
