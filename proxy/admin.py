@@ -15,6 +15,7 @@ text or ``?format=json``), ``/config_dump`` (``?include_eds``), ``/listeners`` a
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import time
 from collections.abc import Callable
@@ -35,6 +36,8 @@ from proxy.timers import http_date
 if TYPE_CHECKING:
     from proxy.config.bootstrap import BootstrapConfig
     from proxy.config.compile import CompiledConfig
+    from proxy.config.tls import Certificates
+    from proxy.config.x509_facts import CertificateFacts
     from proxy.context import ProxyContext
     from proxy.listener import ListenerHandle
     from proxy.observe.observability import Observability
@@ -337,7 +340,11 @@ class AdminServer:
         return AdminResponse("".join(lines))
 
     def certs(self, request: AdminRequest) -> AdminResponse:
-        return _json({"certificates": []})
+        """Envoy's ``/certs``: per TLS context in use (listener filter chains, then
+        clusters), its trust anchor and certificates; never a private key."""
+        now = datetime.datetime.now(datetime.UTC)
+        held = _tls_contexts(self.server.config)
+        return _json({"certificates": [_certificates_json(c, now) for c in held]})
 
     def config_dump(self, request: AdminRequest) -> AdminResponse:
         config = self.server.config
@@ -505,3 +512,38 @@ def _cluster_json(cluster: Cluster) -> dict[str, Any]:
             }
         )
     return {"name": cluster.name, "added_via_api": True, "host_statuses": hosts}
+
+
+def _tls_contexts(config: CompiledConfig) -> list[Certificates]:
+    """The certificates of every compiled TLS context, listeners' first."""
+    held = []
+    for listener in config.listeners.values():
+        for chain in (*listener.filter_chains, listener.default_chain):
+            if chain is not None and chain.tls is not None:
+                held.append(chain.tls.certificates)
+    held.extend(c.tls.certificates for c in config.clusters.values() if c.tls is not None)
+    return held
+
+
+def _certificates_json(held: Certificates, now: datetime.datetime) -> dict[str, Any]:
+    anchors = [held.ca_cert] if held.ca_cert is not None else []
+    return {
+        "ca_cert": [_certificate_json(c, now) for c in anchors],
+        "cert_chain": [_certificate_json(c, now) for c in held.cert_chain],
+    }
+
+
+def _certificate_json(facts: CertificateFacts, now: datetime.datetime) -> dict[str, Any]:
+    """Envoy's ``CertificateDetails`` in proto JSON (its uint64 as a string)."""
+    return {
+        "path": facts.path,
+        "serial_number": facts.serial_number,
+        "subject_alt_names": [{kind: value} for kind, value in facts.subject_alt_names],
+        "days_until_expiration": str(facts.days_until_expiration(now)),
+        "valid_from": _timestamp(facts.valid_from),
+        "expiration_time": _timestamp(facts.expiration_time),
+    }
+
+
+def _timestamp(moment: datetime.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

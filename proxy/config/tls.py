@@ -16,7 +16,9 @@ makes the listener or cluster warm (``proxy.config.compile``) rather than fail. 
 read when a version is compiled, as Envoy reads them when it loads a listener or cluster,
 so a rotated file applies to connections made after the next config update; a changed
 SDS secret is a new version by itself. Connections already open keep the context they
-were made with.
+were made with. What each context holds is kept beside it for the admin ``/certs``
+(``Certificates``: serial, SANs, validity, read by ``proxy.config.x509_facts`` when the
+context is compiled, so nothing is parsed when ``/certs`` is asked; no key is kept).
 
 What OpenSSL is not told, this module checks after the handshake, as Envoy's
 ``DefaultCertValidator`` does after chain verification: ``match_typed_subject_alt_names``
@@ -39,6 +41,7 @@ from typing import Any
 
 from proxy.config.matchers import compile_string_matcher
 from proxy.config.protojson import ConfigError, objects_in
+from proxy.config.x509_facts import CertificateFacts, first_certificate
 
 SecretMap = Mapping[str, Mapping[str, Any]]
 _EMPTY: SecretMap = MappingProxyType({})
@@ -88,6 +91,15 @@ class SanMatcher:
 
 
 @dataclass(frozen=True, slots=True)
+class Certificates:
+    """What a context holds, as the admin ``/certs`` lists it (``proxy.config.x509_facts``):
+    its trust anchor and its certificates, read when the context is compiled."""
+
+    ca_cert: CertificateFacts | None = None
+    cert_chain: tuple[CertificateFacts, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ServerTls:
     """A compiled ``DownstreamTlsContext``."""
 
@@ -95,6 +107,7 @@ class ServerTls:
     require_client_certificate: bool
     validates: bool  # a validation context: ask for (and verify) a client certificate
     sans: tuple[SanMatcher, ...]
+    certificates: Certificates = Certificates()
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +118,7 @@ class ClientTls:
     sni: str
     validates: bool
     sans: tuple[SanMatcher, ...]
+    certificates: Certificates = Certificates()
 
 
 def compile_server(socket: Mapping[str, Any], secrets: Secrets) -> ServerTls:
@@ -116,16 +130,18 @@ def compile_server(socket: Mapping[str, Any], secrets: Secrets) -> ServerTls:
     pairs = _certificates(common, secrets)
     if not pairs:
         raise ConfigError("DownstreamTlsContext without a certificate")
-    for chain, key in pairs:
-        _load_pair(context, chain, key)
+    for pair in pairs:
+        _load_pair(context, pair.chain, pair.key)
     validation, sans = _validation(common, secrets)
     required = bool(spec.get("require_client_certificate", False))
+    trust = None
     if validation is not None:
-        _load_trust(context, validation)
+        trust = _load_trust(context, validation)
         context.verify_mode = ssl.CERT_REQUIRED if required else ssl.CERT_OPTIONAL
     elif required:
         raise ConfigError("require_client_certificate needs a validation context")
-    return ServerTls(context, required, validation is not None, sans)
+    held = _held(pairs, validation, trust)
+    return ServerTls(context, required, validation is not None, sans, held)
 
 
 def compile_client(socket: Mapping[str, Any], secrets: Secrets) -> ClientTls:
@@ -135,15 +151,29 @@ def compile_client(socket: Mapping[str, Any], secrets: Secrets) -> ClientTls:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False  # Envoy checks SANs against its matchers, not the SNI
     _configure(context, common)
-    for chain, key in _certificates(common, secrets):
-        _load_pair(context, chain, key)
+    pairs = _certificates(common, secrets)
+    for pair in pairs:
+        _load_pair(context, pair.chain, pair.key)
     validation, sans = _validation(common, secrets)
+    trust = None
     if validation is not None:
-        _load_trust(context, validation)
+        trust = _load_trust(context, validation)
         context.verify_mode = ssl.CERT_REQUIRED
     else:
         context.verify_mode = ssl.CERT_NONE  # Envoy without a validation context: no checks
-    return ClientTls(context, str(spec.get("sni") or ""), validation is not None, sans)
+    held = _held(pairs, validation, trust)
+    return ClientTls(context, str(spec.get("sni") or ""), validation is not None, sans, held)
+
+
+def _held(
+    pairs: list[_Pair], validation: Mapping[str, Any] | None, trust: bytes | None
+) -> Certificates:
+    """The facts ``/certs`` lists, read now so that the admin reads no file later."""
+    chain = (first_certificate(p.chain, p.path) for p in pairs)
+    anchor = None
+    if validation is not None and trust is not None:
+        anchor = first_certificate(trust, _path(validation.get("trusted_ca")))
+    return Certificates(anchor, tuple(c for c in chain if c is not None))
 
 
 def san_mismatch(matchers: tuple[SanMatcher, ...], peercert: Mapping[str, Any]) -> bool:
@@ -173,16 +203,34 @@ def _configure(context: ssl.SSLContext, common: Mapping[str, Any]) -> None:
         context.set_alpn_protocols(alpn)
 
 
-def _certificates(common: Mapping[str, Any], secrets: Secrets) -> list[tuple[bytes, bytes]]:
-    """(certificate chain, private key) PEM pairs, inline or from named secrets."""
+@dataclass(frozen=True, slots=True)
+class _Pair:
+    """A certificate chain and its private key (PEM), and where the chain came from."""
+
+    chain: bytes
+    key: bytes
+    path: str
+
+
+def _certificates(common: Mapping[str, Any], secrets: Secrets) -> list[_Pair]:
+    """The certificate and key pairs, inline or from named secrets."""
     specs = list(common.get("tls_certificates") or ())
     for ref in common.get("tls_certificate_sds_secret_configs") or ():
         specs.append(_secret(secrets, ref, "tls_certificate"))
     pairs = []
     for spec in specs:
-        chain = _data(spec.get("certificate_chain"), "certificate_chain")
-        pairs.append((chain, _data(spec.get("private_key"), "private_key")))
+        source = spec.get("certificate_chain")
+        chain = _data(source, "certificate_chain")
+        key = _data(spec.get("private_key"), "private_key")
+        pairs.append(_Pair(chain, key, _path(source)))
     return pairs
+
+
+def _path(source: Any) -> str:
+    """A DataSource as Envoy's ``/certs`` names it: the file, or ``<inline>``."""
+    if isinstance(source, dict) and "filename" in source:
+        return str(source["filename"])
+    return "<inline>"
 
 
 def _validation(
@@ -295,12 +343,14 @@ def _load_pair(context: ssl.SSLContext, chain: bytes, key: bytes) -> None:
         os.unlink(path)
 
 
-def _load_trust(context: ssl.SSLContext, validation: Mapping[str, Any]) -> None:
-    pem = _data(validation.get("trusted_ca"), "trusted_ca").decode(errors="replace")
+def _load_trust(context: ssl.SSLContext, validation: Mapping[str, Any]) -> bytes:
+    """Load the trust bundle; returns its PEM."""
+    data = _data(validation.get("trusted_ca"), "trusted_ca")
     try:
-        context.load_verify_locations(cadata=pem)
+        context.load_verify_locations(cadata=data.decode(errors="replace"))
     except (ssl.SSLError, ValueError) as exc:
         raise ConfigError(f"TLS trusted_ca rejected: {exc}") from exc
+    return data
 
 
 def agent_cluster(ref: Mapping[str, Any]) -> str | None:

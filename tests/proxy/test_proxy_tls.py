@@ -9,13 +9,16 @@ delivered with the config whose change applies to new connections only.
 from __future__ import annotations
 
 import asyncio
+import datetime
+import json
 import ssl
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 from proxy_envoy import LISTENER, T, cluster, http_listener, route, vhost
-from proxy_harness import backends, read_response, running_proxy, wait_until
+from proxy_harness import backends, client, fetch, read_response, running_proxy, wait_until
 
 from appmesh_api.localports import free_port
 from proxy.config.protojson import ConfigError
@@ -335,3 +338,60 @@ async def test_health_checks_run_over_the_clusters_mutual_tls(
             assert proxy.stat(f"listener.127.0.0.1_{back}.ssl.handshake") >= 1
             for _ in range(6):
                 assert await https_get(front, None) == (200, b"blue")
+
+
+async def test_admin_certs_lists_the_certificates_in_use_and_no_key(ca: Authority) -> None:
+    """Envoy's ``/certs`` over the real admin port: the listener's trust anchor (by
+    file) and certificate, the cluster's client certificate (an SDS secret, inline)."""
+    server = ca.issue("server", ["secure.local", "alt.local"])
+    client_pem = ca.issue("client", ["spiffe://mesh.local/front"])
+    pair = {
+        "certificate_chain": {"inline_string": client_pem.chain_text()},
+        "private_key": {"inline_string": client_pem.key_text()},
+    }
+    common = {"tls_certificate_sds_secret_configs": [{"name": "client", "sds_config": ADS}]}
+    upstream = {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {"@type": UPSTREAM, "common_tls_context": common},
+    }
+    listener = downstream({"tls_certificates": [files(server)]}, validation(ca, "front.local"))
+    async with backends("blue") as (blue,):
+        resources = [
+            cluster("blue", [blue.port], transport_socket=upstream),
+            tls_listener("ingress", free_port(), listener, "STRICT", "blue"),
+            {"@type": SECRET, "name": "client", "tls_certificate": pair},
+        ]
+        async with running_proxy(resources) as proxy, client() as session:
+            status, headers, body = await fetch(session, proxy.admin("/certs"))
+    assert status == 200 and headers["content-type"].startswith("application/json")
+    assert "PRIVATE KEY" not in body and client_pem.key_text().splitlines()[1] not in body
+    now = datetime.datetime.now(datetime.UTC)
+    assert json.loads(body) == {
+        "certificates": [
+            {"ca_cert": [details(ca.pem, str(ca.pem), now)],
+             "cert_chain": [details(server.chain, str(server.chain), now)]},
+            {"ca_cert": [], "cert_chain": [details(client_pem.chain, "<inline>", now)]},
+        ]
+    }  # fmt: skip
+
+
+def details(pem: Path, path: str, now: datetime.datetime) -> dict[str, Any]:
+    """Envoy's CertificateDetails of ``pem``'s first certificate, read by cryptography."""
+    cert = x509.load_pem_x509_certificate(pem.read_bytes())
+    try:
+        extension = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        names = [
+            {"dns" if isinstance(name, x509.DNSName) else "uri": name.value}
+            for name in extension.value
+        ]
+    except x509.ExtensionNotFound:
+        names = []
+    serial = f"{cert.serial_number:x}"
+    return {
+        "path": path,
+        "serial_number": serial.zfill(len(serial) + len(serial) % 2),
+        "subject_alt_names": names,
+        "days_until_expiration": str((cert.not_valid_after_utc - now).days),
+        "valid_from": cert.not_valid_before_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "expiration_time": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
