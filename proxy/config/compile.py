@@ -292,7 +292,9 @@ def compile_resources(
     secrets = Secrets(_frozen(dict(buckets[SECRET])), local, agent_cluster)
     old = previous or EMPTY_CONFIG
     listeners, warming_listeners = _warmed(
-        buckets[LISTENER], lambda r: compile_listener(r, secrets), old.listeners
+        buckets[LISTENER],
+        lambda r: compile_listener(r, secrets, old.listeners.get(str(r.get("name", "")))),
+        old.listeners,
     )
     clusters, warming_clusters = _warmed(
         buckets[CLUSTER], lambda r: compile_cluster(r, secrets), old.clusters
@@ -357,11 +359,15 @@ def _frozen(mapping: dict[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(mapping)
 
 
-def compile_listener(spec: dict[str, Any], secrets: Secrets = NO_SECRETS) -> ListenerConfig:
+def compile_listener(
+    spec: dict[str, Any], secrets: Secrets = NO_SECRETS, previous: ListenerConfig | None = None
+) -> ListenerConfig:
+    """A listener; ``previous`` (its last version) lends its chain keys when the
+    resource is unchanged, sparing their digests (most versions change other things)."""
     name = str(spec.get("name", ""))
-    frame = _canonical(listener_frame(spec))
+    keys = _chain_keys(spec, previous)
     chains = tuple(
-        _compile_chain(chain, f"{name}#{i}", secrets, _chain_key(frame, "chain", chain))
+        _compile_chain(chain, f"{name}#{i}", secrets, keys[i])
         for i, chain in enumerate(spec.get("filter_chains") or ())
     )
     default = spec.get("default_filter_chain")
@@ -369,9 +375,7 @@ def compile_listener(spec: dict[str, Any], secrets: Secrets = NO_SECRETS) -> Lis
         name=name,
         address=socket_address(spec.get("address")),
         filter_chains=chains,
-        default_chain=_compile_chain(
-            default, f"{name}#default", secrets, _chain_key(frame, "default", default)
-        )
+        default_chain=_compile_chain(default, f"{name}#default", secrets, keys[-1])
         if isinstance(default, dict)
         else None,
         bind_to_port=flag(spec.get("bind_to_port"), True),
@@ -385,6 +389,18 @@ def listener_frame(spec: Mapping[str, Any]) -> dict[str, Any]:
     """A listener without its filter chains: when this changes, Envoy cannot update the
     listener in place and drains all of its connections."""
     return {k: v for k, v in spec.items() if k not in ("filter_chains", "default_filter_chain")}
+
+
+def _chain_keys(spec: dict[str, Any], previous: ListenerConfig | None) -> list[str]:
+    """``FilterChain.key`` of each chain in order, then of the default chain."""
+    if previous is not None and previous.raw == spec:
+        kept = previous.default_chain.key if previous.default_chain is not None else ""
+        return [c.key for c in previous.filter_chains] + [kept]
+    frame = _canonical(listener_frame(spec))
+    keys = [_chain_key(frame, "chain", c) for c in spec.get("filter_chains") or ()]
+    default = spec.get("default_filter_chain")
+    keys.append(_chain_key(frame, "default", default) if isinstance(default, dict) else "")
+    return keys
 
 
 def _canonical(value: Any) -> str:
