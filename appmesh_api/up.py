@@ -67,6 +67,7 @@ class Processes:
             except subprocess.TimeoutExpired:
                 print(f"  {what} did not stop in 10 s; killing it", flush=True)
                 process.kill()
+                process.wait()  # reaped here: a zombie left to init may linger on its pid
 
 
 def appmesh_client(endpoint: str):

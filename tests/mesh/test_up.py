@@ -133,8 +133,8 @@ def test_up_with_three_replicas_survives_a_kill_9_of_the_first(tmp_path):
         nodes = third.list_virtual_nodes(meshName=MESH)["virtualNodes"]
         assert len(nodes) == 4
     finally:
-        stop_up(up)
+        stopped = stop_up(up)
     for pid in pids[1:]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 0)
-            raise AssertionError(f"replica pid {pid} outlived up")
+            raise AssertionError(f"replica pid {pid} outlived up:\n{stopped}")
