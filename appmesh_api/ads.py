@@ -237,12 +237,23 @@ def ads_hosts(settings: Settings, certificate: AdsCertificate | None) -> tuple[s
     return authorities([*names, *settings.xds_tls_names], ports)
 
 
+#: HTTP/2 PINGs are answered at any rate: appmesh-proxy pings after 30 s of silence on
+#: its Delta stream (and an Envoy may be given ``connection_keepalive``), while grpcio's
+#: default lets a client ping once per 5 minutes without data and sends GOAWAY
+#: ``too_many_pings`` on the third that comes sooner, which would end a quiet stream.
+_KEEPALIVE_POLICY = [
+    ("grpc.http2.max_ping_strikes", 0),  # 0: never GOAWAY for pings
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 1_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+
 async def start_ads_server(
     discovery: DiscoveryService, settings: Settings, certificate: AdsCertificate | None = None
 ) -> grpc.aio.Server:
     """Start gRPC ADS in the running event loop: plaintext on ``--xds-port`` and, with a
     certificate, TLS on ``--xds-tls-port`` (either may be 0, off)."""
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=_KEEPALIVE_POLICY)
     servicer = AggregatedDiscovery(discovery, settings, ads_hosts(settings, certificate))
     ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(servicer, server)
     host = settings.xds_host

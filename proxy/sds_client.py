@@ -17,10 +17,11 @@ a local SDS agent over ``APPMESH_SDS_SOCKET_PATH`` (the bootstrap's static clust
 * every accepted change calls ``on_change``, and the server compiles its config again
   with the new secrets: new connections get them, open ones keep theirs.
 
-gRPC is spoken here over h2 (``GrpcStream``: one bidirectional stream, length-prefixed
-protobuf messages, ``grpc-status`` trailers) rather than with grpcio, whose import and
-channel cost a sidecar about 12 MB; protobuf (for the messages) and h2 are imported only
-when the first local secret is watched, so a mesh without ``sds`` never loads them. The
+gRPC is spoken here over h2 (``proxy.xds.grpc_stream``, which the Delta ADS client
+shares: one bidirectional stream, length-prefixed protobuf messages, ``grpc-status``
+trailers) rather than with grpcio, whose import and channel cost a sidecar about
+12 MB; protobuf (for the messages) and h2 are imported only when the first local secret
+is watched, so a mesh without ``sds`` never loads them. The
 agent's reason for being unreachable, and each secret's arrival, are logged once, and
 ``status`` gives them to the admin's ``/config_dump``.
 """
@@ -39,30 +40,12 @@ from proxy.config.bootstrap import SdsAgent
 from proxy.config.protojson import ConfigError
 from proxy.config.tls import check_secret
 from proxy.observe.stats import Stats
+from proxy.xds.grpc_stream import GrpcError, GrpcStream
 
 log = logging.getLogger(__name__)
 
 INVALID_ARGUMENT = 3  # google.rpc.Code
 STREAM_SECRETS = "/envoy.service.secret.v3.SecretDiscoveryService/StreamSecrets"
-_GRPC_CODES = (
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-)
 SECRET_COUNTERS = ("update_attempt", "update_success", "update_rejected", "update_failure")
 
 
@@ -145,7 +128,7 @@ class SdsAgentClient:
 
         answered = False
         self._requests = asyncio.Queue()
-        stream = await GrpcStream.open(self.agent.socket_path, STREAM_SECRETS)
+        stream = await GrpcStream.open_unix(self.agent.socket_path, STREAM_SECRETS)
         writer = asyncio.get_running_loop().create_task(self._write(stream))
         try:
             self._requests.put_nowait(self._request())
@@ -292,139 +275,3 @@ def _secrets(response: Any) -> dict[str, dict[str, Any]]:
             raise ConfigError("a Secret without a name")
         out[secret.name] = json_format.MessageToDict(secret, preserving_proto_field_name=True)
     return out
-
-
-class GrpcError(Exception):
-    """A gRPC call that ended with a ``grpc-status`` other than OK, or broke off."""
-
-    def __init__(self, code: int, message: str) -> None:
-        name = _GRPC_CODES[code] if 0 <= code < len(_GRPC_CODES) else str(code)
-        super().__init__(f"{name}: {message}" if message else name)
-        self.code = code
-
-
-class GrpcStream:
-    """One client-and-server streaming gRPC call over HTTP/2 (prior knowledge) on a Unix
-    socket: what Envoy's ``envoy_grpc`` client does toward ``static_cluster_sds_unix_socket``.
-
-    Messages go out as gRPC length-prefixed frames (uncompressed) in DATA frames, within
-    the stream's flow-control window; ``read`` returns each whole message received, and
-    ``None`` when the server ends the call with ``grpc-status: 0``.
-    """
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        import h2.config
-        import h2.connection
-
-        self._reader, self._writer = reader, writer
-        config = h2.config.H2Configuration(client_side=True, header_encoding=None)
-        self._h2 = h2.connection.H2Connection(config)
-        self._h2.initiate_connection()
-        self._id = self._h2.get_next_available_stream_id()
-        self._buffer = bytearray()
-        self._ended = False
-        self._window = asyncio.Event()
-
-    @classmethod
-    async def open(cls, socket_path: str, method: str, timeout: float = 5.0) -> GrpcStream:
-        async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_unix_connection(socket_path)
-        stream = cls(reader, writer)
-        headers = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", method.encode()),
-                   (b":authority", b"localhost"), (b"content-type", b"application/grpc"),
-                   (b"te", b"trailers"), (b"user-agent", b"appmesh-proxy")]  # fmt: skip
-        stream._h2.send_headers(stream._id, headers)
-        stream._flush()
-        return stream
-
-    async def send(self, message: bytes) -> None:
-        """One message, waiting for window when the server has not granted enough."""
-        data = b"\0" + len(message).to_bytes(4, "big") + message
-        while data:
-            allowed = min(
-                self._h2.local_flow_control_window(self._id), self._h2.max_outbound_frame_size
-            )
-            if allowed <= 0:
-                self._window.clear()
-                await self._window.wait()
-                continue
-            self._h2.send_data(self._id, data[:allowed])
-            data = data[allowed:]
-            self._flush()
-
-    async def read(self) -> bytes | None:
-        """The next whole message, or ``None`` when the call ended with OK."""
-        while True:
-            message = self._message()
-            if message is not None:
-                return message
-            if self._ended:
-                return None
-            chunk = await self._reader.read(65536)
-            if not chunk:
-                raise ConnectionError("the agent closed the connection")
-            self._receive(chunk)
-
-    def close(self) -> None:
-        self._writer.close()
-
-    def _message(self) -> bytes | None:
-        if len(self._buffer) < 5:
-            return None
-        if self._buffer[0] != 0:
-            raise GrpcError(13, "a compressed message, though none was offered")
-        size = int.from_bytes(self._buffer[1:5], "big")
-        if len(self._buffer) < 5 + size:
-            return None
-        message = bytes(self._buffer[5 : 5 + size])
-        del self._buffer[: 5 + size]
-        return message
-
-    def _receive(self, chunk: bytes) -> None:
-        import h2.events
-        import h2.exceptions
-
-        try:
-            events = self._h2.receive_data(chunk)
-        except h2.exceptions.ProtocolError as exc:
-            raise GrpcError(13, f"HTTP/2 protocol error: {exc}") from exc
-        for event in events:
-            if isinstance(event, h2.events.DataReceived) and event.stream_id == self._id:
-                self._buffer += event.data
-                self._h2.acknowledge_received_data(event.flow_controlled_length, self._id)
-            elif isinstance(event, (h2.events.ResponseReceived, h2.events.TrailersReceived)):
-                self._status(
-                    dict(event.headers), trailers=isinstance(event, h2.events.TrailersReceived)
-                )
-            elif isinstance(event, h2.events.StreamReset) and event.stream_id == self._id:
-                raise GrpcError(1, f"stream reset (HTTP/2 error {event.error_code})")
-            elif isinstance(event, h2.events.ConnectionTerminated):
-                raise GrpcError(14, f"GOAWAY (HTTP/2 error {event.error_code})")
-            elif isinstance(event, h2.events.WindowUpdated):
-                self._window.set()
-            elif isinstance(event, h2.events.StreamEnded) and event.stream_id == self._id:
-                self._ended = True
-        self._flush()
-
-    def _status(self, headers: dict[bytes, bytes], trailers: bool) -> None:
-        """Check the response headers, and the call's status in its trailers (or in a
-        trailers-only response)."""
-        status = headers.get(b":status")
-        if status is not None and status != b"200":
-            raise GrpcError(14, f"HTTP status {status.decode()} from the agent")
-        code = headers.get(b"grpc-status")
-        if code is None:
-            if trailers:
-                raise GrpcError(2, "trailers without grpc-status")
-            return
-        if code != b"0":
-            from urllib.parse import unquote
-
-            message = unquote(headers.get(b"grpc-message", b"").decode("utf-8", "replace"))
-            raise GrpcError(int(code) if code.isdigit() else 2, message)
-        self._ended = True
-
-    def _flush(self) -> None:
-        data = self._h2.data_to_send()
-        if data:
-            self._writer.write(data)

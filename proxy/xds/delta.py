@@ -20,12 +20,18 @@ so this holds across a failover too. Failover and back-off are ``DiscoveryState`
 stream that fails (refused, reset, ended, or no connection within ``connect_timeout``)
 moves to the next replica at once; back-off starts when each has failed in a row.
 
+A replica that goes silent without a reset (a stopped process, a dropped route) is
+noticed by HTTP/2 keepalive: after ``keepalive_interval`` (30 s) with nothing received a
+PING is sent, and when nothing, not even its ACK, comes back within
+``keepalive_timeout`` (10 s) the stream fails and the next replica is tried.
+
 The stream is signed as Envoy's ``envoy.grpc_credentials.aws_iam`` call credentials sign
 it (``proxy.xds_auth.call_signer``), over TLS when the ADS cluster has a TLS transport
-socket (trusting the system's CA bundle, ``SSL_CERT_FILE`` included) and in plaintext
-otherwise. This is the one module of the proxy that loads grpcio and protobuf (and
-Envoy's protos, to turn each resource back into the JSON the proxy compiles), so a
-sidecar on REST xDS pays nothing for it.
+socket (trusting the system's CA bundle, ``SSL_CERT_FILE`` included, as the REST client
+does) and in plaintext otherwise. gRPC is spoken over h2 (``proxy.xds.grpc_stream``,
+shared with the local SDS agent client), not grpcio; protobuf and Envoy's protos are
+loaded here (to turn each resource back into the JSON the proxy compiles), so a sidecar
+on REST xDS pays nothing for them.
 """
 
 from __future__ import annotations
@@ -34,18 +40,19 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
-import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import json_format
+from google.protobuf.message import DecodeError
 
 import envoy_bootstrap.validate  # noqa: F401  (registers the Envoy types resources name)
 from proxy.config.protojson import ConfigError
 from proxy.observe.stats import Stats
+from proxy.xds.grpc_stream import INTERNAL, GrpcError, GrpcStream
 from proxy.xds.state import (
     KINDS,
     WILDCARD_KINDS,
@@ -64,13 +71,11 @@ DELTA_ADS_PATH = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAg
 ORDER = ("clusters", "listeners", "routes", "endpoints", "secrets")
 #: A stream that lived this long counts as a success, whatever ended it.
 HEALTHY_SECONDS = 10.0
-_CHANNEL_OPTIONS = [
-    ("grpc.max_receive_message_length", -1),  # a big mesh's first clusters run to MBs
-    # Pings no more often than a gRPC server accepts by default (5 min without data):
-    # a replica that vanishes without a reset is noticed within 5 min + 20 s.
-    ("grpc.keepalive_time_ms", 300_000),
-    ("grpc.keepalive_timeout_ms", 20_000),
-]
+#: HTTP/2 keepalive: a PING after this long with nothing received on the connection...
+KEEPALIVE_INTERVAL = 30.0
+#: ...and the connection is given up (and the next replica tried) when nothing, not even
+#: the PING's ACK, arrives within this long.
+KEEPALIVE_TIMEOUT = 10.0
 Request: TypeAlias = discovery_pb2.DeltaDiscoveryRequest
 Response: TypeAlias = discovery_pb2.DeltaDiscoveryResponse
 
@@ -101,6 +106,8 @@ class DeltaClient(DiscoveryState):
         sign: CallSigner | None = None,
         connect_timeout: float = 2.0,
         agent_cluster: str = "",
+        keepalive_interval: float = KEEPALIVE_INTERVAL,
+        keepalive_timeout: float = KEEPALIVE_TIMEOUT,
     ) -> None:
         super().__init__(
             endpoint_urls(endpoint),
@@ -115,6 +122,7 @@ class DeltaClient(DiscoveryState):
             agent_cluster=agent_cluster,
         )
         self.sign = sign
+        self.keepalive = (keepalive_interval, keepalive_timeout)
         self._node = json_format.ParseDict(node, base_pb2.Node())
         self._runner: asyncio.Task[None] | None = None
         self._outbox: asyncio.Queue[Request] | None = None  # the live stream's, if any
@@ -143,8 +151,8 @@ class DeltaClient(DiscoveryState):
             try:
                 await self._stream(used)
                 exc: Exception = ConnectionError("the control plane ended the stream")
-            except grpc.aio.AioRpcError as error:
-                exc = ConnectionError(f"{error.code().name}: {error.details()}")
+            except GrpcError as error:
+                exc = ConnectionError(str(error))
             except (OSError, TimeoutError) as error:
                 exc = error
             if self._answered or loop.time() - began >= HEALTHY_SECONDS:
@@ -157,21 +165,15 @@ class DeltaClient(DiscoveryState):
 
     # -- one stream -------------------------------------------------------------------------
     async def _stream(self, endpoint: str) -> None:
-        secure, authority = _target(endpoint)
-        channel = _channel(secure, authority)
+        stream = await self._connect(endpoint)
         workers: dict[str, tuple[asyncio.Queue[Response], asyncio.Task[None]]] = {}
+        writer: asyncio.Task[None] | None = None
         try:
-            async with asyncio.timeout(self.connect_timeout):
-                await channel.channel_ready()
             self.counters["delta.streams"] += 1
             self._reached()
+            stream.keepalive(*self.keepalive)
             outbox: asyncio.Queue[Request] = asyncio.Queue()
-            metadata = self.sign(authority, DELTA_ADS_PATH) if self.sign else []
-            call = channel.stream_stream(
-                DELTA_ADS_PATH,
-                request_serializer=Request.SerializeToString,
-                response_deserializer=Response.FromString,
-            )(_drain(outbox), metadata=metadata)
+            writer = asyncio.get_running_loop().create_task(_write(stream, outbox))
             self._outbox, self._opened = outbox, set()
             for kind in ORDER:
                 if kind in WILDCARD_KINDS or self.subs[kind].names:
@@ -180,9 +182,10 @@ class DeltaClient(DiscoveryState):
                 queue: asyncio.Queue[Response] = asyncio.Queue()
                 task = asyncio.get_running_loop().create_task(self._work(self.subs[kind], queue))
                 workers[self.subs[kind].type_url] = (queue, task)
-            async for response in call:
+            while (message := await stream.read()) is not None:
+                response = _response(message)
                 self._answered = True
-                self._count(response)
+                self._count(response, len(message))
                 queue_task = workers.get(response.type_url)
                 if queue_task is None:
                     self._send(_verdict(response.type_url, response.nonce, _unknown(response)))
@@ -190,12 +193,30 @@ class DeltaClient(DiscoveryState):
                 queue_task[0].put_nowait(response)
         finally:
             self._outbox = None
-            for _, task in workers.values():
+            tasks = [task for _, task in workers.values()] + ([writer] if writer else [])
+            for task in tasks:
                 task.cancel()
-            for _, task in workers.values():
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            await channel.close()
+            stream.close()
+
+    async def _connect(self, endpoint: str) -> GrpcStream:
+        """The stream's connection and call, signed for the authority it names, within
+        ``connect_timeout`` (TCP, TLS and the server's HTTP/2 SETTINGS)."""
+        parts = urlsplit(endpoint)
+        secure, authority = parts.scheme == "https", parts.netloc
+        default = 443 if secure else 80
+        metadata = self.sign(authority, DELTA_ADS_PATH) if self.sign else []
+        return await GrpcStream.open_tcp(
+            parts.hostname or "127.0.0.1",
+            parts.port or default,
+            DELTA_ADS_PATH,
+            authority=authority,
+            tls=ssl.create_default_context() if secure else None,
+            metadata=metadata,
+            timeout=self.connect_timeout,
+        )
 
     def _open(self, sub: Subscription) -> None:
         """A type's first request on this stream: its names (none: the wildcard) and,
@@ -214,11 +235,11 @@ class DeltaClient(DiscoveryState):
         if self._outbox is not None:
             self._outbox.put_nowait(request)
 
-    def _count(self, response: Response) -> None:
+    def _count(self, response: Response, size: int) -> None:
         self.counters["delta.responses"] += 1
         self.counters["delta.resources_received"] += len(response.resources)
         self.counters["delta.resources_removed"] += len(response.removed_resources)
-        self.counters["delta.bytes_received"] += response.ByteSize()
+        self.counters["delta.bytes_received"] += size
 
     # -- one type ---------------------------------------------------------------------------
     async def _work(self, sub: Subscription, queue: asyncio.Queue[Response]) -> None:
@@ -272,10 +293,20 @@ class DeltaClient(DiscoveryState):
         )
 
 
-async def _drain(outbox: asyncio.Queue[Request]) -> AsyncIterator[Request]:
-    """The stream's requests, as they are queued."""
-    while True:
-        yield await outbox.get()
+async def _write(stream: GrpcStream, outbox: asyncio.Queue[Request]) -> None:
+    """The stream's requests, as they are queued; a failure to send ends the stream."""
+    try:
+        while True:
+            await stream.send((await outbox.get()).SerializeToString())
+    except (GrpcError, OSError) as exc:
+        stream.abort(exc)
+
+
+def _response(message: bytes) -> Response:
+    try:
+        return Response.FromString(message)
+    except DecodeError as exc:
+        raise GrpcError(INTERNAL, f"a DeltaDiscoveryResponse that does not decode: {exc}") from exc
 
 
 def _decoded(sub: Subscription, item: discovery_pb2.Resource) -> tuple[str, dict[str, Any]]:
@@ -300,26 +331,3 @@ def _verdict(type_url: str, nonce: str, error: dict[str, Any] | None) -> Request
     if error is not None:
         request.error_detail.code, request.error_detail.message = error["code"], error["message"]
     return request
-
-
-def _target(endpoint: str) -> tuple[bool, str]:
-    """``https://host:port`` -> (TLS, ``host:port``)."""
-    parts = urlsplit(endpoint)
-    return parts.scheme == "https", parts.netloc
-
-
-def _channel(secure: bool, authority: str) -> grpc.aio.Channel:
-    if not secure:
-        return grpc.aio.insecure_channel(authority, options=_CHANNEL_OPTIONS)
-    return grpc.aio.secure_channel(authority, _credentials(), options=_CHANNEL_OPTIONS)
-
-
-def _credentials() -> grpc.ChannelCredentials:
-    """TLS trusting what the REST client's ``ssl.create_default_context()`` trusts: the
-    system bundle, or ``SSL_CERT_FILE``."""
-    paths = ssl.get_default_verify_paths()
-    roots = None
-    if paths.cafile:
-        with open(paths.cafile, "rb") as handle:
-            roots = handle.read()
-    return grpc.ssl_channel_credentials(root_certificates=roots)

@@ -31,6 +31,7 @@ from appmesh_api.localports import free_port
 from tests.api.helpers import build_mesh
 from tests.certificates import Authority
 from tests.conftest import Server, new_account, start_server
+from tests.mesh.harness import Mesh
 from tests.signing import ADS_METHOD, AwsIamPlugin, aws_iam_metadata, signed_headers
 
 LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
@@ -300,3 +301,47 @@ def test_a_session_token_is_signed_along(guarded: Guarded) -> None:
     assert _stream(channel, guarded.arn(), metadata) == LISTENER
     swapped = tuple((k, "another-token" if k == "x-amz-security-token" else v) for k, v in metadata)
     assert _stream(channel, guarded.arn(), swapped) == grpc.StatusCode.PERMISSION_DENIED
+
+
+def _delta_sidecar(guarded: Guarded, tmp: Path, secret: str) -> tuple[Mesh, dict[str, str]]:
+    """A mesh harness for ``blue`` and the environment of its sidecar on Delta ADS over
+    the TLS port, trusting only the server's CA, signing with ``KEY`` and ``secret``."""
+    ca = tmp / "ads-ca.pem"
+    ca.write_bytes(guarded.ca_pem)
+    env = {
+        "APPMESH_XDS_DELTA": "1",
+        "APPMESH_XDS_ENDPOINT": f"https://127.0.0.1:{guarded.tls_port}",
+        "SSL_CERT_FILE": str(ca),
+        "AWS_ACCESS_KEY_ID": KEY,
+        "AWS_SECRET_ACCESS_KEY": secret,
+    }
+    return Mesh(guarded.server.endpoint, guarded.account, "prey", tmp), env
+
+
+def test_appmesh_proxy_on_delta_ads_streams_over_tls_with_a_verified_signature(
+    guarded: Guarded, tmp_path: Path
+) -> None:
+    """The sidecar's own gRPC (h2 over TLS, SigV4 of the Delta method's path) against
+    ``serve --verify-signatures --xds-tls-port``: it gets its config and goes LIVE."""
+    mesh, env = _delta_sidecar(guarded, tmp_path, SECRET)
+    try:
+        blue = mesh.proxy("blue", env=env)
+        assert blue.stat("control_plane.delta.streams") == 1
+        assert blue.stat("control_plane.delta.resources_received") >= 3
+        assert blue.stat("control_plane.delta.nacks") == 0
+        assert f"lds_ingress_127.0.0.1_{blue.ingress}" in blue.admin_get("/config_dump")
+    finally:
+        mesh.close()
+
+
+def test_appmesh_proxy_on_delta_ads_with_a_wrong_secret_is_refused(
+    guarded: Guarded, tmp_path: Path
+) -> None:
+    mesh, env = _delta_sidecar(guarded, tmp_path, "not-the-secret")
+    try:
+        with pytest.raises(RuntimeError, match="never became LIVE"):
+            mesh.proxy("blue", env=env)
+        log = (tmp_path / "proxy-blue.log").read_text()
+        assert "PERMISSION_DENIED: InvalidSignatureException" in log, log
+    finally:
+        mesh.close()
