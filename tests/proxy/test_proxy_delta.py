@@ -11,12 +11,16 @@ and it carries on, from the other.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 import time
 
 import pytest
 
 from envoy_bootstrap.envoy_types import CLUSTER
+from proxy.xds.delta import DeltaClient
+from proxy.xds_auth import Credentials, call_signer
 from tests.conftest import make_client, new_account, start_server
 from tests.mesh.harness import Mesh, Proxy, get
 from tests.signing import proxies_of
@@ -220,3 +224,65 @@ def test_killing_the_replica_it_streams_from_fails_over_and_keeps_serving(tmp_pa
         mesh.close()
         first.stop()
         second.stop()
+
+
+async def test_a_replica_that_goes_silent_is_left_when_a_ping_goes_unanswered(tmp_path):
+    """The replica streamed from is stopped with SIGSTOP: its socket stays open and the
+    kernel still ACKs, so only an unanswered HTTP/2 PING tells. The client (keepalive
+    shortened to 0.5 s + 0.5 s here; 30 s + 10 s by default) fails over to the second
+    replica, and a change made there reaches it."""
+    first, second = start_server(tmp_path), start_server(tmp_path)
+    account = new_account()
+    arn = f"arn:aws:appmesh:us-east-1:{account}:mesh/quiet/virtualNode/solo"
+    clients = [make_client(s.endpoint, "appmesh", account) for s in (first, second)]
+    for appmesh in clients:
+        appmesh.create_mesh(meshName="quiet")
+        appmesh.create_virtual_node(
+            meshName="quiet", virtualNodeName="solo", spec=node_spec(9, "solo")
+        )
+    clusters: list[set[str]] = []
+
+    async def apply(resources: list[dict], _version: str) -> None:
+        clusters.append({r["name"] for r in resources if r.get("@type") == CLUSTER})
+
+    xds = DeltaClient(
+        [f"127.0.0.1:{first.xds_port}", f"127.0.0.1:{second.xds_port}"],
+        {"id": arn, "cluster": arn},
+        apply,
+        sign=call_signer(Credentials(account, "appmesh-local"), "us-east-1"),
+        keepalive_interval=0.5,
+        keepalive_timeout=0.5,
+    )
+    await xds.start()
+    try:
+        await asyncio.wait_for(xds.first_applied.wait(), 15)
+        assert xds.endpoint.endswith(f":{first.xds_port}") and xds.failovers == 0
+        first.process.send_signal(signal.SIGSTOP)
+        await wait_until(lambda: xds.failovers == 1 and xds.counters["delta.streams"] == 2)
+        assert xds.endpoint.endswith(f":{second.xds_port}")
+        spec = node_spec(9, "solo", ("other.quiet.local",))
+        await asyncio.to_thread(_add_backend, clients[1], spec)
+        await wait_until(lambda: any("_quiet_other_http_" in " ".join(c) for c in clusters))
+    finally:
+        await xds.stop()
+        first.process.send_signal(signal.SIGCONT)
+        first.stop()
+        second.stop()
+
+
+def _add_backend(appmesh, spec: dict) -> None:
+    appmesh.create_virtual_node(
+        meshName="quiet", virtualNodeName="other", spec=node_spec(9, "other")
+    )
+    provider = {"virtualNode": {"virtualNodeName": "other"}}
+    appmesh.create_virtual_service(
+        meshName="quiet", virtualServiceName="other.quiet.local", spec={"provider": provider}
+    )
+    appmesh.update_virtual_node(meshName="quiet", virtualNodeName="solo", spec=spec)
+
+
+async def wait_until(check, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
