@@ -75,7 +75,7 @@ class Subscription:
     staged: tuple[str, str, Resources] | None = None
     awaiting: set[str] = field(default_factory=set)  # newly referenced, not yet answered
     rejected: tuple[str, dict[str, Any]] | None = None  # (version, error_detail) last NACKed
-    refused: list[str] = field(default_factory=list)  # staged resources this proxy can't serve
+    refused: dict[str, str] = field(default_factory=dict)  # staged, can't serve: name -> why
     verdict: asyncio.Future[bool] | None = None
 
 
@@ -213,19 +213,20 @@ class DiscoveryState:
         self._schedule_apply()
         return await asyncio.shield(sub.verdict)
 
-    def _refuse_unsupported(self, sub: Subscription, resources: Resources) -> list[str]:
-        """Take out the listeners and clusters this proxy cannot serve (TLS, HTTP/2, ...).
+    def _refuse_unsupported(self, sub: Subscription, resources: Resources) -> dict[str, str]:
+        """Take out the listeners and clusters this proxy cannot serve (TLS, HTTP/2, ...);
+        the reason for each, by name.
 
         As Envoy does with a resource it cannot load, each keeps its last accepted version
         (or is left out) while the rest of the update goes live, and the update is NACKed
         with every reason, so nothing runs downgraded and nothing else is held back.
         """
-        reasons = []
+        reasons = {}
         for name, resource in list(resources.items()):
             reason = self._problem(sub.type_url, resource)
             if reason is None:
                 continue
-            reasons.append(reason)
+            reasons[name] = reason
             previous = sub.resources.get(name)
             if previous is not None and self._problem(sub.type_url, previous) is None:
                 resources[name] = previous
@@ -278,7 +279,7 @@ class DiscoveryState:
             sub.nonce = nonce
             if accepted and sub.refused:
                 # Applied without what it could not serve: live, but NACKed with the reasons.
-                message = "; ".join(sub.refused)
+                message = "; ".join(sub.refused.values())
                 log.warning("xds: refusing part of %s version %s: %s", sub.kind, version, message)
                 sub.resources, sub.received = resources, True
                 sub.error = {"code": INVALID_ARGUMENT, "message": message}
@@ -290,7 +291,7 @@ class DiscoveryState:
                 sub.error = {"code": INVALID_ARGUMENT, "message": message}
                 sub.rejected = (version, sub.error)
             if accepted and sub.pending_versions is not None:
-                sub.versions = sub.pending_versions
+                sub.versions = _held_versions(sub, resources)
             sub.pending_versions = None
             sub.staged = None
             if sub.verdict is not None and not sub.verdict.done():
@@ -343,6 +344,25 @@ class DiscoveryState:
             self._warm_deadline = now + self.warm_timeout
             loop.call_later(self.warm_timeout + 0.01, self._schedule_apply)
         return now >= self._warm_deadline
+
+
+def _held_versions(sub: Subscription, resources: Resources) -> dict[str, str]:
+    """Delta: the per-resource versions once ``resources`` (the staged set) went live.
+
+    A refused resource keeps the version of what is still served in its place (the
+    previous one, or none when it is left out), not the version that was refused: the
+    versions go back to the control plane as ``initial_resource_versions`` after a
+    reconnect, and must not claim what the proxy never took.
+    """
+    assert sub.pending_versions is not None
+    versions = dict(sub.pending_versions)
+    for name in sub.refused:
+        previous = sub.versions.get(name)
+        if name in resources and previous is not None:
+            versions[name] = previous
+        else:
+            versions.pop(name, None)
+    return versions
 
 
 # -- resources and the names they reference ---------------------------------------------------
