@@ -126,6 +126,7 @@ class DeltaClient(DiscoveryState):
         self._node = json_format.ParseDict(node, base_pb2.Node())
         self._runner: asyncio.Task[None] | None = None
         self._outbox: asyncio.Queue[Request] | None = None  # the live stream's, if any
+        self.stream: GrpcStream | None = None  # the live stream's call, if any
         self._opened: set[str] = set()  # types that sent their first request on it
         self._answered = False
 
@@ -165,7 +166,7 @@ class DeltaClient(DiscoveryState):
 
     # -- one stream -------------------------------------------------------------------------
     async def _stream(self, endpoint: str) -> None:
-        stream = await self._connect(endpoint)
+        stream = self.stream = await self._connect(endpoint)
         workers: dict[str, tuple[asyncio.Queue[Response], asyncio.Task[None]]] = {}
         writer: asyncio.Task[None] | None = None
         try:
@@ -192,7 +193,7 @@ class DeltaClient(DiscoveryState):
                     continue
                 queue_task[0].put_nowait(response)
         finally:
-            self._outbox = None
+            self._outbox = self.stream = None
             tasks = [task for _, task in workers.values()] + ([writer] if writer else [])
             for task in tasks:
                 task.cancel()

@@ -90,7 +90,9 @@ class GrpcStream:
         self._failure: Exception | None = None
         self._window = asyncio.Event()
         self._last_received = asyncio.get_running_loop().time()
+        self._heard = asyncio.Event()  # something arrived since the last PING went out
         self._keepalive: asyncio.Task[None] | None = None
+        self.pings_answered = 0
 
     # -- opening ----------------------------------------------------------------------------
     @classmethod
@@ -164,7 +166,7 @@ class GrpcStream:
                 continue
             try:
                 self._h2.send_data(self._id, data[:allowed])
-            except h2.exceptions.StreamClosedError as exc:
+            except h2.exceptions.ProtocolError as exc:  # the stream or connection is closed
                 raise GrpcError(UNAVAILABLE, f"the call to {self.peer} is closed") from exc
             data = data[allowed:]
             self._flush()
@@ -186,17 +188,24 @@ class GrpcStream:
         self._keepalive = asyncio.get_running_loop().create_task(self._ping(interval, timeout))
 
     async def _ping(self, interval: float, timeout: float) -> None:
+        import h2.exceptions
+
         loop = asyncio.get_running_loop()
         while True:
             silent = loop.time() - self._last_received
             if silent < interval:
                 await asyncio.sleep(interval - silent)
                 continue
-            sent = loop.time()
-            self._h2.ping(next(_pings).to_bytes(8, "big"))
+            self._heard.clear()
+            try:
+                self._h2.ping(next(_pings).to_bytes(8, "big"))
+            except h2.exceptions.ProtocolError as exc:  # the connection closed meanwhile
+                self.abort(GrpcError(UNAVAILABLE, f"{self.peer}: {exc}"))
+                return
             self._flush()
-            await asyncio.sleep(timeout)
-            if self._last_received < sent:
+            try:
+                await asyncio.wait_for(self._heard.wait(), timeout)
+            except TimeoutError:
                 self.abort(
                     GrpcError(UNAVAILABLE, f"{self.peer} left a PING unanswered {timeout:g} s")
                 )
@@ -227,6 +236,7 @@ class GrpcStream:
         if not chunk:
             raise ConnectionError(f"{self.peer} closed the connection")
         self._last_received = asyncio.get_running_loop().time()
+        self._heard.set()
         self._receive(chunk)
 
     def _raise_if_failed(self) -> None:
@@ -278,6 +288,8 @@ class GrpcStream:
             )
         elif isinstance(event, events.WindowUpdated):
             self._window.set()
+        elif isinstance(event, events.PingAckReceived):
+            self.pings_answered += 1
         elif isinstance(event, events.RemoteSettingsChanged):
             self._settled = True
         elif isinstance(event, events.StreamEnded) and mine:

@@ -270,6 +270,40 @@ async def test_a_replica_that_goes_silent_is_left_when_a_ping_goes_unanswered(tm
         second.stop()
 
 
+async def test_a_quiet_stream_pinged_often_is_kept_by_serve(tmp_path):
+    """Pings every 0.2 s on a stream with nothing to send: grpcio's default policy would
+    GOAWAY (``too_many_pings``) on the third; ``serve`` answers them all and the one
+    stream stays."""
+    server = start_server(tmp_path)
+    account = new_account()
+    arn = f"arn:aws:appmesh:us-east-1:{account}:mesh/pinged/virtualNode/solo"
+    appmesh = make_client(server.endpoint, "appmesh", account)
+    appmesh.create_mesh(meshName="pinged")
+    appmesh.create_virtual_node(
+        meshName="pinged", virtualNodeName="solo", spec=node_spec(9, "solo")
+    )
+
+    async def apply(_resources: list[dict], _version: str) -> None:
+        return None
+
+    xds = DeltaClient(
+        f"127.0.0.1:{server.xds_port}",
+        {"id": arn, "cluster": arn},
+        apply,
+        sign=call_signer(Credentials(account, "appmesh-local"), "us-east-1"),
+        keepalive_interval=0.2,
+        keepalive_timeout=5,
+    )
+    await xds.start()
+    try:
+        await asyncio.wait_for(xds.first_applied.wait(), 15)
+        await wait_until(lambda: xds.stream is None or xds.stream.pings_answered >= 6)
+        assert xds.stream is not None and xds.counters["delta.streams"] == 1
+    finally:
+        await xds.stop()
+        server.stop()
+
+
 def _add_backend(appmesh, spec: dict) -> None:
     appmesh.create_virtual_node(
         meshName="quiet", virtualNodeName="other", spec=node_spec(9, "other")
