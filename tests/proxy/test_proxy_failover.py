@@ -89,18 +89,17 @@ async def test_a_dead_replica_is_left_for_the_next_at_once() -> None:
     async with replicas("a", "b", "c") as running:
         (first, _), (second, _), _ = running
         applied, apply = recorder()
-        xds = XdsClient([url for _, url in running], NODE, apply, wait_seconds=5)
+        # A back-off of 5 to 10 s would outlast ``until``'s bound: "at once" is that none
+        # is taken, not a wall-clock threshold that a loaded machine can miss.
+        xds = XdsClient([url for _, url in running], NODE, apply, wait_seconds=5, backoff_base=10.0)
         await xds.start()
         try:
             await until(lambda: "a-1" in applied)
             assert xds.endpoint.endswith(f":{first.port}")
-            killed = time.monotonic()
             await first.kill()
             await until(lambda: "b-1" in applied)
-            took = time.monotonic() - killed
             assert xds.endpoint.endswith(f":{second.port}")
             assert xds.failovers == 1, "all loops follow one failover"
-            assert took < 1.0, f"failover took {took:.2f} s"
         finally:
             await xds.stop()
 
