@@ -44,6 +44,10 @@ INGRESS_PORT = 15000
 EGRESS_PORT = 15001
 METADATA = "appmesh_local."
 CLOUDWATCH_NAMESPACE = "CWAgent"
+#: HTTP/2 PINGs on the ADS connection (Envoy's ``connection_keepalive``): one after 30 s
+#: with nothing received, the connection dropped (and the next replica tried) when 10 s
+#: pass without an answer, so a replica that stops without a reset is left within 40 s.
+XDS_KEEPALIVE = {"interval": "30s", "timeout": "10s"}
 
 
 def xds_endpoint(env: Mapping[str, str], default: str) -> str:
@@ -254,7 +258,7 @@ def xds_cluster(endpoint: str) -> dict[str, Any]:
         "name": names.XDS_CLUSTER,
         "type": "STATIC" if all(is_ip(host) for host in hosts) else "STRICT_DNS",
         "connect_timeout": "1s",
-        "typed_extension_protocol_options": http2_protocol_options(),
+        "typed_extension_protocol_options": http2_protocol_options(keepalive=XDS_KEEPALIVE),
         "load_assignment": _assignment(
             names.XDS_CLUSTER,
             *(

@@ -148,11 +148,16 @@ def _discovery(
     return types.typed(types.CLUSTER_LOAD_ASSIGNMENT, body)
 
 
-def http2_protocol_options(allow_connect: bool = False) -> dict[str, Any]:
+def http2_protocol_options(
+    allow_connect: bool = False, keepalive: dict[str, str] | None = None
+) -> dict[str, Any]:
     """``typed_extension_protocol_options`` making a cluster speak HTTP/2 upstream;
     ``allow_connect`` lets WebSockets cross it as RFC 8441 extended CONNECT (Envoy:
-    "Allows proxying Websocket and other upgrades over H2 connect")."""
+    "Allows proxying Websocket and other upgrades over H2 connect"); ``keepalive`` is
+    its ``connection_keepalive`` (PING ``interval`` and ``timeout``)."""
     h2: dict[str, Any] = {"allow_connect": True} if allow_connect else {}
+    if keepalive:
+        h2["connection_keepalive"] = dict(keepalive)
     options = types.typed(
         types.HTTP_PROTOCOL_OPTIONS, {"explicit_http_config": {"http2_protocol_options": h2}}
     )

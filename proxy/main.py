@@ -142,14 +142,21 @@ async def run_proxy(settings: ProxySettings, stop: asyncio.Event | None = None) 
 
 def _xds_client(settings: ProxySettings, server: ProxyServer) -> DiscoveryState:
     """The bootstrap's transport: REST long-poll for ``api_type: GRPC``, incremental ADS
-    over gRPC (which alone loads grpcio and protobuf) for ``DELTA_GRPC``."""
+    over gRPC (which alone loads protobuf; gRPC itself is spoken over h2) for ``DELTA_GRPC``."""
     bootstrap = settings.bootstrap
     region = str(bootstrap.metadata("region", "us-east-1"))
     credentials = Credentials(*settings.xds_credentials)
     agent = bootstrap.sds_agent.cluster if bootstrap.sds_agent else ""
     if bootstrap.xds_delta:
-        from proxy.xds.delta import DeltaClient
+        from proxy.xds.delta import (
+            KEEPALIVE_INTERVAL,
+            KEEPALIVE_JITTER,
+            KEEPALIVE_TIMEOUT,
+            DeltaClient,
+        )
 
+        default = (KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, KEEPALIVE_JITTER)
+        keepalive = bootstrap.xds_keepalive or default
         return DeltaClient(
             bootstrap.xds_endpoints,
             bootstrap.node,
@@ -158,6 +165,9 @@ def _xds_client(settings: ProxySettings, server: ProxyServer) -> DiscoveryState:
             backoff_max=10.0,
             sign=call_signer(credentials, region),
             agent_cluster=agent,
+            keepalive_interval=keepalive[0],
+            keepalive_timeout=keepalive[1],
+            keepalive_jitter=keepalive[2],
         )
     from proxy.xds.rest import XdsClient
 

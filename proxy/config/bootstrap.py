@@ -103,6 +103,9 @@ class BootstrapConfig:
     notes: tuple[str, ...] = ()  # runtime flags accepted but not acted on, logged at start
     sds_agent: SdsAgent | None = None  # the local SDS agent's static cluster, if any
     xds_delta: bool = False  # ads_config.api_type DELTA_GRPC: incremental ADS over gRPC
+    #: The ADS cluster's HTTP/2 ``connection_keepalive`` (interval, timeout, jitter as a
+    #: fraction); ``None`` when it names none (the Delta client then pings at its default).
+    xds_keepalive: tuple[float, float, float] | None = None
 
     @property
     def xds_endpoint(self) -> str:
@@ -148,6 +151,7 @@ def compile_bootstrap(spec: Any) -> BootstrapConfig:
         raw=spec,
         notes=notes,
         xds_delta=_ads_config(spec.get("dynamic_resources"))[1] == "DELTA_GRPC",
+        xds_keepalive=_xds_keepalive(spec.get("dynamic_resources"), spec.get("static_resources")),
     )
 
 
@@ -298,6 +302,34 @@ def _endpoint_url(cluster_name: str, entry: Any, scheme: str) -> str:
     if not host or not isinstance(port, int):
         raise ConfigError(f"bootstrap: cluster {cluster_name} needs an address and port_value")
     return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def _xds_keepalive(dynamic: Any, static: Any) -> tuple[float, float, float] | None:
+    """The ADS cluster's ``http2_protocol_options.connection_keepalive``, as the Delta
+    client's PING interval, timeout and jitter; an interval of 0 sends no PINGs, as in
+    Envoy. ``connection_idle_interval`` (a PING before a new stream on an idle
+    connection) is moot: every stream of the client opens a connection of its own."""
+    name = _ads_cluster(dynamic)
+    clusters = (static or {}).get("clusters") or ()
+    cluster: dict[str, Any] = next((c for c in clusters if c and c.get("name") == name), {})
+    options = (cluster.get("typed_extension_protocol_options") or {}).get(
+        types.HTTP_PROTOCOL_OPTIONS.removeprefix(types.PREFIX)
+    )
+    explicit = (options or {}).get("explicit_http_config") or {}
+    keepalive = (explicit.get("http2_protocol_options") or {}).get("connection_keepalive")
+    if keepalive is None:
+        return None
+    known = {"interval", "timeout", "interval_jitter", "connection_idle_interval"}
+    if not isinstance(keepalive, dict) or set(keepalive) - known:
+        extra = sorted(set(keepalive) - known) if isinstance(keepalive, dict) else [keepalive]
+        raise ConfigError(
+            f"bootstrap: cluster {name}: connection_keepalive {extra} {NOT_SUPPORTED}"
+        )
+    timeout = duration(keepalive.get("timeout"))
+    if not timeout or timeout <= 0:
+        raise ConfigError(f"bootstrap: cluster {name}: connection_keepalive needs a timeout")
+    jitter = (keepalive.get("interval_jitter") or {}).get("value", 15.0)
+    return duration(keepalive.get("interval"), 0.0) or 0.0, timeout, float(jitter) / 100
 
 
 def _ads_cluster(dynamic: Any) -> str:

@@ -21,9 +21,11 @@ stream that fails (refused, reset, ended, or no connection within ``connect_time
 moves to the next replica at once; back-off starts when each has failed in a row.
 
 A replica that goes silent without a reset (a stopped process, a dropped route) is
-noticed by HTTP/2 keepalive: after ``keepalive_interval`` (30 s) with nothing received a
-PING is sent, and when nothing, not even its ACK, comes back within
-``keepalive_timeout`` (10 s) the stream fails and the next replica is tried.
+noticed by HTTP/2 keepalive: after ``keepalive_interval`` (30 s, plus up to 15 %) with
+nothing received a PING is sent, and when nothing, not even its ACK, comes back within
+``keepalive_timeout`` (10 s) the stream fails and the next replica is tried. The numbers
+are the ADS cluster's ``connection_keepalive`` when the bootstrap names one
+(``proxy.config.bootstrap``), as Envoy reads them.
 
 The stream is signed as Envoy's ``envoy.grpc_credentials.aws_iam`` call credentials sign
 it (``proxy.xds_auth.call_signer``), over TLS when the ADS cluster has a TLS transport
@@ -71,11 +73,15 @@ DELTA_ADS_PATH = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAg
 ORDER = ("clusters", "listeners", "routes", "endpoints", "secrets")
 #: A stream that lived this long counts as a success, whatever ended it.
 HEALTHY_SECONDS = 10.0
-#: HTTP/2 keepalive: a PING after this long with nothing received on the connection...
+#: HTTP/2 keepalive when the ADS cluster names no ``connection_keepalive`` (appmesh-local's
+#: bootstrap names these): a PING after this long with nothing received...
 KEEPALIVE_INTERVAL = 30.0
 #: ...and the connection is given up (and the next replica tried) when nothing, not even
 #: the PING's ACK, arrives within this long.
 KEEPALIVE_TIMEOUT = 10.0
+#: ...each interval lengthened by up to this fraction of it at random (Envoy's default
+#: ``interval_jitter``, 15 %), so sidecars started together do not ping together.
+KEEPALIVE_JITTER = 0.15
 Request: TypeAlias = discovery_pb2.DeltaDiscoveryRequest
 Response: TypeAlias = discovery_pb2.DeltaDiscoveryResponse
 
@@ -108,6 +114,7 @@ class DeltaClient(DiscoveryState):
         agent_cluster: str = "",
         keepalive_interval: float = KEEPALIVE_INTERVAL,
         keepalive_timeout: float = KEEPALIVE_TIMEOUT,
+        keepalive_jitter: float = KEEPALIVE_JITTER,
     ) -> None:
         super().__init__(
             endpoint_urls(endpoint),
@@ -122,7 +129,7 @@ class DeltaClient(DiscoveryState):
             agent_cluster=agent_cluster,
         )
         self.sign = sign
-        self.keepalive = (keepalive_interval, keepalive_timeout)
+        self.keepalive = (keepalive_interval, keepalive_timeout, keepalive_jitter)
         self._node = json_format.ParseDict(node, base_pb2.Node())
         self._runner: asyncio.Task[None] | None = None
         self._outbox: asyncio.Queue[Request] | None = None  # the live stream's, if any

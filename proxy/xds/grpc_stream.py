@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import ssl
 from collections.abc import Sequence
 from typing import Any
@@ -182,20 +183,25 @@ class GrpcStream:
             await self._pump()
 
     # -- liveness ---------------------------------------------------------------------------
-    def keepalive(self, interval: float, timeout: float) -> None:
-        """PING after ``interval`` s of silence; drop the connection when ``timeout`` s
-        pass with nothing received. Needs a reader: ``read`` takes the ACK in."""
-        self._keepalive = asyncio.get_running_loop().create_task(self._ping(interval, timeout))
+    def keepalive(self, interval: float, timeout: float, jitter: float = 0.0) -> None:
+        """PING after ``interval`` s of silence (plus up to ``jitter`` of it at random,
+        as Envoy's ``interval_jitter``); drop the connection when ``timeout`` s pass with
+        nothing received. ``interval`` 0: no PINGs. Needs a reader: ``read`` takes the
+        ACK in."""
+        if interval > 0:
+            ping = self._ping(interval, timeout, jitter)
+            self._keepalive = asyncio.get_running_loop().create_task(ping)
 
-    async def _ping(self, interval: float, timeout: float) -> None:
+    async def _ping(self, interval: float, timeout: float, jitter: float) -> None:
         import h2.exceptions
 
         loop = asyncio.get_running_loop()
         while True:
+            wait = interval * (1 + random.uniform(0, jitter))
             silent = loop.time() - self._last_received
-            if silent < interval:
-                await asyncio.sleep(interval - silent)
-                continue
+            while silent < wait:
+                await asyncio.sleep(wait - silent)
+                silent = loop.time() - self._last_received
             self._heard.clear()
             try:
                 self._h2.ping(next(_pings).to_bytes(8, "big"))

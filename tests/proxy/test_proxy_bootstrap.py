@@ -310,3 +310,24 @@ def test_bootstrap_xds_delta_is_refused_with_like_appmesh_image():
     both = [*command, "--xds-delta", "--like-appmesh-image"]
     refused = subprocess.run(both, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "State of the World" in refused.stderr
+
+
+def test_the_ads_clusters_connection_keepalive_is_the_delta_clients():
+    """The bootstrap names HTTP/2 PINGs for the ADS connection, as a real Envoy reads
+    them; the sidecar honours the same field (jitter 15 % when unset, Envoy's default),
+    an interval of 0 means none, and a field it does not know is refused."""
+    spec = bootstrap(APPMESH_XDS_DELTA="1")
+    cluster = spec["static_resources"]["clusters"][0]
+    options = next(iter(cluster["typed_extension_protocol_options"].values()))
+    h2 = options["explicit_http_config"]["http2_protocol_options"]
+    assert h2["connection_keepalive"] == {"interval": "30s", "timeout": "10s"}
+    assert compile_bootstrap(spec).xds_keepalive == (30.0, 10.0, 0.15)
+    h2["connection_keepalive"] = {"interval": "0s", "timeout": "1s"}
+    assert compile_bootstrap(spec).xds_keepalive == (0.0, 1.0, 0.15)
+    h2["connection_keepalive"] = {"timeout": "2s", "interval_jitter": {"value": 0}}
+    assert compile_bootstrap(spec).xds_keepalive == (0.0, 2.0, 0.0)
+    h2["connection_keepalive"] = {"interval": "5s", "timeout": "1s", "loud": True}
+    with pytest.raises(ConfigError, match="connection_keepalive"):
+        compile_bootstrap(spec)
+    del h2["connection_keepalive"]
+    assert compile_bootstrap(spec).xds_keepalive is None
