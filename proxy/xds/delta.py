@@ -163,6 +163,9 @@ class DeltaClient(DiscoveryState):
                 exc = ConnectionError(str(error))
             except (OSError, TimeoutError) as error:
                 exc = error
+            except Exception as error:  # a bug, or a peer h2 trips over: never stop for good
+                log.warning("xds: the Delta stream failed unexpectedly", exc_info=True)
+                exc = error
             if self._answered or loop.time() - began >= HEALTHY_SECONDS:
                 failures = 0
             self._lost("ads", exc)

@@ -298,6 +298,7 @@ class GrpcStream:
             self.pings_answered += 1
         elif isinstance(event, events.RemoteSettingsChanged):
             self._settled = True
+            self._window.set()  # its initial window may have grown
         elif isinstance(event, events.StreamEnded) and mine:
             self._ended = True
 
