@@ -304,6 +304,47 @@ async def test_a_quiet_stream_pinged_often_is_kept_by_serve(tmp_path):
         server.stop()
 
 
+async def test_a_replica_that_accepts_but_never_speaks_http2_is_left_at_connect(tmp_path):
+    """A TCP server that accepts and stays silent (no SETTINGS): the stream is not
+    counted as open, the connect timeout ends it, and the next replica serves."""
+    server = start_server(tmp_path)
+    account = new_account()
+    arn = f"arn:aws:appmesh:us-east-1:{account}:mesh/mute/virtualNode/solo"
+    appmesh = make_client(server.endpoint, "appmesh", account)
+    appmesh.create_mesh(meshName="mute")
+    appmesh.create_virtual_node(meshName="mute", virtualNodeName="solo", spec=node_spec(9, "solo"))
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    mute = await asyncio.start_server(silent, "127.0.0.1", 0)
+    mute_port = mute.sockets[0].getsockname()[1]
+
+    async def apply(_resources: list[dict], _version: str) -> None:
+        return None
+
+    xds = DeltaClient(
+        [f"127.0.0.1:{mute_port}", f"127.0.0.1:{server.xds_port}"],
+        {"id": arn, "cluster": arn},
+        apply,
+        sign=call_signer(Credentials(account, "appmesh-local"), "us-east-1"),
+        connect_timeout=0.5,
+    )
+    await xds.start()
+    try:
+        await asyncio.wait_for(xds.first_applied.wait(), 15)
+        assert held, "the silent replica was tried first"
+        assert xds.failovers == 1 and xds.counters["delta.streams"] == 1
+        assert xds.endpoint.endswith(f":{server.xds_port}")
+    finally:
+        await xds.stop()
+        mute.close()
+        for writer in held:
+            writer.close()
+        server.stop()
+
+
 def _add_backend(appmesh, spec: dict) -> None:
     appmesh.create_virtual_node(
         meshName="quiet", virtualNodeName="other", spec=node_spec(9, "other")
