@@ -72,16 +72,16 @@ def slow_proxy(port: int, **action: Any) -> list[dict[str, Any]]:
     return [cluster("slow", [port], **H2_OPTIONS), listener]
 
 
-async def call_with_deadline(port: int, deadline: float) -> tuple[grpc.RpcError, float]:
-    """One call with a client deadline; returns the error and how long it took."""
+async def call_with_deadline(port: int, deadline: float) -> grpc.RpcError:
+    """One call with a client deadline; returns its error. Which timer ended the call is
+    in the error's details (the proxy's own say so), not in how long it took."""
 
-    def run() -> tuple[grpc.RpcError, float]:
-        start = time.monotonic()
+    def run() -> grpc.RpcError:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             try:
                 channel.unary_unary("/demo.Slow/Wait")(b"", timeout=deadline)
             except grpc.RpcError as error:
-                return error, time.monotonic() - start
+                return error
         raise AssertionError("the slow call answered within its deadline")
 
     return await asyncio.to_thread(run)
@@ -98,12 +98,12 @@ async def test_without_max_grpc_timeout_the_deadline_travels_upstream() -> None:
     ends the call, the server saw it in ``grpc-timeout``, and the proxy resets upstream."""
     with slow_server() as (service, port):
         async with running_proxy(slow_proxy(port)) as proxy:
-            error, took = await call_with_deadline(proxy.port(), 1.0)
+            error = await call_with_deadline(proxy.port(), 1.0)
             assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-            assert 0.9 < took < 2.0
+            assert error.details() != "upstream request timeout"  # the client's, not ours
             remaining = service.remaining[0]
-            assert remaining is not None and 0.5 < remaining <= 1.0
-            assert await wait_gone(service) < 1.5
+            assert remaining is not None and 0 < remaining <= 1.0
+            await wait_gone(service)
             assert proxy.stat("http.ingress.downstream_rq_rx_reset") == 1
             assert proxy.stat("cluster.slow.upstream_rq_timeout") == 0
 
@@ -156,11 +156,12 @@ async def test_max_grpc_timeout_makes_the_header_the_route_timeout_minus_the_off
         silent_backend() as (backend, port),
         running_proxy(slow_proxy(port, **action)) as proxy,
     ):
-        error, took = await call_with_deadline(proxy.port(), 2.0)
+        error = await call_with_deadline(proxy.port(), 2.0)
         assert error.code() == grpc.StatusCode.UNAVAILABLE
-        assert error.details() == "upstream request timeout"
-        assert 1.1 < took < 1.8
-        assert backend.heads[0]["grpc-timeout"] == "1200m"
+        assert error.details() == "upstream request timeout"  # the proxy's, before the client's
+        # What the client had left when it sent (2 s less the time to send) less 0.8 s.
+        told = parse_grpc_timeout(backend.heads[0]["grpc-timeout"])
+        assert told is not None and 0 < told <= 1.2
         await asyncio.sleep(0.1)
         assert backend.resets == [h2.errors.ErrorCodes.CANCEL]
         assert proxy.stat("cluster.slow.upstream_rq_timeout") == 1
@@ -171,9 +172,9 @@ async def test_max_grpc_timeout_caps_a_longer_deadline() -> None:
         silent_backend() as (backend, port),
         running_proxy(slow_proxy(port, max_grpc_timeout="0.5s")) as proxy,
     ):
-        error, took = await call_with_deadline(proxy.port(), 5.0)
+        error = await call_with_deadline(proxy.port(), 5.0)
         assert error.code() == grpc.StatusCode.UNAVAILABLE
-        assert took < 1.5
+        assert error.details() == "upstream request timeout"  # the 0.5 s cap, not the 5 s
         assert backend.heads[0]["grpc-timeout"] == "500m"
 
 
@@ -183,11 +184,10 @@ async def test_max_stream_duration_answers_deadline_exceeded() -> None:
     action = {"max_stream_duration": {"grpc_timeout_header_max": "0.5s"}}
     with slow_server() as (service, port):
         async with running_proxy(slow_proxy(port, **action)) as proxy:
-            error, took = await call_with_deadline(proxy.port(), 5.0)
+            error = await call_with_deadline(proxy.port(), 5.0)
             assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-            assert error.details() == "downstream duration timeout"
-            assert took < 1.5
-            assert await wait_gone(service) < 1.0
+            assert error.details() == "downstream duration timeout"  # the proxy's 0.5 s
+            await wait_gone(service)
             assert proxy.stat("http.ingress.downstream_rq_max_duration_reached") == 1
 
 
