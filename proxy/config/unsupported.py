@@ -22,6 +22,7 @@ from envoy_bootstrap.envoy_types import (
     HTTP_CONNECTION_MANAGER,
     HTTP_PROTOCOL_OPTIONS,
     LISTENER,
+    ROUTE_CONFIGURATION,
     ROUTER,
     ROUTER_NAME,
     TCP_PROXY,
@@ -49,6 +50,8 @@ def problem(kind: str, resource: dict[str, Any], *, agent_cluster: str = "") -> 
         found = listener_problem(resource)
     elif kind == CLUSTER:
         found = cluster_problem(resource)
+    elif kind == ROUTE_CONFIGURATION:
+        return route_configuration_problem(resource)
     else:
         return None
     return found or _agent_problem(kind, resource, agent_cluster)
@@ -152,6 +155,10 @@ def _hcm_problem(config: dict[str, Any]) -> str | None:
     problem = _upgrades_problem(config.get("upgrade_configs"))
     if problem:
         return problem
+    if isinstance(config.get("route_config"), dict):
+        problem = route_configuration_problem(config["route_config"])
+        if problem:
+            return problem
     for http_filter in config.get("http_filters") or ():
         if not isinstance(http_filter, dict) or http_filter.get("is_optional"):
             continue
@@ -187,6 +194,33 @@ def _router_problem(config: dict[str, Any]) -> str | None:
     return None
 
 
+#: Route action fields Envoy's router acts on that this proxy's router does not: each would
+#: be dropped without a word (no second attempt in flight, no mirrored copy, no redirect
+#: followed), so a route asking for one is refused.
+_ROUTE_ACTION_FIELDS = ("hedge_policy", "request_mirror_policies", "internal_redirect_policy")
+
+
+def route_configuration_problem(spec: dict[str, Any]) -> str | None:
+    """Why a ``RouteConfiguration`` (from RDS, or inline in an HCM) cannot be served."""
+    name = spec.get("name", "")
+    for vhost in spec.get("virtual_hosts") or ():
+        if not isinstance(vhost, dict):
+            continue
+        if vhost.get("hedge_policy"):
+            return (
+                f"route config {name}, virtual host {vhost.get('name', '')}: hedge_policy {NOT_YET}"
+            )
+        for route in vhost.get("routes") or ():
+            action = route.get("route") if isinstance(route, dict) else None
+            if not isinstance(action, dict):
+                continue
+            for field in _ROUTE_ACTION_FIELDS:
+                if action.get(field):
+                    label = route.get("name") or "unnamed"
+                    return f"route config {name}, route {label}: {field} {NOT_YET}"
+    return None
+
+
 def _upgrades_problem(upgrades: Any) -> str | None:
     """HCM ``upgrade_configs``: WebSocket-style upgrades through the HCM's own filters are
     implemented; a custom filter chain per upgrade and CONNECT tunnelling are not."""
@@ -217,6 +251,9 @@ def health_check_path(config: dict[str, Any]) -> str | None:
     return exact if isinstance(exact, str) and len(match) <= 1 else None
 
 
+_LB_POLICIES = frozenset({"ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "CLUSTER_PROVIDED"})
+
+
 def cluster_problem(spec: dict[str, Any]) -> str | None:
     """Why a ``Cluster`` cannot be served as written, if it cannot."""
     name = spec.get("name", "")
@@ -227,6 +264,13 @@ def cluster_problem(spec: dict[str, Any]) -> str | None:
             return f"cluster {name}: upstream {problem}"
     if spec.get("transport_socket_matches"):
         return f"cluster {name}: transport_socket_matches {NOT_YET}"
+    lb_policy = str(spec.get("lb_policy", "ROUND_ROBIN"))
+    if lb_policy not in _LB_POLICIES:
+        # RING_HASH, MAGLEV: balanced round robin instead, no request would stick to a host.
+        return f"cluster {name}: lb_policy {lb_policy} {NOT_YET}"
+    for field in ("load_balancing_policy", "lb_subset_config"):
+        if spec.get(field):
+            return f"cluster {name}: {field} {NOT_YET}"
     problem = _buffer_limit_problem(spec)
     if problem:
         return f"cluster {name}: {problem}"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from proxy_envoy import CLUSTER as CLUSTER_URL
 from proxy_envoy import LISTENER as LISTENER_URL
-from proxy_envoy import ROUTER, cluster, http_listener
+from proxy_envoy import ROUTE_CONFIGURATION as ROUTES_URL
+from proxy_envoy import ROUTER, cluster, http_listener, route, route_config, vhost
 
 from proxy.config.unsupported import problem
 
@@ -110,3 +111,32 @@ def test_router_settings_it_does_not_act_on_are_refused() -> None:
     ):
         name = next(iter(setting))
         assert name in (problem(LISTENER_URL, router_listener(setting)) or ""), setting
+
+
+def test_route_actions_its_router_does_not_take_are_refused() -> None:
+    """Hedging, mirroring and internal redirects would be dropped without a word."""
+    plain = route_config("r", [vhost("v", ["*"], [route({"prefix": "/"}, "c", timeout="1s")])])
+    assert problem(ROUTES_URL, plain) is None
+    asks = {
+        "hedge_policy": {"hedge_on_per_try_timeout": True},
+        "request_mirror_policies": [{"cluster": "shadow"}],
+        "internal_redirect_policy": {"max_internal_redirects": 2},
+    }
+    for field, value in asks.items():
+        routes = route_config(
+            "r", [vhost("v", ["*"], [route({"prefix": "/"}, "c", **{field: value})])]
+        )
+        assert field in (problem(ROUTES_URL, routes) or ""), field
+        inline = http_listener("l", routes["virtual_hosts"])
+        assert field in (problem(LISTENER_URL, inline) or ""), field
+    hedged_host = route_config("r", [vhost("v", ["*"], [], hedge_policy={"initial_requests": 2})])
+    assert "hedge_policy" in (problem(ROUTES_URL, hedged_host) or "")
+
+
+def test_balancing_it_does_not_do_is_refused_not_round_robin() -> None:
+    for policy in ("ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"):
+        assert problem(CLUSTER_URL, cluster("c", [1], lb_policy=policy)) is None
+    for policy in ("RING_HASH", "MAGLEV"):
+        assert policy in (problem(CLUSTER_URL, cluster("c", [1], lb_policy=policy)) or "")
+    subsets = cluster("c", [1], lb_subset_config={"subset_selectors": [{"keys": ["v"]}]})
+    assert "lb_subset_config" in (problem(CLUSTER_URL, subsets) or "")
