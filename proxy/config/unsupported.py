@@ -2,9 +2,10 @@
 
 Envoy rejects a listener or cluster that names an extension it was not built with;
 this proxy does the same for the features it has not implemented, so a mesh that asks
-for HTTP/2, or for a TLS setting this proxy does not act on (cipher
-lists, certificate pins, CRLs), gets a NACK with a reason (in the proxy's
-log, ``/_appmesh/proxies`` and the console) instead of something weaker in its place.
+for tuned HTTP/2 settings, a TLS setting this proxy does not act on (cipher lists,
+certificate pins, CRLs), hash balancing or hedged routes gets a NACK with a reason
+(in the proxy's log, ``/_appmesh/proxies`` and the console) instead of something
+weaker in its place.
 Keeping the list in one module makes it the one place to shrink as the features land.
 
 Each check returns the reason a resource cannot be served, or ``None``.
