@@ -181,7 +181,7 @@ class DeltaClient(DiscoveryState):
         writer: asyncio.Task[None] | None = None
         try:
             self.counters["delta.streams"] += 1
-            self._reached()
+            self._reached(answered=False)
             stream.keepalive(*self.keepalive)
             outbox: asyncio.Queue[Request] = asyncio.Queue()
             writer = asyncio.get_running_loop().create_task(_write(stream, outbox))
@@ -195,7 +195,9 @@ class DeltaClient(DiscoveryState):
                 workers[self.subs[kind].type_url] = (queue, task)
             while (message := await stream.read()) is not None:
                 response = _response(message)
-                self._answered = True
+                if not self._answered:
+                    self._answered = True
+                    self._reached()
                 self._count(response, len(message))
                 queue_task = workers.get(response.type_url)
                 if queue_task is None:

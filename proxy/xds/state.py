@@ -144,11 +144,14 @@ class DiscoveryState:
         raise NotImplementedError
 
     # -- reaching the control plane ---------------------------------------------------------
-    def _reached(self) -> None:
-        if self._unreachable:
+    def _reached(self, *, answered: bool = True) -> None:
+        """Connected (``answered=False``: the connection only, before any response).
+        "reachable again" waits for an answer: a replica that takes the connection and
+        refuses every stream is not reachable, and its retries stay quiet."""
+        self.connected = True
+        if self._unreachable and answered:
             self._unreachable = False
             log.info("xds: control plane %s reachable again", self.endpoint)
-        self.connected = True
 
     def _lost(self, what: str, exc: Exception, reason: object = None) -> None:
         """One warning when the control plane goes away, not one per request and retry."""

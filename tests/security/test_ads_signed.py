@@ -343,5 +343,7 @@ def test_appmesh_proxy_on_delta_ads_with_a_wrong_secret_is_refused(
             mesh.proxy("blue", env=env)
         log = (tmp_path / "proxy-blue.log").read_text()
         assert "PERMISSION_DENIED: InvalidSignatureException" in log, log
+        # Said once: each retry connects and is refused again, and says nothing more.
+        assert log.count("unreachable") == 1 and "reachable again" not in log, log
     finally:
         mesh.close()
