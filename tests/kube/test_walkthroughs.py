@@ -40,7 +40,9 @@ def render(name: str, template: str | None = None, **changes: str) -> str:
         **changes,
     }
     text = (WALKTHROUGHS / (template or f"{name}.yaml.template")).read_text()
-    return re.sub(r"\$\{([A-Z_]+)\}", lambda m: values.get(m[1], f"example/{m[1].lower()}"), text)
+    return re.sub(
+        r"\$\{([A-Z_][A-Z0-9_]*)\}", lambda m: values.get(m[1], f"example/{m[1].lower()}"), text
+    )
 
 
 def app_mesh_documents(text: str) -> list[dict]:
