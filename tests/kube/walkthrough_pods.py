@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from tests.kube.test_kube_cli import kube
 from tests.mesh.harness import Proxy, get
@@ -82,6 +84,17 @@ def mount_secrets(text: str, secrets: Path) -> str:
         if document["kind"] == "VirtualNode" and (pod := pod_of(document, documents)):
             document["spec"] = _rewrite(document["spec"], mounts(pod), secrets)
     return yaml.safe_dump_all(documents, sort_keys=False)
+
+
+def openssl_verify(ca_file: Path, cert_file: Path) -> bool:
+    """``openssl verify -CAfile CA CERT`` for a leaf its CA signed directly."""
+    ca = x509.load_pem_x509_certificate(ca_file.read_bytes())
+    cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, InvalidSignature):
+        return False
+    return True
 
 
 def wait_listening(address: str, port: int, process: subprocess.Popen, name: str) -> None:
