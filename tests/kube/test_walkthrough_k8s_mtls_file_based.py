@@ -148,4 +148,7 @@ def test_step4_add_green_trusts_both_cas_and_green_answers(cluster):
     cluster.replace_front()
     assert until(lambda: cluster.curl("green") == (200, "green")), cluster.curl("green")
     assert cluster.pods["green"].sidecar.ingress_ssl("handshake") >= 1
+    assert cluster.cluster_ssl("front", "green", "handshake") >= 1
     assert cluster.curl("blue") == (200, "blue")
+    # not a README step: the new front's health checks now pass for green too
+    assert until(lambda: cluster.health("front", "green") == {"green": "healthy"})
