@@ -22,6 +22,7 @@ PAYLOAD``) are not checked beyond the seed signature in the header.
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import hmac
 import re
@@ -97,7 +98,7 @@ def verify(
     if found is None:
         raise refusals.unrecognized_client(credential.access_key)
     secret = found if isinstance(found, Secret) else Secret(found)
-    timestamp = _one(lower, "x-amz-date") or ""
+    timestamp = _timestamp(lower)
     _check_clock(timestamp, now or datetime.now(UTC))
     key = canonical.signing_key(
         secret.secret, credential.date, credential.region, credential.service
@@ -115,6 +116,22 @@ def verify(
         raise refusals.invalid_signature("The credential scope's date is not X-Amz-Date's.")
     _check_payload(lower, request.body)
     _check_session_token(lower, secret)
+
+
+def _timestamp(lower: dict[str, list[str]]) -> str:
+    """The request's time in SigV4's basic form: ``X-Amz-Date``, or else its ``Date``
+    header (an HTTP date, which botocore signs with instead when a caller sets one)."""
+    amz = _one(lower, "x-amz-date") or ""
+    date = _one(lower, "date") or ""
+    if amz or not date:
+        return amz
+    try:
+        when = email.utils.parsedate_to_datetime(date)
+    except (TypeError, ValueError):
+        return ""
+    if when.tzinfo is None:  # "-0000", as botocore writes it: UTC
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def _check_session_token(lower: dict[str, list[str]], secret: Secret) -> None:
