@@ -23,18 +23,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from appmesh_api import cloudformation, protocol
-from appmesh_api.ads import XDS_UNSIGNED, start_ads_server
+from appmesh_api.ads import start_ads_server
 from appmesh_api.adstls import load_or_issue
 from appmesh_api.changefeed import ChangeFeed
 from appmesh_api.cloudformation import bridge as cloudformation_bridge
 from appmesh_api.console.site import install as install_console
-from appmesh_api.discovery import PERMISSION_DENIED, DiscoveryService, XdsError
+from appmesh_api.discovery import DiscoveryService
 from appmesh_api.edge import build_side_services_app
 from appmesh_api.errors import AppMeshError, InternalServerErrorException
 from appmesh_api.frontdoor import limits
 from appmesh_api.frontdoor.chain import Exchange, FrontDoor, Target
 from appmesh_api.frontdoor.wire import Reply
-from appmesh_api.identity import Caller, account_of, identify, parse_credential_scope
+from appmesh_api.identity import Caller, identify
 from appmesh_api.kube.api import kube_router
 from appmesh_api.kube.cloudmap import CloudMapRegistrar, ServiceInstances, desired_instances
 from appmesh_api.kube.controller import KubeController
@@ -49,6 +49,8 @@ from appmesh_api.settings import Settings
 from appmesh_api.sidestate import FOLDER as SIDE_STATE_FOLDER
 from appmesh_api.sidestate import SideState, activate
 from appmesh_api.store import MeshKey, SqliteStore, Store
+from appmesh_api.xds_rest import PATH_PREFIX as XDS_PREFIX
+from appmesh_api.xds_rest import XdsRestApi
 from appmesh_api.xray.api import XRayService, xray_target
 from appmesh_api.xray.daemon import start_embedded
 from appmesh_api.xray.journal import Journal
@@ -383,30 +385,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return JSONResponse({"message": BAD_NUDGE}, status_code=403)
         return Response(status_code=204)
 
-    @app.post("/v3/discovery:{type_name}")
-    async def xds(request: Request, type_name: str, wait: float = 0) -> Response:
-        """Envoy xDS v3 over REST-JSON; ``?wait=S`` long-polls for the next version.
-
-        The request must carry a SigV4 credential scope naming the node's own account
-        (verified by the front door under ``--verify-signatures``), as App Mesh's did.
-        """
-        scope = parse_credential_scope(request.headers.get("authorization"))
-        if scope is None:
-            return JSONResponse({"code": PERMISSION_DENIED, "message": XDS_UNSIGNED}, 403)
-        account = account_of(scope.access_key, settings)
-        try:
-            body = json.loads(await request.body() or b"{}")
-            if not isinstance(body, dict):
-                raise XdsError(400, 3, "the body must be a DiscoveryRequest JSON object")
-            answer = await discovery.discover(type_name, body, min(max(wait, 0.0), 300.0), account)
-        except json.JSONDecodeError as exc:
-            return JSONResponse({"code": 3, "message": f"invalid JSON: {exc}"}, status_code=400)
-        except XdsError as error:
-            return JSONResponse(error.body(), status_code=error.http_status)
-        if answer is None:
-            return Response(status_code=304)
-        return Response(answer, media_type="application/json")
-
     @app.get("/_appmesh/proxies")
     async def proxies(request: Request) -> dict:
         """The caller's connected proxies: ingress addresses and accepted config versions.
@@ -441,14 +419,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(k8s_router(app.state.kube))
     install_console(app)
     app.mount("/", side_services)
-    app.add_middleware(FrontDoor, targets=_targets(service, xray, shares), settings=settings)
+    xds = XdsRestApi(discovery, settings)  # /v3/discovery:<type>, served by the door itself
+    targets = _targets(service, xds, xray, shares)
+    app.add_middleware(FrontDoor, targets=targets, settings=settings)
     return app
 
 
 _LOCAL_PREFIXES = ("/_appmesh/", "/console")
 
 
-def _targets(service: AppMeshService, xray: XRayService | None, shares: Shares) -> list[Target]:
+def _targets(
+    service: AppMeshService, xds_api: XdsRestApi, xray: XRayService | None, shares: Shares
+) -> list[Target]:
     """The services behind the front door, most specific first."""
     appmesh = Target(
         "appmesh",
@@ -459,7 +441,8 @@ def _targets(service: AppMeshService, xray: XRayService | None, shares: Shares) 
     xds = Target(
         "xds",
         limits.LOCAL_BODY_LIMIT,
-        lambda exchange: exchange.scope["path"].startswith("/v3/discovery:"),
+        lambda exchange: exchange.scope["path"].startswith(XDS_PREFIX),
+        serve=xds_api.serve,
         status_body=True,
     )
     local = Target(

@@ -68,15 +68,18 @@ class Exchange:
 class Target:
     """A service behind the door: its limits, its error style and how it is answered.
 
-    ``answer`` runs the request in-process and returns the reply; without one, the
-    application behind the door (appmesh-local's FastAPI app, which also mounts the side
-    services) gets the request with its body replayed.
+    ``answer`` runs the request in-process and returns the reply, without awaiting
+    (App Mesh: a whole operation atomic on the loop); ``serve`` does the same for a
+    service that waits (xDS long-polls). Without either, the application behind the
+    door (appmesh-local's FastAPI app, which also mounts the side services) gets the
+    request with its body replayed.
     """
 
     name: str
     body_limit: int
     matches: Callable[[Exchange], bool]
     answer: Callable[[Exchange], Reply] | None = None
+    serve: Callable[[Exchange], Awaitable[Reply]] | None = None
     signed: bool = True  # its requests are AWS API calls, checked by --verify-signatures
     signed_if_present: bool = False  # checked only when they carry an Authorization
     message_key: str = "message"  # the rest-json error body's key (X-Ray says "Message")
@@ -158,6 +161,9 @@ class FrontDoor:
         if target.answer is not None:
             await _send(send, target.answer(exchange))
             return
+        if target.serve is not None:
+            await _send(send, await target.serve(exchange))
+            return
         scope = _with_account(exchange.scope, exchange.caller)
         await self.app(scope, limits.replay(exchange.body, exchange.receive), send)
 
@@ -218,10 +224,8 @@ def _header_map(scope: Scope) -> dict[str, str]:
 
 async def _send(send: Send, reply: Reply) -> None:
     status, headers, body = reply
-    start: dict[str, Any] = {
-        "type": "http.response.start",
-        "status": status,
-        "headers": [*headers, (b"content-length", str(len(body)).encode())],
-    }
+    if status not in (204, 304):  # those have no body, and say no length (RFC 9110)
+        headers = [*headers, (b"content-length", str(len(body)).encode())]
+    start: dict[str, Any] = {"type": "http.response.start", "status": status, "headers": headers}
     await send(start)
     await send({"type": "http.response.body", "body": body})

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 import time
 import urllib.error
 import urllib.request
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -113,6 +115,46 @@ def test_a_long_poll_with_nothing_new_answers_304(server, mesh):
     request = node_request(mesh["front_arn"], version_info=version, response_nonce=version)
     status, answer = discover(server, "listeners", request, wait=0.3)
     assert (status, answer) == (304, None)
+
+
+def test_a_304_has_no_body_and_no_length(server, mesh):
+    """A run-out long-poll says nothing more than 304 (RFC 9110: no Content-Length)."""
+    _, first = discover(server, "listeners", node_request(mesh["front_arn"]))
+    version = first["version_info"]
+    request = node_request(mesh["front_arn"], version_info=version, response_nonce=version)
+    call = xds_request(f"{server.endpoint}/v3/discovery:listeners?wait=0.2", request)
+    connection = http.client.HTTPConnection(urlsplit(server.endpoint).netloc, timeout=30)
+    connection.request("POST", call.selector, call.data, dict(call.header_items()))
+    answer = connection.getresponse()
+    assert answer.status == 304
+    assert answer.getheader("content-length") is None and answer.read() == b""
+    connection.close()
+
+
+@pytest.mark.parametrize("wait", ["soon", "nan", "inf"])
+def test_a_wait_that_is_not_a_number_of_seconds_is_refused(server, mesh, wait):
+    url = f"{server.endpoint}/v3/discovery:listeners?wait={wait}"
+    try:
+        urllib.request.urlopen(xds_request(url, node_request(mesh["front_arn"])), timeout=30)
+    except urllib.error.HTTPError as error:
+        assert error.code == 400
+        body = json.loads(error.read())
+        assert body["code"] == 3 and wait in body["message"]
+    else:
+        raise AssertionError(f"wait={wait} was accepted")
+
+
+def test_discovery_takes_post_only(server, mesh):
+    url = f"{server.endpoint}/v3/discovery:listeners"
+    call = xds_request(url, node_request(mesh["front_arn"]))
+    call.method = "GET"
+    call.data = None
+    try:
+        urllib.request.urlopen(call, timeout=30)
+    except urllib.error.HTTPError as error:
+        assert error.code == 405 and json.loads(error.read())["code"] == 3
+    else:
+        raise AssertionError("a GET was answered")
 
 
 def test_a_nack_is_not_answered_with_the_same_config(server, mesh):
