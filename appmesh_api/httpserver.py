@@ -5,7 +5,8 @@ long-poll would hold that wait for up to 30 s and then be cancelled, with one tr
 per poll. ``StoppingServer`` first runs ``on_stop`` (closing the change feed, which
 answers every long-poll at once) and only then lets uvicorn drain, so a stop takes
 well under a second and prints nothing alarming. ``BoundedHeadProtocol`` bounds the
-request head, which uvicorn's httptools protocol buffers without limit.
+request head, which uvicorn's httptools protocol buffers without limit, and writes a
+response's head and body in one send (``CorkedTransport``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,53 @@ class StoppingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+class CorkedTransport:
+    """A transport that joins the writes made in one step of the event loop.
+
+    uvicorn writes a response's head when the application starts the response and its
+    body when it sends it: two sends, two TCP segments, two wake-ups of the client, for
+    every one of the thousand long-polls a push answers. Here a write is held until a
+    second write in the same step joins it, or until the loop runs its next callbacks
+    (a head whose body comes later is not kept waiting for it); closing writes first.
+    Everything else is the real transport's.
+    """
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._held is None:
+            self._held = bytes(data)
+            asyncio.get_running_loop().call_soon(self.flush)
+            return
+        held, self._held = self._held, None
+        self._transport.write(held + data)
+
+    def flush(self) -> None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._transport.write(held)
+
+    def writelines(self, data: list[bytes]) -> None:
+        self.write(b"".join(data))
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self.flush()  # an upgrade (websockets): the new protocol writes on its own
+        self._transport.set_protocol(protocol)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._transport, name)
+
+
 class BoundedHeadProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a bound on the request line plus headers.
 
@@ -40,6 +88,9 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     """
 
     head_limit = HEAD_LIMIT
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(CorkedTransport(transport))  # type: ignore[arg-type]
 
     def on_message_begin(self) -> None:
         self._head_bytes = 0
