@@ -61,7 +61,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
@@ -93,6 +93,40 @@ PRUNE_EVERY = 60.0  # how often a replica looks for change items past retention
 NUDGE_GAP = 0.005  # the least time between two polls, however often nudged
 WATERMARK_SK = "~pruned"  # sorts after every 20-digit sequence: each poll reads it too
 Token = tuple[tuple[str, str, str, str], str, str]
+UNREAD: dict = {}  # a change item that carries no content: the resource must be read
+
+
+class Change(NamedTuple):
+    """One change item as a poll reads it: the resource's item as of that change (None:
+    deleted), or ``UNREAD`` when the writer's change items carry no content."""
+
+    sequence: int
+    key: Key
+    item: dict | None
+
+
+def _change_of(item: dict) -> Change:
+    """A change item read from the table; the resource item it carries is rebuilt in the
+    table's own shape (``rev`` is the change's sequence, as the write set it)."""
+    sequence, key = int(item["sk"]["S"]), Key(*json.loads(item["key"]["S"]))
+    if "gone" in item:
+        return Change(sequence, key, None)
+    if "data" not in item:
+        return Change(sequence, key, UNREAD)
+    resource = {
+        "pk": _s(_resource_pk(key)),
+        "sk": _s(_resource_sk(key)),
+        "data": item["data"],
+        "tags": item["tags"],
+        "rev": _n(sequence),
+    }
+    return Change(sequence, key, resource)
+
+
+def carried_items(changes: list[Change]) -> dict[Key, dict | None]:
+    """Each key's item as of its latest change that carries one (the changes sorted by
+    sequence, as a Query of the change items returns them)."""
+    return {change.key: change.item for change in changes if change.item is not UNREAD}
 
 
 def local_dynamodb_command(port: int) -> list[str]:
@@ -133,6 +167,15 @@ def store_timings(url: str) -> tuple[float, float]:
             raise ValueError(f"--store: {name} must be a positive number of seconds")
         numbers.append(value)
     return numbers[0], numbers[1]
+
+
+def _carried(put: Record | None) -> dict[str, dict]:
+    """What a change item carries of the resource it changed: its data and tags as the
+    same transaction writes them, or that it is gone. A peer then applies the change
+    from the item its poll already read, without one more read of the resource."""
+    if put is None:
+        return {"gone": {"BOOL": True}}
+    return {"data": _s(json.dumps(put.data)), "tags": _s(json.dumps(put.tags))}
 
 
 def _resource_pk(key: Key | MeshKey) -> str:
@@ -431,6 +474,7 @@ class DynamoStore(SqliteStore):
             "key": _s(json.dumps(list(changed))),
             "at": _n(round(time.time(), 3)),
             "by": _s(self.replica),
+            **_carried(put),
         }
         ops.append({"Put": {"TableName": self.table, "Item": change}})
         return ops
@@ -623,10 +667,10 @@ class DynamoStore(SqliteStore):
             self._revs.pop(key, None)
 
     # -- following the other replicas --------------------------------------------------
-    def poll_changes(self) -> list[tuple[int, Key]]:
+    def poll_changes(self) -> list[Change]:
         """Change items after the cursor (blocking I/O). The watermark item sorts after
         them, so the same Query also reads how far changes were pruned."""
-        found: list[tuple[int, Key]] = []
+        found: list[Change] = []
         start: dict[str, Any] | None = None
         while True:
             page = self._client.query(
@@ -640,7 +684,7 @@ class DynamoStore(SqliteStore):
                 if item["sk"]["S"] == WATERMARK_SK:
                     self._pruned = max(self._pruned, int(item["value"]["N"]))
                     continue
-                found.append((int(item["sk"]["S"]), Key(*json.loads(item["key"]["S"]))))
+                found.append(_change_of(item))
             start = page.get("LastEvaluatedKey")
             if not start:
                 return found
@@ -744,13 +788,17 @@ class DynamoStore(SqliteStore):
                     for mesh in self.replace_all(counter, everything):
                         publish(mesh, counter)
                     continue
-                fresh = [(s, k) for s, k in changes if s not in self._applied]
-                items = await loop.run_in_executor(None, self.fetch, {k for _, k in fresh})
+                fresh = [change for change in changes if change.sequence not in self._applied]
+                items = carried_items(fresh)
+                unread = {change.key for change in fresh if change.item is UNREAD}
+                if unread:  # written by a replica whose change items carry no content
+                    items.update(await loop.run_in_executor(None, self.fetch, unread))
             except Exception:
                 log.exception("could not read the change items of table %s", self.table)
                 await asyncio.sleep(1.0)
                 continue
-            for mesh, sequence in sorted(self.apply(changes, items), key=lambda p: p[1]):
+            pairs = [(change.sequence, change.key) for change in changes]
+            for mesh, sequence in sorted(self.apply(pairs, items), key=lambda p: p[1]):
                 publish(mesh, sequence)
             await asyncio.sleep(NUDGE_GAP)
 

@@ -173,3 +173,101 @@ def _pruned(dynamodb_endpoint: str, store: str) -> None:
 def _absent(b) -> None:
     names = [n["virtualNodeName"] for n in b.list_virtual_nodes(meshName="kept")["virtualNodes"]]
     assert names == ["new"], json.dumps(names)
+
+
+def _node_item(dynamodb_endpoint: str, store: str, account: str, mesh: str, name: str) -> dict:
+    answer = table_client(dynamodb_endpoint).get_item(
+        TableName=table_of(store),
+        Key={
+            "pk": {"S": f"res|us-east-1|{account}|{mesh}"},
+            "sk": {"S": json.dumps(["virtualNode", "", name])},
+        },
+        ConsistentRead=True,
+    )
+    return answer["Item"]
+
+
+def _hand_written_change(dynamodb_endpoint: str, store: str, account: str, content: dict) -> int:
+    """A change of node ``n`` of mesh ``carry`` put in the table by hand, as a replica's
+    write puts it (a sequence from the counter, then the change item)."""
+    table = table_client(dynamodb_endpoint)
+    sequence = int(
+        table.update_item(
+            TableName=table_of(store),
+            Key={"pk": {"S": "seq"}, "sk": {"S": "seq"}},
+            UpdateExpression="ADD #v :one",
+            ExpressionAttributeNames={"#v": "value"},
+            ExpressionAttributeValues={":one": {"N": "1"}},
+            ReturnValues="UPDATED_NEW",
+        )["Attributes"]["value"]["N"]
+    )
+    change = {
+        "pk": {"S": "chg"},
+        "sk": {"S": f"{sequence:020d}"},
+        "key": {"S": json.dumps(["us-east-1", account, "carry", "virtualNode", "", "n"])},
+        "at": {"N": str(round(time.time(), 3))},
+        "by": {"S": "a-test"},
+        **content,
+    }
+    table.put_item(TableName=table_of(store), Item=change)
+    return sequence
+
+
+def _port_of(client, mesh: str, name: str) -> int:
+    node = client.describe_virtual_node(meshName=mesh, virtualNodeName=name)["virtualNode"]
+    return node["spec"]["listeners"][0]["portMapping"]["port"]
+
+
+def _with_port(data: str, port: int) -> str:
+    record = json.loads(data)
+    record["spec"]["listeners"][0]["portMapping"]["port"] = port
+    return json.dumps(record)
+
+
+def _nudge_second(pair, dynamodb_endpoint: str, store: str) -> None:
+    _, second = pair
+    url = f"http://127.0.0.1:{second.port}"
+    items = replica_items(dynamodb_endpoint, store)
+    assert nudge(second, next(i["token"]["S"] for i in items if i["url"]["S"] == url)) == 204
+
+
+@pytest.fixture
+def carry(pair, account):
+    """Node ``n`` of mesh ``carry``, written on the first replica, seen by the second."""
+    first, second = pair
+    a = make_client(first.endpoint, "appmesh", account)
+    b = make_client(second.endpoint, "appmesh", account)
+    time.sleep(2.5)  # both have read the other's replica item (every 2 s)
+    a.create_mesh(meshName="carry")
+    a.create_virtual_node(meshName="carry", virtualNodeName="n", spec=http_node_spec())
+    eventually(lambda: b.describe_virtual_node(meshName="carry", virtualNodeName="n"), 40)
+    return b
+
+
+def test_a_peer_applies_a_change_from_the_content_its_change_item_carries(
+    pair, carry, dynamodb_endpoint, slow_store, account
+):
+    """The change item alone says the port is 9090 (the resource item still says
+    otherwise): the nudged peer applies it without reading the resource item."""
+    item = _node_item(dynamodb_endpoint, slow_store, account, "carry", "n")
+    content = {"data": {"S": _with_port(item["data"]["S"], 9090)}, "tags": item["tags"]}
+    _hand_written_change(dynamodb_endpoint, slow_store, account, content)
+    _nudge_second(pair, dynamodb_endpoint, slow_store)
+    eventually(lambda: _assert_port(carry, 9090), timeout=10)
+
+
+def test_a_change_item_without_content_makes_the_peer_read_the_resource(
+    pair, carry, dynamodb_endpoint, slow_store, account
+):
+    """Change items of replicas from before they carried content name the key only:
+    the peer reads the resource item, as it always did."""
+    item = _node_item(dynamodb_endpoint, slow_store, account, "carry", "n")
+    sequence = _hand_written_change(dynamodb_endpoint, slow_store, account, {})
+    item = {**item, "data": {"S": _with_port(item["data"]["S"], 9191)}, "rev": {"N": str(sequence)}}
+    table_client(dynamodb_endpoint).put_item(TableName=table_of(slow_store), Item=item)
+    _nudge_second(pair, dynamodb_endpoint, slow_store)
+    eventually(lambda: _assert_port(carry, 9191), timeout=10)
+
+
+def _assert_port(client, port: int) -> None:
+    assert _port_of(client, "carry", "n") == port
