@@ -48,11 +48,14 @@ MOTO_SERIAL = (
 )
 
 
-def start(command: list[str], port: int, what: str, log: Path) -> subprocess.Popen:
-    """``command`` with this checkout first on the path (not an installed appmesh-local)."""
+def start(
+    command: list[str], port: int, what: str, log: Path, root: Path = ROOT
+) -> subprocess.Popen:
+    """``command`` with this checkout (or ``root``, another one) first on the path, not
+    an installed appmesh-local."""
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
     }
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -60,12 +63,13 @@ def start(command: list[str], port: int, what: str, log: Path) -> subprocess.Pop
     return process
 
 
-def serve(tmp: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+def serve(tmp: Path, *extra: str, root: Path = ROOT) -> tuple[subprocess.Popen, str]:
     port = free_port()
     command = [sys.executable, "-m", "appmesh_api.cli", "serve", "--port", str(port)]
     command += ["--xds-port", "0", "--xray-daemon-port", "0", "--log-level", "warning"]
     command += ["--data-dir", str(tmp / f"data-{port}"), *extra]
-    return start(command, port, "serve", tmp / f"serve-{port}.log"), f"http://127.0.0.1:{port}"
+    process = start(command, port, "serve", tmp / f"serve-{port}.log", root)
+    return process, f"http://127.0.0.1:{port}"
 
 
 def client(endpoint: str):
