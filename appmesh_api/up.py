@@ -39,11 +39,20 @@ ACCOUNT = "123456789012"
 
 @dataclass
 class Processes:
-    """Everything ``up`` started, stopped in reverse order."""
+    """Everything ``up`` started, stopped in reverse order; what the others stand on
+    (``underneath``: the replicas' DynamoDB) only once they have stopped, since a
+    replica's last writes as it stops (its registrations, its replica item) go there."""
 
     started: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
+    underneath: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
 
-    def start(self, what: str, command: list[str], env: dict[str, str] | None = None):
+    def start(
+        self,
+        what: str,
+        command: list[str],
+        env: dict[str, str] | None = None,
+        underneath: bool = False,
+    ):
         process = subprocess.Popen(
             command,
             env={**os.environ, **(env or {})},
@@ -51,17 +60,22 @@ class Processes:
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches us only; we stop the children in order
         )
-        self.started.append((what, process))
+        (self.underneath if underneath else self.started).append((what, process))
         return process
 
     def stop(self) -> None:
         # A second Ctrl-C must not cut the clean-up short and leave processes behind.
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, signal.SIG_IGN)
-        for _, process in reversed(self.started):
+        for group in (self.started, self.underneath):
+            self._stop(group)
+
+    @staticmethod
+    def _stop(group: list[tuple[str, subprocess.Popen]]) -> None:
+        for _, process in reversed(group):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        for what, process in reversed(self.started):
+        for what, process in reversed(group):
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -261,7 +275,7 @@ def start_replicas(
     process of its own), the first one with the X-Ray daemon. Each replica is on
     ``port + i`` when that is free; the sidecars get every replica's endpoint."""
     table_port = free_port()
-    moto = processes.start("DynamoDB (moto)", local_dynamodb_command(table_port))
+    moto = processes.start("DynamoDB (moto)", local_dynamodb_command(table_port), underneath=True)
     wait_for_port(table_port, moto, "moto's DynamoDB")
     store = f"dynamodb://appmesh-local?endpoint=http://127.0.0.1:{table_port}&region=us-east-1"
     ports = [_free_or_any(port + index) for index in range(count)]
