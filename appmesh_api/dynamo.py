@@ -87,7 +87,11 @@ log = logging.getLogger("appmesh_local.dynamo")
 GAP_GRACE = 5.0  # seconds a missing sequence number is waited for
 PROXY_TTL = 300.0  # a row no replica refreshed for this long is deleted by whoever sees it
 PROXY_REFRESH = 5.0  # a saved registration is written again at most this often
-POLL_INTERVAL = 0.05  # seconds between polls of the change items (``poll=``)
+# Seconds between polls of the change items (``poll=``). Nudges deliver a peer's write
+# within a poll's round trip; this is the fallback for a lost nudge. At 50 ms, three
+# idle replicas and moto spent a quarter of a core on polls (255 CPU ms/s), on cores
+# their pushes share; at 1 s, 50 ms/s, most of it other periodic reads.
+POLL_INTERVAL = 1.0
 CHANGE_RETENTION = 600.0  # seconds a change item is kept (``retention=``)
 PRUNE_EVERY = 60.0  # how often a replica looks for change items past retention
 NUDGE_GAP = 0.005  # the least time between two polls, however often nudged

@@ -1,8 +1,9 @@
 """Replicas nudge each other: "read the change items now", after every write.
 
 Without it a replica learns of another replica's write by its next poll of the table
-(every 50 ms), which is most of the delay between a write on one replica and a push
-from another. With it, the replica that committed a write sends each peer an empty
+(every second: polls are the fallback, see ``dynamo.POLL_INTERVAL``), which would be
+most of the delay between a write on one replica and a push from another. With it,
+the replica that committed a write sends each peer an empty
 ``POST /_appmesh/replicas/nudge`` and the peer polls at once; polling stays as the
 fallback, so a nudge that is lost (a peer address that is wrong or unreachable, a
 peer that is restarting) costs only the delay it would have saved.

@@ -2,10 +2,11 @@
 
 Three ``serve`` processes share one DynamoDB (moto's server, serving one request at a
 time as DynamoDB applies a transaction atomically). Each replica's index lags the
-others' writes by a poll (50 ms), so every check made against it alone -- a quota, a
-reference, a delete refused while something depends on it -- could be passed by two
-replicas at once. These tests fire the racing requests together, from threads behind a
-barrier, on different replicas, and count what the table ends up holding.
+others' writes by a nudge and a poll's round trip, so every check made against it
+alone -- a quota, a reference, a delete refused while something depends on it -- could
+be passed by two replicas at once. These tests fire the racing requests together, from
+threads behind a barrier, on different replicas, and count what the table ends up
+holding.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from tests.api.test_replicas import eventually
 from tests.conftest import Server, make_client, start_server
 
 ROUNDS = 8  # reference races per pair of operations; each round is one real race
-CATCH_UP = 30.0  # seconds a replica may take to poll a write in (50 ms when not loaded)
+CATCH_UP = 30.0  # seconds a replica may take to poll a write in (a nudge, or a 1 s poll)
 
 
 @pytest.fixture(scope="module")

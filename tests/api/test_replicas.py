@@ -40,7 +40,8 @@ def replicas(tmp_path: Path, store: str) -> Iterator[tuple[Server, Server]]:
 
 
 def eventually(check, timeout: float = 5.0):
-    """Retry ``check`` until it returns without raising (other replicas poll every 50 ms)."""
+    """Retry ``check`` until it returns without raising (other replicas are nudged at
+    once, and poll every second)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
