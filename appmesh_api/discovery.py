@@ -330,7 +330,7 @@ class DiscoveryService:
         self.cache = SnapshotCache(store, feed, self.registry, self.cloudmap, self.certificates)
         self.boot = uuid.uuid4().hex[:8]
         self._digests: dict[tuple, tuple[int, dict[str, tuple[str, dict]]]] = {}
-        self._encoded: dict[tuple, tuple[str, Any]] = {}
+        self._encoded: dict[tuple, tuple[int, Any]] = {}
         self._save_pending = False
 
     def version_string(self, version: int) -> str:
@@ -443,24 +443,17 @@ class DiscoveryService:
         encoding: the watchers of one node woken by a change (a thousand long-polls, or
         ADS streams) share one serialisation instead of paying one each."""
         names = tuple(wanted)
-        response = self.response(resolved, type_name, names)
+        version = self._resources(resolved)[0]  # checked first: most callers share a hit
         key = (resolved.mesh, resolved.identity, type_name, names, encode)
         cached = self._encoded.get(key)
-        if cached is None or cached[0] != response["version_info"]:
-            cached = self._encoded[key] = (response["version_info"], encode(response))
+        if cached is None or cached[0] != version:
+            response = self.response(resolved, type_name, names)
+            cached = self._encoded[key] = (version, encode(response))
         return cached[1]
 
     def response(self, resolved: ResolvedNode, type_name: str, wanted: Iterable[str]) -> dict:
         """The current DiscoveryResponse of one type for a node (shared by REST and gRPC)."""
-        try:
-            version, by_type = self.cache.resources(resolved)
-        except ResourceNotFound as exc:
-            raise XdsError(404, NOT_FOUND, str(exc)) from exc
-        except XdsError:
-            raise
-        except Exception as exc:  # a translation bug must not take the server down
-            log.exception("translation failed for %s", resolved.identity.name)
-            raise XdsError(500, INTERNAL, f"translation failed: {exc}") from exc
+        version, by_type = self._resources(resolved)
         resources = by_type[type_name]
         names = set(wanted)
         if names and type_name in ("routes", "endpoints", "secrets"):
@@ -472,6 +465,18 @@ class DiscoveryService:
             "type_url": TYPE_URLS[type_name],
             "nonce": version_info,
         }
+
+    def _resources(self, resolved: ResolvedNode) -> tuple[int, dict[str, list[dict]]]:
+        """The node's (version, translated resources), failures as xDS errors."""
+        try:
+            return self.cache.resources(resolved)
+        except ResourceNotFound as exc:
+            raise XdsError(404, NOT_FOUND, str(exc)) from exc
+        except XdsError:
+            raise
+        except Exception as exc:  # a translation bug must not take the server down
+            log.exception("translation failed for %s", resolved.identity.name)
+            raise XdsError(500, INTERNAL, f"translation failed: {exc}") from exc
 
     def delta_resources(
         self, resolved: ResolvedNode, type_name: str
