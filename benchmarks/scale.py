@@ -13,6 +13,7 @@ them holds the new version). Ratios to SQLite are printed beside each number.
 The processes (moto included) share this machine's cores, so absolutes are of this
 machine only; compare the ratios. The scaffolding is benchmarks/stores.py's (the
 servers, the clients, the timed loops) and benchmarks/translation.py's (watchers).
+benchmarks/push.py times the push alone, two checkouts paired in one run.
 """
 
 from __future__ import annotations
