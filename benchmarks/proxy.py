@@ -450,14 +450,20 @@ def main() -> None:
 
 
 def serve_proxy(
-    procs: Processes, name: str, resources: list[dict[str, Any]], port: int, workers: int = 1
+    procs: Processes,
+    name: str,
+    resources: list[dict[str, Any]],
+    port: int,
+    workers: int = 1,
+    serve: Path = SERVE,
 ) -> list[int]:
-    """``workers`` proxy_serve.py processes applying ``resources``, listening on ``port``."""
+    """``workers`` proxy_serve.py processes applying ``resources``, listening on ``port``
+    (``serve``: another checkout's proxy_serve.py, for a before/after pair)."""
     pids = []
     for index in range(workers):
         config = procs.tmp / f"{name}-{index}.json"
         config.write_text(json.dumps({"resources": resources, "admin": free_port()}))
-        pids.append(procs.start([sys.executable, str(SERVE), str(config)], port))
+        pids.append(procs.start([sys.executable, str(serve), str(config)], port))
     return pids
 
 

@@ -1,6 +1,6 @@
 """HTTP/2 through appmesh-proxy against nginx doing the same job, in one interleaved run.
 
-    python benchmarks/proxy_http2.py [--duration 5] [--rounds 3] [--no-pin]
+    python benchmarks/proxy_http2.py [--duration 5] [--rounds 3] [--no-pin] [--baseline DIR]
 
 Client: ``h2load`` (Debian's nghttp2-client) with prior knowledge (h2c), 8 connections x
 10 concurrent streams, and 1 x 1 for latency. Upstream: nginx (1 worker) returning a
@@ -12,6 +12,9 @@ Client: ``h2load`` (Debian's nghttp2-client) with prior knowledge (h2c), 8 conne
   same job as the nginx row;
 - proxy h2→h2: the ingress sidecar of an ``http2`` node (HTTP/2 on both sides, one
   multiplexed upstream connection).
+
+``--baseline DIR`` adds the two sidecar paths as another checkout (DIR) runs them, in the
+same rounds, for a before/after pair on one machine at one time.
 
 Proxy configs are what envoy_bootstrap.translate produces (benchmarks/proxy.py's small
 mesh). Reports median req/s, p50 at 1x1, the proxy's CPU per 1,000 requests and RSS, and
@@ -32,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.harness import (
+    ROOT,
     BenchPath,
     Processes,
     can_pin,
@@ -114,10 +118,17 @@ def report(paths: list[BenchPath]) -> None:
         ratio = path.ratio("rps", nginx)
         mark = "met" if ratio >= GOAL_VS_NGINX else "not met"
         print(f"goal: {path.name} {ratio:.2f}x nginx >= {GOAL_VS_NGINX}: {mark}")
+    named = {path.name: path for path in paths}
+    for hop in ("h2 -> h1", "h2 -> h2"):
+        before, after = named.get(f"before {hop}"), named[f"proxy {hop}"]
+        if before is not None:
+            print(f"after / before, {hop}: req/s {after.ratio('rps', before):.2f}x, "
+                  f"vCPU per request {after.ratio('vcpu_per_1k', before):.2f}x")  # fmt: skip
 
 
 def main() -> None:
     parser = round_arguments(__doc__, 5, "h2load")
+    parser.add_argument("--baseline", type=Path, help="another checkout to compare with")
     args = parser.parse_args()
     ensure_h2load()
     pin = can_pin(args.no_pin)
@@ -126,9 +137,11 @@ def main() -> None:
         Processes(Path(tmp_name), pin) as procs,
     ):
 
-        def start_proxy(name: str, port: int, target: int, protocol: str) -> list[int]:
+        def start_proxy(name: str, port: int, target: int, protocol: str, tree: Path = ROOT
+                        ) -> list[int]:  # fmt: skip
             resources = translate_for(name, target, target, port, free_port(), False, protocol)
-            return serve_proxy(procs, f"{name}-{protocol}", resources, port)
+            serve = tree / "benchmarks" / "proxy_serve.py"
+            return serve_proxy(procs, f"{name}-{protocol}-{port}", resources, port, serve=serve)
 
         up_port, up_h2, ngx_port = free_port(), free_port(), free_port()
         procs.start(h2_upstream_command(procs.tmp, up_port, up_h2), up_port)
@@ -143,6 +156,12 @@ def main() -> None:
             BenchPath("proxy h2 -> h1", h1_port, to_h1, 1),
             BenchPath("proxy h2 -> h2", h2_port, to_h2, 1),
         ]
+        if args.baseline:
+            old_h1, old_h2, tree = free_port(), free_port(), args.baseline
+            old = start_proxy("app", old_h1, up_port, "http", tree)
+            paths.insert(2, BenchPath("before h2 -> h1", old_h1, old, 1))
+            old = start_proxy("app", old_h2, up_h2, "http2", tree)
+            paths.insert(4, BenchPath("before h2 -> h2", old_h2, old, 1))
         mode = "pinned: h2load CPU 1, servers CPU 0" if pin else "unpinned"
         print(f"{args.rounds} rounds x {len(paths)} paths x (1x1 + 8x10) x "
               f"{args.duration} s, {mode}, load average {load_average()}", flush=True)  # fmt: skip
@@ -151,8 +170,9 @@ def main() -> None:
         for round_ in range(1, args.rounds + 1):
             for path in paths:
                 measure(path, args.duration, pin)
-                print(f"  round {round_}: {path.name:<18} {path.samples['rps'][-1]:>8.0f}"
-                      " req/s", flush=True)  # fmt: skip
+                rps, vcpu = path.samples["rps"][-1], path.samples["vcpu_per_1k"][-1]
+                print(f"  round {round_}: {path.name:<18} {rps:>8.0f} req/s, {vcpu:.3f} vCPU/1k",
+                      flush=True)  # fmt: skip
         report(paths)
         print(f"load average at the end: {load_average()}")
 

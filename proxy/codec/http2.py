@@ -42,6 +42,7 @@ from proxy.observe.stats import HTTP2_DOWNSTREAM_COUNTERS, HTTP_COUNTERS
 from proxy.router.http_types import CHUNKED, CONTENT_LENGTH, NO_BODY, HttpRequest
 from proxy.router.router import Router
 from proxy.stream_info import StreamInfo
+from proxy.upstream.h2_lean import LeanH2Connection
 from proxy.upstream.http2 import h2_configuration, never_indexed, send_within_window
 from proxy.upstream.http2_guards import InboundFloods, OutboundFrames, protocol_error_stat
 
@@ -171,7 +172,7 @@ class Http2Connection(asyncio.Protocol):
         self.h2_stats = ctx.stats.scope("http2", "", HTTP2_DOWNSTREAM_COUNTERS)
         if "streams_active" not in self.h2_stats.gauge_fns:
             _register_gauges(self.h2_stats, ctx.connections)
-        self.h2 = h2.connection.H2Connection(config=h2_configuration(client_side=False))
+        self.h2 = LeanH2Connection(h2_configuration(client_side=False))
         self.transport: asyncio.Transport | None = None
         self.remote_address = ""
         self.local_address = ""

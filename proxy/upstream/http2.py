@@ -39,6 +39,7 @@ import h2.exceptions
 import hpack
 
 from proxy.config.retry import CONNECTION_TERMINATION
+from proxy.upstream.h2_lean import LeanH2Connection
 from proxy.upstream.http2_guards import OutboundFrames, protocol_error_stat
 from proxy.upstream.stream_events import StreamEvents
 
@@ -218,7 +219,7 @@ class Http2UpstreamConnection(asyncio.Protocol):
         self.pool = pool
         self.stats = stats.counters  # the cluster's: ``http2.rx_reset`` and friends
         self.max_requests = max_requests  # over the connection's life; 0: unlimited
-        self.h2 = h2.connection.H2Connection(config=h2_configuration(client_side=True))
+        self.h2 = LeanH2Connection(h2_configuration(client_side=True))
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, Http2UpstreamStream] = {}
         self.closed = False
