@@ -3,7 +3,7 @@ features the proxy does not use, and with bounded memory of closed streams.
 
 What it changes, each measured under h2load (docs/benchmarks.md, HTTP/2):
 
-- HPACK encoding goes through ``FastEncoder`` (``proxy/upstream/hpack_encoder.py``).
+- HPACK goes through ``FastEncoder`` and ``FastDecoder`` (``proxy/upstream/hpack_fast.py``).
 - Every received frame is no longer ``repr()``-ed for a trace logger that drops it.
 - Counting open streams (done each time a stream opens, to apply
   ``MAX_CONCURRENT_STREAMS``) reads each stream's state directly instead of through
@@ -33,7 +33,7 @@ from h2.stream import STREAM_OPEN, StreamClosedBy, StreamState
 from h2.utilities import SizeLimitDict
 from hyperframe.frame import RstStreamFrame
 
-from proxy.upstream.hpack_encoder import FastEncoder
+from proxy.upstream.hpack_fast import FastDecoder, FastEncoder
 
 if TYPE_CHECKING:
     import h2.config
@@ -50,6 +50,10 @@ class LeanH2Connection(h2.connection.H2Connection):
     def __init__(self, config: h2.config.H2Configuration) -> None:
         super().__init__(config=config)
         self.encoder = FastEncoder()
+        decoder = FastDecoder()
+        decoder.max_header_list_size = self.decoder.max_header_list_size
+        decoder.max_allowed_table_size = self.decoder.max_allowed_table_size
+        self.decoder = decoder
         self._closed_streams = SizeLimitDict(size_limit=self.MAX_CLOSED_STREAMS)
 
     def _open_streams(self, remainder: int) -> int:

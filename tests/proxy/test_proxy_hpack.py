@@ -1,4 +1,4 @@
-"""``FastEncoder`` (proxy/upstream/hpack_encoder.py) against hpack's own decoder: every
+"""``FastEncoder`` (proxy.upstream.hpack_fast.py) against hpack's own decoder: every
 block it writes must decode to the headers it was given, in order, with the decoder's
 dynamic table in step with the encoder's after each block (a wrong index or a missed
 eviction shows up as a wrong header or a diverging table)."""
@@ -8,9 +8,11 @@ from __future__ import annotations
 import random
 
 import hpack
+import pytest
+from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hpack.table import HeaderTable
 
-from proxy.upstream.hpack_encoder import NOT_INDEXED, FastEncoder, FastHeaderTable
+from proxy.upstream.hpack_fast import NOT_INDEXED, FastDecoder, FastEncoder, FastHeaderTable
 
 Pair = tuple[bytes, bytes]
 
@@ -77,3 +79,46 @@ def test_the_search_answers_as_hpacks_linear_search_does() -> None:
         assert fast.search(name, value) == slow.search(name, value)
         fast.add(name, value)
         slow.add(name, value)
+
+
+def decode_both(fast: FastDecoder, slow: hpack.Decoder, block: bytes) -> object:
+    """What each decoder makes of ``block``: the headers (never-indexed flags included) or
+    the fact that it refused it; and whether their tables still agree."""
+    answers = []
+    for decoder in (fast, slow):
+        try:
+            headers = decoder.decode(block, raw=True)
+            answers.append([(tuple(h), h.indexable) for h in headers])
+        except HPACKError:
+            answers.append("refused")
+    assert answers[0] == answers[1], block
+    assert list(fast.header_table.dynamic_entries) == list(slow.header_table.dynamic_entries)
+    return answers[0]
+
+
+def test_the_decoder_answers_as_hpacks_for_good_and_broken_blocks() -> None:
+    rng = random.Random(11)
+    encoder = hpack.Encoder()
+    fast, slow = FastDecoder(), hpack.Decoder()
+    refused = 0
+    for serial in range(3000):
+        if serial % 500 == 499:
+            encoder.header_table_size = rng.choice([0, 300, 4096])
+        block = encoder.encode(random_block(rng, serial), huffman=rng.random() < 0.7)
+        if serial % 3 == 0:  # a copy, cut or with one byte flipped, to fresh decoders
+            broken = bytearray(block)
+            if rng.random() < 0.5:
+                del broken[rng.randrange(1, len(broken)) :]
+            else:
+                broken[rng.randrange(len(broken))] ^= 1 << rng.randrange(8)
+            refused += decode_both(FastDecoder(), hpack.Decoder(), bytes(broken)) == "refused"
+        assert decode_both(fast, slow, block) != "refused"
+    assert refused > 100  # the broken copies did exercise the errors
+
+
+def test_the_decoder_bounds_the_decompressed_size() -> None:
+    decoder = FastDecoder()
+    decoder.max_header_list_size = 1000
+    block = hpack.Encoder().encode([(b"x-a", b"a" * 500), (b"x-b", b"b" * 500)])
+    with pytest.raises(OversizedHeaderListError):
+        decoder.decode(block, raw=True)

@@ -1,4 +1,4 @@
-"""A faster HPACK encoder for both sides' h2 connections (RFC 7541), same interface.
+"""Faster HPACK for both sides' h2 connections (RFC 7541): hpack's classes, same interface.
 
 hpack's ``Encoder`` searches the dynamic table linearly for every header it sends, and
 adds every header it did not find, a value never seen again included: each request's
@@ -15,6 +15,13 @@ and any entry bigger than three quarters of the table): those go out as literals
 without indexing, their values not Huffman-coded (they are sent every time, so the
 coding would be paid every time for a few bytes). What it indexes it Huffman-codes, as
 hpack does. Credentials marked ``NeverIndexedHeaderTuple`` stay never-indexed literals.
+
+``FastDecoder`` decodes a block in one loop over the bytes where hpack copied the rest
+of the block for every literal, and remembers the last Huffman-coded strings it decoded
+(peers such as nginx send their response headers as Huffman literals without indexing,
+the same bytes every time). Every check of hpack's stays: truncated strings and
+integers, invalid indices and Huffman codes, table size updates only first and within
+the acknowledged size, and the decompressed size against ``max_header_list_size``.
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 import hpack
+from hpack.exceptions import HPACKDecodingError, InvalidTableSizeError, OversizedHeaderListError
+from hpack.huffman_table import decode_huffman
+from hpack.struct import HeaderTuple, NeverIndexedHeaderTuple
 from hpack.table import HeaderTable
 
 if TYPE_CHECKING:
@@ -191,3 +201,105 @@ class FastEncoder(hpack.Encoder):
         if index:
             return encode_integer(index, prefix, first) + _string(value, coded)
         return bytes((first,)) + _string(name, coded) + _string(value, coded)
+
+
+_HUFFMAN_MEMORY = 128  # decoded strings remembered per connection, each of at most
+_HUFFMAN_REMEMBERED = 128  # this many coded bytes (a few KiB per connection)
+
+
+def decode_integer(data: bytes, offset: int, prefix_bits: int) -> tuple[int, int]:
+    """RFC 7541 5.1 from ``data[offset]``: the value and the offset after it (at most
+    five bytes after the prefix, as hpack allows)."""
+    limit = (1 << prefix_bits) - 1
+    try:
+        value = data[offset] & limit
+        offset += 1
+        if value < limit:
+            return value, offset
+        shift = 0
+        for _ in range(5):
+            byte = data[offset]
+            offset += 1
+            value += (byte & 127) << shift
+            if byte < 128:
+                return value, offset
+            shift += 7
+    except IndexError as err:
+        raise HPACKDecodingError("Truncated HPACK integer") from err
+    raise HPACKDecodingError("Variable integer representation is too long")
+
+
+class FastDecoder(hpack.Decoder):
+    """hpack's ``Decoder`` with a one-pass ``decode`` for h2's ``raw=True`` calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._huffman: dict[bytes, bytes] = {}
+
+    def decode(self, data: bytes, raw: bool = False) -> list[HeaderTuple]:
+        if not raw:
+            return list(super().decode(data, raw))
+        data = bytes(data)
+        table = self.header_table
+        headers: list[HeaderTuple] = []
+        inflated, offset, end = 0, 0, len(data)
+        while offset < end:
+            first = data[offset]
+            if first & 0x80:  # indexed field (6.1)
+                index, offset = decode_integer(data, offset, 7)
+                header = HeaderTuple(*table.get_by_index(index))
+            elif first & 0x40:  # literal with incremental indexing (6.2.1)
+                header, offset = self._literal(data, offset, 6, False)
+                table.add(header[0], header[1])
+            elif first & 0x20:  # dynamic table size update (6.3), only before fields
+                if headers:
+                    raise HPACKDecodingError("Table size update not at the start of the block")
+                size, offset = decode_integer(data, offset, 5)
+                if size > self.max_allowed_table_size:
+                    raise InvalidTableSizeError("Encoder exceeded max allowable table size")
+                self.header_table_size = size
+                continue
+            else:  # literal without indexing (6.2.2) or never indexed (6.2.3)
+                header, offset = self._literal(data, offset, 4, bool(first & 0x10))
+            headers.append(header)
+            inflated += 32 + len(header[0]) + len(header[1])
+            if inflated > self.max_header_list_size:
+                raise OversizedHeaderListError(
+                    f"A header list larger than {self.max_header_list_size} has been received"
+                )
+        self._assert_valid_table_size()
+        return headers
+
+    def _literal(
+        self, data: bytes, offset: int, prefix_bits: int, never: bool
+    ) -> tuple[HeaderTuple, int]:
+        if data[offset] & ((1 << prefix_bits) - 1):
+            index, offset = decode_integer(data, offset, prefix_bits)
+            name = self.header_table.get_by_index(index)[0]
+        else:
+            name, offset = self._string(data, offset + 1)
+        value, offset = self._string(data, offset)
+        if never:
+            return NeverIndexedHeaderTuple(name, value), offset
+        return HeaderTuple(name, value), offset
+
+    def _string(self, data: bytes, offset: int) -> tuple[bytes, int]:
+        """A string literal (5.2) at ``offset``: its bytes and the offset after it."""
+        if offset >= len(data):
+            raise HPACKDecodingError("Truncated header block")
+        huffman = data[offset] & 0x80
+        length, offset = decode_integer(data, offset, 7)
+        stop = offset + length
+        if stop > len(data):
+            raise HPACKDecodingError("Truncated header block")
+        text = data[offset:stop]
+        if not huffman:
+            return text, stop
+        known = self._huffman.get(text)
+        if known is None:
+            known = decode_huffman(text)
+            if len(text) <= _HUFFMAN_REMEMBERED:
+                if len(self._huffman) >= _HUFFMAN_MEMORY:
+                    self._huffman.clear()
+                self._huffman[text] = known
+        return known, stop
