@@ -5,6 +5,11 @@ What it changes, each measured under h2load (docs/benchmarks.md, HTTP/2):
 
 - HPACK goes through ``FastEncoder`` and ``FastDecoder`` (``proxy/upstream/hpack_fast.py``).
 - Every received frame is no longer ``repr()``-ed for a trace logger that drops it.
+- Received header blocks are validated in one pass (``proxy/upstream/h2_validation.py``)
+  where h2 chained seven generators; h2's own pipeline still judges any block that fails.
+- Its streams (``LeanStream``) write HEADERS, CONTINUATION and DATA frames as bytes
+  where h2 built a hyperframe object for each (three mixins' ``__init__``, a ``Flags``
+  set, a serialisation pass), with h2's state machine and checks as they were.
 - Counting open streams (done each time a stream opens, to apply
   ``MAX_CONCURRENT_STREAMS``) reads each stream's state directly instead of through
   two properties per stream.
@@ -23,23 +28,137 @@ What it changes, each measured under h2load (docs/benchmarks.md, HTTP/2):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import struct
+from typing import TYPE_CHECKING, Any
 
 import h2.connection
 import h2.events
+import h2.stream
+from h2.connection import AllowedStreamIDs
 from h2.errors import ErrorCodes
-from h2.exceptions import StreamClosedError, StreamIDTooLowError
-from h2.stream import STREAM_OPEN, StreamClosedBy, StreamState
-from h2.utilities import SizeLimitDict
+from h2.exceptions import ProtocolError, StreamClosedError, StreamIDTooLowError
+from h2.stream import STREAM_OPEN, StreamClosedBy, StreamInputs, StreamState
+from h2.utilities import (
+    SizeLimitDict,
+    authority_from_headers,
+    extract_method_header,
+    is_informational_response,
+    utf8_encode_headers,
+)
+from hpack import NeverIndexedHeaderTuple
 from hyperframe.frame import RstStreamFrame
 
+from proxy.upstream.h2_validation import acceptable
 from proxy.upstream.hpack_fast import FastDecoder, FastEncoder
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     import h2.config
+    from h2.utilities import HeaderValidationFlags
+    from hpack import Encoder
     from hyperframe.frame import Frame
 
 _CLOSED = StreamState.CLOSED
+_HEADER = struct.Struct(">HBBBL")  # RFC 9113 4.1: length (24 bits), type, flags, stream id
+_DATA, _HEADERS, _CONTINUATION = 0x0, 0x1, 0x9
+_END_STREAM, _END_HEADERS = 0x1, 0x4
+
+
+class WireFrame:
+    """A frame already serialised: what ``_prepare_for_sending`` needs of a frame."""
+
+    __slots__ = ("body_len", "wire")
+
+    def __init__(self, kind: int, flags: int, stream_id: int, body: bytes) -> None:
+        self.body_len = size = len(body)
+        self.wire = _HEADER.pack(size >> 8, size & 0xFF, kind, flags, stream_id) + body
+
+    def serialize(self) -> bytes:
+        return self.wire
+
+
+class LeanStream(h2.stream.H2Stream):
+    """h2's stream with HEADERS and DATA written as bytes (h2's outbound header
+    normalisation and validation are off in ``h2_configuration``; with either on it
+    falls back to h2's own code)."""
+
+    def send_headers(  # type: ignore[override]
+        self, headers: Iterable[Any], encoder: Encoder, end_stream: bool = False
+    ) -> list[WireFrame]:
+        config = self.config
+        if config.normalize_outbound_headers or config.validate_outbound_headers:
+            return super().send_headers(headers, encoder, end_stream)  # type: ignore[return-value]
+        machine = self.state_machine
+        bytes_headers = utf8_encode_headers(headers)
+        input_ = StreamInputs.SEND_HEADERS
+        if not machine.client and is_informational_response(bytes_headers):
+            if end_stream:
+                raise ProtocolError("Cannot set END_STREAM on informational responses.")
+            input_ = StreamInputs.SEND_INFORMATIONAL_HEADERS
+        machine.process_input(input_)
+        block = encoder.encode(bytes_headers)
+        flags = 0
+        if end_stream:
+            machine.process_input(StreamInputs.SEND_END_STREAM)
+            flags = _END_STREAM
+        if machine.trailers_sent and not end_stream:
+            raise ProtocolError("Trailers must have END_STREAM set.")
+        if machine.client and self._authority is None:
+            self._authority = authority_from_headers(bytes_headers)
+        self.request_method = extract_method_header(bytes_headers)
+        return self._header_frames(block, flags)
+
+    def _header_frames(self, block: bytes, flags: int) -> list[WireFrame]:
+        """HEADERS, then CONTINUATIONs for what exceeds the peer's frame size."""
+        size = self.max_outbound_frame_size or len(block)
+        if len(block) <= size:
+            return [WireFrame(_HEADERS, flags | _END_HEADERS, self.stream_id, block)]
+        pieces = [block[start : start + size] for start in range(0, len(block), size)]
+        frames = [WireFrame(_HEADERS, flags, self.stream_id, pieces[0])]
+        frames += [WireFrame(_CONTINUATION, 0, self.stream_id, piece) for piece in pieces[1:-1]]
+        frames.append(WireFrame(_CONTINUATION, _END_HEADERS, self.stream_id, pieces[-1]))
+        return frames
+
+    def _process_received_headers(
+        self, headers: Iterable[Any], flags: HeaderValidationFlags, encoding: bool | str | None
+    ) -> list[Any]:
+        """h2's normalisation, validation and decoding of a received block, with the
+        validation done by ``acceptable`` when it passes the block (plain tuples out,
+        ``NeverIndexedHeaderTuple`` kept for fields sent never-indexed)."""
+        config = self.config
+        listed = headers if isinstance(headers, list) else list(headers)
+        if not (config.validate_inbound_headers and isinstance(encoding, str)) or not (
+            acceptable(listed, flags)
+        ):
+            return super()._process_received_headers(listed, flags, encoding)
+        decoded: list[Any] = []
+        for header in listed:
+            name, value = header[0].decode(encoding), header[1].decode(encoding)
+            if type(header) is NeverIndexedHeaderTuple:
+                decoded.append(NeverIndexedHeaderTuple(name, value))
+            else:
+                decoded.append((name, value))
+        return decoded
+
+    def send_data(  # type: ignore[override]
+        self, data: bytes | memoryview, end_stream: bool = False, pad_length: int | None = None
+    ) -> list[WireFrame]:
+        if pad_length is not None:
+            return super().send_data(data, end_stream, pad_length)  # type: ignore[return-value]
+        machine = self.state_machine
+        machine.process_input(StreamInputs.SEND_DATA)
+        body = data.tobytes() if isinstance(data, memoryview) else bytes(data)
+        flags = 0
+        if end_stream:
+            machine.process_input(StreamInputs.SEND_END_STREAM)
+            flags = _END_STREAM
+        self.outbound_flow_control_window -= len(body)
+        return [WireFrame(_DATA, flags, self.stream_id, body)]
+
+    def end_stream(self) -> list[WireFrame]:  # type: ignore[override]
+        self.state_machine.process_input(StreamInputs.SEND_END_STREAM)
+        return [WireFrame(_DATA, _END_STREAM, self.stream_id, b"")]
 
 
 class LeanH2Connection(h2.connection.H2Connection):
@@ -55,6 +174,33 @@ class LeanH2Connection(h2.connection.H2Connection):
         decoder.max_allowed_table_size = self.decoder.max_allowed_table_size
         self.decoder = decoder
         self._closed_streams = SizeLimitDict(size_limit=self.MAX_CLOSED_STREAMS)
+
+    def _begin_new_stream(self, stream_id: int, allowed_ids: AllowedStreamIDs) -> LeanStream:
+        """h2's ``_begin_new_stream``, making a ``LeanStream``."""
+        outbound = self._stream_id_is_outbound(stream_id)
+        highest = self.highest_outbound_stream_id if outbound else self.highest_inbound_stream_id
+        if stream_id <= highest:
+            raise StreamIDTooLowError(stream_id, highest)
+        if (stream_id % 2) != int(allowed_ids):
+            raise ProtocolError("Invalid stream ID for peer.")
+        stream = LeanStream(
+            stream_id,
+            config=self.config,
+            inbound_window_size=self.local_settings.initial_window_size,
+            outbound_window_size=self.remote_settings.initial_window_size,
+        )
+        stream.max_outbound_frame_size = self.max_outbound_frame_size
+        self.streams[stream_id] = stream
+        if outbound:
+            self.highest_outbound_stream_id = stream_id
+        else:
+            self.highest_inbound_stream_id = stream_id
+        return stream
+
+    def _prepare_for_sending(self, frames: list[Frame]) -> None:
+        out = self._data_to_send
+        for frame in frames:
+            out += frame.serialize()
 
     def _open_streams(self, remainder: int) -> int:
         """h2's count of open streams of one parity, purging closed ones as it goes."""
