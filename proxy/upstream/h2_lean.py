@@ -11,8 +11,10 @@ What it changes, each measured under h2load (docs/benchmarks.md, HTTP/2):
   where h2 built a hyperframe object for each (three mixins' ``__init__``, a ``Flags``
   set, a serialisation pass), with h2's state machine and checks as they were.
 - Counting open streams (done each time a stream opens, to apply
-  ``MAX_CONCURRENT_STREAMS``) reads each stream's state directly instead of through
-  two properties per stream.
+  ``MAX_CONCURRENT_STREAMS``) scanned every stream of the connection, 100 on a busy
+  upstream connection; each stream's state machine now keeps the count as it moves in
+  and out of the open states, and notes when it closes, so only the streams closed
+  since are visited.
 - h2 remembers how each of the last 65,536 closed streams of a connection ended, so as
   to answer a late frame on one as RFC 9113 5.1 says (a stream reset for a stream that
   was reset, a connection error for one that ended normally): megabytes per long-lived
@@ -78,10 +80,46 @@ class WireFrame:
         return self.wire
 
 
+class StreamCounts:
+    """A connection's open streams by parity (stream id % 2) and the ids closed since
+    h2 last counted, kept by its streams' state machines."""
+
+    __slots__ = ("closed", "open")
+
+    def __init__(self) -> None:
+        self.open = [0, 0]
+        self.closed: list[int] = []
+
+
+class CountingStateMachine(h2.stream.H2StreamStateMachine):
+    """h2's stream state machine, reporting its moves in and out of the open states."""
+
+    def __init__(self, stream_id: int, counts: StreamCounts) -> None:
+        super().__init__(stream_id)
+        self.counts = counts
+
+    def process_input(self, input_: StreamInputs) -> list[Any]:
+        was = self.state
+        try:
+            return super().process_input(input_)
+        finally:
+            now = self.state
+            if now is not was:
+                opened = STREAM_OPEN[now]
+                if opened != STREAM_OPEN[was]:
+                    self.counts.open[self.stream_id % 2] += 1 if opened else -1
+                if now == _CLOSED:
+                    self.counts.closed.append(self.stream_id)
+
+
 class LeanStream(h2.stream.H2Stream):
     """h2's stream with HEADERS and DATA written as bytes (h2's outbound header
     normalisation and validation are off in ``h2_configuration``; with either on it
-    falls back to h2's own code)."""
+    falls back to h2's own code), and a state machine that keeps the open count."""
+
+    def __init__(self, stream_id: int, counts: StreamCounts, **kwargs: Any) -> None:
+        super().__init__(stream_id, **kwargs)
+        self.state_machine = CountingStateMachine(stream_id, counts)
 
     def send_headers(  # type: ignore[override]
         self, headers: Iterable[Any], encoder: Encoder, end_stream: bool = False
@@ -167,6 +205,7 @@ class LeanH2Connection(h2.connection.H2Connection):
     MAX_CLOSED_STREAMS = 1024
 
     def __init__(self, config: h2.config.H2Configuration) -> None:
+        self._counts = StreamCounts()
         super().__init__(config=config)
         self.encoder = FastEncoder()
         decoder = FastDecoder()
@@ -185,6 +224,7 @@ class LeanH2Connection(h2.connection.H2Connection):
             raise ProtocolError("Invalid stream ID for peer.")
         stream = LeanStream(
             stream_id,
+            self._counts,
             config=self.config,
             inbound_window_size=self.local_settings.initial_window_size,
             outbound_window_size=self.remote_settings.initial_window_size,
@@ -203,19 +243,15 @@ class LeanH2Connection(h2.connection.H2Connection):
             out += frame.serialize()
 
     def _open_streams(self, remainder: int) -> int:
-        """h2's count of open streams of one parity, purging closed ones as it goes."""
-        count = 0
-        closed = []
-        for stream_id, stream in self.streams.items():
-            state = stream.state_machine.state
-            if state == _CLOSED:
-                closed.append(stream_id)
-            elif STREAM_OPEN[state] and stream_id % 2 == remainder:
-                count += 1
+        """h2's count of open streams of one parity; closed streams move from
+        ``streams`` to ``_closed_streams`` here, as in h2."""
+        counts = self._counts
+        closed, counts.closed = counts.closed, []
         for stream_id in closed:
-            stream = self.streams.pop(stream_id)
-            self._closed_streams[stream_id] = stream.state_machine.stream_closed_by
-        return count
+            stream = self.streams.pop(stream_id, None)
+            if stream is not None:
+                self._closed_streams[stream_id] = stream.state_machine.stream_closed_by
+        return counts.open[remainder]
 
     def _stream_closed_by(self, stream_id: int) -> StreamClosedBy | None:
         """How a stream ended; a stream below the highest id of its side that is neither

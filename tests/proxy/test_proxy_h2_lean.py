@@ -18,6 +18,7 @@ import h2.connection
 import h2.events
 import hpack
 from h2.exceptions import ProtocolError
+from h2.stream import StreamState
 from h2.utilities import HeaderValidationFlags, normalize_inbound_headers, validate_headers
 from hyperframe.frame import (
     DataFrame,
@@ -35,6 +36,7 @@ from proxy.upstream.h2_lean import LeanH2Connection
 from proxy.upstream.h2_validation import acceptable
 from proxy.upstream.http2 import h2_configuration
 
+OPEN = StreamState.OPEN
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
@@ -68,6 +70,48 @@ def test_its_headers_continuations_and_data_read_back_in_h2() -> None:
     answers = client.receive_data(server.data_to_send())
     assert b"".join(e.data for e in answers if isinstance(e, h2.events.DataReceived)) == b"answer"
     assert 1 not in client.streams or client.streams[1].closed
+
+
+def test_the_open_stream_counts_are_h2s() -> None:
+    """Streams opened, ended either way, reset either way, in random order: after each
+    step the kept counts equal a count of every stream's state (h2's own way), and the
+    closed streams have left ``streams`` for ``_closed_streams``."""
+    rng = random.Random(9)
+    client = LeanH2Connection(h2_configuration(client_side=True))
+    server = LeanH2Connection(h2_configuration(client_side=False))
+    client.initiate_connection()
+    server.initiate_connection()
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    head = [(":method", "POST"), (":scheme", "http"), (":path", "/"), (":authority", "a")]
+    for _ in range(3000):
+        live = [i for i, st in client.streams.items() if not st.closed]
+        step = rng.randrange(5) if live else 0
+        if step == 0:
+            client.send_headers(client.get_next_available_stream_id(), head)
+        elif step == 1:
+            sending = [i for i in live if client.streams[i].state_machine.state == OPEN]
+            if sending:
+                client.end_stream(rng.choice(sending))
+        elif step == 2:
+            client.reset_stream(rng.choice(live))
+        for event in server.receive_data(client.data_to_send()):
+            if isinstance(event, h2.events.RequestReceived) and rng.random() < 0.5:
+                server.reset_stream(event.stream_id)
+            elif isinstance(event, h2.events.StreamEnded) and rng.random() < 0.7:
+                stream = server.streams.get(event.stream_id)
+                if stream is not None and not stream.state_machine.headers_sent:
+                    server.send_headers(event.stream_id, [(":status", "200")], end_stream=True)
+        if step == 3:
+            open_ids = [i for i, st in server.streams.items()
+                        if st.open and not st.state_machine.headers_sent]  # fmt: skip
+            if open_ids:
+                server.send_headers(rng.choice(open_ids), [(":status", "204")], end_stream=True)
+        client.receive_data(server.data_to_send())
+        for conn, parity in ((client, 1), (server, 1)):
+            expected = sum(1 for i, st in conn.streams.items() if st.open and i % 2 == parity)
+            assert conn._open_streams(parity) == expected
+            assert not any(st.closed for st in conn.streams.values())
 
 
 REQUEST = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/a"),
