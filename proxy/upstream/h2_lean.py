@@ -62,6 +62,10 @@ if TYPE_CHECKING:
     from hyperframe.frame import Frame
 
 _CLOSED = StreamState.CLOSED
+_TRANSITIONS = {
+    (state._value_, input_._value_): entry
+    for (state, input_), entry in h2.stream._transitions.items()
+}
 _HEADER = struct.Struct(">HBBBL")  # RFC 9113 4.1: length (24 bits), type, flags, stream id
 _DATA, _HEADERS, _CONTINUATION = 0x0, 0x1, 0x9
 _END_STREAM, _END_HEADERS = 0x1, 0x4
@@ -99,17 +103,36 @@ class CountingStateMachine(h2.stream.H2StreamStateMachine):
         self.counts = counts
 
     def process_input(self, input_: StreamInputs) -> list[Any]:
+        """h2's ``process_input``, its transitions looked up by the states' and inputs'
+        integer values (hashing the enums themselves runs Python code)."""
+        if not isinstance(input_, StreamInputs):
+            raise ValueError("Input must be an instance of StreamInputs")
         was = self.state
+        entry = _TRANSITIONS.get((was._value_, input_._value_))
+        if entry is None:
+            self._move(_CLOSED)
+            raise ProtocolError(f"Invalid input {input_} in state {was}")
+        func, target = entry
+        self._move(target)
+        if func is None:
+            return []
         try:
-            return super().process_input(input_)
-        finally:
-            now = self.state
-            if now is not was:
-                opened = STREAM_OPEN[now]
-                if opened != STREAM_OPEN[was]:
-                    self.counts.open[self.stream_id % 2] += 1 if opened else -1
-                if now == _CLOSED:
-                    self.counts.closed.append(self.stream_id)
+            return func(self, was)
+        except ProtocolError:
+            self._move(_CLOSED)
+            raise
+        except AssertionError as err:  # as h2 does
+            self._move(_CLOSED)
+            raise ProtocolError(err) from err
+
+    def _move(self, now: StreamState) -> None:
+        was, self.state = self.state, now
+        if now is not was:
+            opened = STREAM_OPEN[now]
+            if opened != STREAM_OPEN[was]:
+                self.counts.open[self.stream_id % 2] += 1 if opened else -1
+            if now == _CLOSED:
+                self.counts.closed.append(self.stream_id)
 
 
 class LeanStream(h2.stream.H2Stream):
