@@ -3,7 +3,7 @@ own state machine, and late frames on long-closed HTTP/2 streams from a raw clie
 (hyperframe and hpack, no state machine of its own to refuse them) against a real
 ProxyServer.
 
-The proxy's h2 connections remember how the last 1,024 closed streams ended
+The proxy's h2 connections remember how the last 128 closed streams ended
 (``LeanH2Connection.MAX_CLOSED_STREAMS``), not h2's 65,536; a frame on a stream closed
 longer ago than that must cost the peer that stream only (RST_STREAM for DATA and
 HEADERS, nothing for WINDOW_UPDATE and RST_STREAM), never the connection."""
