@@ -48,6 +48,7 @@ from h2.utilities import (
     is_informational_response,
     utf8_encode_headers,
 )
+from h2.windows import WindowManager
 from hpack import NeverIndexedHeaderTuple
 from hyperframe.frame import RstStreamFrame
 
@@ -141,9 +142,26 @@ class LeanStream(h2.stream.H2Stream):
     normalisation and validation are off in ``h2_configuration``; with either on it
     falls back to h2's own code), and a state machine that keeps the open count."""
 
-    def __init__(self, stream_id: int, counts: StreamCounts, **kwargs: Any) -> None:
-        super().__init__(stream_id, **kwargs)
+    def __init__(
+        self,
+        stream_id: int,
+        counts: StreamCounts,
+        config: h2.config.H2Configuration,
+        inbound_window_size: int,
+        outbound_window_size: int,
+    ) -> None:
+        """h2's ``H2Stream.__init__`` with the counting state machine (not one made and
+        then replaced: a stream is made per request)."""
         self.state_machine = CountingStateMachine(stream_id, counts)
+        self.stream_id = stream_id
+        self.max_outbound_frame_size: int | None = None
+        self.request_method: bytes | None = None
+        self.outbound_flow_control_window = outbound_window_size
+        self._inbound_window_manager = WindowManager(inbound_window_size)
+        self._expected_content_length: int | None = None
+        self._actual_content_length = 0
+        self._authority: bytes | None = None
+        self.config = config
 
     def send_headers(  # type: ignore[override]
         self, headers: Iterable[Any], encoder: Encoder, end_stream: bool = False
