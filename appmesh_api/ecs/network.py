@@ -111,6 +111,9 @@ def _ensure_hub(subnet: str) -> None:
 def _plug(namespace: str | None, link: str, address: str) -> None:
     """A veth from ``namespace`` (None: the root one) onto the hub's bridge."""
     peer = f"{link}p"
+    # The lease is ours (under the lock): a pair of this name is one a killed task left in
+    # the root namespace half-wired. Deleting one end takes the pair.
+    subprocess.run(["ip", "link", "del", link], capture_output=True, timeout=20, check=False)
     _ip("link", "add", link, "type", "veth", "peer", "name", peer)
     _ip("link", "set", peer, "netns", HUB)
     _ip("link", "set", peer, "master", BRIDGE, "up", namespace=HUB)
@@ -148,7 +151,7 @@ class TaskNetwork:
                 _ip("netns", "add", namespace)
                 _plug(namespace, f"amecs{octet}", network.address)
             except NetworkError:
-                network.close()
+                network._release()  # under the lock already: a second flock would wait forever
                 raise
             return network
 
@@ -168,7 +171,11 @@ class TaskNetwork:
 
     def close(self) -> None:
         with _locked():
-            _remove_namespace(self.namespace)
-            (STATE / f"lease-{self.octet}.json").unlink(missing_ok=True)
-            if not _leases() and _exists(HUB):
-                _remove_namespace(HUB)  # the bridge and the root veth go with it
+            self._release()
+
+    def _release(self) -> None:
+        """Give the namespace and address back (the caller holds the state lock)."""
+        _remove_namespace(self.namespace)
+        (STATE / f"lease-{self.octet}.json").unlink(missing_ok=True)
+        if not _leases() and _exists(HUB):
+            _remove_namespace(HUB)  # the bridge and the root veth go with it

@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -130,3 +131,28 @@ def test_two_awsvpc_tasks_on_the_same_ports_talk_through_iptables(server, tmp_pa
         assert output.index("stopped app") < output.index("stopped envoy"), output
     for namespace, _ in places.values():  # each task gave its namespace back
         assert not (NETNS_RUN / namespace).exists()
+
+
+def test_a_namespace_that_cannot_be_wired_is_given_back_not_deadlocked(monkeypatch) -> None:
+    """``open`` holds the state lock when wiring fails; giving the address back must not
+    take the lock a second time (flock on a new descriptor waits for itself forever)."""
+    from appmesh_api.ecs import network
+
+    def broken(*_args: object) -> None:
+        raise network.NetworkError("no veth today")
+
+    monkeypatch.setattr(network, "_plug", broken)
+    outcome: list[BaseException] = []
+
+    def attempt() -> None:
+        try:
+            network.TaskNetwork.open("deadlock-check")
+        except BaseException as error:
+            outcome.append(error)
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(60)  # a hang detector, not a speed bound
+    assert not worker.is_alive(), "TaskNetwork.open never returned: it waits on its own lock"
+    assert len(outcome) == 1 and isinstance(outcome[0], network.NetworkError)
+    assert not (network.NETNS_RUN / "ecs-2-deadlock-check").exists()
