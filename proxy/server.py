@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from proxy.admin import AdminServer
@@ -147,12 +148,20 @@ class ProxyServer:
             self._admin = AdminServer(self, access_log)
             await self._admin.start(*self._admin_address)
 
-    async def apply(self, resources: list[dict[str, Any]], version: str) -> None:
-        """Make ``resources`` the running config; raises ``ConfigError`` to NACK."""
-        async with self._lock:
-            await self._apply_locked(resources, version)
+    async def apply(
+        self, resources: list[dict[str, Any]], version: str
+    ) -> Mapping[str, Mapping[str, str]]:
+        """Make ``resources`` the running config; raises ``ConfigError`` to NACK it all.
 
-    async def _apply_locked(self, resources: list[dict[str, Any]], version: str) -> None:
+        Returns the listeners and clusters left out or kept at their previous version
+        because they do not compile (type URL -> name -> reason): the rest is live, and
+        the xDS client NACKs the update with those reasons, as Envoy does."""
+        async with self._lock:
+            return await self._apply_locked(resources, version)
+
+    async def _apply_locked(
+        self, resources: list[dict[str, Any]], version: str
+    ) -> Mapping[str, Mapping[str, str]]:
         names = set(local_secret_names(resources))
         sds = self._sds_client(names)
         compiled = compile_resources(
@@ -171,6 +180,7 @@ class ProxyServer:
         if self.state == INITIALIZING:
             self.state = LIVE
         self._log_warming(compiled)
+        return compiled.refused
 
     def _sds_client(self, names: set[str]) -> SdsAgentClient | None:
         """The local SDS agent's client, created when a config first names its secrets."""
@@ -191,9 +201,15 @@ class ProxyServer:
         async with self._lock:
             config = self.ctx.config
             try:
-                await self._apply_locked([dict(r) for r in config.resources], config.version)
+                refused = await self._apply_locked(
+                    [dict(r) for r in config.resources], config.version
+                )
             except ConfigError as exc:
                 log.warning("sds: new secrets not applied: %s", exc)
+                return
+            for reasons in refused.values():  # already NACKed when its version came
+                for name, why in reasons.items():
+                    log.debug("sds: %s kept as it was: %s", name, why)
 
     def _log_warming(self, compiled: CompiledConfig) -> None:
         """One line per listener or cluster that starts or stops warming."""

@@ -239,6 +239,10 @@ class CompiledConfig:
     # Each serves its last version that had its secrets, or is not served at all.
     warming_listeners: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     warming_clusters: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Listeners and clusters that do not compile (a certificate file that will not load,
+    # a bad regex): type URL -> name -> the reason. Each keeps its version in the previous
+    # config, or is left out, and the rest goes live, as Envoy loads each one on its own.
+    refused: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
     local_secrets: SecretMap = field(default_factory=lambda: MappingProxyType({}))
 
     def route_table(self, http: HttpConnectionManagerConfig) -> RouteTable | None:
@@ -291,14 +295,15 @@ def compile_resources(
     local = _frozen(dict(local_secrets or {}))
     secrets = Secrets(_frozen(dict(buckets[SECRET])), local, agent_cluster)
     old = previous or EMPTY_CONFIG
-    listeners, warming_listeners = _warmed(
+    listeners, warming_listeners, refused_listeners = _warmed(
         buckets[LISTENER],
         lambda r: compile_listener(r, secrets, old.listeners.get(str(r.get("name", "")))),
         old.listeners,
     )
-    clusters, warming_clusters = _warmed(
+    clusters, warming_clusters, refused_clusters = _warmed(
         buckets[CLUSTER], lambda r: compile_cluster(r, secrets), old.clusters
     )
+    refused = {LISTENER: refused_listeners, CLUSTER: refused_clusters}
     return CompiledConfig(
         version=version,
         listeners=listeners,
@@ -313,6 +318,7 @@ def compile_resources(
         resources=tuple(r for r in resources if type_url(r) in buckets),
         warming_listeners=warming_listeners,
         warming_clusters=warming_clusters,
+        refused=_frozen({kind: names for kind, names in refused.items() if names}),
         local_secrets=local,
     )
 
@@ -321,19 +327,24 @@ def _warmed(
     specs: dict[str, dict[str, Any]],
     compile_one: Callable[[dict[str, Any]], _T],
     previous: Mapping[str, _T],
-) -> tuple[Mapping[str, _T], Mapping[str, str]]:
-    """Compile each resource; one whose local SDS secret has not arrived keeps its
-    previous version (or none) and is listed as warming, with the reason."""
+) -> tuple[Mapping[str, _T], Mapping[str, str], Mapping[str, str]]:
+    """Compile each resource on its own. One whose local SDS secret has not arrived is
+    warming, one that does not compile is refused (each with the reason), and both keep
+    their previous version, or none."""
     compiled: dict[str, _T] = {}
     warming: dict[str, str] = {}
+    refused: dict[str, str] = {}
     for name, spec in specs.items():
         try:
             compiled[name] = compile_one(spec)
+            continue
         except SecretNotReady as exc:
             warming[name] = str(exc)
-            if name in previous:
-                compiled[name] = previous[name]
-    return _frozen(compiled), _frozen(warming)
+        except ConfigError as exc:
+            refused[name] = str(exc)
+        if name in previous:
+            compiled[name] = previous[name]
+    return _frozen(compiled), _frozen(warming), _frozen(refused)
 
 
 def _add_resource(

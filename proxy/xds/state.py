@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,7 +52,9 @@ WILDCARD_KINDS = ("listeners", "clusters")
 REFERENCED_KINDS = ("routes", "endpoints", "secrets")
 INVALID_ARGUMENT = 3  # google.rpc.Code
 
-Apply = Callable[[list[dict[str, Any]], str], Awaitable[None]]
+#: What applying refused of a live update, by type URL: name -> reason (``None``: nothing).
+Refusals = Mapping[str, Mapping[str, str]]
+Apply = Callable[[list[dict[str, Any]], str], Awaitable[Refusals | None]]
 Resources = dict[str, dict[str, Any]]
 
 
@@ -263,17 +265,38 @@ class DiscoveryState:
         merged = self._merged()
         resources = [r for kind in KINDS for r in merged[kind].values()]
         try:
-            await self.apply(resources, self._combined_version())
+            refused = await self.apply(resources, self._combined_version())
         except Exception as exc:  # ConfigError, or any failure: NACK and keep the old config
             log.warning("xds: rejecting update: %s", exc, exc_info=not isinstance(exc, ConfigError))
             self._settle(staged, accepted=False, message=str(exc))
             return
+        self._take_refused(staged, refused or {})
         self._settle(staged, accepted=True)
         for sub in self.subs.values():
             # A rejection may have been another type's fault: let every type try again.
             if not sub.refused:
                 sub.rejected = None
         self.first_applied.set()
+
+    def _take_refused(self, staged: list[Subscription], refused: Refusals) -> None:
+        """Listeners and clusters the proxy could not compile, though the rest went live:
+        each staged one is put back to its last accepted version (or left out), as
+        ``_refuse_unsupported`` does, and its reason joins the update's NACK. A refusal
+        of a type not in this update (a new secret, say) is this update's to report."""
+        for kind_url, reasons in refused.items():
+            sub = next((s for s in self.subs.values() if s.type_url == kind_url), None)
+            if sub is None or sub.staged is None:
+                for other in staged:
+                    other.refused.update(reasons)
+                continue
+            resources = sub.staged[2]
+            for name, reason in reasons.items():
+                sub.refused[name] = reason
+                previous = sub.resources.get(name)
+                if previous is not None:
+                    resources[name] = previous
+                else:
+                    resources.pop(name, None)
 
     def _settle(self, staged: list[Subscription], accepted: bool, message: str = "") -> None:
         for sub in staged:

@@ -68,9 +68,17 @@ def test_envoy_defaults_are_filled_in() -> None:
         ({**cluster("c", [80]), "connect_timeout": "soon"}, "invalid duration"),
     ],
 )  # fmt: skip
-def test_invalid_resources_are_rejected(resource: dict, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
-        compile_resources([resource], "1")
+def test_invalid_resources_are_refused_with_the_reason(resource: dict, message: str) -> None:
+    """A resource without a name fails the whole set; a listener or cluster that does not
+    compile is left out on its own, with its reason, as Envoy loads each one apart."""
+    try:
+        compiled = compile_resources([resource], "1")
+    except ConfigError as whole:
+        reasons = [str(whole)]
+    else:
+        reasons = [why for names in compiled.refused.values() for why in names.values()]
+        assert not compiled.listeners and not compiled.clusters
+    assert len(reasons) == 1 and message in reasons[0], reasons
 
 
 def test_route_timeouts_default_to_15s_and_zero_disables() -> None:
