@@ -41,6 +41,7 @@ from typing import Any
 
 from proxy.config.matchers import compile_string_matcher
 from proxy.config.protojson import ConfigError, objects_in
+from proxy.config.unsupported import sds_agent_cluster
 from proxy.config.x509_facts import CertificateFacts, first_certificate
 
 SecretMap = Mapping[str, Mapping[str, Any]]
@@ -290,7 +291,7 @@ def _dns_exact(matcher: Mapping[str, Any]) -> Callable[[str], bool] | None:
 
 def _secret(secrets: Secrets, ref: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
     name = str(ref.get("name", ""))
-    cluster = agent_cluster(ref)
+    cluster = sds_agent_cluster(ref)
     if cluster is None:
         secret = secrets.ads.get(name)
         if secret is None:
@@ -351,18 +352,6 @@ def _load_trust(context: ssl.SSLContext, validation: Mapping[str, Any]) -> bytes
     except (ssl.SSLError, ValueError) as exc:
         raise ConfigError(f"TLS trusted_ca rejected: {exc}") from exc
     return data
-
-
-def agent_cluster(ref: Mapping[str, Any]) -> str | None:
-    """The cluster an ``SdsSecretConfig`` fetches from over gRPC; ``None`` for ADS.
-
-    ``proxy.config.unsupported`` has already refused any other shape of ``sds_config``.
-    """
-    config = ref.get("sds_config") or {}
-    if "ads" in config:
-        return None
-    services = (config.get("api_config_source") or {}).get("grpc_services") or [{}]
-    return str((services[0].get("envoy_grpc") or {}).get("cluster_name", ""))
 
 
 def local_secret_names(resources: Any) -> Iterator[str]:

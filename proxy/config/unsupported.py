@@ -13,6 +13,7 @@ Each check returns the reason a resource cannot be served, or ``None``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from envoy_bootstrap.envoy_types import (
@@ -62,12 +63,8 @@ def _agent_problem(kind: str, resource: dict[str, Any], agent_cluster: str) -> s
     """A secret from a local SDS agent the bootstrap does not have (Envoy rejects an
     ``envoy_grpc`` source naming an unknown cluster): refused, never served without."""
     for ref in objects_in(resource):
-        config = ref.get("sds_config")
-        if not isinstance(config, dict) or "ads" in config:
-            continue
-        services = (config.get("api_config_source") or {}).get("grpc_services") or [{}]
-        cluster = str((services[0].get("envoy_grpc") or {}).get("cluster_name", ""))
-        if cluster != agent_cluster:
+        cluster = sds_agent_cluster(ref) if isinstance(ref.get("sds_config"), dict) else None
+        if cluster is not None and cluster != agent_cluster:
             what = "listener" if kind == LISTENER else "cluster"
             return (
                 f"{what} {resource.get('name', '')}: SDS secret {ref.get('name')!r} comes from "
@@ -76,6 +73,16 @@ def _agent_problem(kind: str, resource: dict[str, Any], agent_cluster: str) -> s
                 "without it"
             )
     return None
+
+
+def sds_agent_cluster(ref: Mapping[str, Any]) -> str | None:
+    """The cluster an ``SdsSecretConfig`` fetches from over gRPC; ``None`` for ADS.
+    (Any other shape of ``sds_config`` is refused by ``_sds_source_problem``.)"""
+    config = ref.get("sds_config") or {}
+    if "ads" in config:
+        return None
+    services = (config.get("api_config_source") or {}).get("grpc_services") or [{}]
+    return str((services[0].get("envoy_grpc") or {}).get("cluster_name", ""))
 
 
 def listener_problem(spec: dict[str, Any]) -> str | None:

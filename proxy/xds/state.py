@@ -233,10 +233,9 @@ class DiscoveryState:
                 continue
             reasons[name] = reason
             previous = sub.resources.get(name)
-            if previous is not None and self._problem(sub.type_url, previous) is None:
-                resources[name] = previous
-            else:
-                del resources[name]
+            if previous is not None and self._problem(sub.type_url, previous) is not None:
+                previous = None
+            _put_back(resources, name, previous)
         return reasons
 
     def _problem(self, kind: str, resource: dict[str, Any]) -> str | None:
@@ -292,11 +291,7 @@ class DiscoveryState:
             resources = sub.staged[2]
             for name, reason in reasons.items():
                 sub.refused[name] = reason
-                previous = sub.resources.get(name)
-                if previous is not None:
-                    resources[name] = previous
-                else:
-                    resources.pop(name, None)
+                _put_back(resources, name, sub.resources.get(name))
 
     def _settle(self, staged: list[Subscription], accepted: bool, message: str = "") -> None:
         for sub in staged:
@@ -370,6 +365,15 @@ class DiscoveryState:
             self._warm_deadline = now + self.warm_timeout
             loop.call_later(self.warm_timeout + 0.01, self._schedule_apply)
         return now >= self._warm_deadline
+
+
+def _put_back(resources: Resources, name: str, previous: dict[str, Any] | None) -> None:
+    """A refused resource in a staged set: its last accepted version in its place, or
+    none (left out)."""
+    if previous is not None:
+        resources[name] = previous
+    else:
+        resources.pop(name, None)
 
 
 def _held_versions(sub: Subscription, resources: Resources) -> dict[str, str]:
