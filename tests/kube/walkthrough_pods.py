@@ -23,10 +23,8 @@ fails here as it failed in the pod.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +35,7 @@ from cryptography.exceptions import InvalidSignature
 
 from tests.kube.test_kube_cli import kube
 from tests.mesh.harness import Proxy, get
-from tests.mesh.walkthrough_local import LocalWorld, loopback
+from tests.mesh.walkthrough_local import LocalWorld, loopback, wait_listening
 
 FRONT_APP = str(Path(__file__).with_name("front_app.py"))
 SECRET_MOUNTS = "appmesh.k8s.aws/secretMounts"
@@ -95,17 +93,6 @@ def openssl_verify(ca_file: Path, cert_file: Path) -> bool:
     except (ValueError, InvalidSignature):
         return False
     return True
-
-
-def wait_listening(address: str, port: int, process: subprocess.Popen, name: str) -> None:
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection((address, port), timeout=1).close()
-            return
-        except OSError:
-            assert process.poll() is None and time.monotonic() < deadline, f"{name} never listened"
-            time.sleep(0.05)
 
 
 @dataclass

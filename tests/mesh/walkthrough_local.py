@@ -118,6 +118,11 @@ def color_app(tmp: Path, name: str, address: str, port: int, processes: list) ->
         stderr=subprocess.STDOUT,
     )
     processes.append(process)
+    wait_listening(address, port, process, name)
+
+
+def wait_listening(address: str, port: int, process: subprocess.Popen, name: str) -> None:
+    """Until ``process`` accepts on ``address:port`` (20 s; it must not exit meanwhile)."""
     deadline = time.monotonic() + 20
     while True:
         try:
