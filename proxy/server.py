@@ -1,15 +1,17 @@
 """``ProxyServer``: the sidecar's lifecycle and its config versions.
 
 ``apply(resources, version)`` compiles a complete resource set (raising ``ConfigError``
-for what Envoy would NACK), binds any new listener addresses first (a bind failure is a
-NACK too, and nothing changes), updates clusters and waits briefly for new clusters'
-first health checks (Envoy's warming), then swaps the compiled config in one assignment
-and retires listeners that went away. Requests already in flight keep the config they
-started with. Open connections of a filter chain the update kept stay open (routes
-come over RDS and clusters by name, so they follow the new version from their next
-request); those of a changed or removed chain, listener or address drain, and are
-closed after the drain time (``drain_seconds``: ``--drain-time-s``,
-LISTENER_DRAIN_WAIT_TIME_S), as in Envoy (``proxy.listener_drain``).
+for what Envoy would NACK as a whole), binds any new listener addresses first (a
+listener that cannot bind is refused alone, as one that does not compile: it keeps the
+version it runs, or is left out, and the reason goes back with the refusals), updates
+clusters and waits briefly for new clusters' first health checks (Envoy's warming), then
+swaps the compiled config in one assignment and retires listeners that went away.
+Requests already in flight keep the config they started with. Open connections of a
+filter chain the update kept stay open (routes come over RDS and clusters by name, so
+they follow the new version from their next request); those of a changed or removed
+chain, listener or address drain, and are closed after the drain time
+(``drain_seconds``: ``--drain-time-s``, LISTENER_DRAIN_WAIT_TIME_S), as in Envoy
+(``proxy.listener_drain``).
 
 Secrets from the local SDS agent (App Mesh's ``sds`` sources, SPIRE) are watched by
 ``proxy.sds_client``, started when a config first names one. A listener or cluster
@@ -26,11 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
+from envoy_bootstrap.envoy_types import LISTENER
 from proxy.admin import AdminServer
 from proxy.config.bootstrap import BootstrapConfig, SdsAgent
 from proxy.config.compile import CompiledConfig, compile_resources
@@ -171,7 +176,9 @@ class ProxyServer:
             agent_cluster=sds.agent.cluster if sds else "",
             previous=self._ctx.config if self._ctx else None,
         )
-        opened = await self._bind_new_listeners(compiled)
+        opened, unbound = await self._bind_new_listeners(compiled)
+        if unbound:
+            compiled = self._without_unbound(compiled, unbound)
         warming = self.ctx.clusters.update(compiled)
         if warming:
             await asyncio.wait([asyncio.ensure_future(w) for w in warming], timeout=WARMING_TIMEOUT)
@@ -228,9 +235,17 @@ class ProxyServer:
             log.info("%s warmed: its SDS secrets arrived", what)
         self._warming = now
 
-    async def _bind_new_listeners(self, compiled: CompiledConfig) -> dict[str, ListenerHandle]:
-        """Open every listener that needs a new socket, all or nothing."""
+    async def _bind_new_listeners(
+        self, compiled: CompiledConfig
+    ) -> tuple[dict[str, ListenerHandle], dict[str, str]]:
+        """Open every listener that needs a new socket; returns those opened and, by name,
+        why each of the others could not bind.
+
+        Envoy binds each listener of an update on its own: one whose address is taken
+        (or not the machine's) fails alone, with ``listener_manager.listener_create_failure``
+        counted and "cannot bind" in the NACK, and the other listeners go live."""
         opened: dict[str, ListenerHandle] = {}
+        unbound: dict[str, str] = {}
         for name, config in compiled.listeners.items():
             current = self.listeners.get(name)
             if not config.bind_to_port:
@@ -241,11 +256,33 @@ class ProxyServer:
             try:
                 await handle.open()
             except OSError as exc:
-                for other in opened.values():
-                    other.close()
-                raise ConfigError(f"listener {name}: cannot bind {config.address}: {exc}") from exc
+                host, port = config.address
+                why = exc.strerror or str(exc)
+                unbound[name] = f"listener {name}: cannot bind '{host}:{port}': {why}"
+                self.drains.stats.counters["listener_create_failure"] += 1
+                log.error("listener '%s' failed to bind or apply socket options: %s", name, why)
+                continue
             opened[name] = handle
-        return opened
+        return opened, unbound
+
+    def _without_unbound(self, compiled: CompiledConfig, unbound: dict[str, str]) -> CompiledConfig:
+        """``compiled`` with each listener that could not bind back at the version this
+        proxy runs (still bound where it was), or left out, and the reasons among the
+        refusals, as for a listener that does not compile."""
+        listeners = dict(compiled.listeners)
+        running = self.ctx.config.listeners
+        for name in unbound:
+            if name in self.listeners and name in running:
+                listeners[name] = running[name]
+            else:
+                listeners.pop(name, None)
+        refused = {kind: dict(names) for kind, names in compiled.refused.items()}
+        refused.setdefault(LISTENER, {}).update(unbound)
+        return dataclasses.replace(
+            compiled,
+            listeners=MappingProxyType(listeners),
+            refused=MappingProxyType({k: MappingProxyType(v) for k, v in refused.items()}),
+        )
 
     def _reconcile_listeners(
         self, compiled: CompiledConfig, opened: dict[str, ListenerHandle]

@@ -6,10 +6,12 @@ returns a ``CompiledConfig`` whose listeners already point at compiled filter ch
 HTTP connection manager settings, route tables and access-log formatters. The data path
 only ever looks things up in it; a new version is a new object swapped in atomically.
 
-Fields this proxy does not act on are ignored (Envoy's config is large); resources
-Envoy itself would reject (missing names, invalid regexes, duplicate domains) and
-features this proxy cannot honour yet (``proxy.config.unsupported``: HTTP/2...) raise
-``ConfigError``, which the xDS client turns into a NACK.
+Fields this proxy does not act on are ignored (Envoy's config is large); a set Envoy
+would reject as a whole (a resource without a name, two of one name) and features this
+proxy cannot honour yet (``proxy.config.unsupported``: HTTP/2...) raise ``ConfigError``,
+which the xDS client turns into a NACK. A listener, route configuration or cluster that
+does not compile on its own (an invalid regex, a certificate file that is not there) is
+refused alone (``CompiledConfig.refused``), as Envoy loads each resource apart.
 """
 
 from __future__ import annotations
@@ -239,9 +241,12 @@ class CompiledConfig:
     # Each serves its last version that had its secrets, or is not served at all.
     warming_listeners: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     warming_clusters: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    # Listeners and clusters that do not compile (a certificate file that will not load,
-    # a bad regex): type URL -> name -> the reason. Each keeps its version in the previous
-    # config, or is left out, and the rest goes live, as Envoy loads each one on its own.
+    # Listeners, route configurations and clusters that do not compile (a certificate file
+    # that will not load, a bad regex), and listeners whose address will not bind: type URL
+    # -> name -> the reason. Each keeps its version in the previous config, or is left out,
+    # and the rest goes live, as Envoy loads each one on its own. A listener whose RDS
+    # route configuration was refused with none before it answers 404 (``NR``), as
+    # Envoy's RDS provider serves its null config until one is accepted.
     refused: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
     local_secrets: SecretMap = field(default_factory=lambda: MappingProxyType({}))
 
@@ -303,13 +308,18 @@ def compile_resources(
     clusters, warming_clusters, refused_clusters = _warmed(
         buckets[CLUSTER], lambda r: compile_cluster(r, secrets), old.clusters
     )
-    refused = {LISTENER: refused_listeners, CLUSTER: refused_clusters}
+    route_tables, _, refused_routes = _warmed(
+        buckets[ROUTE_CONFIGURATION], compile_route_configuration, old.route_tables
+    )
+    refused = {
+        LISTENER: refused_listeners,
+        ROUTE_CONFIGURATION: refused_routes,
+        CLUSTER: refused_clusters,
+    }
     return CompiledConfig(
         version=version,
         listeners=listeners,
-        route_tables=_frozen(
-            {n: compile_route_configuration(r) for n, r in buckets[ROUTE_CONFIGURATION].items()}
-        ),
+        route_tables=route_tables,
         clusters=clusters,
         load_assignments=_frozen(
             {n: compile_load_assignment(r) for n, r in buckets[CLUSTER_LOAD_ASSIGNMENT].items()}
@@ -330,7 +340,8 @@ def _warmed(
 ) -> tuple[Mapping[str, _T], Mapping[str, str], Mapping[str, str]]:
     """Compile each resource on its own. One whose local SDS secret has not arrived is
     warming, one that does not compile is refused (each with the reason), and both keep
-    their previous version, or none."""
+    their previous version, or none. (Route configurations name no secret: they are
+    only ever refused.)"""
     compiled: dict[str, _T] = {}
     warming: dict[str, str] = {}
     refused: dict[str, str] = {}

@@ -132,6 +132,7 @@ LISTENER_MANAGER_COUNTERS = (
     "listener_modified",
     "listener_removed",
     "listener_in_place_updated",
+    "listener_create_failure",  # a listener that could not bind (Envoy counts it so too)
 )
 
 # Prometheus: scope kind → (metric prefix, tag name), as Envoy's default tag extractors.

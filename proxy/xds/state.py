@@ -11,9 +11,10 @@ the verdict goes back; what a response *means* is decided here, once:
 * Responses that arrive together are applied together after a short settle delay, and an
   update that references routes, endpoints or secrets not yet received waits (bounded by
   ``warm_timeout``) for them, the way Envoy warms clusters and listeners.
-* A listener or cluster this proxy cannot serve keeps its last accepted version while
-  the rest goes live, and the update is NACKed with the reasons; a malformed update is
-  NACKed whole and the last good config stays.
+* A listener, route configuration or cluster this proxy cannot serve (unsupported, does
+  not compile, or, for a listener, cannot bind) keeps its last accepted version, or is
+  left out, while the rest goes live, and the update is NACKed with the reasons; a
+  malformed update is NACKed whole and the last good config stays.
 * Several endpoints are replicas of one control plane: the first failure on the current
   one moves every caller to the next at once; back-off (jittered, exponential) starts
   only when each endpoint has failed in a row.
@@ -278,10 +279,11 @@ class DiscoveryState:
         self.first_applied.set()
 
     def _take_refused(self, staged: list[Subscription], refused: Refusals) -> None:
-        """Listeners and clusters the proxy could not compile, though the rest went live:
-        each staged one is put back to its last accepted version (or left out), as
-        ``_refuse_unsupported`` does, and its reason joins the update's NACK. A refusal
-        of a type not in this update (a new secret, say) is this update's to report."""
+        """Resources the proxy could not compile (or listeners it could not bind), though
+        the rest went live: each staged one is put back to its last accepted version (or
+        left out), as ``_refuse_unsupported`` does, and its reason joins the update's
+        NACK. A refusal of a type not in this update (a new secret, say) is this update's
+        to report."""
         for kind_url, reasons in refused.items():
             sub = next((s for s in self.subs.values() if s.type_url == kind_url), None)
             if sub is None or sub.staged is None:

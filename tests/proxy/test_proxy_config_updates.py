@@ -9,6 +9,7 @@ import pytest
 from aiohttp import web
 from proxy_envoy import (
     LISTENER,
+    ROUTE_CONFIGURATION,
     cla,
     cluster,
     eds_cluster,
@@ -116,17 +117,79 @@ async def test_a_rejected_update_keeps_the_last_good_config() -> None:
         assert proxy.server.version == "2"
 
 
+async def test_a_route_configuration_that_does_not_compile_is_refused_alone() -> None:
+    """Envoy loads each RDS resource apart: a bad one is NACKed and keeps its last
+    accepted version; a new one refused leaves its listener with none (404, ``NR``, as
+    Envoy's null route config answers); the rest of the update goes live."""
+    async with backends("blue", "green") as (blue, green):
+        base = [
+            cluster("blue", [blue.port]),
+            http_listener("ingress", rds="colors"),
+            http_listener("other", rds="fresh", stat_prefix="other"),
+        ]
+        v1 = [*base, rds_resource("colors", _to("blue"))]
+        async with running_proxy(v1) as proxy, client() as session:
+            bad = [route({"safe_regex": {"regex": "(unclosed"}}, "green")]
+            v2 = [
+                *base,
+                cluster("green", [green.port]),
+                rds_resource("colors", [vhost("vh", ["*"], bad)]),
+                rds_resource("fresh", [vhost("vh", ["*"], bad)]),
+            ]
+            refused = await proxy.server.apply(v2, "2")
+            assert set(refused) == {ROUTE_CONFIGURATION}
+            assert "invalid regex" in refused[ROUTE_CONFIGURATION]["colors"]
+            assert set(refused[ROUTE_CONFIGURATION]) == {"colors", "fresh"}
+            assert (await fetch(session, proxy.url("/")))[2] == "blue"  # version 1's routes
+            assert proxy.server.ctx.clusters.get("green") is not None  # the rest of 2 is live
+            assert (await fetch(session, proxy.url("/", "other")))[0] == 404
+            assert proxy.stat("http.other.no_route") == 1
+            fixed = [rds_resource(name, _to("green")) for name in ("colors", "fresh")]
+            good = [*v2[:-2], *fixed]
+            assert await proxy.server.apply(good, "3") == {}
+            assert (await fetch(session, proxy.url("/")))[2] == "green"
+            assert (await fetch(session, proxy.url("/", "other")))[2] == "green"
+
+
+async def test_a_listener_that_cannot_bind_is_refused_alone() -> None:
+    """Envoy binds each listener apart: one whose port is taken fails with "cannot bind"
+    and ``listener_manager.listener_create_failure``; a moved one keeps its old socket
+    and version; the other listeners and clusters of the update go live."""
+    async with (
+        backends("app", "new") as (app, new),
+        running_proxy(simple_proxy("app", [app.port])) as proxy,
+        client() as session,
+    ):
+        first = proxy.port()
+        blocker = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        try:
+            taken = blocker.sockets[0].getsockname()[1]
+            clash = [
+                cluster("app", [app.port]),
+                cluster("new", [new.port]),
+                http_listener("ingress", _to("new"), port=taken),  # moved onto a taken port
+                http_listener("extra", _to("new"), port=taken, stat_prefix="extra"),
+                http_listener("fine", _to("new"), stat_prefix="fine"),
+            ]
+            refused = await proxy.server.apply(clash, "2")
+            reasons = refused[LISTENER]
+            assert set(reasons) == {"ingress", "extra"}
+            assert f"cannot bind '127.0.0.1:{taken}'" in reasons["ingress"]
+            assert proxy.stat("listener_manager.listener_create_failure") == 2
+            assert proxy.port() == first  # still bound where it was, at version 1
+            assert (await fetch(session, proxy.url("/")))[2] == "app"
+            assert "extra" not in proxy.server.listeners
+            assert (await fetch(session, proxy.url("/", "fine")))[2] == "new"
+            assert proxy.server.version == "2"
+        finally:
+            blocker.close()
+            await blocker.wait_closed()
+
+
 async def test_listeners_open_move_and_close_with_the_config() -> None:
     async with backends("app") as (app,), running_proxy(simple_proxy("app", [app.port])) as proxy:
         first = proxy.port()
-        blocker = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-        taken = blocker.sockets[0].getsockname()[1]
-        clash = [cluster("app", [app.port]), http_listener("ingress", _to("app"), port=taken)]
-        with pytest.raises(ConfigError, match="cannot bind"):
-            await proxy.server.apply(clash, "2")
-        assert proxy.port() == first
-        blocker.close()
-        await proxy.server.apply([cluster("app", [app.port])], "3")
+        await proxy.server.apply([cluster("app", [app.port])], "2")
         assert "ingress" not in proxy.server.listeners
         with pytest.raises(OSError):
             await asyncio.open_connection("127.0.0.1", first)
