@@ -122,6 +122,10 @@ class RouteAction:
     grpc_timeout_offset: float | None = None
     max_stream_duration: StreamDuration | None = None
     retry_policy: RetryPolicy | None = None
+    # ``hedge_policy.hedge_on_per_try_timeout`` (the route's, else its virtual host's): on
+    # a per-try timeout the attempt keeps running beside its retry; the first good
+    # response wins. Envoy implements no other hedging field.
+    hedge_on_per_try_timeout: bool = False
     prefix_rewrite: str | None = None
     regex_rewrite: tuple[Regex, str] | None = None
     host_rewrite: str | None = None
@@ -275,7 +279,7 @@ def _compile_route(
     levels = (spec, vhost, config)
     action = None
     if isinstance(spec.get("route"), dict):
-        action = _compile_action(spec["route"], vhost_retry)
+        action = _compile_action(spec["route"], vhost_retry, _hedges(vhost.get("hedge_policy")))
     direct = spec.get("direct_response")
     return Route(
         name=str(spec.get("name", "")),
@@ -377,7 +381,14 @@ def _path_rewriter(
     return None
 
 
-def _compile_action(spec: dict[str, Any], vhost_retry: RetryPolicy | None) -> RouteAction:
+def _hedges(policy: Any) -> bool:
+    """A ``HedgePolicy``'s ``hedge_on_per_try_timeout``."""
+    return isinstance(policy, dict) and flag(policy.get("hedge_on_per_try_timeout"), False)
+
+
+def _compile_action(
+    spec: dict[str, Any], vhost_retry: RetryPolicy | None, vhost_hedges: bool = False
+) -> RouteAction:
     weighted = None
     if isinstance(spec.get("weighted_clusters"), dict):
         weighted = _weighted(spec["weighted_clusters"])
@@ -401,6 +412,9 @@ def _compile_action(spec: dict[str, Any], vhost_retry: RetryPolicy | None) -> Ro
         grpc_timeout_offset=duration(spec.get("grpc_timeout_offset")),
         max_stream_duration=_stream_duration(spec.get("max_stream_duration")),
         retry_policy=retry,
+        hedge_on_per_try_timeout=(
+            _hedges(spec["hedge_policy"]) if "hedge_policy" in spec else vhost_hedges
+        ),
         prefix_rewrite=spec.get("prefix_rewrite"),
         regex_rewrite=regex_rewrite,
         host_rewrite=spec.get("host_rewrite_literal"),

@@ -3,7 +3,7 @@
 Envoy rejects a listener or cluster that names an extension it was not built with;
 this proxy does the same for the features it has not implemented, so a mesh that asks
 for tuned HTTP/2 settings, a TLS setting this proxy does not act on (cipher lists,
-certificate pins, CRLs), hash balancing or hedged routes gets a NACK with a reason
+certificate pins, CRLs), hash balancing or mirrored routes gets a NACK with a reason
 (in the proxy's log, ``/_appmesh/proxies`` and the console) instead of something
 weaker in its place.
 Keeping the list in one module makes it the one place to shrink as the features land.
@@ -30,7 +30,7 @@ from envoy_bootstrap.envoy_types import (
     TCP_PROXY,
     UPSTREAM_TLS,
 )
-from proxy.config.protojson import flag, objects_in, type_url, typed_config
+from proxy.config.protojson import flag, objects_in, type_url, typed_config, uint
 
 NOT_YET = "is not supported by appmesh-proxy yet"
 
@@ -203,9 +203,9 @@ def _router_problem(config: dict[str, Any]) -> str | None:
 
 
 #: Route action fields Envoy's router acts on that this proxy's router does not: each would
-#: be dropped without a word (no second attempt in flight, no mirrored copy, no redirect
-#: followed), so a route asking for one is refused.
-_ROUTE_ACTION_FIELDS = ("hedge_policy", "request_mirror_policies", "internal_redirect_policy")
+#: be dropped without a word (no mirrored copy, no redirect followed), so a route asking
+#: for one is refused.
+_ROUTE_ACTION_FIELDS = ("request_mirror_policies", "internal_redirect_policy")
 
 
 def route_configuration_problem(spec: dict[str, Any]) -> str | None:
@@ -214,18 +214,34 @@ def route_configuration_problem(spec: dict[str, Any]) -> str | None:
     for vhost in spec.get("virtual_hosts") or ():
         if not isinstance(vhost, dict):
             continue
-        if vhost.get("hedge_policy"):
-            return (
-                f"route config {name}, virtual host {vhost.get('name', '')}: hedge_policy {NOT_YET}"
-            )
+        problem = _hedge_problem(vhost.get("hedge_policy"))
+        if problem:
+            return f"route config {name}, virtual host {vhost.get('name', '')}: {problem}"
         for route in vhost.get("routes") or ():
             action = route.get("route") if isinstance(route, dict) else None
             if not isinstance(action, dict):
                 continue
+            label = route.get("name") or "unnamed"
+            problem = _hedge_problem(action.get("hedge_policy"))
+            if problem:
+                return f"route config {name}, route {label}: {problem}"
             for field in _ROUTE_ACTION_FIELDS:
                 if action.get(field):
-                    label = route.get("name") or "unnamed"
                     return f"route config {name}, route {label}: {field} {NOT_YET}"
+    return None
+
+
+def _hedge_problem(policy: Any) -> str | None:
+    """``hedge_on_per_try_timeout`` is served; more initial requests or a chance of an
+    additional one (fields Envoy documents as not implemented) are refused, not ignored."""
+    if not isinstance(policy, dict):
+        return None
+    initial = policy.get("initial_requests")
+    if initial is not None and uint(initial, 1) != 1:
+        return f"hedge_policy.initial_requests {NOT_YET}"
+    chance = policy.get("additional_request_chance")
+    if isinstance(chance, dict) and chance.get("numerator"):
+        return f"hedge_policy.additional_request_chance {NOT_YET}"
     return None
 
 

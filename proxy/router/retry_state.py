@@ -55,6 +55,19 @@ def request_retry_policy(
     )
 
 
+def hedge_on_per_try_timeout(route_says: bool, headers: dict[str, str]) -> bool:
+    """Whether this request hedges on a per-try timeout: an internal request's
+    ``x-envoy-hedge-on-per-try-timeout`` (``true`` or ``false``; any other value leaves
+    the route's word) over the route's ``hedge_policy``, as Envoy's
+    ``FilterUtility::finalHedgingParams`` decides. The header is consumed, never sent on."""
+    value = headers.pop("x-envoy-hedge-on-per-try-timeout", None)
+    if value == "true":
+        return True
+    if value == "false":
+        return False
+    return route_says
+
+
 class RetryState:
     """Retries left for one request, and Envoy's fully jittered exponential back-off."""
 

@@ -8,6 +8,11 @@ again after a jittered back-off. The route timeout starts when the downstream re
 complete and covers every attempt, as in Envoy. Request bodies are kept for replay up
 to the buffer limit (``RequestBody``); past that, retries are off and the body streams.
 
+With hedging on per-try timeout (a route's ``hedge_policy``, or an internal request's
+``x-envoy-hedge-on-per-try-timeout``), an attempt whose per-try timeout fires is kept
+running beside its retry (``_hedged``); the first response not to be retried wins and
+the other attempts are reset, as Envoy's router races them.
+
 Responses to failed requests are Envoy's local replies, with its response flags:
 404 ``NR``, 503 ``NC`` / ``UH`` / ``UO`` / ``UF`` / ``UC``, 504 ``UT``.
 
@@ -53,7 +58,7 @@ from proxy.router.headers import (
 from proxy.router.http_types import CHUNKED, NO_BODY, Downstream, HttpRequest
 from proxy.router.request_accounting import request_finished
 from proxy.router.request_body import RequestBody
-from proxy.router.retry_state import RetryState, request_retry_policy
+from proxy.router.retry_state import RetryState, hedge_on_per_try_timeout, request_retry_policy
 
 if TYPE_CHECKING:
     from proxy.config.compile import HttpConnectionManagerConfig
@@ -90,7 +95,7 @@ class Router:
 
     __slots__ = (
         "_active_at", "_backoff", "_body", "_down_eof", "_down_writable", "_duration", "_global",
-        "_head",
+        "_head", "_hedge", "_hedged",
         "_holding_retry", "_idle", "_internal", "_per_try", "_reading", "_silent_retries",
         "_timeout", "_tried", "_tunnel",
         "_up_eof", "_upgrade_counted",
@@ -130,6 +135,11 @@ class Router:
         self._reading = True
         self._down_writable = True  # the client's connection takes more response bytes
         self._tried: set[Host] = set()
+        # Hedging on per-try timeout (Envoy's ``hedge_on_per_try_timeout``): attempts whose
+        # per-try timeout fired and that were kept running beside their retry. The first
+        # usable response of any of them and the current attempt wins; the others go.
+        self._hedge = False
+        self._hedged: list[Attempt] = []
         self._tunnel = self._down_eof = self._up_eof = self._upgrade_counted = False
         self._ws_key = ""  # the Sec-WebSocket-Key this proxy made up for an RFC 8441 client
 
@@ -183,6 +193,7 @@ class Router:
         if request.upgrade and cluster.config.http2 and not cluster.config.allow_connect:
             body = b"the HTTP/2 cluster does not allow_connect: no upgrade can cross it"
             return self.local_reply(503, body, None, "upgrade_failed")
+        self._hedge = action.hedge_on_per_try_timeout
         policy = self._retry_policy(action.retry_policy)
         expected = self._arm_deadlines(action, policy.per_try_timeout if policy else None)
         if self.ctx.tracer is not None:
@@ -264,9 +275,9 @@ class Router:
         if self.cluster is not None:
             paused = "paused" if not writable else "resumed"
             self.cluster.stats.counters[f"upstream_flow_control_{paused}_reading_total"] += 1
-        attempt = self.attempt
-        if attempt is not None and attempt.conn is not None:
-            attempt.conn.set_reading(writable)
+        for attempt in (self.attempt, *self._hedged):
+            if attempt is not None and attempt.conn is not None:
+                attempt.conn.set_reading(writable)
 
     # -- request preparation -----------------------------------------------------------------
     def _update_reading(self) -> None:
@@ -354,7 +365,16 @@ class Router:
             self.cluster.resources.retries.dec()
 
     def _maybe_retry(self, attempt: Attempt, retriable: bool, drain: bool) -> bool:
-        """Schedule another attempt if policy, budget, body and breaker allow it."""
+        """Give ``attempt`` up for another if policy, budget, body and breaker allow it."""
+        if not self._retry_allowed(retriable):
+            return False
+        self._abandon(attempt, drain)
+        self._schedule_retry()
+        return True
+
+    def _retry_allowed(self, retriable: bool) -> bool:
+        """Whether another attempt may start (policy, budget, body, breaker), counting
+        what stopped it when not."""
         retry, cluster = self.retry, self.cluster
         if retry is None or not retriable or cluster is None:
             return False
@@ -369,16 +389,76 @@ class Router:
         if retries.count - self._holding_retry >= retries.max:  # our own retry is ending
             counters["upstream_rq_retry_overflow"] += 1
             return False
-        self._abandon(attempt, drain)
-        retries.inc()
-        self._holding_retry = True
-        counters["upstream_rq_retry"] += 1
-        self._backoff = self.ctx.timers.call_later(retry.next_backoff(), self._start_attempt)
         return True
+
+    def _schedule_retry(self) -> None:
+        """The next attempt after the back-off, holding one retry against ``max_retries``
+        until it ends (the one held for an attempt before it is over)."""
+        retry, cluster = self.retry, self.cluster
+        assert retry is not None and cluster is not None
+        self._release_retry()
+        cluster.resources.retries.inc()
+        self._holding_retry = True
+        cluster.stats.counters["upstream_rq_retry"] += 1
+        self._backoff = self.ctx.timers.call_later(retry.next_backoff(), self._start_attempt)
+
+    # -- hedging (hedge_on_per_try_timeout) -------------------------------------------------
+    def _live(self, attempt: Attempt) -> bool:
+        """``attempt`` is the current one or a hedged one, and still wanted."""
+        if attempt.discarded or self.done:
+            return False
+        return attempt is self.attempt or attempt in self._hedged
+
+    def _others_pending(self, attempt: Attempt) -> bool:
+        """Another attempt may still answer: one in flight, or a retry in its back-off."""
+        if self._backoff is not None or any(a is not attempt for a in self._hedged):
+            return True
+        current = self.attempt
+        return current is not None and current is not attempt and not current.ended
+
+    def _hedge_after(self, attempt: Attempt) -> None:
+        """Envoy's soft per-try timeout: ``attempt`` keeps running, is counted a timeout
+        for outlier detection (not in ``upstream_rq_per_try_timeout``, which Envoy counts
+        only for the attempts it resets), and a retry starts beside it whenever the policy
+        has one left, whatever its ``retry_on``; with none left, the request waits for it
+        until the route timeout."""
+        cluster = self.cluster
+        assert cluster is not None
+        if cluster.outlier is not None:
+            cluster.outlier.report(attempt.host, 504)
+        if not self._retry_allowed(True):
+            return
+        self._hedged.append(attempt)
+        self.attempt = None  # the retry, once its back-off is over
+        self._schedule_retry()
+
+    def _win(self, attempt: Attempt) -> None:
+        """``attempt``'s response goes downstream: every other attempt is reset and a
+        retry not started yet is not started, as Envoy's ``resetOtherUpstreams``."""
+        for other in self._hedged:
+            if other is not attempt:
+                other.abandon(drain=False)
+        self._hedged = []
+        current = self.attempt
+        if current is not None and current is not attempt and not current.ended:
+            self._abandon(current, drain=False)
+        if self._backoff is not None:
+            self._backoff.cancel()
+            self._backoff = None
+            self._release_retry()
+        self.attempt = attempt
+        self.info.upstream_host = attempt.host.key
+        if not self._down_writable and attempt.conn is not None:
+            attempt.conn.set_reading(False)
+
+    def _drop_hedged(self) -> None:
+        for attempt in self._hedged:
+            attempt.abandon(drain=False)
+        self._hedged = []
 
     # -- upstream events ---------------------------------------------------------------------
     def _on_headers(self, attempt: Attempt, status: int, headers: list[tuple[str, str]]) -> None:
-        if attempt is not self.attempt or attempt.discarded or self.done:
+        if not self._live(attempt):
             return
         cluster, host = self.cluster, attempt.host
         assert cluster is not None
@@ -397,11 +477,23 @@ class Router:
             attempt.per_try = None
         retry = self.retry
         if retry is not None:
+            hedged = attempt in self._hedged  # retried already: never retried again
             if retry.policy.retriable_response(status, dict(headers)):
-                if self._maybe_retry(attempt, True, drain=True):
+                if not hedged and self._maybe_retry(attempt, True, drain=True):
                     return
-            elif retry.retries_done:
+                if self._others_pending(attempt):
+                    # A bad answer while another attempt may still bring a good one: this
+                    # one goes, and the others are waited for (Envoy's could_not_retry).
+                    if hedged:
+                        self._hedged.remove(attempt)
+                        attempt.abandon(drain=False)
+                    else:
+                        self._abandon(attempt, drain=False)
+                    return
+            elif retry.retries_done and not hedged:
                 counters["upstream_rq_retry_success"] += 1
+        if self._hedged or self._backoff is not None:
+            self._win(attempt)
         self.info.first_upstream_rx = self._active_at = now
         if status == 101 and self.request.upgrade:
             return self._start_tunnel(attempt, headers, int((now - attempt.start) * 1000))
@@ -444,12 +536,17 @@ class Router:
 
     def _on_failure(self, attempt: Attempt, reason: str, detail: str) -> None:
         """Connect failure, or the connection reset before the response completed."""
-        if attempt is not self.attempt or attempt.discarded or self.done:
+        if not self._live(attempt):
             return
         cluster = self.cluster
         assert cluster is not None
         conn = attempt.conn
-        self._end_attempt(attempt)
+        hedged = attempt in self._hedged
+        if hedged:
+            self._hedged.remove(attempt)
+            attempt.end()
+        else:
+            self._end_attempt(attempt)
         if self.response_started:
             cluster.stats.counters["upstream_rq_rx_reset"] += 1
             self.info.add_flag(flags.UPSTREAM_CONNECTION_TERMINATION)
@@ -457,6 +554,7 @@ class Router:
         stale = conn is not None and conn.reused and conn.received_bytes == 0
         if (
             reason == CONNECTION_TERMINATION
+            and not hedged
             and stale
             and self._body.replayable
             and self._silent_retries < 3
@@ -471,9 +569,11 @@ class Router:
         if reason == CONNECT_FAILURE:
             self.info.upstream_transport_failure_reason = detail
         retry = self.retry
-        retriable = retry is not None and retry.policy.retriable_reset(reason)
+        retriable = not hedged and retry is not None and retry.policy.retriable_reset(reason)
         if self._maybe_retry(attempt, retriable, drain=False):
             return
+        if self._others_pending(attempt):
+            return  # a hedged attempt, or the retry beside it, may still answer
         body = _RESET_BODY + reason.encode()
         if detail:
             body += b", transport failure reason: " + detail.encode()
@@ -492,6 +592,8 @@ class Router:
             return
         if self.response_started:
             return
+        if self._hedge:
+            return self._hedge_after(attempt)
         cluster = self.cluster
         assert cluster is not None
         cluster.stats.counters["upstream_rq_per_try_timeout"] += 1
@@ -510,15 +612,20 @@ class Router:
             return
         cluster = self.cluster
         assert cluster is not None
-        cluster.stats.counters["upstream_rq_timeout"] += 1
         if self._backoff is not None:
             self._backoff.cancel()
             self._backoff = None
         attempt = self.attempt
-        if attempt is not None and not attempt.ended:
+        in_flight = attempt is not None and not attempt.ended
+        # One per request, or, with hedged attempts, one per attempt still in flight, as
+        # Envoy counts; the hedged ones' timeouts already went to outlier detection.
+        hedged = len(self._hedged)
+        cluster.stats.counters["upstream_rq_timeout"] += hedged + in_flight if hedged else 1
+        if attempt is not None and in_flight:
             if cluster.outlier is not None:
                 cluster.outlier.report(attempt.host, 504)
             self._abandon(attempt, drain=False)
+        self._drop_hedged()
         self._timeout_reply()
 
     def _retry_policy(self, policy: RetryPolicy | None) -> RetryPolicy | None:
@@ -528,6 +635,7 @@ class Router:
         request = self.request
         if self._internal:
             policy = request_retry_policy(policy, request.headers)
+            self._hedge = hedge_on_per_try_timeout(self._hedge, request.headers)
         retries = policy is not None and policy.retry_on and policy.allows(request.headers)
         if policy is not None and retries and not request.upgrade:
             self.retry = RetryState(policy)
@@ -661,6 +769,7 @@ class Router:
         attempt = self.attempt
         if attempt is not None and not attempt.ended:
             self._abandon(attempt, drain=False)
+        self._drop_hedged()
         headers: list[tuple[str, str]] = []
         if _is_grpc(self.request) and status >= 300:
             return self._grpc_local_reply(status, body, grpc_status)
@@ -824,6 +933,7 @@ class Router:
         attempt = self.attempt
         if attempt is not None and not attempt.ended:
             attempt.abandon(drain=False)
+        self._drop_hedged()
         self._release_retry()  # also when the request ended during a back-off
         request_finished(self.ctx, info, self.http_stats, self.hcm.access_logs, self.cluster)
         self._body.clear()

@@ -114,11 +114,16 @@ def test_router_settings_it_does_not_act_on_are_refused() -> None:
 
 
 def test_route_actions_its_router_does_not_take_are_refused() -> None:
-    """Hedging, mirroring and internal redirects would be dropped without a word."""
+    """Mirroring, internal redirects and hedging beyond a per-try timeout would be
+    dropped without a word; hedging on a per-try timeout is served."""
     plain = route_config("r", [vhost("v", ["*"], [route({"prefix": "/"}, "c", timeout="1s")])])
     assert problem(ROUTES_URL, plain) is None
+    hedges = {"hedge_on_per_try_timeout": True, "initial_requests": 1}
+    hedged_route = route({"prefix": "/"}, "c", hedge_policy=hedges)
+    hedged = route_config("r", [vhost("v", ["*"], [hedged_route], hedge_policy=hedges)])
+    assert problem(ROUTES_URL, hedged) is None
     asks = {
-        "hedge_policy": {"hedge_on_per_try_timeout": True},
+        "hedge_policy": {"additional_request_chance": {"numerator": 5}},
         "request_mirror_policies": [{"cluster": "shadow"}],
         "internal_redirect_policy": {"max_internal_redirects": 2},
     }
