@@ -249,6 +249,7 @@ class Http2Connection(asyncio.Protocol):
         for stream in streams.values():
             if stream.router is not None and not stream.router.done:
                 stream.router.on_downstream_reset()
+            stream.router = None
 
     def pause_writing(self) -> None:
         self._writable = False
@@ -366,6 +367,7 @@ class Http2Connection(asyncio.Protocol):
             stream.router.on_downstream_reset()  # counts downstream_rq_rx_reset itself
         else:
             self.http_stats.counters["downstream_rq_rx_reset"] += 1
+        stream.router = None
         self._maybe_finish_drain()
 
     # -- writing ------------------------------------------------------------------------------
@@ -489,7 +491,7 @@ class Http2Connection(asyncio.Protocol):
         if stream.router is not None:
             stream.router.on_request_end()
         if stream.tunnel and stream.ended:
-            self.streams.pop(stream.id, None)
+            self._forget(stream)
             self._maybe_finish_drain()
 
     def _stream_gone(self, stream: _Stream) -> None:
@@ -498,8 +500,14 @@ class Http2Connection(asyncio.Protocol):
         self._blocked.discard(stream)
         if stream.tunnel and not stream.client_ended and not self._closed:
             return  # our half is closed; the client may still send until its END_STREAM
-        self.streams.pop(stream.id, None)
+        self._forget(stream)
         self._maybe_finish_drain()
+
+    def _forget(self, stream: _Stream) -> None:
+        """Drop a finished stream, and its link to its router: the two point at each
+        other, so without the cut each stream waited for the cyclic garbage collector."""
+        self.streams.pop(stream.id, None)
+        stream.router = None
 
     def _maybe_finish_drain(self) -> None:
         if self.draining and not self.streams:
