@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any
 
 _NANOS_PER_UNIT = {
@@ -26,19 +25,22 @@ _GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 
 
 def from_nanos(nanos: int) -> str:
-    """Format a nanosecond count the way protobuf's JSON mapping formats a Duration."""
-    seconds = Decimal(nanos) / Decimal(1_000_000_000)
-    text = format(seconds.normalize(), "f") if nanos else "0"
-    if "." in text:
-        fraction = text.split(".")[1]
-        width = 3 if len(fraction) <= 3 else 6 if len(fraction) <= 6 else 9
-        whole = text.split(".")[0]
-        text = f"{whole}.{fraction.ljust(width, '0')}"
-    return text + "s"
+    """Format a nanosecond count the way protobuf's JSON mapping formats a Duration: the
+    fraction in 3, 6 or 9 digits. Integer arithmetic (exact), not ``Decimal``: the
+    sidecar builds its bootstrap with this, and ``decimal`` costs it 0.4 MB."""
+    whole, fraction = divmod(abs(nanos), 1_000_000_000)
+    sign = "-" if nanos < 0 else ""
+    if not fraction:
+        return f"{sign}{whole}s"
+    digits = f"{fraction:09d}".rstrip("0")
+    width = 3 if len(digits) <= 3 else 6 if len(digits) <= 6 else 9
+    return f"{sign}{whole}.{digits.ljust(width, '0')}s"
 
 
 def from_seconds(seconds: int | float) -> str:
     """Format whole or fractional seconds as an Envoy duration."""
+    from decimal import Decimal  # exact for a float's shortest repr; only here and below
+
     return from_nanos(round(Decimal(str(seconds)) * 1_000_000_000))
 
 
@@ -74,5 +76,7 @@ def parse_go_duration(text: str) -> str:
     parts = _GO_PART.findall(body)
     if not parts or "".join(number + unit for number, unit in parts) != body:
         raise ValueError(f"invalid duration {text!r}")
+    from decimal import Decimal
+
     nanos = sum(Decimal(number) * _NANOS_PER_UNIT[unit] for number, unit in parts)
     return from_nanos(sign * int(nanos))
