@@ -9,10 +9,10 @@ parses an ``Authorization`` header or reads a clock.
 from __future__ import annotations
 
 import functools
-import hashlib
-import hmac
 from collections.abc import Iterable, Mapping
 from urllib.parse import quote
+
+from awssigv4.sha256 import hmac_sha256, sha256_hex
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 
@@ -79,7 +79,7 @@ def scope(date: str, region: str, service: str) -> str:
 
 def string_to_sign(timestamp: str, credential_scope: str, canonical: str) -> str:
     """SigV4's string to sign: algorithm, time, scope and the canonical request's hash."""
-    digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    digest = sha256_hex(canonical.encode("utf-8"))
     return f"{ALGORITHM}\n{timestamp}\n{credential_scope}\n{digest}"
 
 
@@ -94,8 +94,8 @@ def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
 
 def signature(key: bytes, to_sign: str) -> str:
     """The hex HMAC-SHA256 of the string to sign under the derived key."""
-    return hmac.new(key, to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+    return hmac_sha256(key, to_sign.encode("utf-8")).hex()
 
 
 def _hmac(key: bytes, message: str) -> bytes:
-    return hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
+    return hmac_sha256(key, message.encode("utf-8"))

@@ -16,13 +16,17 @@ refused alone (``CompiledConfig.refused``), as Envoy loads each resource apart.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar
+
+try:  # hashlib.blake2b is this type; hashlib itself sets up OpenSSL's digests (0.5 MB)
+    from _blake2 import blake2b
+except ImportError:  # an interpreter built without it: hashlib's (maybe OpenSSL's) one
+    from hashlib import blake2b
 
 from envoy_bootstrap.envoy_types import (
     CLUSTER,
@@ -432,7 +436,7 @@ def _canonical(value: Any) -> str:
 def _chain_key(frame: str, place: str, spec: Any) -> str:
     """``FilterChain.key``: a digest of the listener's frame, the place and the chain."""
     text = f"{frame}\n{place}\n{_canonical(spec)}"
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    return blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def _has_listener_filter(spec: dict[str, Any], names: tuple[str, ...]) -> bool:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import hashlib
 import ipaddress
 import os
 import re
@@ -166,6 +165,8 @@ def websocket_key() -> str:
 
 def websocket_accept(key: str) -> str:
     """The ``Sec-WebSocket-Accept`` a server must answer ``key`` with (RFC 6455 4.2.2)."""
+    import hashlib  # here: only WebSockets need it, and hashlib costs a sidecar 0.7 MB
+
     digest = hashlib.sha1(key.encode("ascii") + _WEBSOCKET_GUID).digest()
     return base64.b64encode(digest).decode("ascii")
 
