@@ -376,12 +376,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.post(NUDGE_PATH)
     async def nudge(request: Request) -> Response:
-        """A peer replica committed a write: read the change items now (appmesh_api.peers).
-        Only a caller holding this replica's token (kept in the shared table) may ask."""
+        """A peer replica committed a write: apply the change items the body carries, or
+        read them from the table now (appmesh_api.peers). Only a caller holding this
+        replica's token (kept in the shared table) may ask."""
         accept = getattr(store, "accept_nudge", None)
         if accept is None:
             return JSONResponse({"message": NO_REPLICAS}, status_code=404)
-        if not accept(request.headers.get(TOKEN_HEADER)):
+        if not accept(request.headers.get(TOKEN_HEADER), await request.body()):
             return JSONResponse({"message": BAD_NUDGE}, status_code=403)
         return Response(status_code=204)
 

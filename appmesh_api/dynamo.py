@@ -22,7 +22,9 @@ control plane by three rules:
   after its cursor (strongly consistent ``Query``; every ``poll_interval``), re-reads
   the changed resources and publishes their meshes on its change feed, so its proxies
   get the new config. The replica that committed a write also nudges its peers
-  (``appmesh_api.peers``), which poll at once; a lost nudge waits for the next poll.
+  (``appmesh_api.peers``) with the change items it committed: a peer applies them at
+  once if they follow its cursor without a gap, else polls at once; a lost nudge
+  waits for the next poll, which comes every ``poll_interval`` however often nudged.
   DynamoDB Streams would not save the delay: a Streams reader polls ``GetRecords``
   too, and not every DynamoDB-compatible endpoint offers it.
   (UNCONFIRMED: App Mesh documents no read-after-write guarantee across endpoints.)
@@ -127,6 +129,28 @@ def _change_of(item: dict) -> Change:
     return Change(sequence, key, resource)
 
 
+def nudged_changes(body: bytes) -> list[Change] | None:
+    """The change items a nudge's body carries (``{"changes": [item, ...]}``, each as
+    the table holds it, with content); None: an empty body, or one this cannot use
+    (the follower reads the table instead)."""
+    if not body:
+        return None
+    try:
+        listed = json.loads(body)["changes"]
+        changes = [_change_of(item) for item in listed if item["pk"] == _s("chg")]
+        for change in changes:  # what apply() will parse must parse: it runs unguarded
+            if change.item:
+                json.loads(change.item["tags"]["S"])
+                if not isinstance(json.loads(change.item["data"]["S"]), dict):
+                    raise TypeError("a resource's data is an object")
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as error:
+        log.warning("a nudge carried change items this replica cannot read (%r)", error)
+        return None
+    if len(changes) != len(listed) or any(change.item is UNREAD for change in changes):
+        return None
+    return changes
+
+
 def carried_items(changes: list[Change]) -> dict[Key, dict | None]:
     """Each key's item as of its latest change that carries one (the changes sorted by
     sequence, as a Query of the change items returns them)."""
@@ -221,6 +245,8 @@ class DynamoStore(SqliteStore):
         self.token = secrets.token_hex(16)  # what a nudge to this replica must carry
         self.peers = Peers()
         self._nudge: asyncio.Event | None = None
+        self._nudged: list[Change] = []  # what nudges carried since the follower looked
+        self._must_poll = False  # a nudge carried nothing usable: read the table
         self._pruned = 0  # the watermark: change items up to it may be deleted
         self._registry: threading.Thread | None = None
         self._client = self._connect(endpoint, region)
@@ -480,7 +506,7 @@ class DynamoStore(SqliteStore):
             "by": _s(self.replica),
             **_carried(put),
         }
-        ops.append({"Put": {"TableName": self.table, "Item": change}})
+        ops.append({"Put": {"TableName": self.table, "Item": change}})  # last: write() sends it
         return ops
 
     def _delete_op(self, key: Key, unreferenced: bool) -> dict:
@@ -604,10 +630,9 @@ class DynamoStore(SqliteStore):
         changes after it."""
         guard = guard or Guard()
         sequence = self._next_sequence()
+        operations = self._operations(sequence, put, delete, token, guard)
         try:
-            self._client.transact_write_items(
-                TransactItems=self._operations(sequence, put, delete, token, guard)
-            )
+            self._client.transact_write_items(TransactItems=operations)
         except ClientError as error:
             if error.response["Error"]["Code"] != "TransactionCanceledException":
                 raise
@@ -617,7 +642,7 @@ class DynamoStore(SqliteStore):
                 raise QuotaReached(full) from error
             raise StoreConflict("another replica changed what this write depends on") from error
         self._applied.add(sequence)
-        self.peers.nudge_all()
+        self.peers.nudge_all(operations[-1]["Put"]["Item"])  # the change item, committed
         if delete is not None:
             self._unindex(delete)
             self._revs.pop(delete, None)
@@ -781,10 +806,22 @@ class DynamoStore(SqliteStore):
         every ``poll_interval`` or at once when a peer nudges."""
         loop = asyncio.get_running_loop()
         nudge = self._nudge = asyncio.Event()
+        polled = time.monotonic()
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(nudge.wait(), self.poll_interval)
+            left = polled + self.poll_interval - time.monotonic()
+            if left > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(nudge.wait(), left)
             nudge.clear()
+            if not self._must_poll and time.monotonic() - polled < self.poll_interval:
+                carried = self.apply_nudged()
+                if carried is not None:  # applied without reading the table
+                    for mesh, sequence in sorted(carried, key=lambda p: p[1]):
+                        publish(mesh, sequence)
+                    continue
+            # Whatever nudges carried so far was committed before this Query starts.
+            self._must_poll, self._nudged = False, []
+            polled = time.monotonic()
             try:
                 changes = await loop.run_in_executor(None, self.poll_changes)
                 if self.behind:
@@ -806,13 +843,47 @@ class DynamoStore(SqliteStore):
                 publish(mesh, sequence)
             await asyncio.sleep(NUDGE_GAP)
 
-    def accept_nudge(self, token: str | None) -> bool:
-        """A peer's nudge (on the loop): poll now, if it carries this replica's token."""
+    def accept_nudge(self, token: str | None, body: bytes = b"") -> bool:
+        """A peer's nudge (on the loop), if it carries this replica's token: the change
+        items in ``body`` are applied by the follower, or it polls now (no body, or one
+        that is not a list of change items with content)."""
         if token is None or not secrets.compare_digest(token, self.token):
             return False
+        changes = nudged_changes(body)
+        if changes is None:
+            self._must_poll = True
+        else:
+            self._nudged.extend(changes)
         if self._nudge is not None:
             self._nudge.set()
         return True
+
+    def apply_nudged(self) -> set[tuple[MeshKey, int]] | None:
+        """Apply what nudges carried since the last look, if it leaves no gap after the
+        cursor (every sequence up to the newest carried is applied or carried), and
+        return (mesh, sequence) to publish; None: it does not, read the table.
+
+        Sequence order holds as after a poll: a change is applied only once all before
+        it are, so a write that depends on an earlier one (made on another replica, its
+        nudge late or lost) is never seen without it.
+        """
+        fresh = {
+            change.sequence: change
+            for change in self._nudged
+            if change.sequence > self._cursor and change.sequence not in self._applied
+        }
+        self._nudged = []
+        if not fresh:
+            return set()
+        newest = max(fresh)
+        if newest - self._cursor > len(fresh) + len(self._applied):
+            return None  # more numbers than could be accounted for: a gap
+        for sequence in range(self._cursor + 1, newest + 1):
+            if sequence not in fresh and sequence not in self._applied:
+                return None
+        changes = [fresh[sequence] for sequence in sorted(fresh)]
+        pairs = [(change.sequence, change.key) for change in changes]
+        return self.apply(pairs, carried_items(changes))
 
     # -- peers and retention ---------------------------------------------------------
     def start_peering(self, url: str | None) -> None:

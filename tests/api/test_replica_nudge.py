@@ -34,10 +34,10 @@ def replica_items(dynamodb_endpoint: str, store: str) -> list[dict]:
     return answer["Items"]
 
 
-def nudge(server: Server, token: str | None) -> int:
+def nudge(server: Server, token: str | None, body: bytes = b"") -> int:
     headers = {TOKEN_HEADER: token} if token is not None else {}
     request = urllib.request.Request(
-        server.endpoint + NUDGE_PATH, data=b"", method="POST", headers=headers
+        server.endpoint + NUDGE_PATH, data=body, method="POST", headers=headers
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as answer:
@@ -190,6 +190,14 @@ def _node_item(dynamodb_endpoint: str, store: str, account: str, mesh: str, name
 def _hand_written_change(dynamodb_endpoint: str, store: str, account: str, content: dict) -> int:
     """A change of node ``n`` of mesh ``carry`` put in the table by hand, as a replica's
     write puts it (a sequence from the counter, then the change item)."""
+    change = _change_item(dynamodb_endpoint, store, account, content)
+    table_client(dynamodb_endpoint).put_item(TableName=table_of(store), Item=change)
+    return int(change["sk"]["S"])
+
+
+def _change_item(dynamodb_endpoint: str, store: str, account: str, content: dict) -> dict:
+    """A change item of node ``n`` of mesh ``carry`` with the next sequence from the
+    table's counter, not put in the table."""
     table = table_client(dynamodb_endpoint)
     sequence = int(
         table.update_item(
@@ -209,8 +217,7 @@ def _hand_written_change(dynamodb_endpoint: str, store: str, account: str, conte
         "by": {"S": "a-test"},
         **content,
     }
-    table.put_item(TableName=table_of(store), Item=change)
-    return sequence
+    return change
 
 
 def _port_of(client, mesh: str, name: str) -> int:
@@ -224,11 +231,12 @@ def _with_port(data: str, port: int) -> str:
     return json.dumps(record)
 
 
-def _nudge_second(pair, dynamodb_endpoint: str, store: str) -> None:
+def _nudge_second(pair, dynamodb_endpoint: str, store: str, body: bytes = b"") -> None:
     _, second = pair
     url = f"http://127.0.0.1:{second.port}"
     items = replica_items(dynamodb_endpoint, store)
-    assert nudge(second, next(i["token"]["S"] for i in items if i["url"]["S"] == url)) == 204
+    token = next(i["token"]["S"] for i in items if i["url"]["S"] == url)
+    assert nudge(second, token, body) == 204
 
 
 @pytest.fixture
@@ -271,3 +279,66 @@ def test_a_change_item_without_content_makes_the_peer_read_the_resource(
 
 def _assert_port(client, port: int) -> None:
     assert _port_of(client, "carry", "n") == port
+
+
+def _ported(dynamodb_endpoint: str, store: str, account: str, port: int) -> dict:
+    """Content for a change of node ``n`` of mesh ``carry`` to listen on ``port``."""
+    item = _node_item(dynamodb_endpoint, store, account, "carry", "n")
+    return {"data": {"S": _with_port(item["data"]["S"], port)}, "tags": item["tags"]}
+
+
+def _carrying(*changes: dict) -> bytes:
+    return json.dumps({"changes": list(changes)}).encode()
+
+
+def test_a_nudge_carrying_the_change_item_is_applied_without_reading_the_table(
+    pair, carry, dynamodb_endpoint, slow_store, account
+):
+    """The change item is only in the nudge, never in the table (which a poll would
+    read): the peer applied it from the nudge."""
+    content = _ported(dynamodb_endpoint, slow_store, account, 9292)
+    change = _change_item(dynamodb_endpoint, slow_store, account, content)
+    _nudge_second(pair, dynamodb_endpoint, slow_store, _carrying(change))
+    eventually(lambda: _assert_port(carry, 9292), timeout=10)
+
+
+def test_a_nudge_after_a_gap_reads_the_table_and_keeps_the_sequence_order(
+    pair, carry, dynamodb_endpoint, slow_store, account
+):
+    """Change s1 is in the table only (its nudge was lost), s2 in a nudge only. The
+    peer must not apply s2 before s1: it reads the table instead, applies s1 and
+    leaves s2 (were s2 applied first, s1 would be refused as older and 9302 stay).
+    Once s1 is applied, s2 carried again follows the cursor and is applied."""
+    _hand_written_change(
+        dynamodb_endpoint,
+        slow_store,
+        account,
+        _ported(dynamodb_endpoint, slow_store, account, 9301),
+    )
+    later = _change_item(
+        dynamodb_endpoint,
+        slow_store,
+        account,
+        _ported(dynamodb_endpoint, slow_store, account, 9302),
+    )
+    _nudge_second(pair, dynamodb_endpoint, slow_store, _carrying(later))
+    eventually(lambda: _assert_port(carry, 9301), timeout=10)
+    _nudge_second(pair, dynamodb_endpoint, slow_store, _carrying(later))
+    eventually(lambda: _assert_port(carry, 9302), timeout=10)
+
+
+def test_a_nudge_carrying_what_the_replica_cannot_read_makes_it_read_the_table(
+    pair, carry, dynamodb_endpoint, slow_store, account
+):
+    """A body that is not change items (or items without their content) is no reason
+    to ignore the nudge: the peer reads the table, as for an empty one."""
+    content = _ported(dynamodb_endpoint, slow_store, account, 9401)
+    _hand_written_change(dynamodb_endpoint, slow_store, account, content)
+    _nudge_second(pair, dynamodb_endpoint, slow_store, b"not json")
+    eventually(lambda: _assert_port(carry, 9401), timeout=10)
+    content = _ported(dynamodb_endpoint, slow_store, account, 9402)
+    change = _change_item(dynamodb_endpoint, slow_store, account, content)
+    table_client(dynamodb_endpoint).put_item(TableName=table_of(slow_store), Item=change)
+    bare = {name: value for name, value in change.items() if name not in content}
+    _nudge_second(pair, dynamodb_endpoint, slow_store, _carrying(bare))  # no content
+    eventually(lambda: _assert_port(carry, 9402), timeout=10)
