@@ -54,7 +54,10 @@ _RESOURCE_FIELDS = {
     "secrets": "secrets",
 }
 METADATA_PREFIX = "appmesh_local."
-PROXY_POLL = 1.0  # seconds between reads of the other replicas' proxy registrations
+# Seconds between reads of the other replicas' proxy registrations, for a store whose
+# replicas do not nudge when they change (``DynamoStore.wait_proxies`` does).
+PROXY_POLL = 1.0
+PROXY_GAP = 0.05  # the least time between two such reads (a burst of proxies connecting)
 # How long a proxy's first request waits for ACM material being fetched for its mesh.
 ACM_FIRST_FETCH_SECONDS = 3.0
 
@@ -320,6 +323,7 @@ class DiscoveryService:
         self.registry.restore(store.load_proxies())
         # Replicas on a shared store: the proxies connected to the others count too.
         self._shared_proxies = getattr(store, "shared_proxies", None)
+        self._wait_proxies = getattr(store, "wait_proxies", None)
         if self._shared_proxies is not None:
             self.registry.merge(self._shared_proxies())
         self.resolver = NodeResolver(store, settings)
@@ -519,14 +523,19 @@ class DiscoveryService:
             self.feed.publish(mesh)
         self.store.save_proxies(self.registry.rows())
 
-    async def follow_proxies(self, every: float = PROXY_POLL) -> None:
-        """Forever, with replicas: take in the proxies connected to the other replicas,
-        and push new endpoints to this replica's proxies of the meshes that changed."""
+    async def follow_proxies(self) -> None:
+        """Forever, with replicas: take in the proxies connected to the other replicas
+        (when a peer's nudge says they changed, and every few seconds for the
+        heartbeats), and push new endpoints to this replica's proxies of the meshes
+        that changed. A read at most every ``PROXY_GAP`` s, however often nudged."""
         if self._shared_proxies is None:
             return
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(every)
+            if self._wait_proxies is not None:
+                await self._wait_proxies()
+            else:
+                await asyncio.sleep(PROXY_POLL)
             try:
                 rows = await loop.run_in_executor(None, self._shared_proxies)
             except Exception:
@@ -534,6 +543,7 @@ class DiscoveryService:
                 continue
             for mesh in self.registry.merge(rows):
                 self.feed.publish(mesh)
+            await asyncio.sleep(PROXY_GAP)
 
 
 def _to_json(response: Mapping[str, Any]) -> bytes:

@@ -89,6 +89,11 @@ log = logging.getLogger("appmesh_local.dynamo")
 GAP_GRACE = 5.0  # seconds a missing sequence number is waited for
 PROXY_TTL = 300.0  # a row no replica refreshed for this long is deleted by whoever sees it
 PROXY_REFRESH = 5.0  # a saved registration is written again at most this often
+# Seconds between reads of the other replicas' proxy registrations when no nudge says
+# they changed (a new or gone registration nudges; heartbeats only refresh last_seen,
+# which counts in tens of seconds). At 1 s, three replicas made 3 Queries a second,
+# on the cores and the one-request moto a push needs. At least ``poll=``.
+PROXY_POLL = 5.0
 # Seconds between polls of the change items (``poll=``). Nudges deliver a peer's write
 # within a poll's round trip; this is the fallback for a lost nudge. At 50 ms, three
 # idle replicas and moto spent a quarter of a core on polls (255 CPU ms/s), on cores
@@ -129,14 +134,16 @@ def _change_of(item: dict) -> Change:
     return Change(sequence, key, resource)
 
 
-def nudged_changes(body: bytes) -> list[Change] | None:
-    """The change items a nudge's body carries (``{"changes": [item, ...]}``, each as
-    the table holds it, with content); None: an empty body, or one this cannot use
-    (the follower reads the table instead)."""
+def read_nudge(body: bytes) -> tuple[list[Change] | None, bool]:
+    """(the change items a nudge's body carries, whether the sender's proxy
+    registrations changed). The body is ``{"changes": [item, ...], "proxies": true}``,
+    each item as the table holds it, with content. An empty body (or one this cannot
+    use) says neither: (None, True), read both from the table."""
     if not body:
-        return None
+        return None, True
     try:
-        listed = json.loads(body)["changes"]
+        message = json.loads(body)
+        listed, proxies = message["changes"], message.get("proxies") is True
         changes = [_change_of(item) for item in listed if item["pk"] == _s("chg")]
         for change in changes:  # what apply() will parse must parse: it runs unguarded
             if change.item:
@@ -145,10 +152,10 @@ def nudged_changes(body: bytes) -> list[Change] | None:
                     raise TypeError("a resource's data is an object")
     except (ValueError, KeyError, TypeError, AttributeError, IndexError) as error:
         log.warning("a nudge carried change items this replica cannot read (%r)", error)
-        return None
+        return None, True
     if len(changes) != len(listed) or any(change.item is UNREAD for change in changes):
-        return None
-    return changes
+        return None, proxies
+    return changes, proxies
 
 
 def carried_items(changes: list[Change]) -> dict[Key, dict | None]:
@@ -247,6 +254,7 @@ class DynamoStore(SqliteStore):
         self._nudge: asyncio.Event | None = None
         self._nudged: list[Change] = []  # what nudges carried since the follower looked
         self._must_poll = False  # a nudge carried nothing usable: read the table
+        self._proxies_nudged = asyncio.Event()  # a peer's proxy registrations changed
         self._pruned = 0  # the watermark: change items up to it may be deleted
         self._registry: threading.Thread | None = None
         self._client = self._connect(endpoint, region)
@@ -849,7 +857,9 @@ class DynamoStore(SqliteStore):
         that is not a list of change items with content)."""
         if token is None or not secrets.compare_digest(token, self.token):
             return False
-        changes = nudged_changes(body)
+        changes, proxies = read_nudge(body)
+        if proxies:
+            self._proxies_nudged.set()
         if changes is None:
             self._must_poll = True
         else:
@@ -884,6 +894,14 @@ class DynamoStore(SqliteStore):
         changes = [fresh[sequence] for sequence in sorted(fresh)]
         pairs = [(change.sequence, change.key) for change in changes]
         return self.apply(pairs, carried_items(changes))
+
+    async def wait_proxies(self) -> None:
+        """Until a peer's nudge says its proxy registrations changed, or ``PROXY_POLL``
+        (at least ``poll_interval``) passed: then the other replicas' rows are read."""
+        with contextlib.suppress(TimeoutError):
+            timeout = max(PROXY_POLL, self.poll_interval)
+            await asyncio.wait_for(self._proxies_nudged.wait(), timeout)
+        self._proxies_nudged.clear()
 
     # -- peers and retention ---------------------------------------------------------
     def start_peering(self, url: str | None) -> None:
@@ -1030,6 +1048,14 @@ class DynamoStore(SqliteStore):
         a replica deletes only the rows it wrote, so a proxy that moved is not lost."""
         now = time.time()
         wanted = {json.dumps([node_id, address]): state for node_id, address, state in rows}
+        changed = set(self._proxy_rows) ^ set(wanted)  # new or gone: the peers' endpoints
+        try:
+            self._write_proxy_rows(wanted, now)
+        finally:
+            if changed:
+                self.peers.nudge_proxies()
+
+    def _write_proxy_rows(self, wanted: dict[str, str], now: float) -> None:
         for sk in set(self._proxy_rows) - set(wanted):
             self._conditional(
                 "delete_item",

@@ -56,6 +56,7 @@ class PeerSender:
         self._lock = threading.Lock()
         self._carried: list[dict] = []  # change items for the next nudge
         self._too_many = False  # more than a nudge carries: send none, the peer reads
+        self._proxies = False  # this replica's proxy registrations changed
         self._thread = threading.Thread(target=self._run, name=f"nudge {url}", daemon=True)
         self._thread.start()
 
@@ -70,14 +71,25 @@ class PeerSender:
                 self._carried.append(change)
         self._wake.set()
 
-    def _body(self) -> bytes:
-        """The next nudge's body: the change items handed over, or empty (read the table)."""
+    def nudge_proxies(self) -> None:
+        """Nudge soon: this replica's proxy registrations changed (a new one or one gone)."""
         with self._lock:
-            carried, too_many = self._carried, self._too_many
-            self._carried, self._too_many = [], False
-        if too_many or not carried:
+            self._proxies = True
+        self._wake.set()
+
+    def _body(self) -> bytes | None:
+        """The next nudge's body: the change items handed over and whether the proxy
+        registrations changed; empty: read everything from the table; None: nothing
+        is left to say (an earlier nudge carried it)."""
+        with self._lock:
+            carried, too_many, proxies = self._carried, self._too_many, self._proxies
+            self._carried, self._too_many, self._proxies = [], False, False
+        if too_many:
             return b""
-        body = json.dumps({"changes": carried}, separators=(",", ":")).encode()
+        if not carried and not proxies:
+            return None
+        message: dict = {"changes": carried, **({"proxies": True} if proxies else {})}
+        body = json.dumps(message, separators=(",", ":")).encode()
         return body if len(body) <= CARRIED_BYTES else b""
 
     def stop(self) -> None:
@@ -91,8 +103,11 @@ class PeerSender:
             if self._stopped:
                 self._close()
                 return
+            body = self._body()
+            if body is None:
+                continue
             try:
-                self._send(self._body())
+                self._send(body)
                 self.failures = 0
             except (OSError, http.client.HTTPException) as error:
                 self.failures += 1
@@ -158,6 +173,13 @@ class Peers:
             senders = list(self._senders.values())
         for sender in senders:
             sender.nudge(change)
+
+    def nudge_proxies(self) -> None:
+        """Nudge every peer: this replica's proxy registrations changed."""
+        with self._lock:
+            senders = list(self._senders.values())
+        for sender in senders:
+            sender.nudge_proxies()
 
     def known(self) -> dict[str, str]:
         """Replica id -> URL, for logs and tests."""

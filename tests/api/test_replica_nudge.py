@@ -21,6 +21,9 @@ from appmesh_api.peers import NUDGE_PATH, TOKEN_HEADER
 from tests.api.conftest import dynamodb_store, table_client, table_of
 from tests.api.helpers import http_node_spec
 from tests.api.test_replicas import eventually, start_replica
+from tests.api.test_replicas import (
+    test_a_proxy_connected_to_one_replica_is_an_endpoint_on_the_other as _proxy_shared,
+)
 from tests.conftest import Server, make_client, start_server
 
 
@@ -342,3 +345,11 @@ def test_a_nudge_carrying_what_the_replica_cannot_read_makes_it_read_the_table(
     bare = {name: value for name, value in change.items() if name not in content}
     _nudge_second(pair, dynamodb_endpoint, slow_store, _carrying(bare))  # no content
     eventually(lambda: _assert_port(carry, 9402), timeout=10)
+
+
+def test_a_proxy_registration_reaches_a_slowly_polling_replica_by_its_nudge(pair, account):
+    """poll=30: the other replicas' registrations are read every 30 s unless a nudge
+    says they changed, and the held long-poll on the second replica waits 20 s, so the
+    endpoint it answers with came by the nudge of the replica the proxy registered on."""
+    time.sleep(2.5)  # both have read the other's replica item (every 2 s)
+    _proxy_shared(pair, account)

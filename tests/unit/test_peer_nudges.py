@@ -122,3 +122,9 @@ def test_a_bare_nudge_among_changes_makes_the_next_carry_none(peer: _Peer, sende
     """Someone asked for "read the table": the changes handed over with it are in the
     table too, and the peer reads them there."""
     assert _held_then(peer, sender, [_change(1), None, _change(2)]) == b""
+
+
+def test_a_nudge_says_when_the_proxy_registrations_changed(peer: _Peer, sender: PeerSender):
+    sender.nudge_proxies()
+    (token, body), *_ = peer.wait_for(1)
+    assert token == "the-token" and json.loads(body) == {"changes": [], "proxies": True}
