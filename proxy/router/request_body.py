@@ -38,7 +38,7 @@ class RequestBody:
     def rewind(self) -> None:
         """A new attempt starts: everything kept is unsent again."""
         self._sent = 0
-        self.pending = sum(len(c) for c in self._chunks)
+        self.pending = self.size if self.retain else sum(map(len, self._chunks))
 
     def take(self) -> bytes:
         """Bytes the current attempt has not sent yet, framed for the upstream."""

@@ -30,9 +30,9 @@ def request_retry_policy(
     ``x-envoy-retriable-header-names`` adds present-matchers (each used only when
     ``retry_on`` names it). The headers are consumed: none goes upstream. External
     requests never get here with them (the HCM strips them)."""
+    if headers.keys().isdisjoint(_RETRY_HEADERS):
+        return route_policy  # the common case, in one C call (this runs per request)
     found = [headers.pop(name, None) for name in _RETRY_HEADERS]
-    if not any(value is not None for value in found):
-        return route_policy
     retry_on, grpc_on, max_retries, codes, names = found
     policy = route_policy or DEFAULT_POLICY
     bits = policy.retry_on | retry_on_bits(retry_on or "", grpc=False)

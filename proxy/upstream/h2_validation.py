@@ -34,6 +34,14 @@ _NAME = re.compile(rb":?[\x21-\x39\x3b-\x40\x5b-\x7e]*")
 _BAD_VALUE = re.compile(rb"[\x00\n\r]|\A[ \t]|[ \t]\Z")
 
 
+# Regular fields (not pseudo-headers, not ``host``) that passed the per-field checks,
+# shared by every connection: most fields repeat (``content-type``, ``server``...), and a
+# field's verdict depends on nothing else. Cleared when full, so values that never repeat
+# (request ids) cost a set insert and no memory beyond the bound.
+_PLAIN: set[tuple[bytes, bytes]] = set()
+_PLAIN_LIMIT = 2048
+
+
 def acceptable(headers: Sequence[tuple[bytes, bytes]], flags: HeaderValidationFlags) -> bool:
     """Whether h2's ``normalize_inbound_headers`` and ``validate_headers`` would pass
     ``headers`` unchanged; False also for blocks with a cookie (h2 recombines them)."""
@@ -41,7 +49,12 @@ def acceptable(headers: Sequence[tuple[bytes, bytes]], flags: HeaderValidationFl
     pseudo: set[bytes] = set()
     regular = False
     method = authority = host = None
-    for name, value in headers:
+    plain = _PLAIN
+    for header in headers:
+        if header in plain:
+            regular = True  # a field passed before: the checks below depend on it alone
+            continue
+        name, value = header
         if not name or _NAME.fullmatch(name) is None:
             return False
         if value and _BAD_VALUE.search(value) is not None:
@@ -62,10 +75,15 @@ def acceptable(headers: Sequence[tuple[bytes, bytes]], flags: HeaderValidationFl
             return False
         if name == b"te" and value.lower() != b"trailers":
             return False
-        if name == b"host" and request:
-            if host is not None:
-                return False
-            host = value
+        if name == b"host":
+            if request:
+                if host is not None:
+                    return False
+                host = value
+            continue
+        if len(plain) >= _PLAIN_LIMIT:
+            plain.clear()
+        plain.add(header)
     if request and (host is None and authority is None):
         return False  # a request needs :authority or Host
     if request and host is not None and authority is not None and host != authority:

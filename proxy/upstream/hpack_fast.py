@@ -229,6 +229,26 @@ def decode_integer(data: bytes, offset: int, prefix_bits: int) -> tuple[int, int
     raise HPACKDecodingError("Variable integer representation is too long")
 
 
+# The static table as the ``HeaderTuple``s a decoded block holds, by HPACK index: an
+# indexed field is then one list lookup, not hpack's ``get_by_index`` and a new tuple.
+_STATIC_TUPLES: list[HeaderTuple] = [HeaderTuple(b"", b"")] + [
+    HeaderTuple(name, value) for name, value in HeaderTable.STATIC_TABLE
+]
+
+
+def _add_entry(table: HeaderTable, header: HeaderTuple) -> None:
+    """hpack's ``HeaderTable.add``, keeping the decoded ``HeaderTuple`` itself as the
+    entry (a later indexed reference returns it as it is: it is immutable)."""
+    size = 32 + len(header[0]) + len(header[1])
+    if size > table._maxsize:
+        table.dynamic_entries.clear()
+        table._current_size = 0
+    else:
+        table.dynamic_entries.appendleft(header)
+        table._current_size += size
+        table._shrink()
+
+
 class FastDecoder(hpack.Decoder):
     """hpack's ``Decoder`` with a one-pass ``decode`` for h2's ``raw=True`` calls."""
 
@@ -246,11 +266,19 @@ class FastDecoder(hpack.Decoder):
         while offset < end:
             first = data[offset]
             if first & 0x80:  # indexed field (6.1)
-                index, offset = decode_integer(data, offset, 7)
-                header = HeaderTuple(*table.get_by_index(index))
+                index = first & 0x7F
+                if index < 0x7F:
+                    offset += 1
+                else:
+                    index, offset = decode_integer(data, offset, 7)
+                if 0 < index <= _STATIC_LENGTH:
+                    header = _STATIC_TUPLES[index]
+                else:
+                    entry = table.get_by_index(index)  # hpack's refusal of a bad index
+                    header = entry if type(entry) is HeaderTuple else HeaderTuple(*entry)
             elif first & 0x40:  # literal with incremental indexing (6.2.1)
                 header, offset = self._literal(data, offset, 6, False)
-                table.add(header[0], header[1])
+                _add_entry(table, header)
             elif first & 0x20:  # dynamic table size update (6.3), only before fields
                 if headers:
                     raise HPACKDecodingError("Table size update not at the start of the block")
