@@ -48,6 +48,15 @@ class Script:
             raise
 
 
+def hedged_route() -> dict[str, Any]:
+    """Retries on 5xx with a per-try timeout, and the route's hedge policy on."""
+    return {**_policy("5xx"), "hedge_policy": {"hedge_on_per_try_timeout": True}}
+
+
+async def _second() -> web.Response:
+    return web.Response(text="second")
+
+
 async def _hang() -> web.Response:
     await asyncio.Event().wait()
     raise AssertionError("unreachable")
@@ -82,11 +91,8 @@ async def test_the_timed_out_attempt_is_kept_and_its_answer_wins() -> None:
 async def test_a_route_hedge_policy_lets_the_retry_win_and_resets_the_first() -> None:
     script = Script()
 
-    async def second() -> web.Response:
-        return web.Response(text="second")
-
-    script.steps = [_hang, second]
-    route = {**_policy("5xx"), "hedge_policy": {"hedge_on_per_try_timeout": True}}
+    script.steps = [_hang, _second]
+    route = hedged_route()
     async with backends(("b", script.handle)) as (backend,):
         resources = simple_proxy("b", [backend.port], route_extra=route)
         async with running_proxy(resources) as proxy, client() as session:
@@ -112,7 +118,7 @@ async def test_a_hedged_attempts_bad_answer_waits_for_the_retry() -> None:
         return web.Response(text="second")
 
     script.steps = [first, second]
-    route = {**_policy("5xx"), "hedge_policy": {"hedge_on_per_try_timeout": True}}
+    route = hedged_route()
     async with backends(("b", script.handle)) as (backend,):
         resources = simple_proxy("b", [backend.port], route_extra=route)
         async with running_proxy(resources) as proxy, client() as session:
@@ -126,11 +132,8 @@ async def test_the_header_says_false_over_the_route_and_is_consumed() -> None:
     route's hedging off: the per-try timeout resets the first attempt before the retry."""
     script = Script()
 
-    async def second() -> web.Response:
-        return web.Response(text="second")
-
-    script.steps = [_hang, second]
-    route = {**_policy("5xx"), "hedge_policy": {"hedge_on_per_try_timeout": True}}
+    script.steps = [_hang, _second]
+    route = hedged_route()
     async with backends(("b", script.handle)) as (backend,):
         resources = simple_proxy("b", [backend.port], route_extra=route)
         async with running_proxy(resources) as proxy, client() as session:
