@@ -130,8 +130,7 @@ def _issue(pca: Any, ca_arn: str, names: list[str]) -> tuple[bytes, bytes, bytes
         )
         .sign(key, hashes.SHA256())
     )
-    csr_b64 = base64.b64encode(csr.public_bytes(serialization.Encoding.PEM))
-    issued = pca.issue_certificate(ca_arn, csr_b64, END_ENTITY_TEMPLATE)
+    issued = _issue_from_csr(pca, ca_arn, csr.public_bytes(serialization.Encoding.PEM))
     certificate, _ = pca.get_certificate(ca_arn, issued)
     ca_certificate, ca_chain = pca.get_certificate_authority_certificate(ca_arn)
     chain = ca_certificate + (b"\n" + ca_chain if ca_chain else b"")
@@ -276,3 +275,14 @@ def _delete_permission(self: Any) -> str:
             f"Permission for principal {key[0]} on {ca.arn} not found",
         )
     return "{}"
+
+
+def _issue_from_csr(pca: Any, ca_arn: str, csr_pem: bytes) -> str:
+    """moto's ``IssueCertificate`` backend took the CSR base64-encoded up to 5.2.5 and takes
+    the PEM itself from 5.2.6 (both within the ``moto>=5.2,<5.3`` pin): the PEM first, and
+    the old form only when moto could not read it as a PEM."""
+    try:
+        return str(pca.issue_certificate(ca_arn, csr_pem, END_ENTITY_TEMPLATE))
+    except ValueError:
+        csr_b64 = base64.b64encode(csr_pem)
+        return str(pca.issue_certificate(ca_arn, csr_b64, END_ENTITY_TEMPLATE))
