@@ -435,10 +435,9 @@ class Router:
     def _win(self, attempt: Attempt) -> None:
         """``attempt``'s response goes downstream: every other attempt is reset and a
         retry not started yet is not started, as Envoy's ``resetOtherUpstreams``."""
-        for other in self._hedged:
-            if other is not attempt:
-                other.abandon(drain=False)
-        self._hedged = []
+        if attempt in self._hedged:
+            self._hedged.remove(attempt)
+        self._drop_hedged()
         current = self.attempt
         if current is not None and current is not attempt and not current.ended:
             self._abandon(current, drain=False)
@@ -452,6 +451,7 @@ class Router:
             attempt.conn.set_reading(False)
 
     def _drop_hedged(self) -> None:
+        """Reset every hedged attempt still kept (the request is over, or another won)."""
         for attempt in self._hedged:
             attempt.abandon(drain=False)
         self._hedged = []
