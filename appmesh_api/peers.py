@@ -169,17 +169,18 @@ class Peers:
 
     def nudge_all(self, change: dict | None = None) -> None:
         """Nudge every peer, carrying ``change`` (a committed change item) if given."""
-        with self._lock:
-            senders = list(self._senders.values())
-        for sender in senders:
+        for sender in self._senders_now():
             sender.nudge(change)
 
     def nudge_proxies(self) -> None:
         """Nudge every peer: this replica's proxy registrations changed."""
-        with self._lock:
-            senders = list(self._senders.values())
-        for sender in senders:
+        for sender in self._senders_now():
             sender.nudge_proxies()
+
+    def _senders_now(self) -> list[PeerSender]:
+        """The peers' senders, copied under the lock (the refresh thread replaces them)."""
+        with self._lock:
+            return list(self._senders.values())
 
     def known(self) -> dict[str, str]:
         """Replica id -> URL, for logs and tests."""
