@@ -10,6 +10,8 @@ assertion depends on how long anything took.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -53,6 +55,16 @@ def hedged_route() -> dict[str, Any]:
     return {**_policy("5xx"), "hedge_policy": {"hedge_on_per_try_timeout": True}}
 
 
+@contextlib.asynccontextmanager
+async def scripted_proxy(script: Script, route: dict[str, Any]) -> AsyncIterator[tuple[Any, Any]]:
+    """A proxy whose route (``route``'s fields) sends to the scripted backend ``b``; yields
+    the running proxy and a client session."""
+    async with backends(("b", script.handle)) as (backend,):
+        resources = simple_proxy("b", [backend.port], route_extra=route)
+        async with running_proxy(resources) as proxy, client() as session:
+            yield proxy, session
+
+
 async def _second() -> web.Response:
     return web.Response(text="second")
 
@@ -74,32 +86,26 @@ async def test_the_timed_out_attempt_is_kept_and_its_answer_wins() -> None:
         return web.Response(text="first")
 
     script.steps = [first, _hang]
-    async with backends(("b", script.handle)) as (backend,):
-        resources = simple_proxy("b", [backend.port], route_extra=_policy("retriable-4xx"))
-        async with running_proxy(resources) as proxy, client() as session:
-            headers = {**INTERNAL, HEDGE: "true"}
-            status, _, body = await fetch(session, proxy.url("/"), headers=headers)
-            assert (status, body) == (200, "first")
-            assert script.arrived == 2
-            await wait_until(lambda: script.cancelled == [1])
-            assert proxy.stat("cluster.b.upstream_rq_retry") == 1
-            # Envoy counts only the per-try timeouts it resets the attempt for.
-            assert proxy.stat("cluster.b.upstream_rq_per_try_timeout") == 0
+    async with scripted_proxy(script, _policy("retriable-4xx")) as (proxy, session):
+        headers = {**INTERNAL, HEDGE: "true"}
+        status, _, body = await fetch(session, proxy.url("/"), headers=headers)
+        assert (status, body) == (200, "first")
+        assert script.arrived == 2
+        await wait_until(lambda: script.cancelled == [1])
+        assert proxy.stat("cluster.b.upstream_rq_retry") == 1
+        # Envoy counts only the per-try timeouts it resets the attempt for.
+        assert proxy.stat("cluster.b.upstream_rq_per_try_timeout") == 0
     assert all(HEDGE not in seen for seen in script.headers)  # consumed, not forwarded
 
 
 async def test_a_route_hedge_policy_lets_the_retry_win_and_resets_the_first() -> None:
     script = Script()
-
     script.steps = [_hang, _second]
-    route = hedged_route()
-    async with backends(("b", script.handle)) as (backend,):
-        resources = simple_proxy("b", [backend.port], route_extra=route)
-        async with running_proxy(resources) as proxy, client() as session:
-            status, _, body = await fetch(session, proxy.url("/"))
-            assert (status, body) == (200, "second")
-            await wait_until(lambda: script.cancelled == [0])
-            assert proxy.stat("cluster.b.upstream_rq_per_try_timeout") == 0
+    async with scripted_proxy(script, hedged_route()) as (proxy, session):
+        status, _, body = await fetch(session, proxy.url("/"))
+        assert (status, body) == (200, "second")
+        await wait_until(lambda: script.cancelled == [0])
+        assert proxy.stat("cluster.b.upstream_rq_per_try_timeout") == 0
 
 
 async def test_a_hedged_attempts_bad_answer_waits_for_the_retry() -> None:
@@ -118,28 +124,21 @@ async def test_a_hedged_attempts_bad_answer_waits_for_the_retry() -> None:
         return web.Response(text="second")
 
     script.steps = [first, second]
-    route = hedged_route()
-    async with backends(("b", script.handle)) as (backend,):
-        resources = simple_proxy("b", [backend.port], route_extra=route)
-        async with running_proxy(resources) as proxy, client() as session:
-            proxies.append(proxy)
-            status, _, body = await fetch(session, proxy.url("/"))
-            assert (status, body) == (200, "second")
+    async with scripted_proxy(script, hedged_route()) as (proxy, session):
+        proxies.append(proxy)
+        status, _, body = await fetch(session, proxy.url("/"))
+        assert (status, body) == (200, "second")
 
 
 async def test_the_header_says_false_over_the_route_and_is_consumed() -> None:
     """``x-envoy-hedge-on-per-try-timeout: false`` on an internal request turns the
     route's hedging off: the per-try timeout resets the first attempt before the retry."""
     script = Script()
-
     script.steps = [_hang, _second]
-    route = hedged_route()
-    async with backends(("b", script.handle)) as (backend,):
-        resources = simple_proxy("b", [backend.port], route_extra=route)
-        async with running_proxy(resources) as proxy, client() as session:
-            headers = {**INTERNAL, HEDGE: "false"}
-            assert (await fetch(session, proxy.url("/"), headers=headers))[2] == "second"
-            assert proxy.stat("cluster.b.upstream_rq_per_try_timeout") == 1
+    async with scripted_proxy(script, hedged_route()) as (proxy, session):
+        headers = {**INTERNAL, HEDGE: "false"}
+        assert (await fetch(session, proxy.url("/"), headers=headers))[2] == "second"
+        assert proxy.stat("cluster.b.upstream_rq_per_try_timeout") == 1
     assert all(HEDGE not in seen for seen in script.headers)
 
 
@@ -148,11 +147,8 @@ async def test_at_the_route_timeout_every_attempt_in_flight_is_reset_and_counted
     Envoy, ``upstream_rq_timeout`` counts each attempt it found in flight."""
     script = Script()
     script.steps = [_hang, _hang]
-    route = {**_policy("5xx"), "timeout": "1s", "hedge_policy": {"hedge_on_per_try_timeout": True}}
-    async with backends(("b", script.handle)) as (backend,):
-        resources = simple_proxy("b", [backend.port], route_extra=route)
-        async with running_proxy(resources) as proxy, client() as session:
-            status, _, body = await fetch(session, proxy.url("/"))
-            assert (status, body) == (504, "upstream request timeout")
-            await wait_until(lambda: sorted(script.cancelled) == [0, 1])
-            assert proxy.stat("cluster.b.upstream_rq_timeout") == 2
+    async with scripted_proxy(script, {**hedged_route(), "timeout": "1s"}) as (proxy, session):
+        status, _, body = await fetch(session, proxy.url("/"))
+        assert (status, body) == (504, "upstream request timeout")
+        await wait_until(lambda: sorted(script.cancelled) == [0, 1])
+        assert proxy.stat("cluster.b.upstream_rq_timeout") == 2
